@@ -1,0 +1,35 @@
+//! The engine's error type. Every variant maps to one `cache_status`.
+
+use std::fmt;
+
+/// Why a get, set or remove did not succeed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Error {
+    /// The getter (locally or at the owner) said the key does not exist.
+    NotFound,
+    /// The getter failed, panicked, or set nothing; the message says why.
+    LoaderFailed(String),
+    /// A peer failed and no fallback applied (e.g. a set at the owner).
+    PeerFailed(String),
+    /// A wait exceeded its deadline.
+    Timeout(String),
+    /// The group (or its pool) is closed.
+    Closed,
+    /// Bad input: too long a key, a getter re-entering its own load, ...
+    InvalidArgument(String),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::NotFound => f.write_str("not found"),
+            Error::LoaderFailed(m) => write!(f, "loader failed: {m}"),
+            Error::PeerFailed(m) => write!(f, "peer failed: {m}"),
+            Error::Timeout(m) => write!(f, "timeout: {m}"),
+            Error::Closed => f.write_str("closed"),
+            Error::InvalidArgument(m) => write!(f, "invalid argument: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
