@@ -1,0 +1,1 @@
+//! The extern "C" shell.

@@ -1,0 +1,1 @@
+//! The HTTP peer protocol.
