@@ -1,6 +1,8 @@
 //! The groupcache engine: no FFI, no I/O.
 
+pub mod clock;
 mod error;
+pub mod store;
 pub mod group;
 pub mod peers;
 
