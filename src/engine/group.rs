@@ -1,36 +1,75 @@
-//! A group: one named cache with its getter (groupcache's Group).
-//! API frozen first so the peers layer can be written against it; the bodies
-//! land with the engine.
-#![allow(unused)]
+//! A group: one named cache with its getter (groupcache's Group), and the
+//! load algorithm: cache, then the key's owner, then the local getter.
 
-use std::sync::Arc;
+use std::cell::Cell;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
+use crossbeam_epoch::{self as epoch, Guard};
 
-use super::{Error, PeerPicker, PeerValue};
+use super::clock;
+use super::singleflight::{Flight, Role};
+use super::stats::{Counter, Counters};
+use super::store::{Hit, Kind, Store};
+use super::{Error, PeerError, PeerGetter, PeerPicker, PeerValue};
+
+/// Longest key accepted, in bytes. Keys travel in URL paths between peers
+/// (up to three bytes per key byte once escaped), so they are kept well
+/// under common request-line limits.
+pub const MAX_KEY_LEN: usize = 8 * 1024;
+
+/// Longest value accepted, in bytes (the store keeps lengths as u32).
+pub const MAX_VALUE_LEN: usize = u32::MAX as usize;
 
 /// Where a getter puts the value it loaded (groupcache's Sink).
+#[derive(Default)]
 pub struct Sink {
-    pub(crate) value: Option<(Bytes, Option<i64>)>,
-    pub(crate) failure: Option<String>,
+    value: Option<(Bytes, Option<i64>)>,
+    failure: Option<String>,
 }
 
 impl Sink {
-    /// Stores the loaded value; `ttl_ms <= 0`: no expiry.
-    pub fn set(&mut self, value: &[u8], ttl_ms: i64) {
-        todo!()
+    /// Stores the loaded value (copied); `ttl_ms <= 0`: no expiry. A second
+    /// call replaces the first.
+    pub fn set(&mut self, value: &[u8], ttl_ms: i64) -> Result<(), Error> {
+        if value.len() > MAX_VALUE_LEN {
+            return Err(Error::InvalidArgument(format!(
+                "value of {} bytes exceeds the {MAX_VALUE_LEN}-byte limit",
+                value.len()
+            )));
+        }
+        self.value = Some((Bytes::copy_from_slice(value), clock::expiry_after_ms(ttl_ms)));
+        Ok(())
     }
-    /// Records why the load failed.
+
+    /// As `set`, taking ownership of the bytes and an absolute expiry.
+    pub fn set_bytes(&mut self, value: Bytes, expire_unix_nanos: Option<i64>) {
+        self.value = Some((value, expire_unix_nanos));
+    }
+
+    /// Records why the load failed; the message reaches the caller.
     pub fn fail(&mut self, message: &str) {
-        todo!()
+        self.failure = Some(message.to_owned());
     }
 }
 
-/// Loads a missing key (groupcache's Getter).
+/// Loads a missing key (groupcache's Getter). Called on the thread that
+/// needs the value: a caller of `get`, or a server thread answering a peer.
 pub trait Getter: Send + Sync {
-    /// `Ok(())` after `sink.set`; `Err(Error::NotFound)` when the key does not
-    /// exist; any other error is a failure.
+    /// `Ok(())` after `sink.set`; `Err(Error::NotFound)` when the key does
+    /// not exist; any other error is a failure. Neither is cached.
     fn get(&self, key: &[u8], sink: &mut Sink) -> Result<(), Error>;
+}
+
+impl<F> Getter for F
+where
+    F: Fn(&[u8], &mut Sink) -> Result<(), Error> + Send + Sync,
+{
+    fn get(&self, key: &[u8], sink: &mut Sink) -> Result<(), Error> {
+        self(key, sink)
+    }
 }
 
 /// groupcache's Stats plus both caches' CacheStats.
@@ -57,51 +96,417 @@ pub struct Stats {
     pub hot_evictions: u64,
 }
 
-pub struct Group {}
+/// A value and its absolute expiry, as loads produce and share it.
+#[derive(Clone, Debug)]
+struct Loaded {
+    value: Bytes,
+    expire: Option<i64>,
+}
+
+impl From<Loaded> for PeerValue {
+    fn from(l: Loaded) -> PeerValue {
+        PeerValue { value: l.value, expire_unix_nanos: l.expire }
+    }
+}
+
+pub struct Group {
+    name: String,
+    getter: Option<Arc<dyn Getter>>,
+    store: Store,
+    /// Loads that run this node's getter. Requests from peers join these.
+    local: Flight<Loaded>,
+    /// Fetches from the owner. Kept apart so that a request from a peer
+    /// never waits on a fetch that goes back out to a peer: two nodes that
+    /// disagree on the owner would otherwise wait on each other.
+    forward: Flight<Loaded>,
+    picker: RwLock<Option<Arc<dyn PeerPicker>>>,
+    counters: Counters,
+    closed: AtomicBool,
+}
+
+thread_local! {
+    static RNG: Cell<u64> = Cell::new({
+        // Distinct per thread; quality hardly matters for 1-in-10 sampling.
+        let x = &RNG as *const _ as u64 ^ clock::now_unix_nanos() as u64;
+        x | 1
+    });
+}
+
+/// groupcache keeps 1 in 10 values fetched from peers in the hot cache.
+fn one_in_ten() -> bool {
+    RNG.with(|r| {
+        let mut x = r.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        r.set(x);
+        x % 10 == 0
+    })
+}
+
+fn check_key(key: &[u8]) -> Result<(), Error> {
+    if key.len() > MAX_KEY_LEN {
+        return Err(Error::InvalidArgument(format!(
+            "key of {} bytes exceeds the {MAX_KEY_LEN}-byte limit",
+            key.len()
+        )));
+    }
+    Ok(())
+}
 
 impl Group {
+    /// A group bounded by `max_bytes` (main + hot, key + value bytes).
+    /// Without a getter, misses are `Error::NotFound` (a set-only cache).
     pub fn new(name: &str, max_bytes: u64, getter: Option<Arc<dyn Getter>>) -> Arc<Group> {
-        todo!()
+        Arc::new(Group {
+            name: name.to_owned(),
+            getter,
+            store: Store::new(max_bytes),
+            local: Flight::default(),
+            forward: Flight::default(),
+            picker: RwLock::new(None),
+            counters: Counters::default(),
+            closed: AtomicBool::new(false),
+        })
     }
+
     pub fn name(&self) -> &str {
-        todo!()
+        &self.name
     }
+
     /// Installs (or clears) the peer picker; done by a pool when the group
     /// joins it.
     pub fn set_peer_picker(&self, picker: Option<Arc<dyn PeerPicker>>) {
-        todo!()
+        *self.picker.write().unwrap_or_else(|p| p.into_inner()) = picker;
     }
-    /// The full groupcache load: cache, then owner peer, then local getter.
+
+    fn peers(&self) -> Option<Arc<dyn PeerPicker>> {
+        self.picker.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn check_open(&self) -> Result<(), Error> {
+        if self.closed.load(Ordering::Acquire) {
+            Err(Error::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn count_hit<R>(&self, hit: Hit<R>) -> R {
+        self.counters.inc(match hit.kind {
+            Kind::Main => Counter::HitsMain,
+            Kind::Hot => Counter::HitsHot,
+        });
+        hit.result
+    }
+
+    /// The hit path alone: if `key` is in this node's cache, counts a get
+    /// and a hit and returns `f(value)`. Never loads, never blocks on a
+    /// load; `None` means "take the full path" (it may be a false miss).
+    #[inline]
+    pub fn get_cached_with<R>(&self, key: &[u8], guard: &Guard, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+        if self.closed.load(Ordering::Relaxed) {
+            return None;
+        }
+        let hit = self.store.get_with(key, self.store.hash(key), guard, f)?;
+        self.counters.inc(Counter::Gets);
+        Some(self.count_hit(hit))
+    }
+
+    /// The full groupcache get: cache, then owner peer, then local getter.
+    /// Calls `f` with the value (from the cache without an extra copy).
+    pub fn get_with<R>(&self, key: &[u8], f: impl FnOnce(&[u8]) -> R) -> Result<R, Error> {
+        self.check_open()?;
+        check_key(key)?;
+        self.counters.inc(Counter::Gets);
+        let hash = self.store.hash(key);
+        let mut f = Some(f);
+        {
+            let guard = epoch::pin();
+            if let Some(hit) = self.store.get_with(key, hash, &guard, |v| (f.take().unwrap())(v)) {
+                return Ok(self.count_hit(hit));
+            }
+        }
+        let loaded = self.load(key, hash, true)?;
+        Ok((f.take().unwrap())(&loaded.value))
+    }
+
+    /// The full get, returning a shared immutable value.
     pub fn get(&self, key: &[u8]) -> Result<Bytes, Error> {
-        todo!()
+        // Loaded values come back as `Bytes` already; copying them again
+        // would waste a 10 MB load's worth of memory bandwidth.
+        self.check_open()?;
+        check_key(key)?;
+        self.counters.inc(Counter::Gets);
+        let hash = self.store.hash(key);
+        {
+            let guard = epoch::pin();
+            if let Some(hit) = self.store.get_with(key, hash, &guard, Bytes::copy_from_slice) {
+                return Ok(self.count_hit(hit));
+            }
+        }
+        Ok(self.load(key, hash, true)?.value)
     }
+
     /// Serves a peer's GET: answered from this node's cache or its own
     /// getter, never forwarded to another peer. Counts `server_requests`.
     pub fn get_for_peer(&self, key: &[u8]) -> Result<PeerValue, Error> {
-        todo!()
+        self.check_open()?;
+        check_key(key)?;
+        self.counters.inc(Counter::ServerRequests);
+        self.counters.inc(Counter::Gets);
+        let hash = self.store.hash(key);
+        {
+            let guard = epoch::pin();
+            if let Some(hit) = self.store.get_with(key, hash, &guard, Bytes::copy_from_slice) {
+                let expire = hit.expire;
+                let value = self.count_hit(hit);
+                return Ok(PeerValue { value, expire_unix_nanos: expire });
+            }
+        }
+        Ok(self.load(key, hash, false)?.into())
     }
-    /// A peer's PUT: stores the value locally (main cache).
-    pub fn set_from_peer(&self, key: &[u8], value: PeerValue) {
-        todo!()
+
+    fn load(&self, key: &[u8], hash: u64, may_forward: bool) -> Result<Loaded, Error> {
+        self.counters.inc(Counter::Loads);
+        let owner = if may_forward { self.peers().and_then(|p| p.pick_peer(key)) } else { None };
+        match owner {
+            None => self.load_local(key, hash, true),
+            Some(peer) => self.load_forward(key, hash, peer),
+        }
     }
-    /// A peer's DELETE: drops the key locally (and cancels in-flight loads'
-    /// results from being cached).
-    pub fn remove_from_peer(&self, key: &[u8]) {
-        todo!()
+
+    /// The double-check inside a flight: another load may have filled the
+    /// cache between our miss and our becoming leader.
+    fn lookup_again(&self, key: &[u8], hash: u64) -> Option<Loaded> {
+        self.counters.inc(Counter::InnerLookups);
+        let hit = self.store.get_locked(key, hash, Bytes::copy_from_slice)?;
+        self.counters.inc(match hit.kind {
+            Kind::Main => Counter::InnerHitsMain,
+            Kind::Hot => Counter::InnerHitsHot,
+        });
+        Some(Loaded { value: hit.result, expire: hit.expire })
     }
-    /// Set at the owner and locally; `ttl_ms <= 0`: no expiry.
+
+    fn load_local(&self, key: &[u8], hash: u64, count_dedup: bool) -> Result<Loaded, Error> {
+        let call = match self.local.join(key, hash) {
+            Role::Waited(r) => return r,
+            Role::Leader(call) => call,
+        };
+        let result = match self.lookup_again(key, hash) {
+            Some(hit) => Ok(hit),
+            None => {
+                if count_dedup {
+                    self.counters.inc(Counter::LoadsDeduped);
+                }
+                let r = self.call_getter(key);
+                self.counters.inc(if r.is_ok() { Counter::LocalLoads } else { Counter::LocalLoadErrs });
+                r
+            }
+        };
+        self.local.finish(key, hash, &call, result.clone(), |v| {
+            self.store.insert(key, &v.value, v.expire, Kind::Main);
+        });
+        result
+    }
+
+    fn load_forward(&self, key: &[u8], hash: u64, peer: Arc<dyn PeerGetter>) -> Result<Loaded, Error> {
+        let call = match self.forward.join(key, hash) {
+            Role::Waited(r) => return r,
+            Role::Leader(call) => call,
+        };
+        let mut keep_hot = false;
+        let result = match self.lookup_again(key, hash) {
+            Some(hit) => Ok(hit),
+            None => {
+                self.counters.inc(Counter::LoadsDeduped);
+                match peer.get(&self.name, key) {
+                    Ok(pv) => {
+                        self.counters.inc(Counter::PeerLoads);
+                        keep_hot = one_in_ten();
+                        Ok(Loaded { value: pv.value, expire: pv.expire_unix_nanos })
+                    }
+                    // The owner's getter said so: final, no local re-load.
+                    Err(PeerError::NotFound) => {
+                        self.counters.inc(Counter::PeerLoads);
+                        Err(Error::NotFound)
+                    }
+                    // groupcache's rule: a failing peer means load locally.
+                    Err(PeerError::Failed(_)) => {
+                        self.counters.inc(Counter::PeerErrors);
+                        self.load_local(key, hash, false)
+                    }
+                }
+            }
+        };
+        self.forward.finish(key, hash, &call, result.clone(), |v| {
+            if keep_hot {
+                self.store.insert(key, &v.value, v.expire, Kind::Hot);
+            }
+        });
+        result
+    }
+
+    fn call_getter(&self, key: &[u8]) -> Result<Loaded, Error> {
+        let Some(getter) = &self.getter else { return Err(Error::NotFound) };
+        let mut sink = Sink::default();
+        let r = catch_unwind(AssertUnwindSafe(|| getter.get(key, &mut sink)));
+        match r {
+            Err(panic) => {
+                let msg = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                Err(Error::LoaderFailed(format!("getter panicked: {msg}")))
+            }
+            Ok(Err(Error::NotFound)) => Err(Error::NotFound),
+            Ok(Err(Error::LoaderFailed(m))) => Err(Error::LoaderFailed(sink.failure.unwrap_or(m))),
+            Ok(Err(e)) => Err(Error::LoaderFailed(sink.failure.unwrap_or_else(|| e.to_string()))),
+            Ok(Ok(())) => match (sink.value, sink.failure) {
+                (_, Some(m)) => Err(Error::LoaderFailed(m)),
+                (Some((value, expire)), None) => Ok(Loaded { value, expire }),
+                (None, None) => Err(Error::LoaderFailed(
+                    "the getter returned OK without setting a value".into(),
+                )),
+            },
+        }
+    }
+
+    /// Cancels caching by in-flight loads of `key`, then runs `then` while
+    /// no load of it can cache: a set or remove is never overtaken by an
+    /// older load.
+    fn invalidate<R>(&self, key: &[u8], hash: u64, then: impl FnOnce() -> R) -> R {
+        self.forward.invalidate(key, hash, || self.local.invalidate(key, hash, then))
+    }
+
+    /// Stores a value at the key's owner and in this node's cache (main if
+    /// it owns the key, hot otherwise); `ttl_ms <= 0`: no expiry.
     pub fn set(&self, key: &[u8], value: &[u8], ttl_ms: i64) -> Result<(), Error> {
-        todo!()
+        self.check_open()?;
+        check_key(key)?;
+        if value.len() > MAX_VALUE_LEN {
+            return Err(Error::InvalidArgument(format!(
+                "value of {} bytes exceeds the {MAX_VALUE_LEN}-byte limit",
+                value.len()
+            )));
+        }
+        let expire = clock::expiry_after_ms(ttl_ms);
+        let hash = self.store.hash(key);
+        let owner = self.peers().and_then(|p| p.pick_peer(key));
+        let kind = match owner {
+            None => Kind::Main,
+            Some(peer) => {
+                let pv = PeerValue { value: Bytes::copy_from_slice(value), expire_unix_nanos: expire };
+                if let Err(e) = peer.set(&self.name, key, &pv) {
+                    self.counters.inc(Counter::PeerErrors);
+                    // Our copy would now disagree with the owner's: drop it.
+                    self.invalidate(key, hash, || self.store.remove(key));
+                    return Err(Error::PeerFailed(format!("set at {}: {}", peer.url(), peer_msg(e))));
+                }
+                Kind::Hot
+            }
+        };
+        self.invalidate(key, hash, || self.store.insert(key, value, expire, kind));
+        Ok(())
     }
-    /// Remove locally, at the owner, then at every peer.
+
+    /// Removes `key` locally, at its owner, then at every other peer (their
+    /// hot caches). Returns once each has answered or timed out; fails with
+    /// `PeerFailed` if the owner could not be reached (it may still hold
+    /// the value). Other peers' failures are counted in `peer_errors`.
     pub fn remove(&self, key: &[u8]) -> Result<(), Error> {
-        todo!()
+        self.check_open()?;
+        check_key(key)?;
+        let hash = self.store.hash(key);
+        self.invalidate(key, hash, || self.store.remove(key));
+        let Some(picker) = self.peers() else { return Ok(()) };
+        let owner = picker.pick_peer(key);
+        let mut result = Ok(());
+        if let Some(owner) = &owner {
+            if let Err(e) = owner.remove(&self.name, key) {
+                self.counters.inc(Counter::PeerErrors);
+                result = Err(Error::PeerFailed(format!("remove at {}: {}", owner.url(), peer_msg(e))));
+            }
+        }
+        for peer in picker.all_peers() {
+            if owner.as_ref().is_some_and(|o| o.url() == peer.url()) {
+                continue;
+            }
+            if peer.remove(&self.name, key).is_err() {
+                self.counters.inc(Counter::PeerErrors);
+            }
+        }
+        result
     }
+
+    /// A peer's PUT: it believes this node owns the key.
+    pub fn set_from_peer(&self, key: &[u8], value: PeerValue) {
+        let hash = self.store.hash(key);
+        self.invalidate(key, hash, || {
+            self.store.insert(key, &value.value, value.expire_unix_nanos, Kind::Main)
+        });
+    }
+
+    /// A peer's DELETE: drops the key here, and keeps in-flight loads of it
+    /// from caching what they load.
+    pub fn remove_from_peer(&self, key: &[u8]) {
+        let hash = self.store.hash(key);
+        self.invalidate(key, hash, || self.store.remove(key));
+    }
+
     pub fn stats(&self) -> Stats {
-        todo!()
+        let c = |x| self.counters.get(x);
+        let s = self.store.stats();
+        let (gets, hits_main, hits_hot) = (c(Counter::Gets), c(Counter::HitsMain), c(Counter::HitsHot));
+        let inner = c(Counter::InnerLookups);
+        let (inner_main, inner_hot) = (c(Counter::InnerHitsMain), c(Counter::InnerHitsHot));
+        // One table serves both caches; a lookup is counted as groupcache
+        // counts it: main first, then hot when main missed.
+        let lookups = gets + inner;
+        let main_hits = hits_main + inner_main;
+        Stats {
+            gets,
+            cache_hits: hits_main + hits_hot + inner_main + inner_hot,
+            peer_loads: c(Counter::PeerLoads),
+            peer_errors: c(Counter::PeerErrors),
+            loads: c(Counter::Loads),
+            loads_deduped: c(Counter::LoadsDeduped),
+            local_loads: c(Counter::LocalLoads),
+            local_load_errs: c(Counter::LocalLoadErrs),
+            server_requests: c(Counter::ServerRequests),
+            main_bytes: s.main_bytes,
+            main_items: s.main_items,
+            main_gets: lookups,
+            main_hits,
+            main_evictions: s.main_evictions,
+            hot_bytes: s.hot_bytes,
+            hot_items: s.hot_items,
+            hot_gets: lookups - main_hits,
+            hot_hits: hits_hot + inner_hot,
+            hot_evictions: s.hot_evictions,
+        }
     }
-    /// Marks the group closed: later calls return `Error::Closed`.
+
+    /// Marks the group closed: later calls return `Error::Closed`; calls
+    /// already inside finish normally.
     pub fn close(&self) {
-        todo!()
+        self.closed.store(true, Ordering::Release);
+        self.set_peer_picker(None);
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    pub fn max_bytes(&self) -> u64 {
+        self.store.max_bytes()
+    }
+}
+
+fn peer_msg(e: PeerError) -> String {
+    match e {
+        PeerError::NotFound => "not found".into(),
+        PeerError::Failed(m) => m,
     }
 }

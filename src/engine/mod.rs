@@ -2,10 +2,12 @@
 
 pub mod clock;
 mod error;
+pub mod singleflight;
+mod stats;
 pub mod store;
 pub mod group;
 pub mod peers;
 
 pub use error::Error;
-pub use group::{Getter, Group, Sink, Stats};
+pub use group::{Getter, Group, Sink, Stats, MAX_KEY_LEN, MAX_VALUE_LEN};
 pub use peers::{PeerError, PeerGetter, PeerPicker, PeerValue};

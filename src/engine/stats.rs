@@ -1,0 +1,157 @@
+//! Counters that cost nothing shared on the hit path.
+//!
+//! A single `AtomicU64` per counter would be written by every thread on
+//! every hit, and its cache line would bounce between cores. Instead each
+//! thread owns a stripe (a cache-line-padded row of counters) that only it
+//! writes, with a plain load and store; readers sum the stripes. Stripe ids
+//! come from a global free list and go back when the thread exits, so the
+//! counts stay exact. Threads beyond `STRIPES` share one overflow stripe and
+//! use atomic adds.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use crossbeam_utils::CachePadded;
+
+/// Stripes with an exclusive owner; one more is shared by the rest.
+const STRIPES: usize = 32;
+
+/// The counters of a group, by index into a stripe.
+#[derive(Clone, Copy, Debug)]
+#[repr(usize)]
+pub enum Counter {
+    Gets,
+    HitsMain,
+    HitsHot,
+    /// Lookups made inside a load (the double-check), as groupcache counts
+    /// them in the caches' gets and hits.
+    InnerLookups,
+    InnerHitsMain,
+    InnerHitsHot,
+    PeerLoads,
+    PeerErrors,
+    Loads,
+    LoadsDeduped,
+    LocalLoads,
+    LocalLoadErrs,
+    ServerRequests,
+}
+
+const COUNTERS: usize = Counter::ServerRequests as usize + 1;
+
+type Stripe = CachePadded<[AtomicU64; COUNTERS]>;
+
+pub struct Counters {
+    stripes: Box<[Stripe]>,
+}
+
+static FREE_IDS: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+static NEXT_ID: Mutex<usize> = Mutex::new(0);
+
+struct StripeId(Cell<usize>);
+
+impl StripeId {
+    fn acquire() -> usize {
+        if let Some(id) = FREE_IDS.lock().unwrap_or_else(|p| p.into_inner()).pop() {
+            return id;
+        }
+        let mut next = NEXT_ID.lock().unwrap_or_else(|p| p.into_inner());
+        if *next < STRIPES {
+            *next += 1;
+            *next - 1
+        } else {
+            STRIPES
+        }
+    }
+}
+
+impl Drop for StripeId {
+    fn drop(&mut self) {
+        let id = self.0.get();
+        if id < STRIPES {
+            FREE_IDS.lock().unwrap_or_else(|p| p.into_inner()).push(id);
+        }
+    }
+}
+
+thread_local! {
+    static STRIPE: StripeId = StripeId(Cell::new(StripeId::acquire()));
+}
+
+fn stripe_id() -> usize {
+    // During thread teardown the thread-local may be gone: use the shared
+    // stripe then.
+    STRIPE.try_with(|s| s.0.get()).unwrap_or(STRIPES)
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Counters {
+            stripes: (0..=STRIPES).map(|_| CachePadded::new(Default::default())).collect(),
+        }
+    }
+}
+
+impl Counters {
+    #[inline]
+    pub fn add(&self, c: Counter, n: u64) {
+        let id = stripe_id();
+        let cell = &self.stripes[id][c as usize];
+        if id < STRIPES {
+            // Only this thread writes this stripe (see the module comment).
+            cell.store(cell.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+        } else {
+            cell.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    #[inline]
+    pub fn inc(&self, c: Counter) {
+        self.add(c, 1)
+    }
+
+    pub fn get(&self, c: Counter) -> u64 {
+        self.stripes.iter().map(|s| s[c as usize].load(Ordering::Relaxed)).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn exact_across_many_threads_including_overflow() {
+        let c = Arc::new(Counters::default());
+        // More threads alive at once than there are stripes, so some share
+        // the overflow stripe.
+        let barrier = Arc::new(std::sync::Barrier::new(STRIPES + 8));
+        let handles: Vec<_> = (0..STRIPES + 8)
+            .map(|_| {
+                let c = c.clone();
+                let b = barrier.clone();
+                std::thread::spawn(move || {
+                    b.wait();
+                    for _ in 0..10_000 {
+                        c.inc(Counter::Gets);
+                    }
+                    c.add(Counter::Loads, 3);
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        assert_eq!(c.get(Counter::Gets), (STRIPES as u64 + 8) * 10_000);
+        assert_eq!(c.get(Counter::Loads), (STRIPES as u64 + 8) * 3);
+        // Stripes were handed back and are reused without losing counts.
+        std::thread::spawn({
+            let c = c.clone();
+            move || c.inc(Counter::Gets)
+        })
+        .join()
+        .unwrap();
+        assert_eq!(c.get(Counter::Gets), (STRIPES as u64 + 8) * 10_000 + 1);
+    }
+}

@@ -1,0 +1,312 @@
+//! The load algorithm of a group, through the engine's public Rust API.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use bytes::Bytes;
+use groupcache::engine::{Error, Group, PeerError, PeerGetter, PeerPicker, PeerValue, Sink};
+
+fn counting_group(max_bytes: u64, delay_ms: u64) -> (Arc<Group>, Arc<AtomicUsize>) {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let getter = move |key: &[u8], sink: &mut Sink| -> Result<(), Error> {
+        c.fetch_add(1, Ordering::SeqCst);
+        thread::sleep(Duration::from_millis(delay_ms));
+        match key {
+            b"missing" => Err(Error::NotFound),
+            b"broken" => {
+                sink.fail("the database is down");
+                Err(Error::LoaderFailed(String::new()))
+            }
+            b"panics" => panic!("getter bug"),
+            b"silent" => Ok(()),
+            _ => sink.set(&[b"v:", key].concat(), 0),
+        }
+    };
+    (Group::new("g", max_bytes, Some(Arc::new(getter))), calls)
+}
+
+#[test]
+fn miss_loads_then_hits_with_exact_stats() {
+    let (g, calls) = counting_group(1 << 20, 0);
+    assert_eq!(g.get(b"a").unwrap(), Bytes::from_static(b"v:a"));
+    assert_eq!(g.get(b"a").unwrap(), Bytes::from_static(b"v:a"));
+    assert_eq!(g.get_with(b"a", |v| v.len()).unwrap(), 3);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    let s = g.stats();
+    assert_eq!((s.gets, s.cache_hits, s.loads, s.loads_deduped, s.local_loads), (3, 2, 1, 1, 1));
+    assert_eq!((s.main_items, s.main_bytes), (1, 4));
+    assert_eq!((s.main_gets, s.main_hits, s.hot_gets, s.hot_hits), (4, 2, 2, 0));
+}
+
+#[test]
+fn thirty_two_threads_one_missing_key_one_getter_call() {
+    let (g, calls) = counting_group(1 << 20, 100);
+    let barrier = Arc::new(Barrier::new(32));
+    let hs: Vec<_> = (0..32)
+        .map(|_| {
+            let (g, b) = (g.clone(), barrier.clone());
+            thread::spawn(move || {
+                b.wait();
+                g.get(b"k").unwrap()
+            })
+        })
+        .collect();
+    for h in hs {
+        assert_eq!(h.join().unwrap(), Bytes::from_static(b"v:k"));
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(g.stats().loads_deduped, 1);
+}
+
+#[test]
+fn errors_are_shared_by_waiters_and_never_cached() {
+    let (g, calls) = counting_group(1 << 20, 100);
+    let hs: Vec<_> = (0..8)
+        .map(|_| {
+            let g = g.clone();
+            thread::spawn(move || g.get(b"broken"))
+        })
+        .collect();
+    for h in hs {
+        assert_eq!(h.join().unwrap(), Err(Error::LoaderFailed("the database is down".into())));
+    }
+    let first = calls.load(Ordering::SeqCst);
+    assert!(first < 8, "waiters shared the call ({first} calls for 8 threads)");
+    assert!(g.get(b"broken").is_err());
+    assert_eq!(calls.load(Ordering::SeqCst), first + 1, "the error was not cached");
+    assert_eq!(g.get(b"missing"), Err(Error::NotFound));
+    assert_eq!(g.get(b"missing"), Err(Error::NotFound));
+    assert_eq!(calls.load(Ordering::SeqCst), first + 3, "not-found was not cached");
+    assert_eq!(g.stats().main_items, 0);
+}
+
+#[test]
+fn a_panicking_or_silent_getter_is_a_loader_error_and_waiters_wake() {
+    let (g, _) = counting_group(1 << 20, 50);
+    let hs: Vec<_> = (0..4)
+        .map(|_| {
+            let g = g.clone();
+            thread::spawn(move || g.get(b"panics"))
+        })
+        .collect();
+    for h in hs {
+        assert!(matches!(h.join().unwrap(), Err(Error::LoaderFailed(m)) if m.contains("getter bug")));
+    }
+    assert!(matches!(g.get(b"silent"), Err(Error::LoaderFailed(m)) if m.contains("without setting")));
+}
+
+#[test]
+fn a_getter_that_gets_its_own_key_gets_an_error_not_a_deadlock() {
+    let cell: Arc<Mutex<Option<Arc<Group>>>> = Arc::default();
+    let c2 = cell.clone();
+    let getter = move |key: &[u8], sink: &mut Sink| -> Result<(), Error> {
+        let g = c2.lock().unwrap().clone().unwrap();
+        // a -> b -> a: the second load of a is on this same thread.
+        let inner = if key == b"a" { g.get(b"b") } else { g.get(b"a") };
+        match inner {
+            Err(e) => {
+                sink.fail(&e.to_string());
+                Err(e)
+            }
+            Ok(v) => sink.set(&v, 0),
+        }
+    };
+    let g = Group::new("re", 1 << 20, Some(Arc::new(getter)));
+    *cell.lock().unwrap() = Some(g.clone());
+    let r = g.get(b"a");
+    assert!(matches!(&r, Err(Error::LoaderFailed(m)) if m.contains("recursive load")), "{r:?}");
+    *cell.lock().unwrap() = None;
+}
+
+#[test]
+fn ttl_expires_and_set_remove_work_locally() {
+    let (g, calls) = counting_group(1 << 20, 0);
+    g.set(b"t", b"short", 50).unwrap();
+    assert_eq!(g.get(b"t").unwrap(), Bytes::from_static(b"short"));
+    thread::sleep(Duration::from_millis(80));
+    assert_eq!(g.get(b"t").unwrap(), Bytes::from_static(b"v:t"), "expired, so reloaded");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    g.set(b"t", b"forever", 0).unwrap();
+    assert_eq!(g.get(b"t").unwrap(), Bytes::from_static(b"forever"));
+    g.remove(b"t").unwrap();
+    assert_eq!(g.get(b"t").unwrap(), Bytes::from_static(b"v:t"));
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn set_only_cache_without_getter() {
+    let g = Group::new("s", 1 << 20, None);
+    assert_eq!(g.get(b"x"), Err(Error::NotFound));
+    g.set(b"x", b"\0binary\0", 0).unwrap();
+    assert_eq!(&g.get(b"x").unwrap()[..], b"\0binary\0");
+}
+
+#[test]
+fn zero_bytes_keeps_nothing_but_still_dedupes() {
+    let (g, calls) = counting_group(0, 100);
+    let hs: Vec<_> = (0..8)
+        .map(|_| {
+            let g = g.clone();
+            thread::spawn(move || g.get(b"k").unwrap())
+        })
+        .collect();
+    for h in hs {
+        h.join().unwrap();
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    g.get(b"k").unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert_eq!(g.stats().main_items, 0);
+}
+
+#[test]
+fn a_remove_during_a_load_keeps_the_old_value_out() {
+    // The getter reads "the database" at the start of a slow load; the row
+    // changes and the key is removed while the load is in flight. Nobody
+    // may see the old value after remove returned.
+    let db = Arc::new(Mutex::new(b"old".to_vec()));
+    let d2 = db.clone();
+    let getter = move |_: &[u8], sink: &mut Sink| -> Result<(), Error> {
+        let v = d2.lock().unwrap().clone();
+        thread::sleep(Duration::from_millis(150));
+        sink.set(&v, 0)
+    };
+    let g = Group::new("r", 1 << 20, Some(Arc::new(getter)));
+    let g2 = g.clone();
+    let slow = thread::spawn(move || g2.get(b"k").unwrap());
+    thread::sleep(Duration::from_millis(30));
+    *db.lock().unwrap() = b"new".to_vec();
+    g.remove(b"k").unwrap();
+    // Started after the remove: must not join the stale load.
+    assert_eq!(g.get(b"k").unwrap(), Bytes::from_static(b"new"));
+    assert_eq!(slow.join().unwrap(), Bytes::from_static(b"old"), "the racing load itself may see old");
+    assert_eq!(g.get(b"k").unwrap(), Bytes::from_static(b"new"), "old was not cached");
+}
+
+#[test]
+fn closed_group_refuses_calls() {
+    let (g, _) = counting_group(1 << 20, 0);
+    g.close();
+    assert_eq!(g.get(b"a"), Err(Error::Closed));
+    assert_eq!(g.set(b"a", b"b", 0), Err(Error::Closed));
+    assert_eq!(g.remove(b"a"), Err(Error::Closed));
+}
+
+#[test]
+fn too_long_a_key_is_invalid() {
+    let (g, _) = counting_group(1 << 20, 0);
+    let key = vec![b'k'; groupcache::engine::MAX_KEY_LEN + 1];
+    assert!(matches!(g.get(&key), Err(Error::InvalidArgument(_))));
+}
+
+// ---- the peer path, through an in-process fake of the PeerPicker ----
+
+#[derive(Default)]
+struct FakePeer {
+    values: Mutex<HashMap<Vec<u8>, PeerValue>>,
+    fail: std::sync::atomic::AtomicBool,
+    gets: AtomicUsize,
+    removes: AtomicUsize,
+}
+
+impl PeerGetter for FakePeer {
+    fn get(&self, _: &str, key: &[u8]) -> Result<PeerValue, PeerError> {
+        self.gets.fetch_add(1, Ordering::SeqCst);
+        if self.fail.load(Ordering::SeqCst) {
+            return Err(PeerError::Failed("connection refused".into()));
+        }
+        self.values.lock().unwrap().get(key).cloned().ok_or(PeerError::NotFound)
+    }
+    fn set(&self, _: &str, key: &[u8], v: &PeerValue) -> Result<(), PeerError> {
+        if self.fail.load(Ordering::SeqCst) {
+            return Err(PeerError::Failed("down".into()));
+        }
+        self.values.lock().unwrap().insert(key.to_vec(), v.clone());
+        Ok(())
+    }
+    fn remove(&self, _: &str, key: &[u8]) -> Result<(), PeerError> {
+        self.removes.fetch_add(1, Ordering::SeqCst);
+        self.values.lock().unwrap().remove(key);
+        Ok(())
+    }
+    fn url(&self) -> &str {
+        "http://fake"
+    }
+}
+
+/// Keys starting with "r" belong to the fake peer.
+struct Picker(Arc<FakePeer>);
+impl PeerPicker for Picker {
+    fn pick_peer(&self, key: &[u8]) -> Option<Arc<dyn PeerGetter>> {
+        key.starts_with(b"r").then(|| self.0.clone() as Arc<dyn PeerGetter>)
+    }
+    fn all_peers(&self) -> Vec<Arc<dyn PeerGetter>> {
+        vec![self.0.clone()]
+    }
+}
+
+#[test]
+fn remote_keys_come_from_the_owner_and_failures_fall_back_locally() {
+    let (g, calls) = counting_group(1 << 20, 0);
+    let peer = Arc::new(FakePeer::default());
+    peer.values.lock().unwrap().insert(
+        b"r1".to_vec(),
+        PeerValue { value: Bytes::from_static(b"remote"), expire_unix_nanos: None },
+    );
+    g.set_peer_picker(Some(Arc::new(Picker(peer.clone()))));
+    assert_eq!(g.get(b"r1").unwrap(), Bytes::from_static(b"remote"));
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    assert_eq!(g.get(b"r-missing"), Err(Error::NotFound), "404 is final");
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "no local re-load on not-found");
+    peer.fail.store(true, Ordering::SeqCst);
+    assert_eq!(g.get(b"r2").unwrap(), Bytes::from_static(b"v:r2"), "peer down: load locally");
+    let s = g.stats();
+    assert_eq!((s.peer_loads, s.peer_errors, s.local_loads), (2, 1, 1));
+    // A peer's request is never forwarded, even for a key the peer owns.
+    peer.fail.store(false, Ordering::SeqCst);
+    let before = peer.gets.load(Ordering::SeqCst);
+    let pv = g.get_for_peer(b"r3").unwrap();
+    assert_eq!(pv.value, Bytes::from_static(b"v:r3"));
+    assert_eq!(peer.gets.load(Ordering::SeqCst), before);
+    assert_eq!(g.stats().server_requests, 1);
+}
+
+#[test]
+fn about_one_in_ten_remote_values_enter_the_hot_cache() {
+    let g = Group::new("h", 1 << 24, None);
+    let peer = Arc::new(FakePeer::default());
+    for i in 0..2000 {
+        let k = format!("r{i}").into_bytes();
+        peer.values.lock().unwrap().insert(k, PeerValue { value: Bytes::from_static(b"x"), expire_unix_nanos: None });
+    }
+    g.set_peer_picker(Some(Arc::new(Picker(peer))));
+    for i in 0..2000 {
+        g.get(format!("r{i}").as_bytes()).unwrap();
+    }
+    let s = g.stats();
+    assert!((100..=320).contains(&s.hot_items), "{} of 2000 kept hot", s.hot_items);
+    assert_eq!(s.main_items, 0);
+}
+
+#[test]
+fn set_goes_to_the_owner_and_remove_reaches_every_peer() {
+    let (g, _) = counting_group(1 << 20, 0);
+    let peer = Arc::new(FakePeer::default());
+    g.set_peer_picker(Some(Arc::new(Picker(peer.clone()))));
+    g.set(b"r9", b"mine", 60_000).unwrap();
+    let stored = peer.values.lock().unwrap().get(&b"r9"[..]).cloned().unwrap();
+    assert_eq!(stored.value, Bytes::from_static(b"mine"));
+    assert!(stored.expire_unix_nanos.is_some(), "the TTL travels as an absolute expiry");
+    assert_eq!(g.stats().hot_items, 1, "and a copy is kept hot locally");
+    g.remove(b"r9").unwrap();
+    assert!(peer.values.lock().unwrap().get(&b"r9"[..]).is_none());
+    assert_eq!(peer.removes.load(Ordering::SeqCst), 1, "owner once, not again as 'every peer'");
+    g.remove(b"local").unwrap();
+    assert_eq!(peer.removes.load(Ordering::SeqCst), 2, "a local key's remove reaches peers' hot caches");
+    peer.fail.store(true, Ordering::SeqCst);
+    assert!(matches!(g.set(b"r9", b"x", 0), Err(Error::PeerFailed(_))));
+}
