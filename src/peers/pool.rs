@@ -1,0 +1,514 @@
+//! [`Pool`]: one node of a groupcache cluster (Go's `HTTPPool`, without the
+//! globals): it serves the peer protocol on its own address, knows the
+//! cluster's membership, picks each key's owner by golang/groupcache's
+//! consistent hash, and holds the groups it serves.
+//!
+//! Threads: each pool owns one small tokio runtime (`worker_threads`
+//! workers, named `gcpool-<port>`, plus a blocking pool of at most
+//! `max_blocking_threads` for getters) that runs both its server and its
+//! client. [`Pool::close`] (or dropping the pool) stops the server, clears
+//! the membership, detaches the groups and shuts the runtime down, so no
+//! thread outlives the pool (except a getter still running in a blocking
+//! thread, which ends when the getter returns).
+//!
+//! Groups are held weakly: a group dropped by its owner stops being served
+//! (404 "no such group") and its name may be registered again. The groups
+//! get a picker that refers to the pool's shared state, not to the `Pool`,
+//! so dropping the `Pool` always closes it even while groups live on.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::Duration;
+
+use hyper::Uri;
+
+use super::client::{ClientConfig, ClientShared, HttpPeer};
+use super::server::{self, GroupLookup, PeerService, ServerConfig, ServerHandle};
+use crate::engine::{Group, PeerGetter, PeerPicker};
+use crate::ring::Ring;
+
+/// How long `close` waits for requests being served to finish.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// Settings of a [`Pool`]. `PoolOptions::default()` gives the values below.
+#[derive(Clone, Debug)]
+pub struct PoolOptions {
+    /// Whole-request deadline for a call to a peer (connect, send, answer,
+    /// body). Past it the engine loads the key locally. Default 2 s: far
+    /// above a loopback or LAN round trip, short enough that a hung peer
+    /// costs a caller little. A getter at the owner that takes longer than
+    /// this makes callers load locally too (a duplicate load), so raise it
+    /// for slow getters.
+    pub timeout: Duration,
+    /// Deadline for opening a TCP connection to a peer (within `timeout`).
+    /// Default 1 s.
+    pub connect_timeout: Duration,
+    /// Points per node on the consistent hash. Default 50, as Go's
+    /// `HTTPPool`; every node of a cluster must use the same number.
+    pub replicas: usize,
+    /// Path prefix of the protocol, with leading and trailing '/'.
+    /// Default "/_groupcache/", as Go's.
+    pub base_path: String,
+    /// Largest request body the server accepts (a PUT) and response body the
+    /// client accepts (a GET). Default 64 MiB + 64 KiB: a 64 MiB value plus
+    /// its protobuf framing and key.
+    pub max_body_bytes: usize,
+    /// Largest request head (request line with the escaped key, plus
+    /// headers) the server accepts; 431 past it. Default 128 KiB, room for
+    /// keys of 40 KiB even when every byte is escaped.
+    pub max_header_bytes: usize,
+    /// Connections served at once; more wait in the listen backlog.
+    /// Default 1024.
+    pub max_connections: usize,
+    /// How long the server waits for a request head: this closes idle
+    /// keep-alive connections and slow senders. Default 120 s, longer than
+    /// the idle timeouts of our client (30 s) and Go's (90 s), so that
+    /// clients close idle connections first.
+    pub idle_timeout: Duration,
+    /// How long the server waits for a whole request body. Default 30 s.
+    pub body_timeout: Duration,
+    /// Idle keep-alive connections kept per peer by the client. Default 64.
+    pub max_idle_per_peer: usize,
+    /// Async worker threads of the pool's runtime. Default 2: the work is
+    /// I/O; getters run on blocking threads.
+    pub worker_threads: usize,
+    /// Most threads running getters for peers' requests at once; further
+    /// requests queue. Default 64.
+    pub max_blocking_threads: usize,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        PoolOptions {
+            timeout: Duration::from_secs(2),
+            connect_timeout: Duration::from_secs(1),
+            replicas: Ring::DEFAULT_REPLICAS,
+            base_path: "/_groupcache/".to_string(),
+            max_body_bytes: (64 << 20) + (64 << 10),
+            max_header_bytes: 128 << 10,
+            max_connections: 1024,
+            idle_timeout: Duration::from_secs(120),
+            body_timeout: Duration::from_secs(30),
+            max_idle_per_peer: 64,
+            worker_threads: 2,
+            max_blocking_threads: 64,
+        }
+    }
+}
+
+/// Why a pool operation failed. Maps to `cache_status` as named.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PoolError {
+    /// A bad address, URL or option (CACHE_INVALID_ARGUMENT).
+    InvalidArgument(String),
+    /// A group of that name is already registered (CACHE_ALREADY_EXISTS).
+    AlreadyExists(String),
+    /// The address could not be bound, or the runtime not started (CACHE_IO).
+    Io(String),
+    /// The pool is closed (CACHE_CLOSED).
+    Closed,
+}
+
+impl fmt::Display for PoolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PoolError::InvalidArgument(m) => write!(f, "invalid argument: {m}"),
+            PoolError::AlreadyExists(n) => write!(f, "a group named {n:?} is already in this pool"),
+            PoolError::Io(m) => write!(f, "i/o error: {m}"),
+            PoolError::Closed => f.write_str("the pool is closed"),
+        }
+    }
+}
+
+impl std::error::Error for PoolError {}
+
+/// The cluster as this node sees it; replaced whole by `set_peers`, so a
+/// request in flight keeps the snapshot (and peer) it started with.
+struct Members {
+    urls: Vec<String>,
+    ring: Ring,
+    /// Indexed like `ring.nodes()`: `None` for this node.
+    owners: Vec<Option<Arc<dyn PeerGetter>>>,
+    /// Every other node once, for broadcasts.
+    others: Vec<Arc<dyn PeerGetter>>,
+}
+
+impl Members {
+    fn empty(replicas: usize) -> Members {
+        Members { urls: Vec::new(), ring: Ring::new(replicas), owners: Vec::new(), others: Vec::new() }
+    }
+}
+
+struct Registered {
+    service: Weak<dyn PeerService>,
+    /// The engine group, to install and clear its picker; `None` for test
+    /// doubles registered with `register_service`.
+    group: Option<Weak<Group>>,
+}
+
+/// State shared by the `Pool`, the pickers given to groups and the server.
+struct Shared {
+    self_url: String,
+    addr: SocketAddr,
+    opts: PoolOptions,
+    closed: AtomicBool,
+    members: RwLock<Arc<Members>>,
+    groups: RwLock<HashMap<String, Registered>>,
+    client: Arc<ClientShared>,
+    runtime: Mutex<Option<tokio::runtime::Runtime>>,
+    server: Mutex<Option<ServerHandle>>,
+}
+
+impl Shared {
+    fn pick_peer(&self, key: &[u8]) -> Option<Arc<dyn PeerGetter>> {
+        if self.closed.load(Ordering::Acquire) {
+            return None;
+        }
+        let m = self.members.read().unwrap_or_else(|e| e.into_inner());
+        let i = m.ring.get_index(key)?;
+        m.owners[i].clone()
+    }
+
+    fn all_peers(&self) -> Vec<Arc<dyn PeerGetter>> {
+        if self.closed.load(Ordering::Acquire) {
+            return Vec::new();
+        }
+        self.members.read().unwrap_or_else(|e| e.into_inner()).others.clone()
+    }
+}
+
+/// The lookup the server uses; holds the shared state weakly so the server
+/// task never keeps a closed pool's state alive.
+struct Lookup(Weak<Shared>);
+
+impl GroupLookup for Lookup {
+    fn lookup(&self, name: &str) -> Option<Arc<dyn PeerService>> {
+        let shared = self.0.upgrade()?;
+        let groups = shared.groups.read().unwrap_or_else(|e| e.into_inner());
+        groups.get(name)?.service.upgrade()
+    }
+}
+
+/// The picker installed in registered groups.
+struct Picker(Arc<Shared>);
+
+impl PeerPicker for Picker {
+    fn pick_peer(&self, key: &[u8]) -> Option<Arc<dyn PeerGetter>> {
+        self.0.pick_peer(key)
+    }
+    fn all_peers(&self) -> Vec<Arc<dyn PeerGetter>> {
+        self.0.all_peers()
+    }
+}
+
+/// One node of a cluster. See the module documentation.
+pub struct Pool {
+    shared: Arc<Shared>,
+    picker: Arc<Picker>,
+}
+
+impl fmt::Debug for Pool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool").field("url", &self.shared.self_url).field("closed", &self.is_closed()).finish()
+    }
+}
+
+/// Checks a peer or self URL: `http://host[:port][/path]`, nothing else.
+fn check_url(url: &str) -> Result<(), PoolError> {
+    let bad = |why: &str| PoolError::InvalidArgument(format!("peer URL {url:?}: {why}"));
+    let uri: Uri = url.parse().map_err(|e| bad(&format!("{e}")))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => return Err(bad("https is not supported; use http://")),
+        _ => return Err(bad("must start with http://")),
+    }
+    if uri.authority().map_or(true, |a| a.host().is_empty()) {
+        return Err(bad("no host"));
+    }
+    if uri.query().is_some() {
+        return Err(bad("a query is not allowed"));
+    }
+    Ok(())
+}
+
+fn check_options(o: &PoolOptions) -> Result<(), PoolError> {
+    let bad = |m: &str| Err(PoolError::InvalidArgument(m.to_string()));
+    if o.replicas == 0 {
+        return bad("replicas must be at least 1");
+    }
+    if !o.base_path.starts_with('/') || !o.base_path.ends_with('/') {
+        return bad("base_path must start and end with '/'");
+    }
+    if o.base_path.parse::<Uri>().is_err() || o.base_path.contains(['?', '#', '%']) {
+        return bad("base_path must be a plain URL path");
+    }
+    if o.timeout.is_zero() || o.connect_timeout.is_zero() || o.idle_timeout.is_zero() || o.body_timeout.is_zero() {
+        return bad("timeouts must be positive");
+    }
+    if o.worker_threads == 0 || o.max_blocking_threads == 0 || o.max_connections == 0 {
+        return bad("worker_threads, max_blocking_threads and max_connections must be at least 1");
+    }
+    if o.max_connections > tokio::sync::Semaphore::MAX_PERMITS {
+        return bad("max_connections is too large");
+    }
+    if o.max_header_bytes < 8192 {
+        return bad("max_header_bytes must be at least 8192");
+    }
+    Ok(())
+}
+
+impl Pool {
+    /// Binds `listen_addr` at once ("127.0.0.1:0" picks a free port) and
+    /// starts serving. `self_url` is this node's URL as it appears in the
+    /// peer list; `None`: "http://<bound address>".
+    pub fn new(listen_addr: &str, self_url: Option<&str>, options: PoolOptions) -> Result<Arc<Pool>, PoolError> {
+        check_options(&options)?;
+        if let Some(u) = self_url {
+            check_url(u)?;
+        }
+        let listener = std::net::TcpListener::bind(listen_addr)
+            .map_err(|e| PoolError::Io(format!("binding {listen_addr:?}: {e}")))?;
+        let addr = listener.local_addr().map_err(|e| PoolError::Io(e.to_string()))?;
+        let self_url = self_url.map(str::to_string).unwrap_or_else(|| format!("http://{addr}"));
+
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(options.worker_threads)
+            .max_blocking_threads(options.max_blocking_threads)
+            .thread_name(format!("gcpool-{}", addr.port()))
+            .enable_io()
+            .enable_time()
+            .build()
+            .map_err(|e| PoolError::Io(format!("starting the runtime: {e}")))?;
+        let client = ClientShared::new(
+            runtime.handle().clone(),
+            ClientConfig {
+                timeout: options.timeout,
+                connect_timeout: options.connect_timeout,
+                max_body_bytes: options.max_body_bytes,
+                max_idle_per_peer: options.max_idle_per_peer,
+            },
+        );
+        let server_cfg = ServerConfig {
+            base_path: options.base_path.clone(),
+            max_body_bytes: options.max_body_bytes,
+            max_header_bytes: options.max_header_bytes,
+            max_connections: options.max_connections,
+            idle_timeout: options.idle_timeout,
+            body_timeout: options.body_timeout,
+        };
+        let handle = runtime.handle().clone();
+        let shared = Arc::new(Shared {
+            self_url,
+            addr,
+            members: RwLock::new(Arc::new(Members::empty(options.replicas))),
+            opts: options,
+            closed: AtomicBool::new(false),
+            groups: RwLock::new(HashMap::new()),
+            client,
+            runtime: Mutex::new(Some(runtime)),
+            server: Mutex::new(None),
+        });
+        let lookup: Arc<dyn GroupLookup> = Arc::new(Lookup(Arc::downgrade(&shared)));
+        let server = match server::start(&handle, listener, server_cfg, lookup) {
+            Ok(s) => s,
+            Err(e) => {
+                if let Some(rt) = shared.runtime.lock().unwrap().take() {
+                    rt.shutdown_background();
+                }
+                return Err(PoolError::Io(format!("serving: {e}")));
+            }
+        };
+        *shared.server.lock().unwrap() = Some(server);
+        let picker = Arc::new(Picker(shared.clone()));
+        Ok(Arc::new(Pool { shared, picker }))
+    }
+
+    /// This node's URL.
+    pub fn url(&self) -> &str {
+        &self.shared.self_url
+    }
+
+    /// The address the server is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.addr
+    }
+
+    /// The options the pool was made with.
+    pub fn options(&self) -> &PoolOptions {
+        &self.shared.opts
+    }
+
+    /// True once [`Pool::close`] ran.
+    pub fn is_closed(&self) -> bool {
+        self.shared.closed.load(Ordering::Acquire)
+    }
+
+    /// Sets the whole cluster, this node included (Go's `HTTPPool.Set`).
+    /// URLs are compared and hashed exactly as given, so every node must
+    /// spell them the same way; a node missing from its own list owns no
+    /// keys. May be called at any time: requests in flight finish with the
+    /// membership they started with.
+    pub fn set_peers(&self, urls: &[String]) -> Result<(), PoolError> {
+        if self.is_closed() {
+            return Err(PoolError::Closed);
+        }
+        for u in urls {
+            check_url(u)?;
+        }
+        let s = &self.shared;
+        let old = s.members.read().unwrap_or_else(|e| e.into_inner()).clone();
+        // Keep the peer objects of nodes that stay (they are cheap, but this
+        // keeps `Arc` identity stable for the engine).
+        let mut existing: HashMap<&str, Arc<dyn PeerGetter>> =
+            old.others.iter().map(|p| (p.url(), p.clone())).collect();
+        let mut ring = Ring::new(s.opts.replicas);
+        ring.add(urls.iter().cloned());
+        let mut others: Vec<Arc<dyn PeerGetter>> = Vec::new();
+        let mut made: HashMap<String, Arc<dyn PeerGetter>> = HashMap::new();
+        let mut owners = Vec::with_capacity(urls.len());
+        for u in ring.nodes() {
+            if *u == s.self_url {
+                owners.push(None);
+                continue;
+            }
+            let peer = match made.get(u.as_str()) {
+                Some(p) => p.clone(),
+                None => {
+                    let p = existing.remove(u.as_str()).unwrap_or_else(|| {
+                        Arc::new(HttpPeer::new(u, &s.opts.base_path, s.client.clone())) as Arc<dyn PeerGetter>
+                    });
+                    made.insert(u.clone(), p.clone());
+                    others.push(p.clone());
+                    p
+                }
+            };
+            owners.push(Some(peer));
+        }
+        let m = Arc::new(Members { urls: urls.to_vec(), ring, owners, others });
+        *s.members.write().unwrap_or_else(|e| e.into_inner()) = m;
+        Ok(())
+    }
+
+    /// The list last given to [`Pool::set_peers`].
+    pub fn peers(&self) -> Vec<String> {
+        self.shared.members.read().unwrap_or_else(|e| e.into_inner()).urls.clone()
+    }
+
+    /// Serves `group` to peers under its name and installs this pool as its
+    /// peer picker. The pool holds the group weakly (see module docs).
+    pub fn register(&self, group: Arc<Group>) -> Result<(), PoolError> {
+        let name = group.name().to_string();
+        let service: Arc<dyn PeerService> = group.clone();
+        self.insert(&name, Arc::downgrade(&service), Some(Arc::downgrade(&group)))?;
+        group.set_peer_picker(Some(self.picker.clone() as Arc<dyn PeerPicker>));
+        // A close racing with this registration may have missed the group.
+        if self.is_closed() {
+            group.set_peer_picker(None);
+            return Err(PoolError::Closed);
+        }
+        Ok(())
+    }
+
+    /// Serves a test double under `name` (no picker is installed).
+    #[cfg(test)]
+    pub(crate) fn register_service(&self, name: &str, service: &Arc<dyn PeerService>) -> Result<(), PoolError> {
+        self.insert(name, Arc::downgrade(service), None)
+    }
+
+    fn insert(&self, name: &str, service: Weak<dyn PeerService>, group: Option<Weak<Group>>) -> Result<(), PoolError> {
+        if self.is_closed() {
+            return Err(PoolError::Closed);
+        }
+        if name.contains('/') || name.is_empty() {
+            return Err(PoolError::InvalidArgument(format!("group name {name:?}: must be non-empty, without '/'")));
+        }
+        let mut groups = self.shared.groups.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = groups.get(name) {
+            if r.service.strong_count() > 0 {
+                return Err(PoolError::AlreadyExists(name.to_string()));
+            }
+        }
+        groups.insert(name.to_string(), Registered { service, group });
+        Ok(())
+    }
+
+    /// Stops serving the group named `name` and clears its picker. Returns
+    /// whether a live group was registered under that name.
+    pub fn unregister(&self, name: &str) -> bool {
+        let removed = self.shared.groups.write().unwrap_or_else(|e| e.into_inner()).remove(name);
+        let Some(r) = removed else { return false };
+        let live = r.service.strong_count() > 0;
+        if let Some(g) = r.group.and_then(|g| g.upgrade()) {
+            g.set_peer_picker(None);
+        }
+        live
+    }
+
+    /// Like [`Pool::unregister`], but only if `group` itself (not another
+    /// group that reused its name) is the one registered.
+    pub fn unregister_group(&self, group: &Group) -> bool {
+        let name = group.name();
+        {
+            let mut groups = self.shared.groups.write().unwrap_or_else(|e| e.into_inner());
+            let same = groups
+                .get(name)
+                .and_then(|r| r.group.as_ref())
+                .is_some_and(|w| std::ptr::eq(w.as_ptr(), group as *const Group));
+            if !same {
+                return false;
+            }
+            groups.remove(name);
+        }
+        group.set_peer_picker(None);
+        true
+    }
+
+    /// Stops serving, forgets the membership, detaches every registered
+    /// group (they keep working as local caches) and shuts the runtime down.
+    /// Requests being served get up to a second to finish. Idempotent; also
+    /// done on drop.
+    pub fn close(&self) {
+        let s = &self.shared;
+        if s.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if let Some(server) = s.server.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            server.shutdown(CLOSE_GRACE);
+        }
+        *s.members.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Members::empty(s.opts.replicas));
+        let groups: Vec<Registered> =
+            s.groups.write().unwrap_or_else(|e| e.into_inner()).drain().map(|(_, r)| r).collect();
+        for r in groups {
+            if let Some(g) = r.group.and_then(|g| g.upgrade()) {
+                g.set_peer_picker(None);
+            }
+        }
+        if let Some(rt) = s.runtime.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            if tokio::runtime::Handle::try_current().is_ok() {
+                // Inside some runtime (possibly this one's blocking pool):
+                // waiting here could wait on ourselves or block a worker.
+                rt.shutdown_background();
+            } else {
+                rt.shutdown_timeout(CLOSE_GRACE);
+            }
+        }
+    }
+}
+
+impl PeerPicker for Pool {
+    fn pick_peer(&self, key: &[u8]) -> Option<Arc<dyn PeerGetter>> {
+        self.shared.pick_peer(key)
+    }
+    fn all_peers(&self) -> Vec<Arc<dyn PeerGetter>> {
+        self.shared.all_peers()
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.close();
+    }
+}

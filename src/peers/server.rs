@@ -1,0 +1,462 @@
+//! The HTTP server side of the peer protocol (hyper 1, HTTP/1.1 keep-alive).
+//!
+//! Routes `{base_path}{group}/{key}`: the raw path is split at the first '/'
+//! after the base path (group names cannot contain '/', keys can, escaped or
+//! not), then each part is decoded once (`%XX`, and `+` as a space; see
+//! [`super::escape`]).
+//!
+//! - `GET`: [`PeerService::get_for_peer`] in `spawn_blocking` (a getter may
+//!   block for as long as it likes without stalling the runtime) → 200
+//!   `application/x-protobuf` `GetResponse` (with `expire` when the value has
+//!   a TTL); 404 "not found" when the getter says so; 5xx with the error's
+//!   text otherwise (503 for a closed group, 504 for an engine timeout).
+//! - `PUT` with a `SetRequest` body → `set_from_peer` → 200. As in mailgun,
+//!   the key is the body's (exact bytes, no escaping involved); a body whose
+//!   group differs from the path's is a 400.
+//! - `DELETE` → `remove_from_peer` → 200.
+//! - 404 "no such group: NAME" for a group this node does not serve (Go's
+//!   text; our client reads it as a failure, not as a missing key), 400 for a
+//!   malformed path, 405 for another method.
+//!
+//! Limits (all in [`ServerConfig`], defaults in [`super::PoolOptions`]):
+//! request bodies (`max_body_bytes`, 413 past it; read within
+//! `body_timeout`, else 408), request heads (`max_header_bytes`, 431 past
+//! it), the time to send a request head, which is also how long an idle
+//! keep-alive connection is kept (`idle_timeout`), and concurrent
+//! connections (`max_connections`: past it, new connections wait in the
+//! listen backlog).
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{header, Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use prost::Message;
+use tokio::sync::{watch, Semaphore};
+
+use super::client::PROTOBUF;
+use super::escape::unescape;
+use super::proto::{expire_from_wire, GetResponse, SetRequest};
+use crate::engine::{Error, Group, PeerValue};
+
+/// What the server needs of a group: the three peer entry points.
+/// Implemented by [`Group`]; tests use doubles.
+pub(crate) trait PeerService: Send + Sync + 'static {
+    fn get_for_peer(&self, key: &[u8]) -> Result<PeerValue, Error>;
+    fn set_from_peer(&self, key: &[u8], value: PeerValue);
+    fn remove_from_peer(&self, key: &[u8]);
+}
+
+impl PeerService for Group {
+    fn get_for_peer(&self, key: &[u8]) -> Result<PeerValue, Error> {
+        Group::get_for_peer(self, key)
+    }
+    fn set_from_peer(&self, key: &[u8], value: PeerValue) {
+        Group::set_from_peer(self, key, value)
+    }
+    fn remove_from_peer(&self, key: &[u8]) {
+        Group::remove_from_peer(self, key)
+    }
+}
+
+/// Finds the group a request names.
+pub(crate) trait GroupLookup: Send + Sync + 'static {
+    fn lookup(&self, name: &str) -> Option<Arc<dyn PeerService>>;
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct ServerConfig {
+    pub base_path: String,
+    pub max_body_bytes: usize,
+    pub max_header_bytes: usize,
+    pub max_connections: usize,
+    pub idle_timeout: Duration,
+    pub body_timeout: Duration,
+}
+
+/// Controls a running server.
+pub(crate) struct ServerHandle {
+    shutdown: watch::Sender<bool>,
+    conns: Arc<Semaphore>,
+    max_connections: usize,
+    listener_closed: Arc<AtomicBool>,
+}
+
+impl ServerHandle {
+    /// Stops accepting, lets each connection finish the request it is
+    /// serving (idle keep-alive connections close at once), and waits up to
+    /// `grace` for the listener to close and the connections to drain.
+    pub(crate) fn shutdown(&self, grace: Duration) {
+        let _ = self.shutdown.send(true);
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if self.listener_closed.load(Ordering::Acquire)
+                && self.conns.available_permits() == self.max_connections
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+}
+
+/// Starts serving on `listener` (already bound) on the runtime `handle`.
+pub(crate) fn start(
+    handle: &tokio::runtime::Handle,
+    listener: std::net::TcpListener,
+    cfg: ServerConfig,
+    groups: Arc<dyn GroupLookup>,
+) -> std::io::Result<ServerHandle> {
+    listener.set_nonblocking(true)?;
+    let listener = {
+        let _entered = handle.enter();
+        tokio::net::TcpListener::from_std(listener)?
+    };
+    let (tx, rx) = watch::channel(false);
+    let conns = Arc::new(Semaphore::new(cfg.max_connections));
+    let listener_closed = Arc::new(AtomicBool::new(false));
+    let h = ServerHandle {
+        shutdown: tx,
+        conns: conns.clone(),
+        max_connections: cfg.max_connections,
+        listener_closed: listener_closed.clone(),
+    };
+    handle.spawn(accept_loop(listener, Arc::new(cfg), groups, conns, rx, listener_closed));
+    Ok(h)
+}
+
+async fn wait_shutdown(rx: &mut watch::Receiver<bool>) {
+    // wait_for looks at the current value first, so a shutdown sent before
+    // this receiver was cloned is not missed. A dropped sender also stops.
+    let _ = rx.wait_for(|&v| v).await;
+}
+
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    cfg: Arc<ServerConfig>,
+    groups: Arc<dyn GroupLookup>,
+    conns: Arc<Semaphore>,
+    mut shutdown: watch::Receiver<bool>,
+    listener_closed: Arc<AtomicBool>,
+) {
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .keep_alive(true)
+        .header_read_timeout(cfg.idle_timeout)
+        .max_header_size(cfg.max_header_bytes)
+        .max_buf_size(cfg.max_header_bytes.max(64 * 1024) + 8192)
+        .max_headers(64);
+    let builder = Arc::new(builder);
+    loop {
+        let permit = tokio::select! {
+            p = conns.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            _ = wait_shutdown(&mut shutdown) => break,
+        };
+        let stream = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(_) => {
+                    // Out of file descriptors or a connection reset before
+                    // accept: back off briefly rather than spin.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+            _ = wait_shutdown(&mut shutdown) => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let builder = builder.clone();
+        let cfg = cfg.clone();
+        let groups = groups.clone();
+        let mut shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| {
+                let cfg = cfg.clone();
+                let groups = groups.clone();
+                async move { Ok::<_, Infallible>(route(req, &cfg, &*groups).await) }
+            });
+            let conn = builder.serve_connection(TokioIo::new(stream), svc);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = wait_shutdown(&mut shutdown) => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    listener_closed.store(true, Ordering::Release);
+}
+
+/// A response body of up to three chunks, so a large value is written from
+/// the engine's own `Bytes` without being copied into an encoding buffer.
+pub(crate) struct Chunks {
+    parts: [Bytes; 3],
+    next: usize,
+    remaining: u64,
+}
+
+impl Chunks {
+    fn one(b: Bytes) -> Chunks {
+        Chunks::three(b, Bytes::new(), Bytes::new())
+    }
+    fn three(a: Bytes, b: Bytes, c: Bytes) -> Chunks {
+        let remaining = (a.len() + b.len() + c.len()) as u64;
+        Chunks { parts: [a, b, c], next: 0, remaining }
+    }
+}
+
+impl Body for Chunks {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        while self.next < 3 {
+            let i = self.next;
+            self.next += 1;
+            let b = std::mem::take(&mut self.parts[i]);
+            if !b.is_empty() {
+                self.remaining -= b.len() as u64;
+                return Poll::Ready(Some(Ok(Frame::data(b))));
+            }
+        }
+        Poll::Ready(None)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == 0
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
+    }
+}
+
+/// Values up to this size are encoded into one buffer (a copy is cheaper
+/// than a vectored write); larger ones are sent from the value's own bytes.
+const COPY_LIMIT: usize = 16 * 1024;
+
+/// Encodes a GetResponse: field 1 by hand (so the value need not be copied),
+/// then the rest (only `expire`, when set) with prost. Field order is free
+/// in protobuf.
+fn get_response_body(v: PeerValue) -> Chunks {
+    let rest = GetResponse {
+        value: Bytes::new(),
+        minute_qps: 0.0,
+        expire: v.expire_unix_nanos.filter(|&e| e > 0).unwrap_or(0),
+    };
+    let mut head = BytesMut::with_capacity(16 + if v.value.len() <= COPY_LIMIT { v.value.len() } else { 0 });
+    if !v.value.is_empty() {
+        head.put_u8(0x0a); // field 1, length-delimited
+        prost::encoding::encode_varint(v.value.len() as u64, &mut head);
+    }
+    if v.value.len() <= COPY_LIMIT {
+        head.put_slice(&v.value);
+        rest.encode(&mut head).expect("BytesMut grows");
+        Chunks::one(head.freeze())
+    } else {
+        Chunks::three(head.freeze(), v.value, Bytes::from(rest.encode_to_vec()))
+    }
+}
+
+fn text(status: StatusCode, msg: &str) -> Response<Chunks> {
+    let mut body = String::with_capacity(msg.len() + 1);
+    body.push_str(msg);
+    body.push('\n');
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .header("x-content-type-options", "nosniff")
+        .body(Chunks::one(Bytes::from(body)))
+        .expect("valid response")
+}
+
+fn ok_empty() -> Response<Chunks> {
+    Response::new(Chunks::one(Bytes::new()))
+}
+
+fn error_response(e: &Error) -> Response<Chunks> {
+    let status = match e {
+        Error::NotFound => StatusCode::NOT_FOUND,
+        Error::Closed => StatusCode::SERVICE_UNAVAILABLE,
+        Error::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+        Error::InvalidArgument(_) => StatusCode::BAD_REQUEST,
+        Error::LoaderFailed(_) | Error::PeerFailed(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    text(status, &e.to_string())
+}
+
+/// A request's target, decoded.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Target {
+    Ok { group: String, key: Vec<u8> },
+    /// Outside the base path.
+    NotOurs,
+    /// No '/' after the group, or a bad escape.
+    Malformed(&'static str),
+    /// The group name is not UTF-8, so no group can have it.
+    NoSuchGroup(String),
+}
+
+/// Splits and decodes `{base_path}{group}/{key}`.
+pub(crate) fn parse_target(path: &str, base_path: &str) -> Target {
+    let Some(rest) = path.strip_prefix(base_path) else {
+        return Target::NotOurs;
+    };
+    let Some((g, k)) = rest.split_once('/') else {
+        return Target::Malformed("expected {group}/{key}");
+    };
+    let Ok(group) = unescape(g.as_bytes()) else {
+        return Target::Malformed("bad escape in group");
+    };
+    let Ok(key) = unescape(k.as_bytes()) else {
+        return Target::Malformed("bad escape in key");
+    };
+    match String::from_utf8(group) {
+        Ok(group) => Target::Ok { group, key },
+        Err(e) => Target::NoSuchGroup(String::from_utf8_lossy(e.as_bytes()).into_owned()),
+    }
+}
+
+/// Runs a blocking engine call off the runtime's workers.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Response<Chunks>> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        let why = if e.is_panic() { "the engine panicked" } else { "the server is shutting down" };
+        text(StatusCode::INTERNAL_SERVER_ERROR, why)
+    })
+}
+
+async fn route(req: Request<Incoming>, cfg: &ServerConfig, groups: &dyn GroupLookup) -> Response<Chunks> {
+    let (group, key) = match parse_target(req.uri().path(), &cfg.base_path) {
+        Target::Ok { group, key } => (group, key),
+        Target::NotOurs => return text(StatusCode::NOT_FOUND, "404 page not found"),
+        Target::Malformed(why) => return text(StatusCode::BAD_REQUEST, &format!("bad request: {why}")),
+        Target::NoSuchGroup(g) => return text(StatusCode::NOT_FOUND, &format!("no such group: {g}")),
+    };
+    let Some(svc) = groups.lookup(&group) else {
+        return text(StatusCode::NOT_FOUND, &format!("no such group: {group}"));
+    };
+    match *req.method() {
+        Method::GET => match blocking(move || svc.get_for_peer(&key)).await {
+            Ok(Ok(v)) => Response::builder()
+                .header(header::CONTENT_TYPE, PROTOBUF)
+                .body(get_response_body(v))
+                .expect("valid response"),
+            Ok(Err(e)) => error_response(&e),
+            Err(resp) => resp,
+        },
+        Method::PUT => {
+            let body = match read_request_body(req, cfg).await {
+                Ok(b) => b,
+                Err(resp) => return resp,
+            };
+            let m = match SetRequest::decode(body) {
+                Ok(m) => m,
+                Err(e) => return text(StatusCode::BAD_REQUEST, &format!("decoding SetRequest: {e}")),
+            };
+            if !m.group.is_empty() && m.group != group.as_bytes() {
+                return text(StatusCode::BAD_REQUEST, "SetRequest group differs from the path's");
+            }
+            let value = PeerValue { value: m.value, expire_unix_nanos: expire_from_wire(m.expire) };
+            let key = m.key;
+            match blocking(move || svc.set_from_peer(&key, value)).await {
+                Ok(()) => ok_empty(),
+                Err(resp) => resp,
+            }
+        }
+        Method::DELETE => match blocking(move || svc.remove_from_peer(&key)).await {
+            Ok(()) => ok_empty(),
+            Err(resp) => resp,
+        },
+        _ => {
+            let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+            r.headers_mut().insert(header::ALLOW, header::HeaderValue::from_static("GET, PUT, DELETE"));
+            r
+        }
+    }
+}
+
+async fn read_request_body(req: Request<Incoming>, cfg: &ServerConfig) -> Result<Bytes, Response<Chunks>> {
+    let max = cfg.max_body_bytes;
+    let too_large = || text(StatusCode::PAYLOAD_TOO_LARGE, &format!("body larger than {max} bytes"));
+    let body = req.into_body();
+    if body.size_hint().lower() > max as u64 {
+        return Err(too_large());
+    }
+    match tokio::time::timeout(cfg.body_timeout, Limited::new(body, max).collect()).await {
+        Err(_) => Err(text(StatusCode::REQUEST_TIMEOUT, "timed out reading the body")),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Ok(Err(e)) => Err(text(StatusCode::BAD_REQUEST, &format!("reading body: {e}"))),
+        Ok(Ok(c)) => Ok(c.to_bytes()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets() {
+        let b = "/_groupcache/";
+        assert_eq!(
+            parse_target("/_groupcache/g/a%2Fb/c+d%20e", b),
+            Target::Ok { group: "g".into(), key: b"a/b/c d e".to_vec() }
+        );
+        assert_eq!(parse_target("/_groupcache/g/", b), Target::Ok { group: "g".into(), key: vec![] });
+        assert_eq!(parse_target("/other/g/k", b), Target::NotOurs);
+        assert!(matches!(parse_target("/_groupcache/g", b), Target::Malformed(_)));
+        assert!(matches!(parse_target("/_groupcache/g/%zz", b), Target::Malformed(_)));
+        assert!(matches!(parse_target("/_groupcache/%ff/k", b), Target::NoSuchGroup(_)));
+        // The group is split off before decoding: an escaped '/' stays in it.
+        assert_eq!(
+            parse_target("/_groupcache/a%2Fb/k", b),
+            Target::Ok { group: "a/b".into(), key: b"k".to_vec() }
+        );
+    }
+
+    fn collect(mut c: Chunks) -> Vec<u8> {
+        let mut out = Vec::new();
+        struct Noop;
+        impl std::task::Wake for Noop {
+            fn wake(self: Arc<Self>) {}
+        }
+        let waker = std::task::Waker::from(Arc::new(Noop));
+        let mut cx = Context::from_waker(&waker);
+        while let Poll::Ready(Some(Ok(f))) = Pin::new(&mut c).poll_frame(&mut cx) {
+            out.extend_from_slice(f.data_ref().unwrap());
+        }
+        assert!(c.is_end_stream());
+        out
+    }
+
+    #[test]
+    fn get_response_encoding_matches_prost() {
+        for len in [0usize, 1, 300, COPY_LIMIT, COPY_LIMIT + 1, 1 << 20] {
+            for expire in [None, Some(1_700_000_000_000_000_000i64)] {
+                let value = Bytes::from((0..len).map(|i| i as u8).collect::<Vec<_>>());
+                let body = collect(get_response_body(PeerValue { value: value.clone(), expire_unix_nanos: expire }));
+                let m = GetResponse::decode(&body[..]).unwrap();
+                assert_eq!(m.value, value);
+                assert_eq!(expire_from_wire(m.expire), expire);
+                let want = GetResponse { value, minute_qps: 0.0, expire: expire.unwrap_or(0) };
+                assert_eq!(body.len(), want.encoded_len());
+            }
+        }
+    }
+}

@@ -1,0 +1,497 @@
+//! Pool + server + client over real loopback HTTP, with a test double in
+//! place of the engine's group (the end-to-end tests with real groups are in
+//! tests/peers_*.rs).
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::server::PeerService;
+use super::*;
+use crate::engine::{Error, PeerError, PeerGetter, PeerPicker, PeerValue};
+
+/// Records what peers asked for; answers from a map.
+#[derive(Default)]
+struct Fake {
+    values: Mutex<HashMap<Vec<u8>, PeerValue>>,
+    gets: Mutex<Vec<Vec<u8>>>,
+    removes: Mutex<Vec<Vec<u8>>>,
+    delay: Mutex<Option<Duration>>,
+}
+
+impl PeerService for Fake {
+    fn get_for_peer(&self, key: &[u8]) -> Result<PeerValue, Error> {
+        self.gets.lock().unwrap().push(key.to_vec());
+        if let Some(d) = *self.delay.lock().unwrap() {
+            std::thread::sleep(d);
+        }
+        if key.starts_with(b"fail") {
+            return Err(Error::LoaderFailed("boom".into()));
+        }
+        if let Some(v) = self.values.lock().unwrap().get(key) {
+            return Ok(v.clone());
+        }
+        if key.starts_with(b"missing") {
+            return Err(Error::NotFound);
+        }
+        let mut v = b"v:".to_vec();
+        v.extend_from_slice(key);
+        Ok(PeerValue { value: Bytes::from(v), expire_unix_nanos: None })
+    }
+    fn set_from_peer(&self, key: &[u8], value: PeerValue) {
+        self.values.lock().unwrap().insert(key.to_vec(), value);
+    }
+    fn remove_from_peer(&self, key: &[u8]) {
+        self.removes.lock().unwrap().push(key.to_vec());
+        self.values.lock().unwrap().remove(key);
+    }
+}
+
+fn opts() -> PoolOptions {
+    PoolOptions { timeout: Duration::from_millis(500), worker_threads: 1, ..Default::default() }
+}
+
+/// A serving pool with a Fake under "g", and a client-only pool whose only
+/// peer is the server, so every key is picked to go there.
+struct Pair {
+    server: Arc<Pool>,
+    client: Arc<Pool>,
+    fake: Arc<Fake>,
+    _svc: Arc<dyn PeerService>,
+}
+
+fn pair() -> Pair {
+    let server = Pool::new("127.0.0.1:0", None, opts()).unwrap();
+    let fake = Arc::new(Fake::default());
+    let svc: Arc<dyn PeerService> = fake.clone();
+    server.register_service("g", &svc).unwrap();
+    let client = Pool::new("127.0.0.1:0", None, opts()).unwrap();
+    client.set_peers(&[server.url().to_string()]).unwrap();
+    Pair { server, client, fake, _svc: svc }
+}
+
+impl Pair {
+    fn peer(&self) -> Arc<dyn PeerGetter> {
+        self.client.pick_peer(b"any").expect("the server owns every key")
+    }
+}
+
+fn tricky_keys() -> Vec<Vec<u8>> {
+    let mut keys: Vec<Vec<u8>> = [
+        &b""[..],
+        b"plain",
+        b"a/b",
+        b"/leading/and/trailing/",
+        b"//",
+        b"a b",
+        b"a+b",
+        b"+",
+        b" ",
+        b"100%",
+        b"%2F",
+        b"%zz",
+        b"?q=1&x#frag",
+        "été ☃ 日本".as_bytes(),
+        b"\x00\x01\xff\xfe",
+        b"..",
+        b".",
+    ]
+    .iter()
+    .map(|k| k.to_vec())
+    .collect();
+    keys.push((0..=255u8).collect());
+    keys
+}
+
+#[test]
+fn get_round_trips_tricky_keys() {
+    let p = pair();
+    let peer = p.peer();
+    assert_eq!(peer.url(), p.server.url());
+    for key in tricky_keys() {
+        let v = peer.get("g", &key).unwrap();
+        let mut want = b"v:".to_vec();
+        want.extend_from_slice(&key);
+        assert_eq!(v.value, want, "key {key:?}");
+        assert_eq!(v.expire_unix_nanos, None);
+        assert_eq!(p.fake.gets.lock().unwrap().last().unwrap(), &key);
+    }
+}
+
+#[test]
+fn set_get_remove_with_ttl() {
+    let p = pair();
+    let peer = p.peer();
+    for key in tricky_keys() {
+        let v = PeerValue { value: Bytes::from_static(b"stored"), expire_unix_nanos: Some(1_900_000_000_000_000_000) };
+        peer.set("g", &key, &v).unwrap();
+        assert_eq!(peer.get("g", &key).unwrap(), v, "key {key:?}");
+        peer.remove("g", &key).unwrap();
+        assert_eq!(p.fake.removes.lock().unwrap().last().unwrap(), &key);
+        assert!(p.fake.values.lock().unwrap().get(&key).is_none());
+    }
+}
+
+#[test]
+fn large_values_both_ways() {
+    let p = pair();
+    let peer = p.peer();
+    let big: Vec<u8> = (0..(3 << 20)).map(|i: u32| (i * 31 % 251) as u8).collect();
+    let v = PeerValue { value: Bytes::from(big), expire_unix_nanos: None };
+    peer.set("g", b"big", &v).unwrap();
+    assert_eq!(peer.get("g", b"big").unwrap(), v);
+}
+
+#[test]
+fn not_found_is_final_failures_are_not() {
+    let p = pair();
+    let peer = p.peer();
+    assert_eq!(peer.get("g", b"missing-1"), Err(PeerError::NotFound));
+    match peer.get("g", b"fail-1") {
+        Err(PeerError::Failed(m)) => assert!(m.contains("500") && m.contains("boom"), "{m}"),
+        r => panic!("{r:?}"),
+    }
+    // An unknown group is the peer's problem, not a missing key.
+    match peer.get("nope", b"k") {
+        Err(PeerError::Failed(m)) => assert!(m.contains("no such group"), "{m}"),
+        r => panic!("{r:?}"),
+    }
+    assert!(matches!(peer.remove("nope", b"k"), Err(PeerError::Failed(_))));
+}
+
+#[test]
+fn slow_owner_times_out() {
+    let p = pair();
+    *p.fake.delay.lock().unwrap() = Some(Duration::from_millis(1500));
+    let t = Instant::now();
+    let r = p.peer().get("g", b"k");
+    assert!(matches!(&r, Err(PeerError::Failed(m)) if m.contains("timed out")), "{r:?}");
+    assert!(t.elapsed() < Duration::from_millis(1200), "{:?}", t.elapsed());
+}
+
+/// Listens and accepts but never answers.
+fn silent_peer() -> (String, std::thread::JoinHandle<()>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    l.set_nonblocking(true).unwrap();
+    let h = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        let end = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < end {
+            if let Ok((s, _)) = l.accept() {
+                held.push(s);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    });
+    (url, h)
+}
+
+/// Answers every connection with `reply`, then closes.
+fn garbage_peer(reply: &'static [u8]) -> String {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for s in l.incoming().take(4) {
+            let Ok(mut s) = s else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(reply);
+        }
+    });
+    url
+}
+
+#[test]
+fn silent_peer_fails_within_timeout() {
+    let (url, h) = silent_peer();
+    let c = Pool::new("127.0.0.1:0", None, opts()).unwrap();
+    c.set_peers(&[url]).unwrap();
+    let peer = c.pick_peer(b"k").unwrap();
+    let t = Instant::now();
+    let r = peer.get("g", b"k");
+    let took = t.elapsed();
+    assert!(matches!(&r, Err(PeerError::Failed(m)) if m.contains("timed out")), "{r:?}");
+    assert!(took >= Duration::from_millis(450) && took < Duration::from_millis(1200), "{took:?}");
+    drop(c);
+    h.join().unwrap();
+}
+
+#[test]
+fn garbage_answers_fail() {
+    let c = Pool::new("127.0.0.1:0", None, opts()).unwrap();
+    for reply in [
+        &b"this is not HTTP at all\r\n\r\n"[..],
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: 3\r\n\r\n\x0a\x05h",
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: 10\r\n\r\nshort",
+    ] {
+        c.set_peers(&[garbage_peer(reply)]).unwrap();
+        let r = c.pick_peer(b"k").unwrap().get("g", b"k");
+        assert!(matches!(r, Err(PeerError::Failed(_))), "{reply:?}: {r:?}");
+    }
+}
+
+#[test]
+fn refused_connection_fails_fast() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    drop(l);
+    let c = Pool::new("127.0.0.1:0", None, opts()).unwrap();
+    c.set_peers(&[url]).unwrap();
+    let t = Instant::now();
+    assert!(matches!(c.pick_peer(b"k").unwrap().get("g", b"k"), Err(PeerError::Failed(_))));
+    assert!(t.elapsed() < Duration::from_millis(400));
+}
+
+/// Sends one raw HTTP/1.1 request and returns (status, body).
+fn raw(addr: std::net::SocketAddr, req: &[u8]) -> (u16, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(req).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out);
+    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = match out.windows(4).position(|w| w == b"\r\n\r\n") {
+        Some(i) => out[i + 4..].to_vec(),
+        None => Vec::new(),
+    };
+    (status, body)
+}
+
+#[test]
+fn go_client_escaping_is_understood() {
+    // url.QueryEscape("a b+c/é") as golang/groupcache's client sends it.
+    let p = pair();
+    let (status, body) = raw(
+        p.server.local_addr(),
+        b"GET /_groupcache/g/a+b%2Bc%2F%C3%A9 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status, 200);
+    let m = <proto::GetResponse as prost::Message>::decode(&body[..]).unwrap();
+    assert_eq!(&m.value[..], "v:a b+c/é".as_bytes());
+}
+
+#[test]
+fn server_rejects_bad_requests() {
+    let p = pair();
+    let a = p.server.local_addr();
+    let close = "Host: x\r\nConnection: close\r\n";
+    assert_eq!(raw(a, format!("GET /_groupcache/g HTTP/1.1\r\n{close}\r\n").as_bytes()).0, 400);
+    assert_eq!(raw(a, format!("GET /_groupcache/g/%4 HTTP/1.1\r\n{close}\r\n").as_bytes()).0, 400);
+    assert_eq!(raw(a, format!("GET /elsewhere/g/k HTTP/1.1\r\n{close}\r\n").as_bytes()).0, 404);
+    assert_eq!(raw(a, format!("POST /_groupcache/g/k HTTP/1.1\r\n{close}Content-Length: 0\r\n\r\n").as_bytes()).0, 405);
+    let (st, body) = raw(a, format!("GET /_groupcache/zz/k HTTP/1.1\r\n{close}\r\n").as_bytes());
+    assert_eq!((st, String::from_utf8_lossy(&body).trim()), (404, "no such group: zz"));
+    // A PUT body that is not a SetRequest.
+    assert_eq!(
+        raw(a, format!("PUT /_groupcache/g/k HTTP/1.1\r\n{close}Content-Length: 3\r\n\r\n\x0a\x7f\x7f").as_bytes()).0,
+        400
+    );
+    // Too large a body, announced.
+    let huge = opts().max_body_bytes + 1;
+    assert_eq!(raw(a, format!("PUT /_groupcache/g/k HTTP/1.1\r\n{close}Content-Length: {huge}\r\n\r\n").as_bytes()).0, 413);
+    // Too large a head.
+    let long = "a".repeat(200 << 10);
+    assert_eq!(raw(a, format!("GET /_groupcache/g/{long} HTTP/1.1\r\n{close}\r\n").as_bytes()).0, 431);
+}
+
+#[test]
+fn keep_alive_reuses_connections() {
+    let p = pair();
+    let peer = p.peer();
+    for i in 0..200 {
+        peer.get("g", format!("k{i}").as_bytes()).unwrap();
+    }
+    // Sequential requests need one connection; count the server's sockets.
+    let port = p.server.local_addr().port();
+    let n = established_to(port);
+    assert!(n <= 2, "{n} connections for 200 sequential requests");
+}
+
+/// ESTABLISHED TCP connections whose local port is `port` (server side).
+fn established_to(port: u16) -> usize {
+    let hex = format!(":{port:04X} ");
+    std::fs::read_to_string("/proc/net/tcp")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() > 3 && format!("{} ", f[1]).ends_with(&hex) && f[3] == "01"
+        })
+        .count()
+}
+
+fn threads_named(prefix: &str) -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("comm")).ok())
+        .filter(|n| n.trim_end() == prefix)
+        .count()
+}
+
+#[test]
+fn close_stops_serving_and_threads() {
+    let p = Pool::new("127.0.0.1:0", None, opts()).unwrap();
+    let addr = p.local_addr();
+    let name = format!("gcpool-{}", addr.port());
+    assert!(threads_named(&name) >= 1);
+    p.set_peers(&["http://127.0.0.1:1".to_string()]).unwrap();
+    assert!(p.pick_peer(b"k").is_some());
+    p.close();
+    p.close();
+    assert!(p.is_closed());
+    assert!(p.pick_peer(b"k").is_none());
+    assert!(p.all_peers().is_empty());
+    assert_eq!(p.set_peers(&[]), Err(PoolError::Closed));
+    assert!(TcpStream::connect(addr).is_err(), "still accepting");
+    assert_eq!(threads_named(&name), 0);
+    // Dropping without close does the same.
+    let q = Pool::new("127.0.0.1:0", None, opts()).unwrap();
+    let name = format!("gcpool-{}", q.local_addr().port());
+    drop(q);
+    assert_eq!(threads_named(&name), 0);
+}
+
+#[test]
+fn close_while_requests_are_served() {
+    let p = pair();
+    *p.fake.delay.lock().unwrap() = Some(Duration::from_millis(200));
+    let peer = p.peer();
+    let h = std::thread::spawn(move || peer.get("g", b"k"));
+    std::thread::sleep(Duration::from_millis(50));
+    let t = Instant::now();
+    p.server.close();
+    assert!(t.elapsed() < Duration::from_secs(2));
+    // The request in flight was allowed to finish.
+    assert!(h.join().unwrap().is_ok());
+}
+
+#[test]
+fn peer_after_its_pool_closed_fails_cleanly() {
+    let p = pair();
+    let peer = p.peer();
+    p.client.close();
+    assert!(matches!(peer.get("g", b"k"), Err(PeerError::Failed(m)) if m.contains("closed")));
+}
+
+#[test]
+fn ownership_follows_the_ring() {
+    let pools: Vec<Arc<Pool>> = (0..3).map(|_| Pool::new("127.0.0.1:0", None, opts()).unwrap()).collect();
+    let urls: Vec<String> = pools.iter().map(|p| p.url().to_string()).collect();
+    for p in &pools {
+        p.set_peers(&urls).unwrap();
+        assert_eq!(p.peers(), urls);
+        assert_eq!(p.all_peers().len(), 2);
+    }
+    let mut ring = crate::ring::Ring::new(50);
+    ring.add(urls.iter().cloned());
+    for i in 0..2000 {
+        let key = format!("key-{i}");
+        let owner = ring.get(key.as_bytes()).unwrap();
+        for p in &pools {
+            match p.pick_peer(key.as_bytes()) {
+                None => assert_eq!(p.url(), owner),
+                Some(peer) => {
+                    assert_ne!(p.url(), owner);
+                    assert_eq!(peer.url(), owner);
+                }
+            }
+        }
+    }
+    // A node missing from its own list owns nothing.
+    pools[0].set_peers(&urls[1..]).unwrap();
+    for i in 0..200 {
+        assert!(pools[0].pick_peer(format!("key-{i}").as_bytes()).is_some());
+    }
+    pools[0].set_peers(&[]).unwrap();
+    assert!(pools[0].pick_peer(b"k").is_none());
+}
+
+#[test]
+fn membership_changes_under_load() {
+    let p = pair();
+    let other = Pool::new("127.0.0.1:0", None, opts()).unwrap();
+    let fake2 = Arc::new(Fake::default());
+    let svc2: Arc<dyn PeerService> = fake2.clone();
+    other.register_service("g", &svc2).unwrap();
+    let lists = [vec![p.server.url().to_string()], vec![p.server.url().to_string(), other.url().to_string()]];
+    let client = p.client.clone();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let workers: Vec<_> = (0..4)
+        .map(|w| {
+            let client = client.clone();
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut n = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let key = format!("w{w}-{n}");
+                    let peer = client.pick_peer(key.as_bytes()).unwrap();
+                    assert_eq!(peer.get("g", key.as_bytes()).unwrap().value, format!("v:{key}").into_bytes());
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    for i in 0..50 {
+        client.set_peers(&lists[i % 2]).unwrap();
+        std::thread::sleep(Duration::from_millis(4));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let total: usize = workers.into_iter().map(|w| w.join().unwrap()).sum();
+    assert!(total > 0);
+}
+
+#[test]
+fn registry_rules() {
+    let p = Pool::new("127.0.0.1:0", None, opts()).unwrap();
+    let a: Arc<dyn PeerService> = Arc::new(Fake::default());
+    let b: Arc<dyn PeerService> = Arc::new(Fake::default());
+    p.register_service("g", &a).unwrap();
+    assert_eq!(p.register_service("g", &b), Err(PoolError::AlreadyExists("g".into())));
+    assert!(matches!(p.register_service("a/b", &b), Err(PoolError::InvalidArgument(_))));
+    // A dropped group frees its name.
+    drop(a);
+    p.register_service("g", &b).unwrap();
+    assert!(p.unregister("g"));
+    assert!(!p.unregister("g"));
+    p.close();
+    assert_eq!(p.register_service("h", &b), Err(PoolError::Closed));
+}
+
+#[test]
+fn bad_arguments() {
+    let bad = |o: PoolOptions| matches!(Pool::new("127.0.0.1:0", None, o), Err(PoolError::InvalidArgument(_)));
+    assert!(bad(PoolOptions { replicas: 0, ..opts() }));
+    assert!(bad(PoolOptions { base_path: "nope".into(), ..opts() }));
+    assert!(bad(PoolOptions { timeout: Duration::ZERO, ..opts() }));
+    assert!(matches!(Pool::new("not an address", None, opts()), Err(PoolError::Io(_))));
+    assert!(matches!(Pool::new("127.0.0.1:0", Some("ftp://x"), opts()), Err(PoolError::InvalidArgument(_))));
+    let p = Pool::new("127.0.0.1:0", Some("http://me.example:1"), opts()).unwrap();
+    assert_eq!(p.url(), "http://me.example:1");
+    for u in ["", "127.0.0.1:80", "https://a:1", "http://a:1/?x", "http://"] {
+        assert!(matches!(p.set_peers(&[u.to_string()]), Err(PoolError::InvalidArgument(_))), "{u}");
+    }
+    // Binding a port in use is an I/O error.
+    let taken = p.local_addr().to_string();
+    assert!(matches!(Pool::new(&taken, None, opts()), Err(PoolError::Io(_))));
+}
+
+#[test]
+fn custom_base_path() {
+    let o = PoolOptions { base_path: "/cache/v1/".into(), ..opts() };
+    let server = Pool::new("127.0.0.1:0", None, o.clone()).unwrap();
+    let svc: Arc<dyn PeerService> = Arc::new(Fake::default());
+    server.register_service("g", &svc).unwrap();
+    let client = Pool::new("127.0.0.1:0", None, o).unwrap();
+    // A trailing '/' on the peer URL does not double the slash.
+    client.set_peers(&[format!("{}/", server.url())]).unwrap();
+    assert_eq!(&client.pick_peer(b"k").unwrap().get("g", b"k").unwrap().value[..], b"v:k");
+}
