@@ -10,7 +10,8 @@
 //     100-byte value, measured in a fresh child process (groupcache groups
 //     can never be dropped, so a clean baseline needs its own process).
 //
-// Prints one JSON object on stdout.
+// Prints one JSON object on stdout; other_processes_cpu_pct says how much of
+// the machine's CPU other processes used during the hit rounds (keep it near 0).
 package main
 
 import (
@@ -61,7 +62,9 @@ func main() {
 			fmt.Fprintln(os.Stderr, "mem child output:", err, string(b))
 			os.Exit(1)
 		}
+		cpu0 := readCPU(os.Getpid())
 		hitBench(*rounds, *roundDur, out)
+		out["other_processes_cpu_pct"] = otherCPUPercent(cpu0, readCPU(os.Getpid()))
 	}
 	out["go_version"] = runtime.Version()
 	out["gomaxprocs"] = runtime.GOMAXPROCS(0)

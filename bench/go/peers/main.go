@@ -9,21 +9,23 @@
 // embedding groupcache would.
 //
 // Phases (each ~-dur long):
-//   remote_c1, remote_c16: distinct keys owned by B, fetched through A at
-//     concurrency 1 and 16. Every Get is a miss on A and on B (B's getter
-//     makes a 16-byte value), so each op is one HTTP round trip A -> B plus
-//     one load on B. Reports fetches/s, p50/p99/p999 latency in µs.
-//   remote_c16_keepalive: as remote_c16 but with a transport that keeps 64
-//     idle connections per host (DefaultTransport keeps 2, so at 16 most
-//     requests of remote_c16 dial a new connection).
-//   hot_under_load: 15 goroutines keep fetching distinct remote keys (as
-//     remote_c16) while 1 goroutine reads one hot key owned by B, one Get
-//     every ~50 µs; reports the hot reader's latency, and how often A went to B for it
-//     (groupcache keeps ~1 in 10 peer-fetched values in A's hot cache).
-//   hot_key_c16: 16 goroutines all reading the same B-owned key (cold at the
-//     start): singleflight plus the hot cache.
 //
-// Prints one JSON object on stdout.
+//	remote_c1, remote_c16: distinct keys owned by B, fetched through A at
+//	  concurrency 1 and 16. Every Get is a miss on A and on B (B's getter
+//	  makes a 16-byte value), so each op is one HTTP round trip A -> B plus
+//	  one load on B. Reports fetches/s, p50/p99/p999 latency in µs.
+//	remote_c16_keepalive: as remote_c16 but with a transport that keeps 64
+//	  idle connections per host (DefaultTransport keeps 2, so at 16 most
+//	  requests of remote_c16 dial a new connection).
+//	hot_under_load: 15 goroutines keep fetching distinct remote keys (as
+//	  remote_c16) while 1 goroutine reads one hot key owned by B, one Get
+//	  every ~50 µs; reports the hot reader's latency, and how often A went to B for it
+//	  (groupcache keeps ~1 in 10 peer-fetched values in A's hot cache).
+//	hot_key_c16: 16 goroutines all reading the same B-owned key (cold at the
+//	  start): singleflight plus the hot cache.
+//
+// Prints one JSON object on stdout; other_processes_cpu_pct says how much of
+// the machine's CPU other processes used meanwhile (keep it near 0).
 package main
 
 import (
@@ -218,6 +220,8 @@ func runDriver(dur time.Duration) {
 	ring.Add(selfA, selfB)
 
 	out := map[string]interface{}{"value_bytes": valueLen, "phase_seconds": dur.Seconds()}
+	pids := []int{os.Getpid(), child.Process.Pid}
+	cpu0 := readCPU(pids...)
 	var errs int64
 
 	// Warm-up: connections, code paths.
@@ -329,6 +333,7 @@ func runDriver(dur time.Duration) {
 		resp.Body.Close()
 		out["owner_stats"] = s
 	}
+	out["other_processes_cpu_pct"] = otherCPUPercent(cpu0, readCPU(pids...))
 	out["errors"] = errs
 	out["go_version"] = runtime.Version()
 	json.NewEncoder(os.Stdout).Encode(out)

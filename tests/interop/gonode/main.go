@@ -8,19 +8,21 @@
 //   - "missing:..."  an error ("missing key: <k>"), never cached
 //   - "big:..."      1 MiB, byte i = (i*31 + len(k)) % 251
 //   - anything else  "v:" + k
+//
 // Every getter call is counted per key (errors too).
 //
 // Control server (-ctl):
-//   GET  /get?key=K      group.Get(K): 200 with the raw bytes, or 500 + error text
-//   GET  /owner?key=K    the owner URL per consistenthash.New(replicas, nil) over
-//                        the current peers ("" when there are no peers)
-//   POST /owners         body: keys, one a line -> owner URLs, one a line
-//   GET  /loads          JSON {key: getter calls}
-//   POST /loads/reset    forget the getter counts
-//   GET  /stats          group.Stats plus main/hot CacheStats as JSON
-//   POST /peers          body: peer URLs (newline or comma separated) -> pool.Set
-//   GET  /peers          the current peer list, one a line
-//   GET  /health         "ok"
+//
+//	GET  /get?key=K      group.Get(K): 200 with the raw bytes, or 500 + error text
+//	GET  /owner?key=K    the owner URL per consistenthash.New(replicas, nil) over
+//	                     the current peers ("" when there are no peers)
+//	POST /owners         body: keys, one a line -> owner URLs, one a line
+//	GET  /loads          JSON {key: getter calls}
+//	POST /loads/reset    forget the getter counts
+//	GET  /stats          group.Stats plus main/hot CacheStats as JSON
+//	POST /peers          body: peer URLs (newline or comma separated) -> pool.Set
+//	GET  /peers          the current peer list, one a line
+//	GET  /health         "ok"
 //
 // Prints "ready" on stdout once both servers accept connections.
 package main
@@ -199,8 +201,8 @@ func main() {
 			"peer_errors": s.PeerErrors.Get(), "loads": s.Loads.Get(), "loads_deduped": s.LoadsDeduped.Get(),
 			"local_loads": s.LocalLoads.Get(), "local_load_errs": s.LocalLoadErrs.Get(),
 			"server_requests": s.ServerRequests.Get(),
-			"main": cs(group.CacheStats(groupcache.MainCache)),
-			"hot":  cs(group.CacheStats(groupcache.HotCache)),
+			"main":            cs(group.CacheStats(groupcache.MainCache)),
+			"hot":             cs(group.CacheStats(groupcache.HotCache)),
 		})
 		w.Header().Set("Content-Type", "application/json")
 		w.Write(b)
