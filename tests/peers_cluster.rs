@@ -1,0 +1,442 @@
+//! Several nodes (pools with real engine groups) in one process, talking
+//! HTTP over loopback.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use groupcache::engine::{Error, Getter, Group, PeerPicker, Sink};
+use groupcache::peers::{Pool, PoolOptions};
+use groupcache::ring::Ring;
+
+/// A getter that counts its calls per key. Keys "missing:..." do not exist,
+/// "fail:..." fail, "big:..." are 1 MiB, "ttl:..." live 300 ms; others are
+/// "v<version>:" + key, where `version` can be bumped to see reloads.
+struct Loader {
+    node: usize,
+    loads: Mutex<HashMap<Vec<u8>, u64>>,
+    version: AtomicU64,
+    /// Keys this node's getter refuses (to tell an owner's failure from a
+    /// fallback load).
+    fail_here: Mutex<Vec<Vec<u8>>>,
+    delay: Mutex<Duration>,
+}
+
+fn big_value(key: &[u8]) -> Vec<u8> {
+    (0..1 << 20).map(|i: usize| ((i * 31 + key.len()) % 251) as u8).collect()
+}
+
+fn value_for(version: u64, key: &[u8]) -> Vec<u8> {
+    let mut v = format!("v{version}:").into_bytes();
+    v.extend_from_slice(key);
+    v
+}
+
+impl Getter for Loader {
+    fn get(&self, key: &[u8], sink: &mut Sink) -> Result<(), Error> {
+        *self.loads.lock().unwrap().entry(key.to_vec()).or_default() += 1;
+        let d = *self.delay.lock().unwrap();
+        if !d.is_zero() {
+            std::thread::sleep(d);
+        }
+        if key.starts_with(b"missing:") {
+            return Err(Error::NotFound);
+        }
+        if key.starts_with(b"fail:") || self.fail_here.lock().unwrap().iter().any(|k| k == key) {
+            return Err(Error::LoaderFailed(format!("node {} refuses", self.node)));
+        }
+        if key.starts_with(b"big:") {
+            return sink.set(&big_value(key), 0);
+        }
+        let ttl = if key.starts_with(b"ttl:") { 300 } else { 0 };
+        sink.set(&value_for(self.version.load(Ordering::SeqCst), key), ttl)
+    }
+}
+
+struct Node {
+    pool: Arc<Pool>,
+    group: Arc<Group>,
+    loader: Arc<Loader>,
+}
+
+impl Node {
+    fn new(i: usize, opts: PoolOptions) -> Node {
+        let loader = Arc::new(Loader {
+            node: i,
+            loads: Mutex::default(),
+            version: AtomicU64::new(1),
+            fail_here: Mutex::default(),
+            delay: Mutex::new(Duration::ZERO),
+        });
+        let group = Group::new("g", 64 << 20, Some(loader.clone() as Arc<dyn Getter>));
+        let pool = Pool::new("127.0.0.1:0", None, opts).unwrap();
+        pool.register(group.clone()).unwrap();
+        Node { pool, group, loader }
+    }
+    fn loads(&self, key: &[u8]) -> u64 {
+        self.loader.loads.lock().unwrap().get(key).copied().unwrap_or(0)
+    }
+    fn total_loads(&self) -> u64 {
+        self.loader.loads.lock().unwrap().values().sum()
+    }
+}
+
+fn opts() -> PoolOptions {
+    PoolOptions { timeout: Duration::from_millis(600), worker_threads: 1, ..Default::default() }
+}
+
+fn cluster(n: usize) -> (Vec<Node>, Vec<String>) {
+    let nodes: Vec<Node> = (0..n).map(|i| Node::new(i, opts())).collect();
+    let urls: Vec<String> = nodes.iter().map(|n| n.pool.url().to_string()).collect();
+    for n in &nodes {
+        n.pool.set_peers(&urls).unwrap();
+    }
+    (nodes, urls)
+}
+
+fn owner_of(urls: &[String], key: &[u8]) -> usize {
+    let mut r = Ring::new(50);
+    r.add(urls.iter().cloned());
+    let o = r.get(key).unwrap();
+    urls.iter().position(|u| u == o).unwrap()
+}
+
+#[test]
+fn each_key_loads_once_cluster_wide() {
+    let (nodes, urls) = cluster(3);
+    let nodes = Arc::new(nodes);
+    let keys: Vec<Vec<u8>> = (0..150).map(|i| format!("key-{i}").into_bytes()).collect();
+    // Every node asks for every key, from two threads each, at once.
+    let threads: Vec<_> = (0..6)
+        .map(|t| {
+            let nodes = nodes.clone();
+            let keys = keys.clone();
+            std::thread::spawn(move || {
+                let node = &nodes[t % 3];
+                for k in keys.iter().cycle().skip(t * 17).take(keys.len()) {
+                    assert_eq!(node.group.get(k).unwrap(), value_for(1, k), "node {} key {k:?}", t % 3);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    for k in &keys {
+        let total: u64 = nodes.iter().map(|n| n.loads(k)).sum();
+        assert_eq!(total, 1, "key {:?} loaded {total} times", String::from_utf8_lossy(k));
+        assert_eq!(nodes[owner_of(&urls, k)].loads(k), 1, "not loaded by its owner");
+    }
+    let stats: Vec<_> = nodes.iter().map(|n| n.group.stats()).collect();
+    assert!(stats.iter().all(|s| s.peer_errors == 0), "{stats:?}");
+    assert!(stats.iter().all(|s| s.peer_loads > 0 && s.server_requests > 0), "{stats:?}");
+}
+
+#[test]
+fn tricky_and_big_keys_across_nodes() {
+    let (nodes, urls) = cluster(3);
+    let mut keys: Vec<Vec<u8>> = [&b""[..], b"a/b", b"a b", b"a+b", b"100%", b"%2F", b"?x#y", b"\xff\x00"]
+        .iter()
+        .map(|k| k.to_vec())
+        .collect();
+    keys.push("été/日本 +%".as_bytes().to_vec());
+    keys.push(b"big:one".to_vec());
+    keys.push(b"big:two".to_vec());
+    for k in &keys {
+        let want = if k.starts_with(b"big:") { big_value(k) } else { value_for(1, k) };
+        for n in &nodes {
+            assert_eq!(n.group.get(k).unwrap(), want, "key {k:?}");
+        }
+        let owner = owner_of(&urls, k);
+        assert_eq!(nodes[owner].loads(k), 1, "key {k:?}");
+        assert_eq!(nodes.iter().map(|n| n.loads(k)).sum::<u64>(), 1, "key {k:?}");
+    }
+}
+
+#[test]
+fn not_found_at_the_owner_is_final() {
+    let (nodes, urls) = cluster(3);
+    for i in 0..30 {
+        let k = format!("missing:{i}").into_bytes();
+        let owner = owner_of(&urls, &k);
+        for n in &nodes {
+            assert_eq!(n.group.get(&k), Err(Error::NotFound));
+        }
+        // Only the owner ran its getter (once per ask: not-found is not
+        // cached); nobody re-loaded locally.
+        for (j, n) in nodes.iter().enumerate() {
+            if j == owner {
+                assert_eq!(n.loads(&k), 3);
+            } else {
+                assert_eq!(n.loads(&k), 0, "node {j} re-loaded {k:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn owner_failure_falls_back_to_a_local_load() {
+    let (nodes, urls) = cluster(2);
+    let k = (0..).map(|i| format!("k{i}").into_bytes()).find(|k| owner_of(&urls, k) == 1).unwrap();
+    nodes[1].loader.fail_here.lock().unwrap().push(k.clone());
+    assert_eq!(nodes[0].group.get(&k).unwrap(), value_for(1, &k));
+    assert_eq!(nodes[1].loads(&k), 1);
+    assert_eq!(nodes[0].loads(&k), 1);
+    assert_eq!(nodes[0].group.stats().peer_errors, 1);
+    // Failing everywhere: the caller sees the loader's failure.
+    let f = (0..).map(|i| format!("fail:{i}").into_bytes()).find(|k| owner_of(&urls, k) == 1).unwrap();
+    assert!(matches!(nodes[0].group.get(&f), Err(Error::LoaderFailed(_))));
+}
+
+/// A TCP listener that accepts connections and never answers.
+fn silent_peer(for_how_long: Duration) -> String {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    l.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        let end = Instant::now() + for_how_long;
+        while Instant::now() < end {
+            if let Ok((s, _)) = l.accept() {
+                held.push(s);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    });
+    url
+}
+
+/// Answers every request with `reply` and closes.
+fn garbage_peer(reply: &'static [u8]) -> String {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for s in l.incoming().take(64) {
+            let Ok(mut s) = s else { continue };
+            let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
+            let _ = s.read(&mut [0u8; 4096]);
+            let _ = s.write_all(reply);
+        }
+    });
+    url
+}
+
+fn keys_owned_by(urls: &[String], owner: usize, n: usize) -> Vec<Vec<u8>> {
+    (0..).map(|i| format!("key-{i}").into_bytes()).filter(|k| owner_of(urls, k) == owner).take(n).collect()
+}
+
+#[test]
+fn silent_peer_means_local_load_within_the_timeout() {
+    let node = Node::new(0, opts());
+    let urls = vec![node.pool.url().to_string(), silent_peer(Duration::from_secs(5))];
+    node.pool.set_peers(&urls).unwrap();
+    for k in keys_owned_by(&urls, 1, 3) {
+        let t = Instant::now();
+        assert_eq!(node.group.get(&k).unwrap(), value_for(1, &k));
+        let took = t.elapsed();
+        assert!(took >= Duration::from_millis(550) && took < Duration::from_millis(1500), "{took:?}");
+        assert_eq!(node.loads(&k), 1);
+    }
+    assert_eq!(node.group.stats().peer_errors, 3);
+}
+
+#[test]
+fn garbage_peer_means_local_load() {
+    for reply in [
+        &b"SSH-2.0-OpenSSH_9.2\r\n"[..],
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 6\r\n\r\n<html>",
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: 4\r\n\r\n\x0a\x09ab",
+        b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n",
+    ] {
+        let node = Node::new(0, opts());
+        let urls = vec![node.pool.url().to_string(), garbage_peer(reply)];
+        node.pool.set_peers(&urls).unwrap();
+        for k in keys_owned_by(&urls, 1, 2) {
+            assert_eq!(node.group.get(&k).unwrap(), value_for(1, &k), "{reply:?}");
+            assert_eq!(node.loads(&k), 1);
+        }
+        assert_eq!(node.group.stats().peer_errors, 2, "{reply:?}");
+    }
+}
+
+#[test]
+fn set_and_remove_across_nodes() {
+    let (nodes, urls) = cluster(3);
+    let k = keys_owned_by(&urls, 1, 1).remove(0);
+    // Node 0 sets a key owned by node 1; node 2 reads it from the owner
+    // without anyone loading.
+    nodes[0].group.set(&k, b"set-by-0", 0).unwrap();
+    assert_eq!(nodes[2].group.get(&k).unwrap(), &b"set-by-0"[..]);
+    assert_eq!(nodes[1].group.get(&k).unwrap(), &b"set-by-0"[..]);
+    assert_eq!(nodes.iter().map(|n| n.total_loads()).sum::<u64>(), 0);
+
+    // Make every node hold a copy (hot caches are 1 in 10; fill them by
+    // asking a lot), then remove from node 2: everyone sees the new value.
+    for _ in 0..50 {
+        for n in &nodes {
+            n.group.get(&k).unwrap();
+        }
+    }
+    for n in &nodes {
+        n.loader.version.store(2, Ordering::SeqCst);
+    }
+    nodes[2].group.remove(&k).unwrap();
+    for n in &nodes {
+        assert_eq!(n.group.get(&k).unwrap(), value_for(2, &k));
+    }
+    assert_eq!(nodes[1].loads(&k), 1, "the owner loads the new value once");
+    assert_eq!(nodes.iter().map(|n| n.loads(&k)).sum::<u64>(), 1);
+}
+
+#[test]
+fn ttl_travels_with_values() {
+    let (nodes, urls) = cluster(2);
+    let k = (0..).map(|i| format!("ttl:{i}").into_bytes()).find(|k| owner_of(&urls, k) == 1).unwrap();
+    assert_eq!(nodes[0].group.get(&k).unwrap(), value_for(1, &k));
+    // Set with a TTL from the non-owner too.
+    let k2 = keys_owned_by(&urls, 1, 1).remove(0);
+    nodes[0].group.set(&k2, b"short-lived", 200).unwrap();
+    assert_eq!(nodes[0].group.get(&k2).unwrap(), &b"short-lived"[..]);
+    std::thread::sleep(Duration::from_millis(450));
+    for n in &nodes {
+        n.loader.version.store(2, Ordering::SeqCst);
+    }
+    // Both expired at the owner (and anywhere else): reloaded.
+    assert_eq!(nodes[0].group.get(&k).unwrap(), value_for(2, &k));
+    assert_eq!(nodes[0].group.get(&k2).unwrap(), value_for(2, &k2));
+    assert_eq!(nodes[1].loads(&k), 2);
+    assert_eq!(nodes[0].loads(&k), 0);
+}
+
+#[test]
+fn membership_changes() {
+    let (nodes, urls) = cluster(3);
+    let keys: Vec<Vec<u8>> = (0..120).map(|i| format!("m-{i}").into_bytes()).collect();
+    // Start as a two-node cluster (node 2 is client-only).
+    let two = urls[..2].to_vec();
+    for n in &nodes {
+        n.pool.set_peers(&two).unwrap();
+    }
+    for k in &keys {
+        for n in &nodes {
+            assert_eq!(n.group.get(k).unwrap(), value_for(1, k));
+        }
+    }
+    assert_eq!(nodes[2].total_loads(), 0, "a node missing from the list owns nothing");
+    // What node 2 kept in its hot cache it will not need to load.
+    let hot_at_2 = nodes[2].group.stats().hot_items;
+    // Grow to three: keys that move to node 2 are loaded there, once.
+    for n in &nodes {
+        n.pool.set_peers(&urls).unwrap();
+    }
+    for k in &keys {
+        for n in &nodes {
+            assert_eq!(n.group.get(k).unwrap(), value_for(1, k));
+        }
+    }
+    let moved = keys.iter().filter(|k| owner_of(&urls, k) == 2).count() as u64;
+    assert!(moved > 0);
+    let loaded = nodes[2].total_loads();
+    assert!(loaded <= moved && loaded + hot_at_2 >= moved, "moved {moved}, loaded {loaded}, hot {hot_at_2}");
+    for k in &keys {
+        assert!(nodes.iter().map(|n| n.loads(k)).sum::<u64>() <= 2, "{k:?}");
+    }
+    // A node leaves (closed): the others take over its keys, no errors
+    // once they know.
+    nodes[2].pool.close();
+    for n in &nodes[..2] {
+        n.pool.set_peers(&two).unwrap();
+    }
+    for k in &keys {
+        for n in &nodes[..2] {
+            assert_eq!(n.group.get(k).unwrap(), value_for(1, k));
+        }
+    }
+    assert!(nodes[..2].iter().all(|n| n.group.stats().peer_errors == 0));
+}
+
+#[test]
+fn a_node_closed_mid_run_is_survived() {
+    let (nodes, urls) = cluster(3);
+    let nodes = Arc::new(nodes);
+    let n2 = nodes.clone();
+    let worker = std::thread::spawn(move || {
+        let mut ok = 0;
+        for i in 0..600 {
+            let k = format!("run-{i}").into_bytes();
+            assert_eq!(n2[0].group.get(&k).unwrap(), value_for(1, &k));
+            ok += 1;
+        }
+        ok
+    });
+    std::thread::sleep(Duration::from_millis(30));
+    nodes[1].pool.close();
+    assert_eq!(worker.join().unwrap(), 600);
+    // Keys of the closed node are now loaded locally by node 0.
+    let k = keys_owned_by(&urls, 1, 1).remove(0);
+    nodes[0].group.get(&k).unwrap();
+    assert!(nodes[0].group.stats().peer_errors >= 1 || nodes[0].loads(&k) == 1);
+}
+
+#[test]
+fn disagreeing_nodes_do_not_deadlock() {
+    // Each node believes the other owns every key: a request from a peer
+    // must be answered locally, never forwarded back.
+    let a = Node::new(0, opts());
+    let b = Node::new(1, opts());
+    a.pool.set_peers(&[b.pool.url().to_string()]).unwrap();
+    b.pool.set_peers(&[a.pool.url().to_string()]).unwrap();
+    *a.loader.delay.lock().unwrap() = Duration::from_millis(50);
+    *b.loader.delay.lock().unwrap() = Duration::from_millis(50);
+    let (a, b) = (Arc::new(a), Arc::new(b));
+    let t = Instant::now();
+    let hs: Vec<_> = (0..8)
+        .map(|i| {
+            let (a, b) = (a.clone(), b.clone());
+            std::thread::spawn(move || {
+                let k = format!("k{}", i % 2).into_bytes();
+                let n = if i % 2 == 0 { &a } else { &b };
+                assert_eq!(n.group.get(&k).unwrap(), value_for(1, &k));
+            })
+        })
+        .collect();
+    for h in hs {
+        h.join().unwrap();
+    }
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    assert_eq!(a.group.stats().peer_errors + b.group.stats().peer_errors, 0);
+}
+
+#[test]
+fn pool_is_a_picker_and_unregister_detaches() {
+    let (nodes, urls) = cluster(2);
+    let k = keys_owned_by(&urls, 1, 1).remove(0);
+    assert_eq!(nodes[0].pool.pick_peer(&k).unwrap().url(), urls[1]);
+    assert!(nodes[0].pool.unregister_group(&nodes[0].group));
+    assert!(!nodes[0].pool.unregister("g"));
+    // Detached: node 0 loads its keys itself, and node 1 gets 404 "no such
+    // group" from node 0, which it treats as a failure (local load).
+    assert_eq!(nodes[0].group.get(&k).unwrap(), value_for(1, &k));
+    assert_eq!(nodes[0].loads(&k), 1);
+    let k0 = keys_owned_by(&urls, 0, 1).remove(0);
+    assert_eq!(nodes[1].group.get(&k0).unwrap(), value_for(1, &k0));
+    assert_eq!(nodes[1].loads(&k0), 1);
+    assert_eq!(nodes[1].group.stats().peer_errors, 1);
+    // Re-register under the same name.
+    nodes[0].pool.register(nodes[0].group.clone()).unwrap();
+    let other = Group::new("g", 1 << 20, None);
+    assert!(nodes[0].pool.register(other).is_err());
+}
+
+#[test]
+fn dropping_a_group_unserves_it() {
+    let (nodes, urls) = cluster(2);
+    let Node { pool, group, loader: _ } = nodes.into_iter().nth(1).unwrap();
+    drop(group);
+    let fresh = Group::new("g", 1 << 20, None);
+    pool.register(fresh).expect("the dropped group's name is free");
+    let _ = urls;
+}
