@@ -1,0 +1,401 @@
+//! `cache`: one groupcache Group, behind a handle.
+
+use std::ffi::{c_char, c_void};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use crossbeam_epoch as epoch;
+use once_cell::sync::Lazy;
+
+use crate::engine::Group;
+
+use super::boundary::{bytes, guard, require, str_arg};
+use super::handles::HandleTable;
+use super::pool::{self, cache_pool, Membership};
+use super::sink::{cache_getter_fn, CGetter};
+use super::status::*;
+use super::value::{cache_value, into_c};
+
+/// A cache: one groupcache group. Opaque; get one from cache_new, give it
+/// back with cache_free.
+pub struct cache {
+    _private: [u8; 0],
+}
+
+/// groupcache's Stats and CacheStats, as counters since cache_new (bytes
+/// and items are current sizes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct cache_stats {
+    /// Every get, including hits.
+    pub gets: u64,
+    /// Gets answered from the main or hot cache.
+    pub cache_hits: u64,
+    /// Values (or "not found") fetched from the owner peer.
+    pub peer_loads: u64,
+    /// Peer calls that failed (then loaded locally, for gets).
+    pub peer_errors: u64,
+    /// Gets that missed the cache (gets - cache_hits, roughly).
+    pub loads: u64,
+    /// Loads left after single-flight: the real work.
+    pub loads_deduped: u64,
+    /// Successful getter calls on this node.
+    pub local_loads: u64,
+    /// Failed (or "not found") getter calls on this node.
+    pub local_load_errs: u64,
+    /// Gets that arrived from peers.
+    pub server_requests: u64,
+    /// Key + value bytes in the main cache (keys this node owns).
+    pub main_bytes: u64,
+    pub main_items: u64,
+    pub main_gets: u64,
+    pub main_hits: u64,
+    pub main_evictions: u64,
+    /// Key + value bytes in the hot cache (copies of peers' keys).
+    pub hot_bytes: u64,
+    pub hot_items: u64,
+    pub hot_gets: u64,
+    pub hot_hits: u64,
+    pub hot_evictions: u64,
+}
+
+/// What a `cache` handle refers to.
+pub(crate) struct CacheObj {
+    pub(crate) group: Arc<Group>,
+    membership: Option<Membership>,
+}
+
+static CACHES: Lazy<HandleTable<CacheObj>> = Lazy::new(HandleTable::new);
+
+/// Longest key accepted, in bytes.
+pub const CACHE_MAX_KEY_LEN: usize = 8192;
+/// Longest cache name accepted, in bytes.
+pub const CACHE_MAX_NAME_LEN: usize = 255;
+const _: () = assert!(CACHE_MAX_KEY_LEN == crate::engine::MAX_KEY_LEN);
+const MAX_NAME_LEN: usize = CACHE_MAX_NAME_LEN;
+
+fn check_name(name: &str) -> Result<(), cache_status> {
+    if name.is_empty() || name.len() > MAX_NAME_LEN {
+        return Err(fail(
+            CACHE_INVALID_ARGUMENT,
+            format!("a cache name is 1 to {MAX_NAME_LEN} bytes, not {}", name.len()),
+        ));
+    }
+    if name.contains('/') || name.chars().any(char::is_control) {
+        return Err(fail(
+            CACHE_INVALID_ARGUMENT,
+            format!("cache name {name:?} contains '/' or a control character"),
+        ));
+    }
+    Ok(())
+}
+
+macro_rules! tri {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(status) => return status,
+        }
+    };
+}
+
+/// Runs `f` on the cache behind `c` within one epoch pin: for calls that
+/// never block.
+fn with_cache<R>(c: *const cache, f: impl FnOnce(&CacheObj) -> R) -> Result<R, cache_status> {
+    let guard = epoch::pin();
+    match CACHES.get(c as usize, &guard) {
+        Some(obj) => Ok(f(obj)),
+        None => Err(fail(CACHE_CLOSED, "the cache was freed (or this is not a cache handle)")),
+    }
+}
+
+/// A strong reference to the cache behind `c`: for calls that may block.
+fn cache_arc(c: *const cache) -> Result<Arc<CacheObj>, cache_status> {
+    let guard = epoch::pin();
+    CACHES
+        .get_arc(c as usize, &guard)
+        .ok_or_else(|| fail(CACHE_CLOSED, "the cache was freed (or this is not a cache handle)"))
+}
+
+/// Creates a cache (one groupcache group) named `name`.
+///
+/// - `max_bytes` bounds the main and hot caches together, counting key +
+///   value bytes; 0 keeps nothing (every get loads, still de-duplicated).
+/// - `getter` is called on misses, with `user_data`, from any thread; NULL
+///   makes a set-only cache whose misses are CACHE_NOT_FOUND. `user_data`
+///   must stay valid until cache_free and any call in progress return.
+/// - `pool` NULL: a process-local cache. Otherwise the cache joins that
+///   node's cluster; names are unique within a pool.
+/// - On CACHE_OK, `*out` receives the handle; otherwise it is untouched.
+///
+/// Returns CACHE_OK, CACHE_INVALID_ARGUMENT (NULL name or out, a name that
+/// is empty, longer than 255 bytes, not UTF-8, or has '/' or a control
+/// character), CACHE_ALREADY_EXISTS (the pool has a cache of that name),
+/// CACHE_CLOSED (the pool was freed). Never blocks.
+#[no_mangle]
+pub unsafe extern "C" fn cache_new(
+    name: *const c_char,
+    max_bytes: u64,
+    getter: cache_getter_fn,
+    user_data: *mut c_void,
+    pool: *mut cache_pool,
+    out: *mut *mut cache,
+) -> cache_status {
+    guard(|| {
+        require!(out);
+        // SAFETY: the caller promises a NUL-terminated string.
+        let name = tri!(unsafe { str_arg(name, "name") });
+        tri!(check_name(name));
+        let getter = CGetter::new(getter, user_data).map(|g| Arc::new(g) as _);
+        let group = Group::new(name, max_bytes, getter);
+        let membership = if pool.is_null() { None } else { Some(tri!(pool::join(pool, &group))) };
+        let obj = Arc::new(CacheObj { group, membership });
+        match CACHES.insert(obj) {
+            Some(h) => {
+                // SAFETY: out is non-NULL (checked) and writable (promise).
+                unsafe { *out = h as *mut cache };
+                CACHE_OK
+            }
+            None => fail(CACHE_INVALID_ARGUMENT, "too many live caches (over a million)"),
+        }
+    })
+}
+
+/// Frees a cache. Safe while other threads are inside calls on it: they
+/// finish or get CACHE_CLOSED, and memory goes when the last one leaves.
+/// Its name becomes free in its pool at once. A freed or double-freed
+/// handle never corrupts memory: later calls with it get CACHE_CLOSED,
+/// even after new caches were created (handles are never reused). NULL is
+/// a no-op. Values obtained from the cache stay valid. Never blocks on loads.
+#[no_mangle]
+pub extern "C" fn cache_free(c: *mut cache) {
+    guard(|| {
+        if c.is_null() {
+            return;
+        }
+        let guard = epoch::pin();
+        if let Some(obj) = CACHES.remove(c as usize, &guard) {
+            obj.group.close();
+            if let Some(m) = &obj.membership {
+                m.leave();
+            }
+        }
+    })
+}
+
+/// Gets the value of `key` (binary-safe, `key_len` bytes, at most 8 KiB):
+/// from this node's cache, else from the key's owner, else from the getter.
+/// On CACHE_OK `*out` receives a value the caller owns (free it with
+/// cache_value_free); otherwise `*out` is untouched.
+///
+/// Returns CACHE_OK, CACHE_NOT_FOUND, CACHE_LOADER_FAILED,
+/// CACHE_INVALID_ARGUMENT (NULL c or out, NULL key with a non-zero length,
+/// a key over 8 KiB, a getter waiting on its own load), CACHE_CLOSED,
+/// CACHE_TIMEOUT. May block: on a miss it waits for the load (and may call
+/// the getter on this thread, or fetch from a peer). A hit never blocks.
+#[no_mangle]
+pub unsafe extern "C" fn cache_get(c: *mut cache, key: *const u8, key_len: usize, out: *mut *mut cache_value) -> cache_status {
+    guard(|| {
+        require!(c, out);
+        // SAFETY: the caller promises key_len readable bytes at key.
+        let key = tri!(unsafe { bytes(key, key_len, "key") });
+        let hit = {
+            let guard = epoch::pin();
+            match CACHES.get(c as usize, &guard) {
+                Some(obj) => obj.group.get_cached_with(key, &guard, Bytes::copy_from_slice),
+                None => return fail(CACHE_CLOSED, "the cache was freed (or this is not a cache handle)"),
+            }
+        };
+        let value = match hit {
+            Some(v) => v,
+            None => {
+                let obj = tri!(cache_arc(c));
+                tri!(obj.group.get(key).map_err(from_error))
+            }
+        };
+        // SAFETY: out is non-NULL (checked) and writable (promise).
+        unsafe { *out = into_c(value) };
+        CACHE_OK
+    })
+}
+
+/// Like cache_get, but copies the value into `buf` (`cap` bytes; `buf` may
+/// be NULL when `cap` is 0) and allocates nothing. `*out_len` receives the
+/// value's length on CACHE_OK, and the size needed on
+/// CACHE_BUFFER_TOO_SMALL (the value is then not copied, but it is cached:
+/// retry with a larger buffer). Same statuses and blocking as cache_get,
+/// plus CACHE_BUFFER_TOO_SMALL.
+#[no_mangle]
+pub unsafe extern "C" fn cache_get_into(
+    c: *mut cache,
+    key: *const u8,
+    key_len: usize,
+    buf: *mut u8,
+    cap: usize,
+    out_len: *mut usize,
+) -> cache_status {
+    guard(|| {
+        require!(c, out_len);
+        if buf.is_null() && cap != 0 {
+            return fail(CACHE_INVALID_ARGUMENT, "`buf` is NULL but `cap` is not 0");
+        }
+        // SAFETY: the caller promises key_len readable bytes at key.
+        let key = tri!(unsafe { bytes(key, key_len, "key") });
+        let copy = |v: &[u8]| {
+            if v.len() <= cap && !v.is_empty() {
+                // SAFETY: buf has cap >= v.len() writable bytes (promise),
+                // and cannot overlap the cache's own memory.
+                unsafe { std::ptr::copy_nonoverlapping(v.as_ptr(), buf, v.len()) };
+            }
+            v.len()
+        };
+        let hit = {
+            let guard = epoch::pin();
+            match CACHES.get(c as usize, &guard) {
+                Some(obj) => obj.group.get_cached_with(key, &guard, copy),
+                None => return fail(CACHE_CLOSED, "the cache was freed (or this is not a cache handle)"),
+            }
+        };
+        let len = match hit {
+            Some(n) => n,
+            None => {
+                let obj = tri!(cache_arc(c));
+                tri!(obj.group.get_with(key, copy).map_err(from_error))
+            }
+        };
+        // SAFETY: out_len is non-NULL (checked) and writable (promise).
+        unsafe { *out_len = len };
+        if len > cap {
+            return fail(CACHE_BUFFER_TOO_SMALL, format!("the value needs {len} bytes, the buffer has {cap}"));
+        }
+        CACHE_OK
+    })
+}
+
+/// Allocates the caller's own object for a value, e.g. a Python `bytes`
+/// (`PyBytes_FromStringAndSize` has this shape). Must not call back into
+/// this library.
+#[allow(non_camel_case_types)]
+pub type cache_alloc_fn = Option<unsafe extern "C" fn(data: *const u8, len: isize) -> *mut c_void>;
+
+/// The hit path alone, for language bindings: looks `key` up in this
+/// node's cache only. Never loads, never calls the getter or a peer, never
+/// blocks, and never sets cache_last_error.
+///
+/// Calls `alloc` exactly once: `alloc(data, len)` with the value on a hit,
+/// `alloc(NULL, 0)` on anything else (a miss, a freed cache, bad
+/// arguments); returns what `alloc` returned. A miss may be reported for a
+/// key being written at that instant: follow up with cache_get, which is
+/// authoritative. Returns NULL if `alloc` is NULL.
+#[no_mangle]
+pub unsafe extern "C" fn cache_lookup_alloc(c: *mut cache, key: *const u8, key_len: usize, alloc: cache_alloc_fn) -> *mut c_void {
+    guard(|| {
+        let Some(alloc) = alloc else { return std::ptr::null_mut() };
+        let miss = || {
+            // SAFETY: the caller's allocator, called as documented.
+            unsafe { alloc(std::ptr::null(), 0) }
+        };
+        if key.is_null() && key_len != 0 || key_len > isize::MAX as usize {
+            return miss();
+        }
+        // SAFETY: the caller promises key_len readable bytes at key.
+        let key = if key_len == 0 { &[][..] } else { unsafe { std::slice::from_raw_parts(key, key_len) } };
+        let guard = epoch::pin();
+        let hit = CACHES.get(c as usize, &guard).and_then(|obj| {
+            // SAFETY: the caller's allocator, with a valid value slice
+            // (len <= u32::MAX fits isize on 64-bit targets).
+            obj.group.get_cached_with(key, &guard, |v| unsafe { alloc(v.as_ptr(), v.len() as isize) })
+        });
+        match hit {
+            Some(p) => p,
+            None => miss(),
+        }
+    })
+}
+
+/// Stores `value` under `key`, at the key's owner (when in a pool) and in
+/// this node's cache; a load of the key in flight will not overwrite it.
+/// The bytes are copied. `ttl_ms <= 0`: no expiry.
+///
+/// Returns CACHE_OK, CACHE_INVALID_ARGUMENT (NULL c, NULL key or value
+/// with a non-zero length, a key over 8 KiB, a value over 4 GiB),
+/// CACHE_CLOSED, CACHE_PEER_FAILED (the owner could not be reached; the
+/// local copy is dropped). May block while the owner answers (up to the
+/// peer timeout).
+#[no_mangle]
+pub unsafe extern "C" fn cache_set(
+    c: *mut cache,
+    key: *const u8,
+    key_len: usize,
+    value: *const u8,
+    value_len: usize,
+    ttl_ms: i64,
+) -> cache_status {
+    guard(|| {
+        require!(c);
+        // SAFETY: the caller promises readable bytes at key and value.
+        let (key, value) = unsafe {
+            (tri!(bytes(key, key_len, "key")), tri!(bytes(value, value_len, "value")))
+        };
+        let obj = tri!(cache_arc(c));
+        match obj.group.set(key, value, ttl_ms) {
+            Ok(()) => CACHE_OK,
+            Err(e) => from_error(e),
+        }
+    })
+}
+
+/// Removes `key` everywhere: locally, at its owner, then at every peer; a
+/// load of the key in flight will not cache the old value. Returns once
+/// the owner and every reachable peer have dropped it or timed out.
+///
+/// Returns CACHE_OK (also when the key was not cached),
+/// CACHE_INVALID_ARGUMENT, CACHE_CLOSED, CACHE_PEER_FAILED (the owner
+/// could not be reached; it may still hold the value). May block on peers.
+#[no_mangle]
+pub unsafe extern "C" fn cache_remove(c: *mut cache, key: *const u8, key_len: usize) -> cache_status {
+    guard(|| {
+        require!(c);
+        // SAFETY: the caller promises key_len readable bytes at key.
+        let key = tri!(unsafe { bytes(key, key_len, "key") });
+        let obj = tri!(cache_arc(c));
+        match obj.group.remove(key) {
+            Ok(()) => CACHE_OK,
+            Err(e) => from_error(e),
+        }
+    })
+}
+
+/// Copies the cache's counters into `*out`. Returns CACHE_OK,
+/// CACHE_INVALID_ARGUMENT (NULL), CACHE_CLOSED. Never blocks.
+#[no_mangle]
+pub unsafe extern "C" fn cache_stats_get(c: *mut cache, out: *mut cache_stats) -> cache_status {
+    guard(|| {
+        require!(c, out);
+        let s = tri!(with_cache(c, |obj| obj.group.stats()));
+        let st = cache_stats {
+            gets: s.gets,
+            cache_hits: s.cache_hits,
+            peer_loads: s.peer_loads,
+            peer_errors: s.peer_errors,
+            loads: s.loads,
+            loads_deduped: s.loads_deduped,
+            local_loads: s.local_loads,
+            local_load_errs: s.local_load_errs,
+            server_requests: s.server_requests,
+            main_bytes: s.main_bytes,
+            main_items: s.main_items,
+            main_gets: s.main_gets,
+            main_hits: s.main_hits,
+            main_evictions: s.main_evictions,
+            hot_bytes: s.hot_bytes,
+            hot_items: s.hot_items,
+            hot_gets: s.hot_gets,
+            hot_hits: s.hot_hits,
+            hot_evictions: s.hot_evictions,
+        };
+        // SAFETY: out is non-NULL (checked) and writable (promise).
+        unsafe { *out = st };
+        CACHE_OK
+    })
+}

@@ -1,0 +1,131 @@
+//! `cache_sink` and the C getter: how C code fills a miss.
+
+use std::cell::RefCell;
+use std::ffi::{c_char, c_void};
+
+use crate::engine::{Error, Getter, Sink};
+
+use super::boundary::{bytes, guard, require, str_arg};
+use super::status::*;
+
+/// Where a getter puts the value it loaded. Valid only during the getter
+/// call it was passed to, on that thread.
+pub struct cache_sink {
+    _private: [u8; 0],
+}
+
+/// Called on a miss, on the thread that needs the value (a caller of
+/// cache_get, or a server thread answering a peer). Return CACHE_OK after
+/// cache_sink_set, CACHE_NOT_FOUND if the key does not exist; any other
+/// value is a failure and the caller gets CACHE_LOADER_FAILED. Neither
+/// failures nor "not found" are cached. `key` is valid only during the call.
+/// May be called from several threads at once, for different keys.
+#[allow(non_camel_case_types)]
+pub type cache_getter_fn = Option<
+    unsafe extern "C" fn(user_data: *mut c_void, key: *const u8, key_len: usize, sink: *mut cache_sink) -> i32,
+>;
+
+thread_local! {
+    /// Sinks of the getter calls running on this thread (innermost last):
+    /// a sink pointer is honoured only while its call runs.
+    static ACTIVE: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+}
+
+fn with_active_sink(s: *mut cache_sink, f: impl FnOnce(&mut Sink) -> cache_status) -> cache_status {
+    let active = ACTIVE.with(|a| a.borrow().contains(&(s as usize)));
+    if !active {
+        return fail(
+            CACHE_INVALID_ARGUMENT,
+            "this sink is not the one of a getter call running on this thread",
+        );
+    }
+    // SAFETY: s is the address of the Sink of a getter call still running
+    // on this thread (checked above), borrowed by nothing else meanwhile.
+    f(unsafe { &mut *(s as *mut Sink) })
+}
+
+/// Stores the loaded value in the sink; the bytes are copied. `ttl_ms <= 0`:
+/// no expiry. A second call replaces the first. Returns CACHE_OK, or
+/// CACHE_INVALID_ARGUMENT (NULL sink, NULL value with a non-zero length, a
+/// sink that is not the one of a getter call running on this thread, a
+/// value over 4 GiB). Never blocks.
+#[no_mangle]
+pub unsafe extern "C" fn cache_sink_set(sink: *mut cache_sink, value: *const u8, value_len: usize, ttl_ms: i64) -> cache_status {
+    guard(|| {
+        require!(sink);
+        // SAFETY: the caller promises value_len readable bytes at value.
+        let v = match unsafe { bytes(value, value_len, "value") } {
+            Ok(v) => v,
+            Err(s) => return s,
+        };
+        with_active_sink(sink, |s| match s.set(v, ttl_ms) {
+            Ok(()) => CACHE_OK,
+            Err(e) => from_error(e),
+        })
+    })
+}
+
+/// Records why the getter is failing; the caller of cache_get gets
+/// CACHE_LOADER_FAILED with this message from cache_last_error(). The
+/// message is copied; NULL is CACHE_INVALID_ARGUMENT. A getter that calls
+/// this fails even if it returns CACHE_OK. Never blocks.
+#[no_mangle]
+pub unsafe extern "C" fn cache_sink_fail(sink: *mut cache_sink, message: *const c_char) -> cache_status {
+    guard(|| {
+        require!(sink);
+        // SAFETY: the caller promises a NUL-terminated string.
+        let msg = match unsafe { str_arg(message, "message") } {
+            Ok(m) => m.to_owned(),
+            Err(_) if !message.is_null() => {
+                // Not UTF-8: keep what can be read rather than lose it.
+                // SAFETY: non-NULL and NUL-terminated by the caller's promise.
+                unsafe { std::ffi::CStr::from_ptr(message) }.to_string_lossy().into_owned()
+            }
+            Err(s) => return s,
+        };
+        with_active_sink(sink, |s| {
+            s.fail(&msg);
+            CACHE_OK
+        })
+    })
+}
+
+/// A C getter and its user data, as an engine Getter.
+pub(crate) struct CGetter {
+    f: unsafe extern "C" fn(*mut c_void, *const u8, usize, *mut cache_sink) -> i32,
+    user_data: *mut c_void,
+}
+
+// SAFETY: the header documents that the getter may be called from any
+// thread, with the same user_data; making that safe is the caller's part.
+unsafe impl Send for CGetter {}
+unsafe impl Sync for CGetter {}
+
+impl CGetter {
+    pub(crate) fn new(f: cache_getter_fn, user_data: *mut c_void) -> Option<CGetter> {
+        f.map(|f| CGetter { f, user_data })
+    }
+}
+
+impl Getter for CGetter {
+    fn get(&self, key: &[u8], sink: &mut Sink) -> Result<(), Error> {
+        let addr = sink as *mut Sink as usize;
+        ACTIVE.with(|a| a.borrow_mut().push(addr));
+        struct Pop;
+        impl Drop for Pop {
+            fn drop(&mut self) {
+                let _ = ACTIVE.try_with(|a| a.borrow_mut().pop());
+            }
+        }
+        let _pop = Pop;
+        // SAFETY: calling the user's getter with the documented arguments;
+        // key is valid for the call, the sink pointer only while ACTIVE
+        // lists it.
+        let status = unsafe { (self.f)(self.user_data, key.as_ptr(), key.len(), addr as *mut cache_sink) };
+        match status {
+            0 => Ok(()),
+            1 => Err(Error::NotFound),
+            other => Err(Error::LoaderFailed(format!("the getter returned status {other}"))),
+        }
+    }
+}
