@@ -199,6 +199,27 @@ fn memory(out: &mut Vec<(String, f64)>) {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let mut out = vec![];
+    if args.iter().any(|a| a == "profile") {
+        // A fixed workload for `valgrind --tool=callgrind`: 100,000 C-API
+        // hits of 16 bytes on one thread.
+        let mut c: *mut cache = std::ptr::null_mut();
+        let mut buf = [0u8; 64];
+        // SAFETY: valid arguments per the header.
+        unsafe {
+            assert_eq!(cache_new(c"p".as_ptr(), 1 << 30, None, std::ptr::null_mut(), std::ptr::null_mut(), &mut c), CACHE_OK);
+            for i in 0..KEYS {
+                let k = key(i);
+                cache_set(c, k.as_ptr(), 16, [1u8; 16].as_ptr(), 16, 0);
+            }
+            let mut n = 0;
+            let keys: Vec<[u8; 16]> = (0..KEYS).map(key).collect();
+            for i in 0..100_000 {
+                let k = keys[i % KEYS];
+                cache_get_into(c, k.as_ptr(), 16, buf.as_mut_ptr(), 64, &mut n);
+            }
+        }
+        return;
+    }
     if args.iter().any(|a| a == "memory") {
         memory(&mut out);
     } else {

@@ -209,8 +209,14 @@ impl Group {
             return None;
         }
         let hit = self.store.get_with(key, self.store.hash(key), guard, f)?;
-        self.counters.inc(Counter::Gets);
-        Some(self.count_hit(hit))
+        self.counters.inc2(
+            Counter::Gets,
+            match hit.kind {
+                Kind::Main => Counter::HitsMain,
+                Kind::Hot => Counter::HitsHot,
+            },
+        );
+        Some(hit.result)
     }
 
     /// The full groupcache get: cache, then owner peer, then local getter.

@@ -49,40 +49,60 @@ pub struct Counters {
 static FREE_IDS: Mutex<Vec<usize>> = Mutex::new(Vec::new());
 static NEXT_ID: Mutex<usize> = Mutex::new(0);
 
-struct StripeId(Cell<usize>);
+/// Returns a thread's stripe to the free list when the thread exits.
+struct StripeOwner(usize);
 
-impl StripeId {
-    fn acquire() -> usize {
-        if let Some(id) = FREE_IDS.lock().unwrap_or_else(|p| p.into_inner()).pop() {
-            return id;
-        }
-        let mut next = NEXT_ID.lock().unwrap_or_else(|p| p.into_inner());
-        if *next < STRIPES {
-            *next += 1;
-            *next - 1
-        } else {
-            STRIPES
-        }
+fn acquire() -> usize {
+    if let Some(id) = FREE_IDS.lock().unwrap_or_else(|p| p.into_inner()).pop() {
+        return id;
+    }
+    let mut next = NEXT_ID.lock().unwrap_or_else(|p| p.into_inner());
+    if *next < STRIPES {
+        *next += 1;
+        *next - 1
+    } else {
+        STRIPES
     }
 }
 
-impl Drop for StripeId {
+impl Drop for StripeOwner {
     fn drop(&mut self) {
-        let id = self.0.get();
-        if id < STRIPES {
-            FREE_IDS.lock().unwrap_or_else(|p| p.into_inner()).push(id);
+        // Counts made later in this thread's teardown go to the shared
+        // stripe, atomically: the id may already belong to another thread.
+        let _ = STRIPE.try_with(|s| s.set(STRIPES));
+        if self.0 < STRIPES {
+            FREE_IDS.lock().unwrap_or_else(|p| p.into_inner()).push(self.0);
         }
     }
 }
 
 thread_local! {
-    static STRIPE: StripeId = StripeId(Cell::new(StripeId::acquire()));
+    /// This thread's stripe; usize::MAX until first use. Const-initialised
+    /// and without a destructor, so reading it is one TLS load.
+    static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
+    static OWNER: Cell<Option<StripeOwner>> = const { Cell::new(None) };
 }
 
+#[inline]
 fn stripe_id() -> usize {
-    // During thread teardown the thread-local may be gone: use the shared
-    // stripe then.
-    STRIPE.try_with(|s| s.0.get()).unwrap_or(STRIPES)
+    let id = STRIPE.with(Cell::get);
+    if id != usize::MAX {
+        return id;
+    }
+    first_use()
+}
+
+#[cold]
+fn first_use() -> usize {
+    let id = acquire();
+    STRIPE.with(|s| s.set(id));
+    // If the thread is already being torn down, the owner cannot be
+    // registered: give the stripe back at once and use the shared one.
+    if OWNER.try_with(|o| o.set(Some(StripeOwner(id)))).is_err() {
+        drop(StripeOwner(id));
+        return STRIPES;
+    }
+    id
 }
 
 impl Default for Counters {
@@ -109,6 +129,22 @@ impl Counters {
     #[inline]
     pub fn inc(&self, c: Counter) {
         self.add(c, 1)
+    }
+
+    /// Two increments for the price of one stripe lookup (a hit counts a
+    /// get and a hit).
+    #[inline]
+    pub fn inc2(&self, a: Counter, b: Counter) {
+        let id = stripe_id();
+        let stripe = &self.stripes[id];
+        for c in [a, b] {
+            let cell = &stripe[c as usize];
+            if id < STRIPES {
+                cell.store(cell.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+            } else {
+                cell.fetch_add(1, Ordering::Relaxed);
+            }
+        }
     }
 
     pub fn get(&self, c: Counter) -> u64 {
