@@ -52,3 +52,13 @@ func otherCPUPercent(a, b cpuSample) float64 {
 	}
 	return float64(int64(float64(other)*1000/float64(total))) / 10
 }
+
+// ownCPUPercent is the share of all CPU time between a and b that our own
+// processes used (100 = every core busy with this benchmark).
+func ownCPUPercent(a, b cpuSample) float64 {
+	total := b.total - a.total
+	if total <= 0 {
+		return 0
+	}
+	return float64(int64(float64(b.own-a.own)*1000/float64(total))) / 10
+}

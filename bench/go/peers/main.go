@@ -231,8 +231,12 @@ func runDriver(dur time.Duration) {
 	for _, conc := range []int{1, 16} {
 		ks := ownedKeys(ring, selfB, fmt.Sprintf("c%d", conc), maxKeys(conc))
 		peerLoads0 := gA.Stats.PeerLoads.Get()
+		c0 := readCPU(pids...)
 		lat, wall := remoteLoad(gA, ks, conc, dur, &errs)
 		res := summarize(lat, wall)
+		c1 := readCPU(pids...)
+		res["other_cpu_pct"] = otherCPUPercent(c0, c1)
+		res["own_cpu_pct"] = ownCPUPercent(c0, c1)
 		res["peer_loads"] = gA.Stats.PeerLoads.Get() - peerLoads0
 		out[fmt.Sprintf("remote_c%d", conc)] = res
 	}
@@ -247,8 +251,12 @@ func runDriver(dur time.Duration) {
 		ks := ownedKeys(ring, selfB, "k16", maxKeys(16))
 		remoteLoad(gA, ownedKeys(ring, selfB, "warm2", 5000), 16, 200*time.Millisecond, &errs)
 		peerLoads0 := gA.Stats.PeerLoads.Get()
+		c0 := readCPU(pids...)
 		lat, wall := remoteLoad(gA, ks, 16, dur, &errs)
 		res := summarize(lat, wall)
+		c1 := readCPU(pids...)
+		res["other_cpu_pct"] = otherCPUPercent(c0, c1)
+		res["own_cpu_pct"] = ownCPUPercent(c0, c1)
 		res["peer_loads"] = gA.Stats.PeerLoads.Get() - peerLoads0
 		res["max_idle_conns_per_host"] = keepAlive.MaxIdleConnsPerHost
 		out["remote_c16_keepalive"] = res
