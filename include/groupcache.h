@@ -89,7 +89,8 @@ typedef struct cache cache;
 
 /**
  * A node of a groupcache cluster: serves the peer protocol and knows the
- * other nodes. Opaque.
+ * other nodes. Opaque; get one from cache_pool_new, give it back with
+ * cache_pool_free.
  */
 typedef struct cache_pool cache_pool;
 
@@ -302,6 +303,53 @@ enum cache_status cache_remove(struct cache *c, const uint8_t *key, size_t key_l
  * CACHE_INVALID_ARGUMENT (NULL), CACHE_CLOSED. Never blocks.
  */
 enum cache_status cache_stats_get(struct cache *c, struct cache_stats *out);
+
+/**
+ * Creates a node: binds `listen_addr` at once (e.g. "127.0.0.1:8000";
+ * "127.0.0.1:0" picks a free port) and serves the peer protocol there on
+ * background threads. `self_url` is how the other nodes reach this one;
+ * NULL means "http://<bound address>". Caches join it through cache_new.
+ *
+ * The port serves cache contents to anyone who can reach it: bind to
+ * loopback or a private network.
+ *
+ * On CACHE_OK `*out` receives the handle. Returns CACHE_OK,
+ * CACHE_INVALID_ARGUMENT (NULL listen_addr or out, an address or URL that
+ * does not parse), CACHE_IO (the address cannot be bound). Does not block
+ * beyond binding.
+ */
+enum cache_status cache_pool_new(const char *listen_addr,
+                                 const char *self_url,
+                                 struct cache_pool **out);
+
+/**
+ * This node's URL, as given or derived at cache_pool_new. The string
+ * belongs to the pool and stays valid until cache_pool_free. NULL for
+ * NULL or a freed pool. Never blocks.
+ */
+const char *cache_pool_url(const struct cache_pool *p);
+
+/**
+ * Sets the whole cluster, this node included (as Go's HTTPPool.Set):
+ * `urls` is an array of `n` base URLs such as "http://10.0.0.1:8000". A
+ * node missing from its own list owns no keys (a client only). May be
+ * called at any time; requests in flight finish with the membership they
+ * started with. Every node must be given the same list.
+ *
+ * Returns CACHE_OK, CACHE_INVALID_ARGUMENT (NULL p, NULL urls with n > 0,
+ * a NULL or malformed URL: nothing is changed then), CACHE_CLOSED. Never
+ * blocks on the network.
+ */
+enum cache_status cache_pool_set_peers(struct cache_pool *p, const char *const *urls, size_t n);
+
+/**
+ * Stops serving and frees the pool. Its caches keep working as
+ * process-local caches until they are freed. Safe while other threads are
+ * inside calls on it or on its caches; a freed or double-freed handle
+ * gets CACHE_CLOSED later, never memory corruption. NULL is a no-op. May
+ * block up to a second while requests being served finish.
+ */
+void cache_pool_free(struct cache_pool *p);
 
 /**
  * Stores the loaded value in the sink; the bytes are copied. `ttl_ms <= 0`:

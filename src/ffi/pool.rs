@@ -1,25 +1,185 @@
-//! `cache_pool`: one node of a cluster. The peer protocol arrives with the
-//! peers work; until then a cache can only be process-local.
+//! `cache_pool`: one node of a cluster, behind a handle.
 
-use std::sync::Arc;
+use std::ffi::{c_char, CString};
+use std::sync::{Arc, Weak};
+
+use crossbeam_epoch as epoch;
+use once_cell::sync::Lazy;
 
 use crate::engine::Group;
+use crate::peers::{Pool, PoolError, PoolOptions};
 
+use super::boundary::{guard, require, str_arg};
+use super::handles::HandleTable;
 use super::status::*;
 
 /// A node of a groupcache cluster: serves the peer protocol and knows the
-/// other nodes. Opaque.
+/// other nodes. Opaque; get one from cache_pool_new, give it back with
+/// cache_pool_free.
 pub struct cache_pool {
     _private: [u8; 0],
 }
 
-/// A cache's registration in a pool; leaving frees its name there.
-pub(crate) struct Membership;
-
-impl Membership {
-    pub(crate) fn leave(&self) {}
+pub(crate) struct PoolObj {
+    pool: Arc<Pool>,
+    url: CString,
 }
 
-pub(crate) fn join(_pool: *mut cache_pool, _group: &Arc<Group>) -> Result<Membership, cache_status> {
-    Err(fail(CACHE_INVALID_ARGUMENT, "pools are not available yet: pass NULL for a process-local cache"))
+static POOLS: Lazy<HandleTable<PoolObj>> = Lazy::new(HandleTable::new);
+
+pub(crate) fn from_pool_error(e: PoolError) -> cache_status {
+    let status = match &e {
+        PoolError::InvalidArgument(_) => CACHE_INVALID_ARGUMENT,
+        PoolError::AlreadyExists(_) => CACHE_ALREADY_EXISTS,
+        PoolError::Io(_) => CACHE_IO,
+        PoolError::Closed => CACHE_CLOSED,
+    };
+    fail(status, e.to_string())
+}
+
+fn closed() -> cache_status {
+    fail(CACHE_CLOSED, "the pool was freed (or this is not a pool handle)")
+}
+
+/// A cache's registration in a pool; leaving frees its name there.
+pub(crate) struct Membership {
+    pool: Weak<Pool>,
+    group: Arc<Group>,
+}
+
+impl Membership {
+    pub(crate) fn leave(&self) {
+        if let Some(pool) = self.pool.upgrade() {
+            pool.unregister_group(&self.group);
+        }
+    }
+}
+
+/// Registers `group` with the pool behind `p` (for cache_new).
+pub(crate) fn join(p: *mut cache_pool, group: &Arc<Group>) -> Result<Membership, cache_status> {
+    let guard = epoch::pin();
+    let obj = POOLS.get(p as usize, &guard).ok_or_else(closed)?;
+    obj.pool.register(group.clone()).map_err(from_pool_error)?;
+    Ok(Membership { pool: Arc::downgrade(&obj.pool), group: group.clone() })
+}
+
+/// Creates a node: binds `listen_addr` at once (e.g. "127.0.0.1:8000";
+/// "127.0.0.1:0" picks a free port) and serves the peer protocol there on
+/// background threads. `self_url` is how the other nodes reach this one;
+/// NULL means "http://<bound address>". Caches join it through cache_new.
+///
+/// The port serves cache contents to anyone who can reach it: bind to
+/// loopback or a private network.
+///
+/// On CACHE_OK `*out` receives the handle. Returns CACHE_OK,
+/// CACHE_INVALID_ARGUMENT (NULL listen_addr or out, an address or URL that
+/// does not parse), CACHE_IO (the address cannot be bound). Does not block
+/// beyond binding.
+#[no_mangle]
+pub unsafe extern "C" fn cache_pool_new(listen_addr: *const c_char, self_url: *const c_char, out: *mut *mut cache_pool) -> cache_status {
+    guard(|| {
+        require!(out);
+        // SAFETY: the caller promises NUL-terminated strings.
+        let listen = match unsafe { str_arg(listen_addr, "listen_addr") } {
+            Ok(s) => s,
+            Err(s) => return s,
+        };
+        let self_url = if self_url.is_null() {
+            None
+        } else {
+            // SAFETY: as above.
+            match unsafe { str_arg(self_url, "self_url") } {
+                Ok(s) => Some(s),
+                Err(s) => return s,
+            }
+        };
+        let pool = match Pool::new(listen, self_url, PoolOptions::default()) {
+            Ok(p) => p,
+            Err(e) => return from_pool_error(e),
+        };
+        let url = CString::new(pool.url()).unwrap_or_default();
+        match POOLS.insert(Arc::new(PoolObj { pool, url })) {
+            Some(h) => {
+                // SAFETY: out is non-NULL (checked) and writable (promise).
+                unsafe { *out = h as *mut cache_pool };
+                CACHE_OK
+            }
+            None => fail(CACHE_INVALID_ARGUMENT, "too many live pools"),
+        }
+    })
+}
+
+/// This node's URL, as given or derived at cache_pool_new. The string
+/// belongs to the pool and stays valid until cache_pool_free. NULL for
+/// NULL or a freed pool. Never blocks.
+#[no_mangle]
+pub extern "C" fn cache_pool_url(p: *const cache_pool) -> *const c_char {
+    guard(|| {
+        let guard = epoch::pin();
+        match POOLS.get(p as usize, &guard) {
+            // The CString lives in the PoolObj, which cache_pool_free drops
+            // only through the epoch, after which the caller may not use it.
+            Some(obj) => obj.url.as_ptr(),
+            None => std::ptr::null(),
+        }
+    })
+}
+
+/// Sets the whole cluster, this node included (as Go's HTTPPool.Set):
+/// `urls` is an array of `n` base URLs such as "http://10.0.0.1:8000". A
+/// node missing from its own list owns no keys (a client only). May be
+/// called at any time; requests in flight finish with the membership they
+/// started with. Every node must be given the same list.
+///
+/// Returns CACHE_OK, CACHE_INVALID_ARGUMENT (NULL p, NULL urls with n > 0,
+/// a NULL or malformed URL: nothing is changed then), CACHE_CLOSED. Never
+/// blocks on the network.
+#[no_mangle]
+pub unsafe extern "C" fn cache_pool_set_peers(p: *mut cache_pool, urls: *const *const c_char, n: usize) -> cache_status {
+    guard(|| {
+        require!(p);
+        if urls.is_null() && n != 0 {
+            return fail(CACHE_INVALID_ARGUMENT, "`urls` is NULL but `n` is not 0");
+        }
+        if n > 1 << 20 {
+            return fail(CACHE_INVALID_ARGUMENT, format!("{n} peers is not a plausible cluster"));
+        }
+        let mut list = Vec::with_capacity(n);
+        for i in 0..n {
+            // SAFETY: urls has n readable pointers (the caller's promise).
+            let u = unsafe { *urls.add(i) };
+            // SAFETY: each a NUL-terminated string (promise); NULL checked.
+            match unsafe { str_arg(u, "urls[i]") } {
+                Ok(s) => list.push(s.to_owned()),
+                Err(_) => return fail(CACHE_INVALID_ARGUMENT, format!("urls[{i}] is NULL or not UTF-8")),
+            }
+        }
+        let guard = epoch::pin();
+        let Some(obj) = POOLS.get(p as usize, &guard) else { return closed() };
+        match obj.pool.set_peers(&list) {
+            Ok(()) => CACHE_OK,
+            Err(e) => from_pool_error(e),
+        }
+    })
+}
+
+/// Stops serving and frees the pool. Its caches keep working as
+/// process-local caches until they are freed. Safe while other threads are
+/// inside calls on it or on its caches; a freed or double-freed handle
+/// gets CACHE_CLOSED later, never memory corruption. NULL is a no-op. May
+/// block up to a second while requests being served finish.
+#[no_mangle]
+pub extern "C" fn cache_pool_free(p: *mut cache_pool) {
+    guard(|| {
+        if p.is_null() {
+            return;
+        }
+        let obj = {
+            let guard = epoch::pin();
+            POOLS.remove(p as usize, &guard)
+        };
+        if let Some(obj) = obj {
+            obj.pool.close();
+        }
+    })
 }

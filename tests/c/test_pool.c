@@ -1,0 +1,146 @@
+/* Pools: three nodes in one process, as a C program would run them. */
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "groupcache.h"
+
+#define NODES 3
+#define KEYS 300
+
+static atomic_int loads_per_node[NODES];
+static atomic_int loads_per_key[KEYS];
+static char db_version = 'a';
+
+/* user_data is the node index. The value of key "kN" is "N:<version>". */
+static int32_t getter(void *ud, const uint8_t *key, size_t len, cache_sink *sink) {
+  int node = (int)(intptr_t)ud;
+  atomic_fetch_add(&loads_per_node[node], 1);
+  char k[32];
+  if (len >= sizeof k) return 3;
+  memcpy(k, key, len);
+  k[len] = 0;
+  if (strncmp(k, "nope", 4) == 0) return CACHE_NOT_FOUND;
+  int n = atoi(k + 1);
+  if (n >= 0 && n < KEYS) atomic_fetch_add(&loads_per_key[n], 1);
+  char v[48];
+  int vlen = snprintf(v, sizeof v, "%s:%c", k, db_version);
+  return cache_sink_set(sink, (const uint8_t *)v, (size_t)vlen, 0);
+}
+
+static int get_str(cache *c, const char *key, char *out, size_t cap) {
+  size_t n = 0;
+  int st = cache_get_into(c, (const uint8_t *)key, strlen(key), (uint8_t *)out, cap - 1, &n);
+  out[st == CACHE_OK ? n : 0] = 0;
+  return st;
+}
+
+int main(void) {
+  cache_pool *pools[NODES];
+  cache *caches[NODES];
+  const char *urls[NODES];
+  for (int i = 0; i < NODES; i++) {
+    CHECK_STATUS(cache_pool_new("127.0.0.1:0", NULL, &pools[i]), CACHE_OK);
+    urls[i] = cache_pool_url(pools[i]);
+    CHECK(urls[i] != NULL && strncmp(urls[i], "http://127.0.0.1:", 17) == 0);
+  }
+  for (int i = 0; i < NODES; i++) {
+    CHECK_STATUS(cache_pool_set_peers(pools[i], urls, NODES), CACHE_OK);
+    CHECK_STATUS(cache_new("users", 1 << 20, getter, (void *)(intptr_t)i, pools[i], &caches[i]), CACHE_OK);
+  }
+  /* A name is unique within a pool, and free again once its cache is. */
+  cache *dup = NULL;
+  CHECK_STATUS(cache_new("users", 1, NULL, NULL, pools[0], &dup), CACHE_ALREADY_EXISTS);
+  CHECK_STATUS(cache_new("other", 1, NULL, NULL, pools[0], &dup), CACHE_OK);
+  cache_free(dup);
+  CHECK_STATUS(cache_new("other", 1, NULL, NULL, pools[0], &dup), CACHE_OK);
+  cache_free(dup);
+
+  /* Every node gets every key; each key is loaded exactly once, cluster-wide. */
+  char buf[64], want[64];
+  int bad = 0;
+  for (int round = 0; round < 2; round++)
+    for (int node = 0; node < NODES; node++)
+      for (int k = 0; k < KEYS; k++) {
+        char key[16];
+        snprintf(key, sizeof key, "k%d", k);
+        snprintf(want, sizeof want, "k%d:a", k);
+        if (get_str(caches[node], key, buf, sizeof buf) != CACHE_OK || strcmp(buf, want) != 0) bad++;
+      }
+  CHECK(bad == 0);
+  int once = 1;
+  for (int k = 0; k < KEYS; k++) once &= atomic_load(&loads_per_key[k]) == 1;
+  CHECK(once);
+  for (int i = 0; i < NODES; i++) CHECK(atomic_load(&loads_per_node[i]) > KEYS / 10); /* keys are spread */
+  cache_stats s;
+  CHECK_STATUS(cache_stats_get(caches[0], &s), CACHE_OK);
+  CHECK(s.peer_loads > 0 && s.server_requests > 0 && s.peer_errors == 0);
+
+  /* Not found at the owner is final everywhere. */
+  for (int node = 0; node < NODES; node++)
+    CHECK_STATUS(get_str(caches[node], "nope1", buf, sizeof buf), CACHE_NOT_FOUND);
+
+  /* set on one node is seen on every node; remove makes every node reload. */
+  CHECK_STATUS(cache_set(caches[1], (const uint8_t *)"k7", 2, (const uint8_t *)"seven", 5, 0), CACHE_OK);
+  for (int node = 0; node < NODES; node++) {
+    CHECK_STATUS(get_str(caches[node], "k7", buf, sizeof buf), CACHE_OK);
+    CHECK(strcmp(buf, "seven") == 0);
+  }
+  db_version = 'b';
+  for (int k = 0; k < 20; k++) {
+    char key[16];
+    snprintf(key, sizeof key, "k%d", k);
+    CHECK_STATUS(cache_remove(caches[k % NODES], (const uint8_t *)key, strlen(key)), CACHE_OK);
+  }
+  bad = 0;
+  for (int node = 0; node < NODES; node++)
+    for (int k = 0; k < 20; k++) {
+      char key[16];
+      snprintf(key, sizeof key, "k%d", k);
+      snprintf(want, sizeof want, "k%d:b", k);
+      if (get_str(caches[node], key, buf, sizeof buf) != CACHE_OK || strcmp(buf, want) != 0) bad++;
+    }
+  CHECK(bad == 0);
+
+  /* Bad arguments and a taken port. */
+  cache_pool *p = NULL;
+  const char *bad_urls[] = {"http://127.0.0.1:1", NULL};
+  const char *bad_url[] = {"not a url"};
+  CHECK_STATUS(cache_pool_new(NULL, NULL, &p), CACHE_INVALID_ARGUMENT);
+  CHECK_STATUS(cache_pool_new("127.0.0.1:0", NULL, NULL), CACHE_INVALID_ARGUMENT);
+  CHECK_STATUS(cache_pool_new("no such address", NULL, &p), CACHE_INVALID_ARGUMENT);
+  CHECK_STATUS(cache_pool_new(urls[0] + 7, NULL, &p), CACHE_IO); /* "127.0.0.1:PORT" is taken */
+  CHECK_STATUS(cache_pool_set_peers(pools[0], bad_urls, 2), CACHE_INVALID_ARGUMENT);
+  CHECK_STATUS(cache_pool_set_peers(pools[0], bad_url, 1), CACHE_INVALID_ARGUMENT);
+  CHECK_STATUS(cache_pool_set_peers(pools[0], NULL, 1), CACHE_INVALID_ARGUMENT);
+  CHECK_STATUS(cache_pool_set_peers(NULL, urls, NODES), CACHE_INVALID_ARGUMENT);
+  CHECK(cache_pool_url(NULL) == NULL);
+
+  /* Kill node 2: the others still answer every key (loading locally). */
+  cache_free(caches[2]);
+  cache_pool_free(pools[2]);
+  cache_pool_free(pools[2]); /* double free: a no-op */
+  CHECK(cache_pool_url(pools[2]) == NULL);
+  CHECK_STATUS(cache_pool_set_peers(pools[2], urls, NODES), CACHE_CLOSED);
+  CHECK_STATUS(cache_new("late", 1, NULL, NULL, pools[2], &dup), CACHE_CLOSED);
+  db_version = 'c';
+  bad = 0;
+  for (int k = 100; k < 160; k++) {
+    char key[16];
+    snprintf(key, sizeof key, "z%d", k);
+    if (get_str(caches[k % 2], key, buf, sizeof buf) != CACHE_OK) bad++;
+  }
+  CHECK(bad == 0);
+  CHECK_STATUS(cache_stats_get(caches[0], &s), CACHE_OK);
+  CHECK(s.peer_errors > 0); /* some of those keys were node 2's */
+
+  for (int i = 0; i < 2; i++) {
+    cache_free(caches[i]);
+    cache_pool_free(pools[i]);
+  }
+  return checks_report("test_pool");
+}
