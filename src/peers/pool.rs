@@ -8,8 +8,9 @@
 //! `max_blocking_threads` for getters) that runs both its server and its
 //! client. [`Pool::close`] (or dropping the pool) stops the server, clears
 //! the membership, detaches the groups and shuts the runtime down, so no
-//! thread outlives the pool (except a getter still running in a blocking
-//! thread, which ends when the getter returns).
+//! thread outlives the pool, except while a getter is still running for a
+//! peer (its thread ends when the getter returns) or a request to a peer is
+//! still in flight (the runtime ends when it does, within `timeout`).
 //!
 //! Groups are held weakly: a group dropped by its owner stops being served
 //! (404 "no such group") and its name may be registered again. The groups
@@ -25,7 +26,7 @@ use std::time::Duration;
 
 use hyper::Uri;
 
-use super::client::{ClientConfig, ClientShared, HttpPeer};
+use super::client::{ClientConfig, ClientShared, HttpPeer, RuntimeOwner};
 use super::server::{self, GroupLookup, PeerService, ServerConfig, ServerHandle};
 use crate::engine::{Group, PeerGetter, PeerPicker};
 use crate::ring::Ring;
@@ -158,7 +159,8 @@ struct Shared {
     members: RwLock<Arc<Members>>,
     groups: RwLock<HashMap<String, Registered>>,
     client: Arc<ClientShared>,
-    runtime: Mutex<Option<tokio::runtime::Runtime>>,
+    /// Taken at close; peers in use hold their own reference.
+    runtime: Mutex<Option<Arc<RuntimeOwner>>>,
     server: Mutex<Option<ServerHandle>>,
 }
 
@@ -269,8 +271,15 @@ impl Pool {
         if let Some(u) = self_url {
             check_url(u)?;
         }
-        let listener = std::net::TcpListener::bind(listen_addr)
-            .map_err(|e| PoolError::Io(format!("binding {listen_addr:?}: {e}")))?;
+        let listener = std::net::TcpListener::bind(listen_addr).map_err(|e| {
+            // An address that does not parse is the caller's mistake; one
+            // that cannot be bound (taken, not ours) is the system's answer.
+            if e.kind() == std::io::ErrorKind::InvalidInput {
+                PoolError::InvalidArgument(format!("listen address {listen_addr:?}: {e}"))
+            } else {
+                PoolError::Io(format!("binding {listen_addr:?}: {e}"))
+            }
+        })?;
         let addr = listener.local_addr().map_err(|e| PoolError::Io(e.to_string()))?;
         let self_url = self_url.map(str::to_string).unwrap_or_else(|| format!("http://{addr}"));
 
@@ -300,6 +309,7 @@ impl Pool {
             body_timeout: options.body_timeout,
         };
         let handle = runtime.handle().clone();
+        let runtime = RuntimeOwner::new(runtime, CLOSE_GRACE);
         let shared = Arc::new(Shared {
             self_url,
             addr,
@@ -315,9 +325,7 @@ impl Pool {
         let server = match server::start(&handle, listener, server_cfg, lookup) {
             Ok(s) => s,
             Err(e) => {
-                if let Some(rt) = shared.runtime.lock().unwrap().take() {
-                    rt.shutdown_background();
-                }
+                drop(shared);
                 return Err(PoolError::Io(format!("serving: {e}")));
             }
         };
@@ -359,6 +367,9 @@ impl Pool {
             check_url(u)?;
         }
         let s = &self.shared;
+        let Some(runtime) = s.runtime.lock().unwrap_or_else(|e| e.into_inner()).clone() else {
+            return Err(PoolError::Closed);
+        };
         let old = s.members.read().unwrap_or_else(|e| e.into_inner()).clone();
         // Keep the peer objects of nodes that stay (they are cheap, but this
         // keeps `Arc` identity stable for the engine).
@@ -378,7 +389,8 @@ impl Pool {
                 Some(p) => p.clone(),
                 None => {
                     let p = existing.remove(u.as_str()).unwrap_or_else(|| {
-                        Arc::new(HttpPeer::new(u, &s.opts.base_path, s.client.clone())) as Arc<dyn PeerGetter>
+                        Arc::new(HttpPeer::new(u, &s.opts.base_path, s.client.clone(), runtime.clone()))
+                            as Arc<dyn PeerGetter>
                     });
                     made.insert(u.clone(), p.clone());
                     others.push(p.clone());
@@ -468,13 +480,16 @@ impl Pool {
 
     /// Stops serving, forgets the membership, detaches every registered
     /// group (they keep working as local caches) and shuts the runtime down.
-    /// Requests being served get up to a second to finish. Idempotent; also
-    /// done on drop.
+    /// Requests being served get up to a second to finish; a request this
+    /// node has in flight to a peer finishes (within `timeout`) and the
+    /// runtime's threads end with it; later requests fail at once, so the
+    /// engine loads locally. Idempotent; also done on drop.
     pub fn close(&self) {
         let s = &self.shared;
         if s.closed.swap(true, Ordering::AcqRel) {
             return;
         }
+        s.client.close();
         if let Some(server) = s.server.lock().unwrap_or_else(|e| e.into_inner()).take() {
             server.shutdown(CLOSE_GRACE);
         }
@@ -486,15 +501,10 @@ impl Pool {
                 g.set_peer_picker(None);
             }
         }
-        if let Some(rt) = s.runtime.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            if tokio::runtime::Handle::try_current().is_ok() {
-                // Inside some runtime (possibly this one's blocking pool):
-                // waiting here could wait on ourselves or block a worker.
-                rt.shutdown_background();
-            } else {
-                rt.shutdown_timeout(CLOSE_GRACE);
-            }
-        }
+        // The runtime stops when the last peer in use lets go of it too;
+        // with no request in flight, that is now.
+        let rt = s.runtime.lock().unwrap_or_else(|e| e.into_inner()).take();
+        drop(rt);
     }
 }
 
