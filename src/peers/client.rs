@@ -3,14 +3,20 @@
 //!
 //! All peers of one pool share one hyper-util client (so one pool of
 //! keep-alive connections, keyed by host) running on the pool's tokio
-//! runtime. The engine's API is blocking and is called from plain threads
-//! and from `spawn_blocking` threads: each call spawns its request onto the
-//! pool's runtime and waits on a std channel. That costs the same two
-//! cross-thread wake-ups as `Handle::block_on` (the connection task lives on
-//! a runtime worker either way) and, unlike `block_on`, cannot panic when a
-//! caller happens to be inside some runtime's context, nor after the pool's
-//! runtime is gone: a request then fails at once and the engine loads
-//! locally.
+//! runtime. The engine's API is blocking; it calls peers from plain threads
+//! (an application's `get`) and sometimes from inside a runtime (a
+//! `spawn_blocking` thread):
+//! - on a plain thread the request runs in `Handle::block_on` on the calling
+//!   thread: the response wakes the caller directly, one thread hop fewer
+//!   than handing the request to a worker and waiting for it;
+//! - inside any runtime context (where `block_on` would panic if it were an
+//!   async task), the request is spawned onto the pool's runtime and awaited
+//!   on a std channel.
+//!
+//! Every `HttpPeer` holds the pool's runtime alive ([`RuntimeOwner`]), so a
+//! request in flight when its pool closes finishes (or times out) instead of
+//! finding its timers gone; the runtime shuts down when the pool and the
+//! last peer in use are gone. After close, new requests fail at once.
 //!
 //! Errors: 404 is [`PeerError::NotFound`] (final: the owner's getter said the
 //! key does not exist), except a "no such group" 404 (the peer does not know
@@ -20,8 +26,9 @@
 //! protobuf or does not decode) is [`PeerError::Failed`].
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -57,11 +64,40 @@ pub(crate) struct ClientConfig {
     pub max_idle_per_peer: usize,
 }
 
+/// Owns a pool's tokio runtime; shuts it down when the last owner goes.
+pub(crate) struct RuntimeOwner {
+    rt: Mutex<Option<tokio::runtime::Runtime>>,
+    grace: Duration,
+}
+
+impl RuntimeOwner {
+    pub(crate) fn new(rt: tokio::runtime::Runtime, grace: Duration) -> Arc<RuntimeOwner> {
+        Arc::new(RuntimeOwner { rt: Mutex::new(Some(rt)), grace })
+    }
+}
+
+impl Drop for RuntimeOwner {
+    fn drop(&mut self) {
+        let Some(rt) = self.rt.get_mut().unwrap_or_else(|e| e.into_inner()).take() else { return };
+        if tokio::runtime::Handle::try_current().is_ok() {
+            // Inside some runtime (possibly this one's blocking pool):
+            // waiting here could wait on ourselves or stall a worker. The
+            // threads still end promptly on their own.
+            rt.shutdown_background();
+        } else {
+            // Workers stop at once; this waits (up to `grace`) for getters
+            // still running on blocking threads.
+            rt.shutdown_timeout(self.grace);
+        }
+    }
+}
+
 /// What every peer of one pool shares.
 pub(crate) struct ClientShared {
     client: Client<HttpConnector, Full<Bytes>>,
     handle: tokio::runtime::Handle,
     cfg: ClientConfig,
+    closed: AtomicBool,
 }
 
 impl ClientShared {
@@ -76,7 +112,12 @@ impl ClientShared {
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
             .build(conn);
-        Arc::new(ClientShared { client, handle, cfg })
+        Arc::new(ClientShared { client, handle, cfg, closed: AtomicBool::new(false) })
+    }
+
+    /// Makes every later request fail at once (the pool is closing).
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
     }
 
     /// Runs `fut` on the pool's runtime with the request timeout and waits
@@ -86,33 +127,47 @@ impl ClientShared {
         T: Send + 'static,
         F: Future<Output = Result<T, PeerError>> + Send + 'static,
     {
-        let timeout = self.cfg.timeout;
-        let (tx, rx) = mpsc::sync_channel(1);
-        // Dropping the JoinHandle detaches the task; if the runtime is shut
-        // down the task is dropped unpolled, `tx` with it, and we see
-        // Disconnected below.
-        drop(self.handle.spawn(async move {
-            let r = match tokio::time::timeout(timeout, fut).await {
-                Ok(r) => r,
-                Err(_) => Err(PeerError::Failed(format!("timed out after {timeout:?}"))),
-            };
-            let _ = tx.send(r);
-        }));
-        // The task enforces the timeout; this one is only a backstop in case
-        // the runtime stalls.
-        let r = match rx.recv_timeout(timeout + Duration::from_secs(1)) {
-            Ok(r) => r,
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                Err(PeerError::Failed(format!("timed out after {timeout:?}")))
-            }
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                Err(PeerError::Failed("the pool is closed".to_string()))
-            }
+        let r = if self.closed.load(Ordering::Acquire) {
+            Err(PeerError::Failed("the pool is closed".to_string()))
+        } else if tokio::runtime::Handle::try_current().is_err() {
+            // A plain thread: drive the request here. The runtime cannot
+            // shut down meanwhile: the calling `HttpPeer` keeps it alive.
+            self.handle.block_on(with_timeout(self.cfg.timeout, fut))
+        } else {
+            self.spawn_and_wait(fut)
         };
         r.map_err(|e| match e {
             PeerError::Failed(m) => PeerError::Failed(format!("{what} at {url}: {m}")),
             nf => nf,
         })
+    }
+
+    fn spawn_and_wait<T, F>(&self, fut: F) -> Result<T, PeerError>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T, PeerError>> + Send + 'static,
+    {
+        let timeout = self.cfg.timeout;
+        let (tx, rx) = mpsc::sync_channel(1);
+        // Dropping the JoinHandle detaches the task; if the runtime is shut
+        // down the task is dropped unpolled, `tx` with it: Disconnected.
+        drop(self.handle.spawn(async move {
+            let _ = tx.send(with_timeout(timeout, fut).await);
+        }));
+        // The task enforces the timeout; this one is only a backstop in case
+        // the runtime stalls.
+        match rx.recv_timeout(timeout + Duration::from_secs(1)) {
+            Ok(r) => r,
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(PeerError::Failed(format!("timed out after {timeout:?}"))),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(PeerError::Failed("the pool is closed".to_string())),
+        }
+    }
+}
+
+async fn with_timeout<T>(timeout: Duration, fut: impl Future<Output = Result<T, PeerError>>) -> Result<T, PeerError> {
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(PeerError::Failed(format!("timed out after {timeout:?}"))),
     }
 }
 
@@ -122,6 +177,7 @@ pub struct HttpPeer {
     /// `url` without a trailing '/', then the base path: "http://h:p/_groupcache/".
     prefix: String,
     shared: Arc<ClientShared>,
+    _runtime: Arc<RuntimeOwner>,
 }
 
 impl std::fmt::Debug for HttpPeer {
@@ -131,9 +187,9 @@ impl std::fmt::Debug for HttpPeer {
 }
 
 impl HttpPeer {
-    pub(crate) fn new(url: &str, base_path: &str, shared: Arc<ClientShared>) -> HttpPeer {
+    pub(crate) fn new(url: &str, base_path: &str, shared: Arc<ClientShared>, runtime: Arc<RuntimeOwner>) -> HttpPeer {
         let prefix = format!("{}{}", url.trim_end_matches('/'), base_path);
-        HttpPeer { url: url.to_string(), prefix, shared }
+        HttpPeer { url: url.to_string(), prefix, shared, _runtime: runtime }
     }
 
     fn uri(&self, group: &str, key: &[u8]) -> Result<Uri, PeerError> {

@@ -1,0 +1,98 @@
+//! A quick measurement of the remote fetch path, mirroring
+//! bench/go/peers: node A asks node B for distinct keys B owns, every get a
+//! miss on both, so each op is one HTTP round trip plus one load at B.
+//! Ignored by default; run with
+//! `cargo test --release --test peers_perf -- --ignored --nocapture`.
+//! (Both nodes live in this process here; the real benchmark is `make bench`.)
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use groupcache::engine::{Error, Getter, Group, Sink};
+use groupcache::peers::{Pool, PoolOptions};
+
+fn getter() -> Arc<dyn Getter> {
+    Arc::new(|key: &[u8], sink: &mut Sink| -> Result<(), Error> {
+        let v: Vec<u8> = (0..16).map(|i| ((i * 31 + key.len()) % 251) as u8).collect();
+        sink.set(&v, 0)
+    })
+}
+
+/// CPU time of this process (all threads), in seconds.
+fn cpu_secs() -> f64 {
+    let s = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let f: Vec<&str> = s.rsplit_once(')').unwrap().1.split_whitespace().collect();
+    (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / 100.0
+}
+
+/// Context switches (voluntary + involuntary) of this process's live threads.
+fn ctx_switches() -> u64 {
+    let mut n = 0;
+    for t in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        if let Ok(st) = std::fs::read_to_string(t.path().join("status")) {
+            for l in st.lines() {
+                if l.contains("ctxt_switches") {
+                    n += l.split_whitespace().last().unwrap().parse::<u64>().unwrap();
+                }
+            }
+        }
+    }
+    n
+}
+
+fn phase(a: &Arc<Group>, conc: usize, dur: Duration, next: &Arc<AtomicU64>) -> (f64, f64, f64, f64) {
+    let start = Instant::now();
+    let cpu0 = cpu_secs();
+    let cs0 = ctx_switches();
+    let threads: Vec<_> = (0..conc)
+        .map(|_| {
+            let a = a.clone();
+            let next = next.clone();
+            std::thread::spawn(move || {
+                let mut lat = Vec::new();
+                while start.elapsed() < dur {
+                    let k = format!("k{}", next.fetch_add(1, Ordering::Relaxed));
+                    let t = Instant::now();
+                    a.get(k.as_bytes()).unwrap();
+                    lat.push(t.elapsed().as_nanos() as u64);
+                }
+                lat
+            })
+        })
+        .collect();
+    let mut lat: Vec<u64> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    let secs = start.elapsed().as_secs_f64();
+    let cpu_us_per_op = (cpu_secs() - cpu0) * 1e6 / lat.len() as f64;
+    println!("  ctx switches/op: {:.2}", (ctx_switches() - cs0) as f64 / lat.len() as f64);
+    lat.sort_unstable();
+    let q = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)] as f64 / 1000.0;
+    (lat.len() as f64 / secs, q(0.5), q(0.99), cpu_us_per_op)
+}
+
+#[test]
+#[ignore]
+fn remote_fetch_rate() {
+    let workers = std::env::var("GC_WORKERS").ok().and_then(|s| s.parse().ok()).unwrap_or(2);
+    let opts = PoolOptions { worker_threads: workers, ..Default::default() };
+    let b = Pool::new("127.0.0.1:0", None, opts.clone()).unwrap();
+    let gb = Group::new("peerbench", 64 << 20, Some(getter()));
+    b.register(gb.clone()).unwrap();
+    b.set_peers(&[b.url().to_string()]).unwrap();
+    let a = Pool::new("127.0.0.1:0", None, opts).unwrap();
+    let ga = Group::new("peerbench", 64 << 20, Some(getter()));
+    a.register(ga.clone()).unwrap();
+    a.set_peers(&[b.url().to_string()]).unwrap();
+    let next = Arc::new(AtomicU64::new(0));
+    let dur = Duration::from_millis(
+        std::env::var("PEERS_PERF_MS").ok().and_then(|s| s.parse().ok()).unwrap_or(2000),
+    );
+    phase(&ga, 1, Duration::from_millis(200), &next); // warm up
+    for conc in [1, 16] {
+        let (rate, p50, p99, cpu) = phase(&ga, conc, dur, &next);
+        println!("remote c{conc}: {rate:.0} fetches/s, p50 {p50:.1} µs, p99 {p99:.1} µs, CPU {cpu:.1} µs/op (both nodes)");
+    }
+    let s = ga.stats();
+    assert_eq!(s.peer_errors, 0, "{s:?}");
+    assert_eq!(s.local_loads, 0);
+}
