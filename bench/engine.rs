@@ -117,6 +117,29 @@ fn bench_hits(name: &str, value_len: usize, out: &mut Vec<(String, f64)>) {
     cache_free(c);
 }
 
+/// Calibration: a read-only std HashMap shared by the threads, copying the
+/// value out. Nothing is written, so its two-thread scaling is what this
+/// machine allows at the moment; ours should come close to it.
+fn bench_baseline(out: &mut Vec<(String, f64)>) {
+    let map: Arc<std::collections::HashMap<[u8; 16], Vec<u8>, foldhash::fast::RandomState>> =
+        Arc::new((0..KEYS).map(|i| (key(i), vec![7u8; 16])).collect());
+    let keys: Arc<Vec<[u8; 16]>> = Arc::new((0..KEYS).map(key).collect());
+    for threads in [1, 2] {
+        let mut samples = vec![];
+        for _ in 0..ROUNDS {
+            let (map, keys) = (map.clone(), keys.clone());
+            let op: Arc<dyn Fn(usize, usize) + Send + Sync> = Arc::new(move |t, i| {
+                let k = &keys[(i * 7 + t * 13) % KEYS];
+                let mut buf = [0u8; 16];
+                buf.copy_from_slice(&map[k][..16]);
+                std::hint::black_box(buf);
+            });
+            samples.push(run_threads(threads, 1_000_000, op));
+        }
+        out.push((format!("baseline_hashmap_hit_16_{threads}t_ns"), median(samples)));
+    }
+}
+
 fn bench_miss(out: &mut Vec<(String, f64)>) {
     // A miss that loads a 16-byte value through a getter, then is removed
     // again: the load path without the getter's own cost.
@@ -223,7 +246,12 @@ fn main() {
     if args.iter().any(|a| a == "memory") {
         memory(&mut out);
     } else {
+        bench_baseline(&mut out);
         bench_hits("16", 16, &mut out);
+        if args.iter().any(|a| a == "hits16") {
+            println!("{{{}}}", fmt(&out));
+            return;
+        }
         bench_hits("10k", 10 << 10, &mut out);
         bench_miss(&mut out);
         bench_stampede(&mut out);
