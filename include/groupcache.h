@@ -343,6 +343,25 @@ const char *cache_pool_url(const struct cache_pool *p);
 enum cache_status cache_pool_set_peers(struct cache_pool *p, const char *const *urls, size_t n);
 
 /**
+ * Writes the URL of the node that owns `key` (binary-safe, `key_len`
+ * bytes) by this node's current membership into `buf` (`cap` bytes, NUL
+ * included; `buf` may be NULL when `cap` is 0). This node's own URL when
+ * it owns the key or has no peers. `*out_len` receives the URL's length
+ * without the NUL; on CACHE_BUFFER_TOO_SMALL it is the length needed (add
+ * one for the NUL). For operators and tests: "which node loads this key?"
+ *
+ * Returns CACHE_OK, CACHE_INVALID_ARGUMENT (NULL p or out_len, NULL key
+ * with a non-zero length, NULL buf with a non-zero cap), CACHE_CLOSED,
+ * CACHE_BUFFER_TOO_SMALL. Never blocks.
+ */
+enum cache_status cache_pool_owner(const struct cache_pool *p,
+                                   const uint8_t *key,
+                                   size_t key_len,
+                                   char *buf,
+                                   size_t cap,
+                                   size_t *out_len);
+
+/**
  * Stops serving and frees the pool. Its caches keep working as
  * process-local caches until they are freed. Safe while other threads are
  * inside calls on it or on its caches; a freed or double-freed handle

@@ -302,6 +302,10 @@ fn set_goes_to_the_owner_and_remove_reaches_every_peer() {
     assert_eq!(stored.value, Bytes::from_static(b"mine"));
     assert!(stored.expire_unix_nanos.is_some(), "the TTL travels as an absolute expiry");
     assert_eq!(g.stats().hot_items, 1, "and a copy is kept hot locally");
+    assert_eq!(peer.removes.load(Ordering::SeqCst), 0, "the owner is not asked to drop what it just stored");
+    g.set(b"local-key", b"x", 0).unwrap();
+    assert_eq!(peer.removes.load(Ordering::SeqCst), 1, "a set drops stale hot copies at the other peers");
+    peer.removes.store(0, Ordering::SeqCst);
     g.remove(b"r9").unwrap();
     assert!(peer.values.lock().unwrap().get(&b"r9"[..]).is_none());
     assert_eq!(peer.removes.load(Ordering::SeqCst), 1, "owner once, not again as 'every peer'");

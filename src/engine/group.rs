@@ -387,7 +387,9 @@ impl Group {
     }
 
     /// Stores a value at the key's owner and in this node's cache (main if
-    /// it owns the key, hot otherwise); `ttl_ms <= 0`: no expiry.
+    /// it owns the key, hot otherwise), then drops the copies other peers
+    /// may hold in their hot caches, so that every node sees the new value
+    /// once this returns. `ttl_ms <= 0`: no expiry.
     pub fn set(&self, key: &[u8], value: &[u8], ttl_ms: i64) -> Result<(), Error> {
         self.check_open()?;
         check_key(key)?;
@@ -399,8 +401,9 @@ impl Group {
         }
         let expire = clock::expiry_after_ms(ttl_ms);
         let hash = self.store.hash(key);
-        let owner = self.peers().and_then(|p| p.pick_peer(key));
-        let kind = match owner {
+        let picker = self.peers();
+        let owner = picker.as_ref().and_then(|p| p.pick_peer(key));
+        let kind = match &owner {
             None => Kind::Main,
             Some(peer) => {
                 let pv = PeerValue { value: Bytes::copy_from_slice(value), expire_unix_nanos: expire };
@@ -414,6 +417,9 @@ impl Group {
             }
         };
         self.invalidate(key, hash, || self.store.insert(key, value, expire, kind));
+        if let Some(picker) = picker {
+            self.broadcast_remove(&*picker, key, owner.as_ref());
+        }
         Ok(())
     }
 
@@ -435,15 +441,21 @@ impl Group {
                 result = Err(Error::PeerFailed(format!("remove at {}: {}", owner.url(), peer_msg(e))));
             }
         }
+        self.broadcast_remove(&*picker, key, owner.as_ref());
+        result
+    }
+
+    /// Drops `key` at every peer but `skip` (the owner, already handled):
+    /// best effort, failures counted in `peer_errors`.
+    fn broadcast_remove(&self, picker: &dyn PeerPicker, key: &[u8], skip: Option<&Arc<dyn PeerGetter>>) {
         for peer in picker.all_peers() {
-            if owner.as_ref().is_some_and(|o| o.url() == peer.url()) {
+            if skip.is_some_and(|o| o.url() == peer.url()) {
                 continue;
             }
             if peer.remove(&self.name, key).is_err() {
                 self.counters.inc(Counter::PeerErrors);
             }
         }
-        result
     }
 
     /// A peer's PUT: it believes this node owns the key.

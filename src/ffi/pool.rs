@@ -6,7 +6,7 @@ use std::sync::{Arc, Weak};
 use crossbeam_epoch as epoch;
 use once_cell::sync::Lazy;
 
-use crate::engine::Group;
+use crate::engine::{Group, PeerPicker};
 use crate::peers::{Pool, PoolError, PoolOptions};
 
 use super::boundary::{guard, require, str_arg};
@@ -160,6 +160,55 @@ pub unsafe extern "C" fn cache_pool_set_peers(p: *mut cache_pool, urls: *const *
             Ok(()) => CACHE_OK,
             Err(e) => from_pool_error(e),
         }
+    })
+}
+
+/// Writes the URL of the node that owns `key` (binary-safe, `key_len`
+/// bytes) by this node's current membership into `buf` (`cap` bytes, NUL
+/// included; `buf` may be NULL when `cap` is 0). This node's own URL when
+/// it owns the key or has no peers. `*out_len` receives the URL's length
+/// without the NUL; on CACHE_BUFFER_TOO_SMALL it is the length needed (add
+/// one for the NUL). For operators and tests: "which node loads this key?"
+///
+/// Returns CACHE_OK, CACHE_INVALID_ARGUMENT (NULL p or out_len, NULL key
+/// with a non-zero length, NULL buf with a non-zero cap), CACHE_CLOSED,
+/// CACHE_BUFFER_TOO_SMALL. Never blocks.
+#[no_mangle]
+pub unsafe extern "C" fn cache_pool_owner(
+    p: *const cache_pool,
+    key: *const u8,
+    key_len: usize,
+    buf: *mut c_char,
+    cap: usize,
+    out_len: *mut usize,
+) -> cache_status {
+    guard(|| {
+        require!(p, out_len);
+        if buf.is_null() && cap != 0 {
+            return fail(CACHE_INVALID_ARGUMENT, "`buf` is NULL but `cap` is not 0");
+        }
+        // SAFETY: the caller promises key_len readable bytes at key.
+        let key = match unsafe { super::boundary::bytes(key, key_len, "key") } {
+            Ok(k) => k,
+            Err(s) => return s,
+        };
+        let guard = epoch::pin();
+        let Some(obj) = POOLS.get(p as usize, &guard) else { return closed() };
+        let owner = match obj.pool.pick_peer(key) {
+            Some(peer) => peer.url().to_owned(),
+            None => obj.pool.url().to_owned(),
+        };
+        // SAFETY: out_len is non-NULL (checked) and writable (promise).
+        unsafe { *out_len = owner.len() };
+        if owner.len() >= cap {
+            return fail(CACHE_BUFFER_TOO_SMALL, format!("the URL needs {} bytes with its NUL", owner.len() + 1));
+        }
+        // SAFETY: buf has cap > owner.len() writable bytes (promise).
+        unsafe {
+            std::ptr::copy_nonoverlapping(owner.as_ptr(), buf as *mut u8, owner.len());
+            *buf.add(owner.len()) = 0;
+        }
+        CACHE_OK
     })
 }
 

@@ -80,6 +80,22 @@ int main(void) {
   CHECK_STATUS(cache_stats_get(caches[0], &s), CACHE_OK);
   CHECK(s.peer_loads > 0 && s.server_requests > 0 && s.peer_errors == 0);
 
+  /* Every node names the same owner for a key, and it is one of the three. */
+  int agree = 1;
+  for (int k = 0; k < KEYS; k++) {
+    char key[16], owner[NODES][64];
+    size_t n;
+    snprintf(key, sizeof key, "k%d", k);
+    for (int node = 0; node < NODES; node++)
+      CHECK_STATUS(cache_pool_owner(pools[node], (const uint8_t *)key, strlen(key), owner[node], 64, &n), CACHE_OK);
+    agree &= strcmp(owner[0], owner[1]) == 0 && strcmp(owner[1], owner[2]) == 0;
+    agree &= strcmp(owner[0], urls[0]) == 0 || strcmp(owner[0], urls[1]) == 0 || strcmp(owner[0], urls[2]) == 0;
+  }
+  CHECK(agree);
+  size_t need = 0;
+  CHECK_STATUS(cache_pool_owner(pools[0], (const uint8_t *)"k1", 2, NULL, 0, &need), CACHE_BUFFER_TOO_SMALL);
+  CHECK(need == strlen(urls[0]));
+
   /* Not found at the owner is final everywhere. */
   for (int node = 0; node < NODES; node++)
     CHECK_STATUS(get_str(caches[node], "nope1", buf, sizeof buf), CACHE_NOT_FOUND);
