@@ -4,13 +4,16 @@
 //! consistent hash, and holds the groups it serves.
 //!
 //! Threads: each pool owns one small tokio runtime (`worker_threads`
-//! workers, named `gcpool-<port>`, plus a blocking pool of at most
-//! `max_blocking_threads` for getters) that runs both its server and its
-//! client. [`Pool::close`] (or dropping the pool) stops the server, clears
+//! workers, named `gcpool-<port>`) that accepts connections and runs the
+//! client, and serves each accepted connection on a thread of its own
+//! (`gcconn-<port>`, reused across connections, ended after 30 s idle), which
+//! calls the engine inline: a getter may block, stalling only the peer that
+//! asked. [`Pool::close`] (or dropping the pool) stops the server, clears
 //! the membership, detaches the groups and shuts the runtime down, so no
 //! thread outlives the pool, except while a getter is still running for a
-//! peer (its thread ends when the getter returns) or a request to a peer is
-//! still in flight (the runtime ends when it does, within `timeout`).
+//! peer (its thread ends when the getter returns, or after `close` waited a
+//! second for it) or a request to a peer is still in flight (the runtime
+//! ends when it does, within `timeout`).
 //!
 //! Groups are held weakly: a group dropped by its owner stops being served
 //! (404 "no such group") and its name may be registered again. The groups
@@ -61,8 +64,8 @@ pub struct PoolOptions {
     /// headers) the server accepts; 431 past it. Default 128 KiB, room for
     /// keys of 40 KiB even when every byte is escaped.
     pub max_header_bytes: usize,
-    /// Connections served at once; more wait in the listen backlog.
-    /// Default 1024.
+    /// Connections served at once, which is also the most threads serving
+    /// them (one each); more wait in the listen backlog. Default 1024.
     pub max_connections: usize,
     /// How long the server waits for a request head: this closes idle
     /// keep-alive connections and slow senders. Default 120 s, longer than
@@ -73,11 +76,11 @@ pub struct PoolOptions {
     pub body_timeout: Duration,
     /// Idle keep-alive connections kept per peer by the client. Default 64.
     pub max_idle_per_peer: usize,
-    /// Async worker threads of the pool's runtime. Default 2: the work is
-    /// I/O; getters run on blocking threads.
+    /// Async worker threads of the pool's runtime (accepting, client I/O).
+    /// Default 2.
     pub worker_threads: usize,
-    /// Most threads running getters for peers' requests at once; further
-    /// requests queue. Default 64.
+    /// Most blocking threads of the pool's runtime (host name lookups of
+    /// peer URLs). Default 64.
     pub max_blocking_threads: usize,
 }
 
@@ -307,6 +310,7 @@ impl Pool {
             max_connections: options.max_connections,
             idle_timeout: options.idle_timeout,
             body_timeout: options.body_timeout,
+            thread_name: format!("gcconn-{}", addr.port()),
         };
         let handle = runtime.handle().clone();
         let runtime = RuntimeOwner::new(runtime, CLOSE_GRACE);

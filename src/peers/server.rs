@@ -5,8 +5,9 @@
 //! not), then each part is decoded once (`%XX`, and `+` as a space; see
 //! [`super::escape`]).
 //!
-//! - `GET`: [`PeerService::get_for_peer`] in `block_in_place` (a getter may
-//!   block for as long as it likes without stalling the runtime) → 200
+//! - `GET`: [`PeerService::get_for_peer`], called inline on the thread
+//!   that serves the connection (see `ConnThreads`: a getter may block as
+//!   long as it likes and stalls only that connection) → 200
 //!   `application/x-protobuf` `GetResponse` (with `expire` when the value has
 //!   a TTL); 404 "not found" when the getter says so; 5xx with the error's
 //!   text otherwise (503 for a closed group, 504 for an engine timeout).
@@ -26,10 +27,11 @@
 //! connections (`max_connections`: past it, new connections wait in the
 //! listen backlog).
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -41,7 +43,7 @@ use hyper::service::service_fn;
 use hyper::{header, Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use prost::Message;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 use super::client::PROTOBUF;
 use super::escape::unescape;
@@ -81,6 +83,8 @@ pub(crate) struct ServerConfig {
     pub max_connections: usize,
     pub idle_timeout: Duration,
     pub body_timeout: Duration,
+    /// Name of the connection threads (at most 15 bytes show on Linux).
+    pub thread_name: String,
 }
 
 /// Controls a running server.
@@ -89,12 +93,14 @@ pub(crate) struct ServerHandle {
     conns: Arc<Semaphore>,
     max_connections: usize,
     listener_closed: Arc<AtomicBool>,
+    threads: Arc<ConnThreads>,
 }
 
 impl ServerHandle {
     /// Stops accepting, lets each connection finish the request it is
     /// serving (idle keep-alive connections close at once), and waits up to
-    /// `grace` for the listener to close and the connections to drain.
+    /// `grace` for the listener to close, the connections to drain and
+    /// their threads to end.
     pub(crate) fn shutdown(&self, grace: Duration) {
         let _ = self.shutdown.send(true);
         let deadline = Instant::now() + grace;
@@ -102,11 +108,125 @@ impl ServerHandle {
             if self.listener_closed.load(Ordering::Acquire)
                 && self.conns.available_permits() == self.max_connections
             {
-                return;
+                break;
             }
             std::thread::sleep(Duration::from_millis(2));
         }
+        self.threads.close(deadline);
     }
+}
+
+/// The threads that serve connections: each runs its own current-thread
+/// runtime and serves one connection at a time, calling the engine inline.
+/// This is Go's goroutine per connection, with threads: a getter may block
+/// as long as it likes and stalls only the connection that asked, and a
+/// request costs no thread hop at all (the thread that the kernel wakes for
+/// the request writes the answer). Connections are few and long-lived
+/// (peers keep them alive), and threads are reused: one that served a
+/// connection waits `IDLE_THREAD_EXIT` for the next before it ends.
+struct ConnThreads {
+    state: Mutex<ThreadsState>,
+    cv: Condvar,
+    name: String,
+}
+
+#[derive(Default)]
+struct ThreadsState {
+    queue: VecDeque<Job>,
+    /// Threads waiting for a job.
+    idle: usize,
+    /// Threads alive.
+    live: usize,
+    closed: bool,
+}
+
+struct Job {
+    stream: std::net::TcpStream,
+    permit: OwnedSemaphorePermit,
+}
+
+const IDLE_THREAD_EXIT: Duration = Duration::from_secs(30);
+
+impl ConnThreads {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ThreadsState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Hands a connection to an idle thread, or to a new one.
+    fn submit(self: &Arc<Self>, job: Job, ctx: &Arc<ServeCtx>) {
+        let mut st = self.lock();
+        if st.closed {
+            return; // dropping the job closes the connection
+        }
+        st.queue.push_back(job);
+        if st.idle >= st.queue.len() {
+            self.cv.notify_one();
+            return;
+        }
+        st.live += 1;
+        drop(st);
+        let (me, ctx) = (self.clone(), ctx.clone());
+        let spawned = std::thread::Builder::new().name(self.name.clone()).spawn(move || me.run(ctx));
+        if spawned.is_err() {
+            // Out of threads: the connection waits for a busy thread.
+            self.lock().live -= 1;
+        }
+    }
+
+    fn run(self: Arc<Self>, ctx: Arc<ServeCtx>) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_io().enable_time().build();
+        let mut st = self.lock();
+        let Ok(rt) = rt else {
+            st.live -= 1;
+            self.cv.notify_all();
+            return;
+        };
+        loop {
+            if let Some(job) = st.queue.pop_front() {
+                drop(st);
+                rt.block_on(serve_conn(job, ctx.clone()));
+                st = self.lock();
+                continue;
+            }
+            if st.closed {
+                break;
+            }
+            st.idle += 1;
+            let (g, wait) = self.cv.wait_timeout(st, IDLE_THREAD_EXIT).unwrap_or_else(|e| e.into_inner());
+            st = g;
+            st.idle -= 1;
+            if wait.timed_out() && st.queue.is_empty() {
+                break;
+            }
+        }
+        st.live -= 1;
+        drop(st);
+        self.cv.notify_all();
+        drop(rt);
+    }
+
+    /// Ends idle threads and waits (until `deadline`) for all to end.
+    fn close(&self, deadline: Instant) {
+        let mut st = self.lock();
+        st.closed = true;
+        st.queue.clear();
+        self.cv.notify_all();
+        while st.live > 0 {
+            let now = Instant::now();
+            if now >= deadline {
+                return;
+            }
+            st = self.cv.wait_timeout(st, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+        }
+    }
+}
+
+/// What every connection needs.
+struct ServeCtx {
+    builder: http1::Builder,
+    cfg: ServerConfig,
+    groups: Arc<dyn GroupLookup>,
+    shutdown: watch::Receiver<bool>,
 }
 
 /// Starts serving on `listener` (already bound) on the runtime `handle`.
@@ -124,13 +244,28 @@ pub(crate) fn start(
     let (tx, rx) = watch::channel(false);
     let conns = Arc::new(Semaphore::new(cfg.max_connections));
     let listener_closed = Arc::new(AtomicBool::new(false));
+    let threads = Arc::new(ConnThreads {
+        state: Mutex::new(ThreadsState::default()),
+        cv: Condvar::new(),
+        name: cfg.thread_name.clone(),
+    });
     let h = ServerHandle {
         shutdown: tx,
         conns: conns.clone(),
         max_connections: cfg.max_connections,
         listener_closed: listener_closed.clone(),
+        threads: threads.clone(),
     };
-    handle.spawn(accept_loop(listener, Arc::new(cfg), groups, conns, rx, listener_closed));
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .keep_alive(true)
+        .header_read_timeout(cfg.idle_timeout)
+        .max_header_size(cfg.max_header_bytes)
+        .max_buf_size(cfg.max_header_bytes.max(64 * 1024) + 8192)
+        .max_headers(64);
+    let ctx = Arc::new(ServeCtx { builder, cfg, groups, shutdown: rx.clone() });
+    handle.spawn(accept_loop(listener, ctx, threads, conns, rx, listener_closed));
     Ok(h)
 }
 
@@ -142,21 +277,12 @@ async fn wait_shutdown(rx: &mut watch::Receiver<bool>) {
 
 async fn accept_loop(
     listener: tokio::net::TcpListener,
-    cfg: Arc<ServerConfig>,
-    groups: Arc<dyn GroupLookup>,
+    ctx: Arc<ServeCtx>,
+    threads: Arc<ConnThreads>,
     conns: Arc<Semaphore>,
     mut shutdown: watch::Receiver<bool>,
     listener_closed: Arc<AtomicBool>,
 ) {
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .keep_alive(true)
-        .header_read_timeout(cfg.idle_timeout)
-        .max_header_size(cfg.max_header_bytes)
-        .max_buf_size(cfg.max_header_bytes.max(64 * 1024) + 8192)
-        .max_headers(64);
-    let builder = Arc::new(builder);
     loop {
         let permit = tokio::select! {
             p = conns.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
@@ -175,30 +301,34 @@ async fn accept_loop(
             _ = wait_shutdown(&mut shutdown) => break,
         };
         let _ = stream.set_nodelay(true);
-        let builder = builder.clone();
-        let cfg = cfg.clone();
-        let groups = groups.clone();
-        let mut shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            let svc = service_fn(move |req| {
-                let cfg = cfg.clone();
-                let groups = groups.clone();
-                async move { Ok::<_, Infallible>(route(req, &cfg, &*groups).await) }
-            });
-            let conn = builder.serve_connection(TokioIo::new(stream), svc);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = wait_shutdown(&mut shutdown) => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
-                }
-            }
-            drop(permit);
-        });
+        // Moves to the serving thread's own runtime (still non-blocking).
+        let Ok(stream) = stream.into_std() else { continue };
+        threads.submit(Job { stream, permit }, &ctx);
     }
     drop(listener);
     listener_closed.store(true, Ordering::Release);
+}
+
+/// Serves one connection on the current (connection thread's) runtime.
+async fn serve_conn(job: Job, ctx: Arc<ServeCtx>) {
+    let Job { stream, permit } = job;
+    let Ok(stream) = tokio::net::TcpStream::from_std(stream) else { return };
+    let mut shutdown = ctx.shutdown.clone();
+    let svc_ctx = ctx.clone();
+    let svc = service_fn(move |req| {
+        let ctx = svc_ctx.clone();
+        async move { Ok::<_, Infallible>(route(req, &ctx.cfg, &*ctx.groups).await) }
+    });
+    let conn = ctx.builder.serve_connection(TokioIo::new(stream), svc);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = wait_shutdown(&mut shutdown) => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+    drop(permit);
 }
 
 /// A response body of up to three chunks, so a large value is written from
@@ -334,15 +464,12 @@ pub(crate) fn parse_target(path: &str, base_path: &str) -> Target {
     }
 }
 
-/// Runs a blocking engine call (a getter may block as long as it likes).
-///
-/// `block_in_place` runs it right here and hands this worker's other tasks
-/// to another thread, so the answer needs no thread hop on its way out;
-/// `spawn_blocking` would add two (out to a blocking thread and back),
-/// about 10 µs of a ~70 µs loopback fetch. A panic is caught here; the
-/// engine catches getters' panics itself, so this is only a backstop.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Response<Chunks>> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| tokio::task::block_in_place(f)))
+/// Runs an engine call. It may block (a getter) and that is fine: this
+/// thread serves only this connection (see `ConnThreads`). A panic is
+/// caught here; the engine catches getters' panics itself, so this is only a
+/// backstop that keeps the connection's thread alive.
+async fn blocking<T>(f: impl FnOnce() -> T) -> Result<T, Response<Chunks>> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
         .map_err(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "the engine panicked"))
 }
 

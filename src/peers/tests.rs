@@ -26,7 +26,8 @@ struct Fake {
 impl PeerService for Fake {
     fn get_for_peer(&self, key: &[u8]) -> Result<PeerValue, Error> {
         self.gets.lock().unwrap().push(key.to_vec());
-        if let Some(d) = *self.delay.lock().unwrap() {
+        let delay = *self.delay.lock().unwrap(); // not held while sleeping
+        if let Some(d) = delay {
             std::thread::sleep(d);
         }
         if key.starts_with(b"fail") {
@@ -357,6 +358,7 @@ fn close_stops_serving_and_threads() {
     assert_eq!(p.set_peers(&[]), Err(PoolError::Closed));
     assert!(TcpStream::connect(addr).is_err(), "still accepting");
     assert_eq!(threads_named(&name), 0);
+    assert_eq!(threads_named(&format!("gcconn-{}", addr.port())), 0);
     // Dropping without close does the same.
     let q = Pool::new("127.0.0.1:0", None, opts()).unwrap();
     let name = format!("gcpool-{}", q.local_addr().port());
@@ -500,4 +502,27 @@ fn custom_base_path() {
     // A trailing '/' on the peer URL does not double the slash.
     client.set_peers(&[format!("{}/", server.url())]).unwrap();
     assert_eq!(&client.pick_peer(b"k").unwrap().get("g", b"k").unwrap().value[..], b"v:k");
+}
+
+#[test]
+fn slow_getters_run_in_parallel_and_threads_end_with_the_pool() {
+    let p = pair();
+    *p.fake.delay.lock().unwrap() = Some(Duration::from_millis(300));
+    let t = Instant::now();
+    let hs: Vec<_> = (0..4)
+        .map(|i| {
+            let peer = p.peer();
+            std::thread::spawn(move || peer.get("g", format!("k{i}").as_bytes()))
+        })
+        .collect();
+    for h in hs {
+        let r = h.join().unwrap();
+        assert!(r.is_ok(), "{r:?}");
+    }
+    // Four connections, four threads: not one after another.
+    assert!(t.elapsed() < Duration::from_millis(550), "{:?}", t.elapsed());
+    let name = format!("gcconn-{}", p.server.local_addr().port());
+    assert!(threads_named(&name) >= 4);
+    p.server.close();
+    assert_eq!(threads_named(&name), 0);
 }
