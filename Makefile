@@ -79,8 +79,8 @@ test-c-asan: $(addprefix $(BUILD)/asan/,$(C_TESTS))
 test-python: lib venv
 	PYTHONPATH=python_ctypes GROUPCACHE_LIB=$(LIB) $(VPY) -m pytest -q tests/python
 
-bench: lib
-	$(CARGO) bench --bench engine
+bench: lib venv
+	bash bench/all.sh
 
 clean:
 	$(CARGO) clean
