@@ -1,0 +1,132 @@
+"""``Pool``: one node of a groupcache cluster (cache_pool_* in the header).
+
+A pool binds ``listen`` and serves the peer protocol there on the library's
+own threads; caches created with ``pool=`` share their keys with the
+cluster set by ``set_peers``.  Several pools may live in one process.
+
+The cache_pool_* functions are bound as optional: a library built before
+they existed still imports, and only ``Pool()`` raises GroupcacheError.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import weakref
+from typing import TYPE_CHECKING, Iterable, List, Optional, Type
+
+from . import _lib
+from ._errors import ClosedError, GroupcacheError
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+__all__ = ["Pool"]
+
+
+def _free(handle: int) -> None:
+    # A finalizer: must not refer to the Pool.
+    _lib.cache_pool_free(handle)
+
+
+def _encode(text: str, what: str) -> bytes:
+    if not isinstance(text, str):
+        raise TypeError("%s is str, not %s" % (what, type(text).__name__))
+    return text.encode("utf-8")
+
+
+class Pool:
+    """This process's node in a cluster.
+
+    ``listen``: the address to bind ("127.0.0.1:0" picks a free port).
+    ``self_url``: how peers reach this node; default "http://<bound addr>".
+    """
+
+    __slots__ = ("_handle", "_url", "_closed", "_finalizer", "__weakref__")
+
+    def __init__(self, listen: str = "127.0.0.1:0", self_url: Optional[str] = None) -> None:
+        self._closed = True  # until the handle exists
+        if not available():
+            raise GroupcacheError(
+                "%s has no peer pools yet (cache_pool_new is missing): rebuild "
+                "it from a checkout that has them" % _lib.library_path
+            )
+        out = _lib.Handle()
+        _lib.cache_pool_new(
+            _encode(listen, "listen"),
+            None if self_url is None else _encode(self_url, "self_url"),
+            ctypes.byref(out),
+        )
+        self._handle = out
+        url = _lib.cache_pool_url(out)
+        self._url = url.decode("utf-8", "replace") if url else ""
+        self._finalizer = weakref.finalize(self, _free, out.value or 0)
+        self._closed = False
+
+    @property
+    def url(self) -> str:
+        """This node's URL, as the other nodes list it."""
+        self._check_open()
+        return self._url
+
+    def set_peers(self, urls: Iterable[str]) -> None:
+        """The whole cluster, this node included (as Go's HTTPPool.Set).
+        A node missing from its own list owns no keys: a client only."""
+        encoded: List[bytes] = [_encode(u, "a peer URL") for u in urls]
+        self._check_open()
+        array = (ctypes.c_char_p * max(1, len(encoded)))(*encoded)
+        try:
+            _lib.cache_pool_set_peers(self._handle, array, len(encoded))
+        except ClosedError:
+            raise ClosedError("the pool is closed", None) from None
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        """Stops serving and frees the node (may wait up to a second for
+        requests being served). Its caches keep working as process-local
+        caches; later calls on the pool raise ClosedError; a second close()
+        does nothing."""
+        if self._closed:
+            return
+        self._closed = True
+        self._finalizer()
+
+    def _live_handle(self) -> _lib.Handle:
+        self._check_open()
+        return self._handle
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError("the pool is closed", None)
+
+    def __enter__(self) -> Pool:
+        self._check_open()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        if getattr(self, "_closed", True):
+            return "<groupcache.Pool closed>"
+        return "<groupcache.Pool %s>" % self._url
+
+
+def available() -> bool:
+    """Whether the loaded library has the pool API."""
+    return all(
+        _lib.available(f)
+        for f in (
+            _lib.cache_pool_new,
+            _lib.cache_pool_url,
+            _lib.cache_pool_set_peers,
+            _lib.cache_pool_free,
+        )
+    )
