@@ -1,0 +1,48 @@
+"""Test setup: import the package from the checkout (python_ctypes/), which
+loads the library from $GROUPCACHE_LIB or target/release/.  Set
+GROUPCACHE_TEST_INSTALLED=1 to test the package pip installed instead."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+if os.environ.get("GROUPCACHE_TEST_INSTALLED") != "1":
+    sys.path.insert(0, str(ROOT / "python_ctypes"))
+
+import groupcache  # noqa: E402
+
+_names = itertools.count()
+
+
+@pytest.fixture
+def name() -> str:
+    """A cache name no other test uses."""
+    return "t%d" % next(_names)
+
+
+@pytest.fixture
+def root() -> Path:
+    return ROOT
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@pytest.fixture
+def pool() -> Iterator[groupcache.Pool]:
+    if not groupcache.pool.available():
+        pytest.skip("this libgroupcache has no peer pools")
+    p = groupcache.Pool("127.0.0.1:0")
+    try:
+        yield p
+    finally:
+        p.close()

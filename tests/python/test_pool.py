@@ -1,0 +1,112 @@
+"""Pool: nodes of a cluster, several in one process."""
+
+from __future__ import annotations
+
+import threading
+from typing import Dict, List
+
+import pytest
+
+import groupcache
+from groupcache import Cache, Pool
+
+pytestmark = pytest.mark.skipif(not groupcache.pool.available(), reason="no peer pools in this library")
+
+
+def test_pool_basics(pool: Pool) -> None:
+    assert pool.url.startswith("http://127.0.0.1:")
+    assert repr(pool) == "<groupcache.Pool %s>" % pool.url
+    pool.set_peers([pool.url])
+    pool.set_peers([])  # a client only
+    with pytest.raises(groupcache.InvalidArgumentError):
+        pool.set_peers(["not a url"])
+    with pytest.raises(TypeError):
+        pool.set_peers([b"http://x"])  # type: ignore[list-item]
+
+
+def test_self_url_and_bad_addresses() -> None:
+    with Pool("127.0.0.1:0", self_url="http://node-a.example:8000") as p:
+        assert p.url == "http://node-a.example:8000"
+    with pytest.raises(groupcache.InvalidArgumentError):
+        Pool("not an address")
+    with Pool("127.0.0.1:0") as p:
+        port = p.url.rsplit(":", 1)[1]
+        with pytest.raises(groupcache.GroupcacheOSError) as e:
+            Pool("127.0.0.1:" + port)  # taken
+        assert isinstance(e.value, OSError)
+
+
+def test_pool_close(name: str) -> None:
+    p = Pool()
+    c = Cache(name, loader=lambda k: b"v", pool=p)
+    assert c.pool is p
+    p.close()
+    p.close()
+    assert p.closed and repr(p) == "<groupcache.Pool closed>"
+    for call in (lambda: p.url, lambda: p.set_peers([])):
+        with pytest.raises(groupcache.ClosedError):
+            call()
+    with pytest.raises(groupcache.ClosedError):
+        Cache(name + "x", pool=p)
+    assert c.get("k") == b"v"  # its caches go on, process-local
+    c.close()
+
+
+def test_names_are_unique_within_a_pool(pool: Pool, name: str) -> None:
+    a = Cache(name, pool=pool)
+    with pytest.raises(groupcache.AlreadyExistsError):
+        Cache(name, pool=pool)
+    with Cache(name):  # process-local: no conflict
+        pass
+    a.close()
+    Cache(name, pool=pool).close()  # freed: the name is free again
+
+
+def test_two_nodes_share_keys(name: str) -> None:
+    loads: Dict[str, List[str]] = {"a": [], "b": []}
+    lock = threading.Lock()
+
+    def loader(node: str):
+        def load(key: str) -> bytes:
+            with lock:
+                loads[node].append(key)
+            return ("value of " + key).encode()
+
+        return load
+
+    with Pool() as pa, Pool() as pb:
+        peers = [pa.url, pb.url]
+        pa.set_peers(peers)
+        pb.set_peers(peers)
+        with Cache(name, loader=loader("a"), pool=pa) as ca, Cache(name, loader=loader("b"), pool=pb) as cb:
+            keys = ["key-%d" % i for i in range(40)]
+            for k in keys:
+                assert ca.get(k) == ("value of " + k).encode()
+            # each key was loaded once, by its owner; B owns some of them
+            assert sorted(loads["a"] + loads["b"]) == sorted(keys)
+            assert loads["b"], "node B owns no key of 40?"
+            assert ca.stats().peer_loads == len(loads["b"])
+            assert cb.stats().server_requests == len(loads["b"])
+            # B answers its own keys from memory, A's through A
+            for k in keys:
+                assert cb.get(k) == ("value of " + k).encode()
+            assert sorted(loads["a"] + loads["b"]) == sorted(keys)
+            # remove reaches the owner
+            owned_by_b = loads["b"][0]
+            ca.remove(owned_by_b)
+            assert cb.get(owned_by_b) == ("value of " + owned_by_b).encode()
+            assert loads["b"].count(owned_by_b) == 2
+            # a peer's loader failing reaches the caller
+            ca.set("k-set", b"via a")
+            assert cb.get("k-set") == b"via a"
+
+
+def test_not_found_at_the_owner_is_a_key_error(name: str) -> None:
+    with Pool() as pa, Pool() as pb:
+        pa.set_peers([pb.url])  # A is a client of B only
+        pb.set_peers([pb.url])
+        with Cache(name, pool=pa, loader=lambda k: b"a") as ca, Cache(name, pool=pb, loader=lambda k: None) as cb:
+            with pytest.raises(KeyError):
+                ca.get("x")
+            with pytest.raises(KeyError):
+                cb.get("x")
