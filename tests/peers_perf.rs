@@ -88,7 +88,8 @@ fn remote_fetch_rate() {
         std::env::var("PEERS_PERF_MS").ok().and_then(|s| s.parse().ok()).unwrap_or(2000),
     );
     phase(&ga, 1, Duration::from_millis(200), &next); // warm up
-    for conc in [1, 16] {
+    let concs: Vec<usize> = std::env::var("PEERS_PERF_CONC").ok().map(|s| s.split(',').filter_map(|c| c.parse().ok()).collect()).unwrap_or(vec![1, 16]);
+    for conc in concs {
         let (rate, p50, p99, cpu) = phase(&ga, conc, dur, &next);
         println!("remote c{conc}: {rate:.0} fetches/s, p50 {p50:.1} µs, p99 {p99:.1} µs, CPU {cpu:.1} µs/op (both nodes)");
     }

@@ -1,17 +1,23 @@
 //! The HTTP client side of the peer protocol: one [`HttpPeer`] per remote
 //! node, implementing the engine's [`PeerGetter`].
 //!
-//! All peers of one pool share one hyper-util client (so one pool of
-//! keep-alive connections, keyed by host) running on the pool's tokio
-//! runtime. The engine's API is blocking; it calls peers from plain threads
-//! (an application's `get`) and sometimes from inside a runtime (a
-//! `spawn_blocking` thread):
-//! - on a plain thread the request runs in `Handle::block_on` on the calling
-//!   thread: the response wakes the caller directly, one thread hop fewer
-//!   than handing the request to a worker and waiting for it;
-//! - inside any runtime context (where `block_on` would panic if it were an
-//!   async task), the request is spawned onto the pool's runtime and awaited
-//!   on a std channel.
+//! The engine's API is blocking: it calls peers from plain threads (an
+//! application's `get`) and, rarely, from inside some tokio runtime. Two
+//! ways to send a request, both HTTP/1.1 keep-alive through hyper:
+//!
+//! - **On a plain thread** (the common case) the calling thread drives the
+//!   whole exchange itself, on a small current-thread runtime of its own,
+//!   over a keep-alive connection it keeps per peer (hyper's
+//!   `client::conn::http1`). It writes the request, sleeps in `epoll_wait`
+//!   and is woken by the kernel when the answer arrives: no other thread is
+//!   involved, which is what makes a remote fetch cheap (a hop through a
+//!   runtime worker costs more than the loopback round trip). A thread has
+//!   at most one request in flight, so it keeps at most one idle
+//!   connection per peer, dropped after `POOL_IDLE_TIMEOUT`, and all of
+//!   them when the thread exits.
+//! - **Inside a runtime context**, where blocking on another runtime would
+//!   panic, the request is spawned onto the pool's runtime and sent with
+//!   its hyper-util pooled client; the caller waits on a std channel.
 //!
 //! Every `HttpPeer` holds the pool's runtime alive ([`RuntimeOwner`]), so a
 //! request in flight when its pool closes finishes (or times out) instead of
@@ -25,19 +31,23 @@
 //! (connect error, timeout, another status, a body that is too large, not
 //! protobuf or does not decode) is [`PeerError::Failed`].
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Body, Incoming};
+use hyper::client::conn::http1 as conn1;
 use hyper::{header, Method, Request, Response, StatusCode, Uri};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use prost::Message;
 
 use super::escape::escape_into;
@@ -47,7 +57,7 @@ use crate::engine::{PeerError, PeerGetter, PeerValue};
 /// The `Content-Type` of protobuf bodies, as Go's groupcache sends it.
 pub const PROTOBUF: &str = "application/x-protobuf";
 
-/// How long an idle pooled connection is kept. Shorter than the server's
+/// How long an idle keep-alive connection is kept. Shorter than the server's
 /// idle timeout (ours: 120 s by default; Go's: none) so that the client, not
 /// the server, closes idle connections and a reused one is rarely stale.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -85,8 +95,6 @@ impl Drop for RuntimeOwner {
             // threads still end promptly on their own.
             rt.shutdown_background();
         } else {
-            // Workers stop at once; this waits (up to `grace`) for getters
-            // still running on blocking threads.
             rt.shutdown_timeout(self.grace);
         }
     }
@@ -94,7 +102,8 @@ impl Drop for RuntimeOwner {
 
 /// What every peer of one pool shares.
 pub(crate) struct ClientShared {
-    client: Client<HttpConnector, Full<Bytes>>,
+    /// For callers inside a runtime context.
+    pooled: Client<HttpConnector, Full<Bytes>>,
     handle: tokio::runtime::Handle,
     cfg: ClientConfig,
     closed: AtomicBool,
@@ -106,75 +115,60 @@ impl ClientShared {
         // Requests are small and latency-bound: never wait for Nagle.
         conn.set_nodelay(true);
         conn.set_connect_timeout(Some(cfg.connect_timeout));
-        let client = Client::builder(TokioExecutor::new())
+        let pooled = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .pool_max_idle_per_host(cfg.max_idle_per_peer)
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
             .build(conn);
-        Arc::new(ClientShared { client, handle, cfg, closed: AtomicBool::new(false) })
+        Arc::new(ClientShared { pooled, handle, cfg, closed: AtomicBool::new(false) })
     }
 
     /// Makes every later request fail at once (the pool is closing).
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::Release);
     }
-
-    /// Runs `fut` on the pool's runtime with the request timeout and waits
-    /// for it on this (blocking) thread.
-    fn run<T, F>(&self, what: &str, url: &str, fut: F) -> Result<T, PeerError>
-    where
-        T: Send + 'static,
-        F: Future<Output = Result<T, PeerError>> + Send + 'static,
-    {
-        let r = if self.closed.load(Ordering::Acquire) {
-            Err(PeerError::Failed("the pool is closed".to_string()))
-        } else if tokio::runtime::Handle::try_current().is_err() {
-            // A plain thread: drive the request here. The runtime cannot
-            // shut down meanwhile: the calling `HttpPeer` keeps it alive.
-            self.handle.block_on(with_timeout(self.cfg.timeout, fut))
-        } else {
-            self.spawn_and_wait(fut)
-        };
-        r.map_err(|e| match e {
-            PeerError::Failed(m) => PeerError::Failed(format!("{what} at {url}: {m}")),
-            nf => nf,
-        })
-    }
-
-    fn spawn_and_wait<T, F>(&self, fut: F) -> Result<T, PeerError>
-    where
-        T: Send + 'static,
-        F: Future<Output = Result<T, PeerError>> + Send + 'static,
-    {
-        let timeout = self.cfg.timeout;
-        let (tx, rx) = mpsc::sync_channel(1);
-        // Dropping the JoinHandle detaches the task; if the runtime is shut
-        // down the task is dropped unpolled, `tx` with it: Disconnected.
-        drop(self.handle.spawn(async move {
-            let _ = tx.send(with_timeout(timeout, fut).await);
-        }));
-        // The task enforces the timeout; this one is only a backstop in case
-        // the runtime stalls.
-        match rx.recv_timeout(timeout + Duration::from_secs(1)) {
-            Ok(r) => r,
-            Err(mpsc::RecvTimeoutError::Timeout) => Err(PeerError::Failed(format!("timed out after {timeout:?}"))),
-            Err(mpsc::RecvTimeoutError::Disconnected) => Err(PeerError::Failed("the pool is closed".to_string())),
-        }
-    }
 }
 
-async fn with_timeout<T>(timeout: Duration, fut: impl Future<Output = Result<T, PeerError>>) -> Result<T, PeerError> {
-    match tokio::time::timeout(timeout, fut).await {
-        Ok(r) => r,
-        Err(_) => Err(PeerError::Failed(format!("timed out after {timeout:?}"))),
+/// One request, before it is sent either way.
+struct Call {
+    method: Method,
+    /// "host:port" as in the URL, for the Host header and the pooled client.
+    authority: Arc<str>,
+    /// Where to connect (the URL's host and port, 80 by default).
+    connect_to: Arc<str>,
+    /// Path and escaped segments: "/_groupcache/g/k".
+    path: String,
+    body: Bytes,
+}
+
+impl Call {
+    fn request(&self, absolute: bool) -> Result<Request<Full<Bytes>>, PeerError> {
+        let uri = if absolute {
+            Uri::try_from(format!("http://{}{}", self.authority, self.path))
+        } else {
+            Uri::try_from(self.path.as_str())
+        }
+        .map_err(|e| PeerError::Failed(format!("bad request URI: {e}")))?;
+        let mut b = Request::builder().method(self.method.clone()).uri(uri);
+        if !absolute {
+            // hyper-util sets Host itself; a bare connection does not.
+            b = b.header(header::HOST, &*self.authority);
+        }
+        if !self.body.is_empty() {
+            b = b.header(header::CONTENT_TYPE, PROTOBUF);
+        }
+        b.body(Full::new(self.body.clone())).map_err(|e| PeerError::Failed(format!("bad request: {e}")))
     }
 }
 
 /// One remote node.
 pub struct HttpPeer {
     url: String,
-    /// `url` without a trailing '/', then the base path: "http://h:p/_groupcache/".
+    authority: Arc<str>,
+    connect_to: Arc<str>,
+    /// The URL's path without a trailing '/', then the base path:
+    /// "/_groupcache/".
     prefix: String,
     shared: Arc<ClientShared>,
     _runtime: Arc<RuntimeOwner>,
@@ -187,27 +181,295 @@ impl std::fmt::Debug for HttpPeer {
 }
 
 impl HttpPeer {
+    /// `url` was checked by the pool: `http://host[:port][/path]`.
     pub(crate) fn new(url: &str, base_path: &str, shared: Arc<ClientShared>, runtime: Arc<RuntimeOwner>) -> HttpPeer {
-        let prefix = format!("{}{}", url.trim_end_matches('/'), base_path);
-        HttpPeer { url: url.to_string(), prefix, shared, _runtime: runtime }
+        let uri: Uri = url.parse().expect("the pool checks peer URLs");
+        let auth = uri.authority().expect("the pool checks peer URLs");
+        let authority: Arc<str> = auth.as_str().into();
+        let host = auth.host();
+        let connect_to: Arc<str> = format!("{}:{}", host, auth.port_u16().unwrap_or(80)).into();
+        let prefix = format!("{}{}", uri.path().trim_end_matches('/'), base_path);
+        HttpPeer { url: url.to_string(), authority, connect_to, prefix, shared, _runtime: runtime }
     }
 
-    fn uri(&self, group: &str, key: &[u8]) -> Result<Uri, PeerError> {
-        let mut s = String::with_capacity(self.prefix.len() + group.len() + key.len() * 3 + 1);
-        s.push_str(&self.prefix);
-        escape_into(group.as_bytes(), &mut s);
-        s.push('/');
-        escape_into(key, &mut s);
-        Uri::try_from(s).map_err(|e| PeerError::Failed(format!("bad peer URL {}: {e}", self.url)))
+    fn call(&self, method: Method, group: &str, key: &[u8], body: Bytes) -> Call {
+        let mut path = String::with_capacity(self.prefix.len() + group.len() + key.len() * 3 + 1);
+        path.push_str(&self.prefix);
+        escape_into(group.as_bytes(), &mut path);
+        path.push('/');
+        escape_into(key, &mut path);
+        Call { method, authority: self.authority.clone(), connect_to: self.connect_to.clone(), path, body }
     }
 
-    fn request(&self, method: Method, uri: Uri, body: Bytes) -> Request<Full<Bytes>> {
-        let mut b = Request::builder().method(method).uri(uri);
-        if !body.is_empty() {
-            b = b.header(header::CONTENT_TYPE, PROTOBUF);
+    /// Sends `call` and gives the response to `handle`, within the timeout.
+    fn exec<T, H, Fut>(&self, call: Call, handle: H) -> Result<T, PeerError>
+    where
+        T: Send + 'static,
+        H: FnOnce(Response<Incoming>, usize) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, PeerError>> + Send,
+    {
+        let s = &self.shared;
+        let what = call.method.clone();
+        let r = if s.closed.load(Ordering::Acquire) {
+            Err(PeerError::Failed("the pool is closed".to_string()))
+        } else if tokio::runtime::Handle::try_current().is_err() {
+            match exec_on_this_thread(&call, &s.cfg, handle) {
+                Ok(r) => r,
+                // This thread's runtime is unavailable (re-entered, or it
+                // could not be built): use the pool's.
+                Err(handle) => exec_on_pool(s, call, handle),
+            }
+        } else {
+            exec_on_pool(s, call, handle)
+        };
+        r.map_err(|e| match e {
+            PeerError::Failed(m) => PeerError::Failed(format!("{what} at {}: {m}", self.url)),
+            nf => nf,
+        })
+    }
+}
+
+async fn with_timeout<T>(timeout: Duration, fut: impl Future<Output = Result<T, PeerError>>) -> Result<T, PeerError> {
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(PeerError::Failed(format!("timed out after {timeout:?}"))),
+    }
+}
+
+/// Spawns the call onto the pool's runtime (hyper-util's pooled client) and
+/// waits for it on a std channel.
+fn exec_on_pool<T, H, Fut>(s: &ClientShared, call: Call, handle: H) -> Result<T, PeerError>
+where
+    T: Send + 'static,
+    H: FnOnce(Response<Incoming>, usize) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<T, PeerError>> + Send,
+{
+    let req = call.request(true)?;
+    let timeout = s.cfg.timeout;
+    let max = s.cfg.max_body_bytes;
+    let client = s.pooled.clone();
+    let (tx, rx) = mpsc::sync_channel(1);
+    // Dropping the JoinHandle detaches the task; if the runtime is shut
+    // down the task is dropped unpolled, `tx` with it: Disconnected.
+    drop(s.handle.spawn(async move {
+        let r = with_timeout(timeout, async move {
+            let resp = client.request(req).await.map_err(|e| PeerError::Failed(describe(&e)))?;
+            handle(resp, max).await
+        })
+        .await;
+        let _ = tx.send(r);
+    }));
+    // The task enforces the timeout; this one is only a backstop in case
+    // the runtime stalls.
+    match rx.recv_timeout(timeout + Duration::from_secs(1)) {
+        Ok(r) => r,
+        Err(mpsc::RecvTimeoutError::Timeout) => Err(PeerError::Failed(format!("timed out after {timeout:?}"))),
+        Err(mpsc::RecvTimeoutError::Disconnected) => Err(PeerError::Failed("the pool is closed".to_string())),
+    }
+}
+
+/// A calling thread's own runtime and keep-alive connections.
+struct LocalClient {
+    rt: tokio::runtime::Runtime,
+    /// One idle connection per "host:port" (a thread has one request in
+    /// flight at most), shared by every pool that talks to that address.
+    idle: HashMap<Arc<str>, (conn1::SendRequest<Full<Bytes>>, Instant)>,
+}
+
+thread_local! {
+    static LOCAL: RefCell<Option<LocalClient>> = const { RefCell::new(None) };
+}
+
+/// Runs the call on this thread (see the module docs). Gives `handle` back
+/// if this thread's client cannot be used.
+fn exec_on_this_thread<T, H, Fut>(call: &Call, cfg: &ClientConfig, handle: H) -> Result<Result<T, PeerError>, H>
+where
+    H: FnOnce(Response<Incoming>, usize) -> Fut,
+    Fut: Future<Output = Result<T, PeerError>>,
+{
+    let mut handle = Some(handle);
+    let r = LOCAL.try_with(|cell| {
+        let Ok(mut slot) = cell.try_borrow_mut() else { return None };
+        if slot.is_none() {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_io().enable_time().build().ok()?;
+            *slot = Some(LocalClient { rt, idle: HashMap::new() });
         }
-        b.body(Full::new(body)).expect("method, URI and header are valid")
+        let lc = slot.as_mut()?;
+        let now = Instant::now();
+        lc.idle.retain(|_, (tx, since)| now.duration_since(*since) < POOL_IDLE_TIMEOUT && !tx.is_closed());
+        let reused = lc.idle.remove(&call.connect_to).map(|(tx, _)| tx);
+        let handle = handle.take()?;
+        IN_FLIGHT.fetch_add(1, Ordering::Relaxed);
+        let _in_flight = InFlight;
+        let (result, keep) = lc.rt.block_on(async {
+            let mut keep = None;
+            let r = with_timeout(cfg.timeout, exchange(call, cfg, reused, &mut keep, handle)).await;
+            (r, keep)
+        });
+        if let Some(tx) = keep {
+            lc.idle.insert(call.connect_to.clone(), (tx, Instant::now()));
+        }
+        Some(result)
+    });
+    match (r, handle) {
+        (Ok(Some(result)), _) => Ok(result),
+        (_, Some(handle)) => Err(handle),
+        // Thread-local storage torn down mid-call (thread exit): cannot be.
+        (_, None) => Ok(Err(PeerError::Failed("this thread's client is unavailable".to_string()))),
     }
+}
+
+/// Counts a request out of `IN_FLIGHT` when it ends (or unwinds).
+struct InFlight;
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        IN_FLIGHT.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Opens a connection to `addr` and starts its hyper connection task on the
+/// current runtime.
+async fn connect(addr: &str, cfg: &ClientConfig) -> Result<conn1::SendRequest<Full<Bytes>>, PeerError> {
+    // Resolve here, on this (blocking) thread: a host name lookup must not
+    // need a blocking pool. Loopback and IP addresses resolve at once.
+    let addrs: Vec<SocketAddr> = addr
+        .to_socket_addrs()
+        .map_err(|e| PeerError::Failed(format!("resolving {addr}: {e}")))?
+        .collect();
+    let stream = match tokio::time::timeout(cfg.connect_timeout, tokio::net::TcpStream::connect(&addrs[..])).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Err(PeerError::Failed(format!("connecting to {addr}: {e}"))),
+        Err(_) => return Err(PeerError::Failed(format!("connecting to {addr}: timed out after {:?}", cfg.connect_timeout))),
+    };
+    let _ = stream.set_nodelay(true);
+    let (tx, conn) = conn1::Builder::new()
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| PeerError::Failed(format!("handshake with {addr}: {}", describe(&e))))?;
+    // Runs whenever this thread is inside block_on, i.e. during its own
+    // requests; it ends when the connection closes or `tx` is dropped.
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(tx)
+}
+
+/// How long a calling thread polls for the answer before it sleeps. A
+/// sleeping thread is woken by the kernel only after tens of microseconds on
+/// a virtual machine (an idle vCPU must be woken first), which can double a
+/// loopback fetch. Go's scheduler spins for the same reason and within the
+/// same kind of limit: only while CPUs are idle. Here: one spinner at a
+/// time, and only while at most `SPIN_MAX_IN_FLIGHT` requests of this
+/// process are in flight (under load every CPU has real work, and the
+/// wake-ups are cheap anyway).
+const SPIN: Duration = Duration::from_micros(60);
+const MAX_SPINNERS: usize = 1;
+const SPIN_MAX_IN_FLIGHT: usize = 2;
+static SPINNERS: AtomicUsize = AtomicUsize::new(0);
+static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+
+/// Polls `inner` in a loop (yielding to the runtime's I/O driver in between)
+/// for up to `SPIN`, if no other thread is spinning; then waits normally.
+struct Spin<F> {
+    inner: F,
+    until: Option<Instant>,
+    spinning: bool,
+}
+
+impl<F> Spin<F> {
+    fn new(inner: F) -> Self {
+        Spin { inner, until: None, spinning: false }
+    }
+}
+
+impl<F> Drop for Spin<F> {
+    fn drop(&mut self) {
+        if self.spinning {
+            SPINNERS.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl<F: Future> Future for Spin<F> {
+    type Output = F::Output;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<F::Output> {
+        // SAFETY: `inner` is structurally pinned and never moved out; the
+        // other fields are Unpin.
+        let this = unsafe { self.get_unchecked_mut() };
+        let inner = unsafe { std::pin::Pin::new_unchecked(&mut this.inner) };
+        if let std::task::Poll::Ready(v) = inner.poll(cx) {
+            return std::task::Poll::Ready(v);
+        }
+        let now = Instant::now();
+        let until = *this.until.get_or_insert_with(|| {
+            if IN_FLIGHT.load(Ordering::Relaxed) > SPIN_MAX_IN_FLIGHT {
+                return now;
+            }
+            if SPINNERS.fetch_add(1, Ordering::Relaxed) < MAX_SPINNERS {
+                this.spinning = true;
+                now + SPIN
+            } else {
+                SPINNERS.fetch_sub(1, Ordering::Relaxed);
+                now
+            }
+        });
+        if now < until {
+            cx.waker().wake_by_ref();
+        } else if this.spinning {
+            this.spinning = false;
+            SPINNERS.fetch_sub(1, Ordering::Relaxed);
+        }
+        std::task::Poll::Pending
+    }
+}
+
+/// One request on this thread's connection to the peer. A request on a
+/// reused connection that fails before an answer arrives (the peer closed
+/// it while it was idle) is retried once on a new connection: every
+/// request of the protocol is idempotent. On success the connection is
+/// left in `keep` for the next request.
+async fn exchange<T, H, Fut>(
+    call: &Call,
+    cfg: &ClientConfig,
+    reused: Option<conn1::SendRequest<Full<Bytes>>>,
+    keep: &mut Option<conn1::SendRequest<Full<Bytes>>>,
+    handle: H,
+) -> Result<T, PeerError>
+where
+    H: FnOnce(Response<Incoming>, usize) -> Fut,
+    Fut: Future<Output = Result<T, PeerError>>,
+{
+    let mut conn = reused;
+    let resp = loop {
+        let fresh = conn.is_none();
+        let mut tx = match conn.take() {
+            Some(tx) => tx,
+            None => connect(&call.connect_to, cfg).await?,
+        };
+        let req = call.request(false)?;
+        let sent = async {
+            tx.ready().await?;
+            Spin::new(tx.send_request(req)).await
+        }
+        .await;
+        match sent {
+            Ok(resp) => {
+                *keep = Some(tx);
+                break resp;
+            }
+            Err(_) if !fresh => continue, // stale keep-alive connection
+            Err(e) => return Err(PeerError::Failed(describe(&e))),
+        }
+    };
+    let r = handle(resp, cfg.max_body_bytes).await;
+    // The handlers read bodies to the end, so the connection is ready for
+    // another request; after an error it may not be.
+    if r.is_err() && !matches!(r, Err(PeerError::NotFound)) {
+        *keep = None;
+    }
+    r
 }
 
 /// Describes a hyper/hyper-util error with its causes ("client error
@@ -226,10 +488,11 @@ fn describe(e: &dyn std::error::Error) -> String {
     s
 }
 
-/// Up to `limit` bytes of a body, for an error message; never fails.
+/// Up to `limit` bytes of a body, for an error message; reads the body to
+/// its end when it is no longer than that, so the connection can be reused.
 async fn snippet(mut body: Incoming, limit: usize) -> String {
     let mut buf = Vec::new();
-    while buf.len() < limit {
+    while buf.len() <= limit {
         match body.frame().await {
             Some(Ok(f)) => {
                 if let Some(d) = f.data_ref() {
@@ -270,32 +533,42 @@ fn is_protobuf(resp: &Response<Incoming>) -> bool {
         .unwrap_or(false)
 }
 
+/// A GET's answer: a value, "not found", or a failure.
+async fn get_response(resp: Response<Incoming>, max: usize) -> Result<PeerValue, PeerError> {
+    let status = resp.status();
+    if status == StatusCode::OK {
+        // A 200 without the protobuf type is not a groupcache server (a
+        // proxy's page, a misrouted port): garbage that might otherwise
+        // decode as an empty value.
+        if !is_protobuf(&resp) {
+            return Err(PeerError::Failed("200 without Content-Type application/x-protobuf".into()));
+        }
+        let body = read_body(resp.into_body(), max).await?;
+        let m = GetResponse::decode(body).map_err(|e| PeerError::Failed(format!("decoding response body: {e}")))?;
+        return Ok(PeerValue { value: m.value, expire_unix_nanos: expire_from_wire(m.expire) });
+    }
+    let text = snippet(resp.into_body(), ERROR_SNIPPET).await;
+    if status == StatusCode::NOT_FOUND && !text.starts_with("no such group") {
+        return Err(PeerError::NotFound);
+    }
+    Err(status_error(status, &text))
+}
+
+/// A PUT's or DELETE's answer: 200 is success, anything else a failure.
+async fn ok_response(resp: Response<Incoming>, _max: usize) -> Result<(), PeerError> {
+    let status = resp.status();
+    if status == StatusCode::OK {
+        // Read the (empty) body to its end so the connection can be reused.
+        let _ = resp.into_body().collect().await;
+        return Ok(());
+    }
+    let text = snippet(resp.into_body(), ERROR_SNIPPET).await;
+    Err(status_error(status, &text))
+}
+
 impl PeerGetter for HttpPeer {
     fn get(&self, group: &str, key: &[u8]) -> Result<PeerValue, PeerError> {
-        let req = self.request(Method::GET, self.uri(group, key)?, Bytes::new());
-        let client = self.shared.client.clone();
-        let max = self.shared.cfg.max_body_bytes;
-        self.shared.run("GET", &self.url, async move {
-            let resp = client.request(req).await.map_err(|e| PeerError::Failed(describe(&e)))?;
-            let status = resp.status();
-            if status == StatusCode::OK {
-                // A 200 without the protobuf type is not a groupcache
-                // server (a proxy's page, a misrouted port): garbage that
-                // might otherwise decode as an empty value.
-                if !is_protobuf(&resp) {
-                    return Err(PeerError::Failed("200 without Content-Type application/x-protobuf".into()));
-                }
-                let body = read_body(resp.into_body(), max).await?;
-                let m = GetResponse::decode(body)
-                    .map_err(|e| PeerError::Failed(format!("decoding response body: {e}")))?;
-                return Ok(PeerValue { value: m.value, expire_unix_nanos: expire_from_wire(m.expire) });
-            }
-            let text = snippet(resp.into_body(), ERROR_SNIPPET).await;
-            if status == StatusCode::NOT_FOUND && !text.starts_with("no such group") {
-                return Err(PeerError::NotFound);
-            }
-            Err(status_error(status, &text))
-        })
+        self.exec(self.call(Method::GET, group, key, Bytes::new()), get_response)
     }
 
     fn set(&self, group: &str, key: &[u8], value: &PeerValue) -> Result<(), PeerError> {
@@ -307,32 +580,14 @@ impl PeerGetter for HttpPeer {
             hot_cache: false,
         }
         .encode_to_vec();
-        let req = self.request(Method::PUT, self.uri(group, key)?, Bytes::from(body));
-        self.shared.run("PUT", &self.url, ok_status(self.shared.client.clone(), req))
+        self.exec(self.call(Method::PUT, group, key, Bytes::from(body)), ok_response)
     }
 
     fn remove(&self, group: &str, key: &[u8]) -> Result<(), PeerError> {
-        let req = self.request(Method::DELETE, self.uri(group, key)?, Bytes::new());
-        self.shared.run("DELETE", &self.url, ok_status(self.shared.client.clone(), req))
+        self.exec(self.call(Method::DELETE, group, key, Bytes::new()), ok_response)
     }
 
     fn url(&self) -> &str {
         &self.url
     }
-}
-
-/// Sends `req`; 200 is success, anything else a failure.
-async fn ok_status(
-    client: Client<HttpConnector, Full<Bytes>>,
-    req: Request<Full<Bytes>>,
-) -> Result<(), PeerError> {
-    let resp = client.request(req).await.map_err(|e| PeerError::Failed(describe(&e)))?;
-    let status = resp.status();
-    if status == StatusCode::OK {
-        // Drain the (empty) body so the connection goes back to the pool.
-        let _ = resp.into_body().collect().await;
-        return Ok(());
-    }
-    let text = snippet(resp.into_body(), ERROR_SNIPPET).await;
-    Err(status_error(status, &text))
 }

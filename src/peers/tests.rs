@@ -526,3 +526,66 @@ fn slow_getters_run_in_parallel_and_threads_end_with_the_pool() {
     p.server.close();
     assert_eq!(threads_named(&name), 0);
 }
+
+#[test]
+fn callers_inside_a_runtime_use_the_pools_client() {
+    let p = pair();
+    let peer = p.peer();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let r = rt.block_on(async move {
+        tokio::task::spawn_blocking(move || {
+            let v = peer.get("g", b"from a runtime")?;
+            peer.set("g", b"x", &v)?;
+            peer.remove("g", b"x")?;
+            Ok::<_, PeerError>(v)
+        })
+        .await
+        .unwrap()
+    });
+    assert_eq!(&r.unwrap().value[..], b"v:from a runtime");
+    assert_eq!(p.fake.removes.lock().unwrap().last().unwrap(), b"x");
+}
+
+#[test]
+fn stale_keep_alive_connections_are_retried() {
+    // The server closes idle connections after 100 ms; the client keeps
+    // them for 30 s, so its next request finds a closed connection.
+    let server = Pool::new("127.0.0.1:0", None, PoolOptions { idle_timeout: Duration::from_millis(100), ..opts() }).unwrap();
+    let svc: Arc<dyn PeerService> = Arc::new(Fake::default());
+    server.register_service("g", &svc).unwrap();
+    let client = Pool::new("127.0.0.1:0", None, opts()).unwrap();
+    client.set_peers(&[server.url().to_string()]).unwrap();
+    let peer = client.pick_peer(b"k").unwrap();
+    for i in 0..3 {
+        assert_eq!(&peer.get("g", b"k").unwrap().value[..], b"v:k", "round {i}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[test]
+fn requests_carry_host_and_origin_form() {
+    // What a Go server insists on: a Host header (400 without one).
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(String::new()));
+    let seen2 = seen.clone();
+    std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = s.read(&mut buf).unwrap();
+        *seen2.lock().unwrap() = String::from_utf8_lossy(&buf[..n]).into_owned();
+        let body = b"\x0a\x02ok";
+        let _ = s.write_all(
+            format!("HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: {}\r\n\r\n", body.len())
+                .as_bytes(),
+        );
+        let _ = s.write_all(body);
+        std::thread::sleep(Duration::from_millis(100));
+    });
+    let c = Pool::new("127.0.0.1:0", None, opts()).unwrap();
+    c.set_peers(&[format!("http://{addr}")]).unwrap();
+    assert_eq!(&c.pick_peer(b"k").unwrap().get("g g", b"a/b").unwrap().value[..], b"ok");
+    let req = seen.lock().unwrap().to_ascii_lowercase();
+    assert!(req.starts_with("get /_groupcache/g%20g/a%2fb http/1.1\r\n"), "{req}");
+    assert!(req.contains(&format!("\r\nhost: {addr}\r\n")), "{req}");
+}
