@@ -337,6 +337,24 @@ _ALLOC_ADDR = ctypes.cast(ctypes.pythonapi.PyBytes_FromStringAndSize, c_void_p).
 LOOKUP_ALLOC: Any = c_void_p.from_param(_ALLOC_ADDR)
 """``PyBytes_FromStringAndSize`` as a cache_alloc_fn, pre-converted."""
 
+# The batch hit path, if the library has it (bench/python/FFI-PROPOSAL.md):
+#   ptrdiff_t cache_lookup_many_alloc(cache *c, const uint8_t *keys,
+#       size_t keys_len, size_t n, uint8_t sep, cache_alloc_fn alloc,
+#       cache_store_fn store, void *ctx)
+# called like `lookup`, with pre-converted arguments and no argtypes:
+#   lookup_many(handle_arg(h), keys, len(keys), n, 0, LOOKUP_ALLOC,
+#               STORE_LIST_ITEM, py_object(list_of_n))
+# store is PyList_SetItem, which takes over the reference alloc made.
+lookup_many: Optional[Callable[..., int]]
+try:
+    lookup_many = _pydll.cache_lookup_many_alloc
+    _pydll.cache_lookup_many_alloc.restype = ctypes.c_ssize_t
+except AttributeError:
+    lookup_many = None
+
+STORE_LIST_ITEM: Any = c_void_p.from_param(ctypes.cast(ctypes.pythonapi.PyList_SetItem, c_void_p).value)
+"""``PyList_SetItem`` as a cache_store_fn, pre-converted."""
+
 # ---- pools (optional until the peers work lands in the library) -------------
 
 

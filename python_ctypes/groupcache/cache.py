@@ -42,6 +42,7 @@ __all__ = ["Cache", "Stats"]
 
 _lookup = _lib.lookup
 _ALLOC = _lib.LOOKUP_ALLOC
+_STORE = _lib.STORE_LIST_ITEM
 _NO_GETTER = _lib.GETTER_FN()  # a NULL cache_getter_fn: a set-only cache
 
 
@@ -239,6 +240,12 @@ class Cache:
         """``{key: value}`` for the keys that exist (the loader returning
         None leaves a key out); other failures raise as in get(). Hits are
         served first, in one pass; the misses then load one by one."""
+        if _lib.lookup_many is not None:
+            if not isinstance(keys, list):
+                keys = list(keys)
+            got = self._lookup_batch(keys)
+            if got is not None:
+                return got
         out: Dict[str, bytes] = {}
         misses: List[Any] = []
         h = self._harg
@@ -258,6 +265,45 @@ class Cache:
                 out[misses[i]] = self._load(misses[i + 1])
             except NotFoundError:
                 pass
+        return out
+
+    def _lookup_batch(self, keys: List[str]) -> Optional[Dict[str, bytes]]:
+        """get_many through one cache_lookup_many_alloc call: the keys go
+        NUL-separated, the values come back in a list. None when the batch
+        does not apply (non-str keys, a key with a NUL, an empty list)."""
+        n = len(keys)
+        if n == 0:
+            return {}
+        try:
+            joined = "\0".join(keys)
+        except TypeError:
+            return None  # the per-key path raises the TypeError
+        if joined.count("\0") != n - 1:
+            return None
+        try:
+            kb = joined.encode()
+        except UnicodeEncodeError:
+            try:
+                kb = joined.encode("utf-8", "surrogateescape")
+            except UnicodeEncodeError:
+                return None
+        values: List[Any] = [None] * n
+        many = _lib.lookup_many
+        assert many is not None
+        misses = many(self._harg, kb, len(kb), n, 0, _ALLOC, _STORE, ctypes.py_object(values))
+        if misses == 0:
+            return dict(zip(keys, values))
+        if misses < 0:
+            return None
+        out: Dict[str, bytes] = {}
+        for key, v in zip(keys, values):
+            if v:
+                out[key] = v
+            else:
+                try:
+                    out[key] = self._load(_encode_key(key))
+                except NotFoundError:
+                    pass
         return out
 
     def _load(self, k: bytes) -> bytes:
