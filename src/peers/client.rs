@@ -19,7 +19,7 @@
 //!   panic, the request is spawned onto the pool's runtime and sent with
 //!   its hyper-util pooled client; the caller waits on a std channel.
 //!
-//! Every `HttpPeer` holds the pool's runtime alive ([`RuntimeOwner`]), so a
+//! Every `HttpPeer` holds the pool's runtime alive (`RuntimeOwner`), so a
 //! request in flight when its pool closes finishes (or times out) instead of
 //! finding its timers gone; the runtime shuts down when the pool and the
 //! last peer in use are gone. After close, new requests fail at once.
@@ -306,7 +306,8 @@ where
             let r = with_timeout(cfg.timeout, exchange(call, cfg, reused, &mut keep, handle)).await;
             (r, keep)
         });
-        if let Some(tx) = keep {
+        // Not after a timeout: the connection may be mid-answer.
+        if let (Some(tx), Ok(_) | Err(PeerError::NotFound)) = (keep, &result) {
             lc.idle.insert(call.connect_to.clone(), (tx, Instant::now()));
         }
         Some(result)

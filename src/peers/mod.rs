@@ -6,6 +6,14 @@
 //! - [`client`]: [`HttpPeer`], the engine's `PeerGetter` over HTTP/1.1.
 //! - `server`: the hyper server that answers peers.
 //! - [`pool`]: [`Pool`], one node: server + membership + picker + groups.
+//!
+//! Where the time of a remote fetch goes decided the threading. On a
+//! loopback or LAN the round trip is tens of microseconds, about what it
+//! costs to wake a sleeping thread, so the design avoids handing a request
+//! from thread to thread: the calling thread drives its own request over a
+//! keep-alive connection of its own, and the server answers on the thread
+//! that serves that connection, calling the engine inline. A fetch then
+//! wakes exactly two threads, one per side, as Go's goroutines do.
 
 pub mod client;
 pub mod escape;

@@ -5,7 +5,8 @@
 //!
 //! Threads: each pool owns one small tokio runtime (`worker_threads`
 //! workers, named `gcpool-<port>`) that accepts connections and runs the
-//! client, and serves each accepted connection on a thread of its own
+//! client for callers inside a runtime context (plain calling threads drive
+//! their own requests), and serves each accepted connection on a thread of its own
 //! (`gcconn-<port>`, reused across connections, ended after 30 s idle), which
 //! calls the engine inline: a getter may block, stalling only the peer that
 //! asked. [`Pool::close`] (or dropping the pool) stops the server, clears
@@ -74,7 +75,9 @@ pub struct PoolOptions {
     pub idle_timeout: Duration,
     /// How long the server waits for a whole request body. Default 30 s.
     pub body_timeout: Duration,
-    /// Idle keep-alive connections kept per peer by the client. Default 64.
+    /// Idle keep-alive connections kept per peer by the pooled client that
+    /// serves callers inside a tokio runtime. Default 64. (Plain calling
+    /// threads keep one connection per peer each; see `client`.)
     pub max_idle_per_peer: usize,
     /// Async worker threads of the pool's runtime (accepting, client I/O).
     /// Default 2.
@@ -268,7 +271,7 @@ fn check_options(o: &PoolOptions) -> Result<(), PoolError> {
 impl Pool {
     /// Binds `listen_addr` at once ("127.0.0.1:0" picks a free port) and
     /// starts serving. `self_url` is this node's URL as it appears in the
-    /// peer list; `None`: "http://<bound address>".
+    /// peer list; `None`: `"http://<bound address>"`.
     pub fn new(listen_addr: &str, self_url: Option<&str>, options: PoolOptions) -> Result<Arc<Pool>, PoolError> {
         check_options(&options)?;
         if let Some(u) = self_url {
