@@ -56,7 +56,7 @@ demo: lib examples venv
 	@echo "== loader (C) ==";            $(BUILD)/loader
 	@echo "== loader (Python) ==";       PYTHONPATH=python_ctypes $(VPY) examples/loader.py
 
-test: check-header test-rust test-c test-python
+test: check-header test-rust test-c test-python test-interop
 	@echo "make test: all suites passed"
 
 test-rust:
@@ -78,6 +78,9 @@ test-c-asan: $(addprefix $(BUILD)/asan/,$(C_TESTS))
 
 test-python: lib venv
 	PYTHONPATH=python_ctypes GROUPCACHE_LIB=$(LIB) $(VPY) -m pytest -q tests/python
+
+test-interop: lib
+	bash tests/interop/run.sh
 
 bench: lib venv
 	bash bench/all.sh
