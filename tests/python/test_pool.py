@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Dict, List
 
 import pytest
@@ -110,3 +111,39 @@ def test_not_found_at_the_owner_is_a_key_error(name: str) -> None:
                 ca.get("x")
             with pytest.raises(KeyError):
                 cb.get("x")
+
+
+def test_interpreter_exit_with_open_pools(root: Path) -> None:
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(
+        """
+        import sys, threading
+        sys.path.insert(0, %r)
+        import groupcache
+        pa, pb = groupcache.Pool(), groupcache.Pool()
+        for p in (pa, pb):
+            p.set_peers([pa.url, pb.url])
+        ca = groupcache.Cache("c", loader=lambda k: k.encode(), pool=pa)
+        cb = groupcache.Cache("c", loader=lambda k: k.encode(), pool=pb)
+        for i in range(50):
+            assert ca.get("k%%d" %% i) == b"k%%d" %% i
+        def hammer():  # still fetching from the peer while the interpreter exits
+            i = 0
+            while True:
+                try:
+                    cb.get("x%%d" %% i)
+                except groupcache.GroupcacheError:
+                    pass
+                i += 1
+        threading.Thread(target=hammer, daemon=True).start()
+        print("exiting")
+        """
+        % str(root / "python_ctypes")
+    )
+    for _ in range(3):
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout == "exiting\n"
