@@ -147,3 +147,32 @@ def test_interpreter_exit_with_open_pools(root: Path) -> None:
         r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
         assert r.returncode == 0, r.stderr
         assert r.stdout == "exiting\n"
+
+
+def test_a_peer_request_runs_the_python_loader_on_a_server_thread(name: str) -> None:
+    """A key that is not UTF-8, arriving from a peer (here: an HTTP request
+    as golang/groupcache would send it), reaches the Python loader decoded
+    with surrogateescape, on one of the library's own threads."""
+    import urllib.request
+
+    seen: List[str] = []
+    threads: List[int] = []
+
+    def load(key: str) -> bytes:
+        seen.append(key)
+        threads.append(threading.get_ident())
+        return b"loaded for a peer"
+
+    with Pool() as p:
+        p.set_peers([p.url])
+        with Cache(name, loader=load, pool=p) as c:
+            url = "%s/_groupcache/%s/%s" % (p.url, name, "%FF%FEkey")
+            with urllib.request.urlopen(url, timeout=10) as r:
+                body = r.read()
+            assert b"loaded for a peer" in body  # a protobuf GetResponse
+            assert seen == ["\udcff\udcfekey"]
+            assert threads[0] != threading.get_ident()
+            assert c.stats().server_requests == 1
+            # and the value is now cached under those bytes
+            assert c.get("\udcff\udcfekey") == b"loaded for a peer"
+            assert len(seen) == 1
