@@ -210,7 +210,7 @@ class Cache:
         self._max_bytes = max_bytes
         self._loader = loader
         self._slot = slot
-        self._pool = pool  # a pool must outlive its caches: keep it
+        self._pool = pool  # the pool object lives at least as long as its caches
         self._inflight: Dict[bytes, asyncio.Future[bytes]] = {}
         self._finalizer = weakref.finalize(
             self, _free, out.value or 0, slot.id if slot is not None else None
