@@ -45,7 +45,13 @@ impl Ring {
     /// An empty ring with another hash function (Go's `New(replicas, fn)`);
     /// used by tests that mirror Go's own.
     pub fn with_hash(replicas: usize, hash: HashFn) -> Ring {
-        Ring { replicas, hash, points: Vec::new(), owners: Vec::new(), nodes: Vec::new() }
+        Ring {
+            replicas,
+            hash,
+            points: Vec::new(),
+            owners: Vec::new(),
+            nodes: Vec::new(),
+        }
     }
 
     /// Adds nodes, as Go's `Map.Add(keys...)`.
@@ -56,7 +62,12 @@ impl Ring {
     {
         // (point, node index); rebuilt whole so a later node overwrites an
         // earlier one on a collision, exactly like Go's map assignment.
-        let mut all: Vec<(u32, u32)> = self.points.iter().copied().zip(self.owners.iter().copied()).collect();
+        let mut all: Vec<(u32, u32)> = self
+            .points
+            .iter()
+            .copied()
+            .zip(self.owners.iter().copied())
+            .collect();
         let mut buf = Vec::new();
         for node in nodes {
             let node = node.into();

@@ -26,7 +26,9 @@ struct Loader {
 }
 
 fn big_value(key: &[u8]) -> Vec<u8> {
-    (0..1 << 20).map(|i: usize| ((i * 31 + key.len()) % 251) as u8).collect()
+    (0..1 << 20)
+        .map(|i: usize| ((i * 31 + key.len()) % 251) as u8)
+        .collect()
 }
 
 fn value_for(version: u64, key: &[u8]) -> Vec<u8> {
@@ -74,10 +76,20 @@ impl Node {
         let group = Group::new("g", 64 << 20, Some(loader.clone() as Arc<dyn Getter>));
         let pool = Pool::new("127.0.0.1:0", None, opts).unwrap();
         pool.register(group.clone()).unwrap();
-        Node { pool, group, loader }
+        Node {
+            pool,
+            group,
+            loader,
+        }
     }
     fn loads(&self, key: &[u8]) -> u64 {
-        self.loader.loads.lock().unwrap().get(key).copied().unwrap_or(0)
+        self.loader
+            .loads
+            .lock()
+            .unwrap()
+            .get(key)
+            .copied()
+            .unwrap_or(0)
     }
     fn total_loads(&self) -> u64 {
         self.loader.loads.lock().unwrap().values().sum()
@@ -85,7 +97,11 @@ impl Node {
 }
 
 fn opts() -> PoolOptions {
-    PoolOptions { timeout: Duration::from_millis(600), worker_threads: 1, ..Default::default() }
+    PoolOptions {
+        timeout: Duration::from_millis(600),
+        worker_threads: 1,
+        ..Default::default()
+    }
 }
 
 fn cluster(n: usize) -> (Vec<Node>, Vec<String>) {
@@ -117,7 +133,12 @@ fn each_key_loads_once_cluster_wide() {
             std::thread::spawn(move || {
                 let node = &nodes[t % 3];
                 for k in keys.iter().cycle().skip(t * 17).take(keys.len()) {
-                    assert_eq!(node.group.get(k).unwrap(), value_for(1, k), "node {} key {k:?}", t % 3);
+                    assert_eq!(
+                        node.group.get(k).unwrap(),
+                        value_for(1, k),
+                        "node {} key {k:?}",
+                        t % 3
+                    );
                 }
             })
         })
@@ -127,32 +148,63 @@ fn each_key_loads_once_cluster_wide() {
     }
     for k in &keys {
         let total: u64 = nodes.iter().map(|n| n.loads(k)).sum();
-        assert_eq!(total, 1, "key {:?} loaded {total} times", String::from_utf8_lossy(k));
-        assert_eq!(nodes[owner_of(&urls, k)].loads(k), 1, "not loaded by its owner");
+        assert_eq!(
+            total,
+            1,
+            "key {:?} loaded {total} times",
+            String::from_utf8_lossy(k)
+        );
+        assert_eq!(
+            nodes[owner_of(&urls, k)].loads(k),
+            1,
+            "not loaded by its owner"
+        );
     }
     let stats: Vec<_> = nodes.iter().map(|n| n.group.stats()).collect();
     assert!(stats.iter().all(|s| s.peer_errors == 0), "{stats:?}");
-    assert!(stats.iter().all(|s| s.peer_loads > 0 && s.server_requests > 0), "{stats:?}");
+    assert!(
+        stats
+            .iter()
+            .all(|s| s.peer_loads > 0 && s.server_requests > 0),
+        "{stats:?}"
+    );
 }
 
 #[test]
 fn tricky_and_big_keys_across_nodes() {
     let (nodes, urls) = cluster(3);
-    let mut keys: Vec<Vec<u8>> = [&b""[..], b"a/b", b"a b", b"a+b", b"100%", b"%2F", b"?x#y", b"\xff\x00"]
-        .iter()
-        .map(|k| k.to_vec())
-        .collect();
+    let mut keys: Vec<Vec<u8>> = [
+        &b""[..],
+        b"a/b",
+        b"a b",
+        b"a+b",
+        b"100%",
+        b"%2F",
+        b"?x#y",
+        b"\xff\x00",
+    ]
+    .iter()
+    .map(|k| k.to_vec())
+    .collect();
     keys.push("été/日本 +%".as_bytes().to_vec());
     keys.push(b"big:one".to_vec());
     keys.push(b"big:two".to_vec());
     for k in &keys {
-        let want = if k.starts_with(b"big:") { big_value(k) } else { value_for(1, k) };
+        let want = if k.starts_with(b"big:") {
+            big_value(k)
+        } else {
+            value_for(1, k)
+        };
         for n in &nodes {
             assert_eq!(n.group.get(k).unwrap(), want, "key {k:?}");
         }
         let owner = owner_of(&urls, k);
         assert_eq!(nodes[owner].loads(k), 1, "key {k:?}");
-        assert_eq!(nodes.iter().map(|n| n.loads(k)).sum::<u64>(), 1, "key {k:?}");
+        assert_eq!(
+            nodes.iter().map(|n| n.loads(k)).sum::<u64>(),
+            1,
+            "key {k:?}"
+        );
     }
 }
 
@@ -180,15 +232,24 @@ fn not_found_at_the_owner_is_final() {
 #[test]
 fn owner_failure_falls_back_to_a_local_load() {
     let (nodes, urls) = cluster(2);
-    let k = (0..).map(|i| format!("k{i}").into_bytes()).find(|k| owner_of(&urls, k) == 1).unwrap();
+    let k = (0..)
+        .map(|i| format!("k{i}").into_bytes())
+        .find(|k| owner_of(&urls, k) == 1)
+        .unwrap();
     nodes[1].loader.fail_here.lock().unwrap().push(k.clone());
     assert_eq!(nodes[0].group.get(&k).unwrap(), value_for(1, &k));
     assert_eq!(nodes[1].loads(&k), 1);
     assert_eq!(nodes[0].loads(&k), 1);
     assert_eq!(nodes[0].group.stats().peer_errors, 1);
     // Failing everywhere: the caller sees the loader's failure.
-    let f = (0..).map(|i| format!("fail:{i}").into_bytes()).find(|k| owner_of(&urls, k) == 1).unwrap();
-    assert!(matches!(nodes[0].group.get(&f), Err(Error::LoaderFailed(_))));
+    let f = (0..)
+        .map(|i| format!("fail:{i}").into_bytes())
+        .find(|k| owner_of(&urls, k) == 1)
+        .unwrap();
+    assert!(matches!(
+        nodes[0].group.get(&f),
+        Err(Error::LoaderFailed(_))
+    ));
 }
 
 /// A TCP listener that accepts connections and never answers.
@@ -225,19 +286,29 @@ fn garbage_peer(reply: &'static [u8]) -> String {
 }
 
 fn keys_owned_by(urls: &[String], owner: usize, n: usize) -> Vec<Vec<u8>> {
-    (0..).map(|i| format!("key-{i}").into_bytes()).filter(|k| owner_of(urls, k) == owner).take(n).collect()
+    (0..)
+        .map(|i| format!("key-{i}").into_bytes())
+        .filter(|k| owner_of(urls, k) == owner)
+        .take(n)
+        .collect()
 }
 
 #[test]
 fn silent_peer_means_local_load_within_the_timeout() {
     let node = Node::new(0, opts());
-    let urls = vec![node.pool.url().to_string(), silent_peer(Duration::from_secs(5))];
+    let urls = vec![
+        node.pool.url().to_string(),
+        silent_peer(Duration::from_secs(5)),
+    ];
     node.pool.set_peers(&urls).unwrap();
     for k in keys_owned_by(&urls, 1, 3) {
         let t = Instant::now();
         assert_eq!(node.group.get(&k).unwrap(), value_for(1, &k));
         let took = t.elapsed();
-        assert!(took >= Duration::from_millis(550) && took < Duration::from_millis(1500), "{took:?}");
+        assert!(
+            took >= Duration::from_millis(550) && took < Duration::from_millis(1500),
+            "{took:?}"
+        );
         assert_eq!(node.loads(&k), 1);
     }
     assert_eq!(node.group.stats().peer_errors, 3);
@@ -294,7 +365,10 @@ fn set_and_remove_across_nodes() {
 #[test]
 fn ttl_travels_with_values() {
     let (nodes, urls) = cluster(2);
-    let k = (0..).map(|i| format!("ttl:{i}").into_bytes()).find(|k| owner_of(&urls, k) == 1).unwrap();
+    let k = (0..)
+        .map(|i| format!("ttl:{i}").into_bytes())
+        .find(|k| owner_of(&urls, k) == 1)
+        .unwrap();
     assert_eq!(nodes[0].group.get(&k).unwrap(), value_for(1, &k));
     // Set with a TTL from the non-owner too.
     let k2 = keys_owned_by(&urls, 1, 1).remove(0);
@@ -325,7 +399,11 @@ fn membership_changes() {
             assert_eq!(n.group.get(k).unwrap(), value_for(1, k));
         }
     }
-    assert_eq!(nodes[2].total_loads(), 0, "a node missing from the list owns nothing");
+    assert_eq!(
+        nodes[2].total_loads(),
+        0,
+        "a node missing from the list owns nothing"
+    );
     // What node 2 kept in its hot cache it will not need to load.
     let hot_at_2 = nodes[2].group.stats().hot_items;
     // Grow to three: keys that move to node 2 are loaded there, once.
@@ -340,7 +418,10 @@ fn membership_changes() {
     let moved = keys.iter().filter(|k| owner_of(&urls, k) == 2).count() as u64;
     assert!(moved > 0);
     let loaded = nodes[2].total_loads();
-    assert!(loaded <= moved && loaded + hot_at_2 >= moved, "moved {moved}, loaded {loaded}, hot {hot_at_2}");
+    assert!(
+        loaded <= moved && loaded + hot_at_2 >= moved,
+        "moved {moved}, loaded {loaded}, hot {hot_at_2}"
+    );
     for k in &keys {
         assert!(nodes.iter().map(|n| n.loads(k)).sum::<u64>() <= 2, "{k:?}");
     }
@@ -434,9 +515,14 @@ fn pool_is_a_picker_and_unregister_detaches() {
 #[test]
 fn dropping_a_group_unserves_it() {
     let (nodes, urls) = cluster(2);
-    let Node { pool, group, loader: _ } = nodes.into_iter().nth(1).unwrap();
+    let Node {
+        pool,
+        group,
+        loader: _,
+    } = nodes.into_iter().nth(1).unwrap();
     drop(group);
     let fresh = Group::new("g", 1 << 20, None);
-    pool.register(fresh).expect("the dropped group's name is free");
+    pool.register(fresh)
+        .expect("the dropped group's name is free");
     let _ = urls;
 }

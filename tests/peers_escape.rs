@@ -42,7 +42,11 @@ fn tricky() -> Vec<Vec<u8>> {
 fn escape_round_trips() {
     for k in tricky() {
         let e = escape(&k);
-        assert!(e.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~%".contains(&b)), "{e}");
+        assert!(
+            e.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~%".contains(&b)),
+            "{e}"
+        );
         assert_eq!(unescape(e.as_bytes()).unwrap(), k);
     }
     assert_eq!(escape(b"a b+c/d%"), "a%20b%2Bc%2Fd%25");
@@ -63,16 +67,28 @@ impl Getter for Echo {
 
 #[test]
 fn keys_reach_the_owner_unchanged() {
-    let opts = PoolOptions { worker_threads: 1, timeout: Duration::from_secs(2), ..Default::default() };
+    let opts = PoolOptions {
+        worker_threads: 1,
+        timeout: Duration::from_secs(2),
+        ..Default::default()
+    };
     let owner_seen = Arc::new(Echo(Mutex::new(Vec::new())));
-    let owner_group = Group::new("odd group name é", 1 << 20, Some(owner_seen.clone() as Arc<dyn Getter>));
+    let owner_group = Group::new(
+        "odd group name é",
+        1 << 20,
+        Some(owner_seen.clone() as Arc<dyn Getter>),
+    );
     let owner = Pool::new("127.0.0.1:0", None, opts.clone()).unwrap();
     owner.register(owner_group.clone()).unwrap();
     owner.set_peers(&[owner.url().to_string()]).unwrap();
 
     // The asking node is not in the list, so it sends every key to the owner.
     let asker_seen = Arc::new(Echo(Mutex::new(Vec::new())));
-    let asker_group = Group::new("odd group name é", 1 << 20, Some(asker_seen.clone() as Arc<dyn Getter>));
+    let asker_group = Group::new(
+        "odd group name é",
+        1 << 20,
+        Some(asker_seen.clone() as Arc<dyn Getter>),
+    );
     let asker = Pool::new("127.0.0.1:0", None, opts).unwrap();
     asker.register(asker_group.clone()).unwrap();
     asker.set_peers(&[owner.url().to_string()]).unwrap();
@@ -83,6 +99,9 @@ fn keys_reach_the_owner_unchanged() {
         assert_eq!(asker_group.get(&k).unwrap(), want, "key {k:?}");
         assert_eq!(owner_seen.0.lock().unwrap().last(), Some(&k), "key {k:?}");
     }
-    assert!(asker_seen.0.lock().unwrap().is_empty(), "the asker loaded locally");
+    assert!(
+        asker_seen.0.lock().unwrap().is_empty(),
+        "the asker loaded locally"
+    );
     assert_eq!(asker_group.stats().peer_errors, 0);
 }

@@ -18,7 +18,9 @@ use groupcache::ring::Ring;
 struct Loader(Mutex<HashMap<Vec<u8>, u64>>);
 
 fn big(key: &[u8]) -> Vec<u8> {
-    (0..1 << 20).map(|i: usize| ((i * 31 + key.len()) % 251) as u8).collect()
+    (0..1 << 20)
+        .map(|i: usize| ((i * 31 + key.len()) % 251) as u8)
+        .collect()
 }
 
 impl Getter for Loader {
@@ -34,14 +36,23 @@ impl Getter for Loader {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A tiny HTTP/1.0 request to the Go node's control server.
 fn ctl(port: u16, method: &str, path: &str, body: &str) -> (u16, Vec<u8>) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "{method} {path} HTTP/1.0\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
     let mut out = Vec::new();
     s.read_to_end(&mut out).unwrap();
     let i = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
@@ -66,12 +77,19 @@ fn mixed_cluster_with_a_go_node() {
     let (peer_port, ctl_port) = (free_port(), free_port());
     let go_url = format!("http://127.0.0.1:{peer_port}");
     let mut child = Command::new(bin)
-        .args(["-listen", &format!("127.0.0.1:{peer_port}"), "-ctl", &format!("127.0.0.1:{ctl_port}")])
+        .args([
+            "-listen",
+            &format!("127.0.0.1:{peer_port}"),
+            "-ctl",
+            &format!("127.0.0.1:{ctl_port}"),
+        ])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     assert_eq!(line.trim(), "ready");
     let _go = Kill(child);
 
@@ -93,13 +111,40 @@ fn mixed_cluster_with_a_go_node() {
     }
 
     // Tricky keys both ways, each loaded once, by its owner.
-    let tricky = ["", "a b", "a+b", "a/b", "100%", "%2F", "é/日本", "?x#y", "big:1", "big:2", "plain"];
+    let tricky = [
+        "",
+        "a b",
+        "a+b",
+        "a/b",
+        "100%",
+        "%2F",
+        "é/日本",
+        "?x#y",
+        "big:1",
+        "big:2",
+        "plain",
+    ];
     for k in tricky {
-        let want = if k.starts_with("big:") { big(k.as_bytes()) } else { format!("v:{k}").into_bytes() };
+        let want = if k.starts_with("big:") {
+            big(k.as_bytes())
+        } else {
+            format!("v:{k}").into_bytes()
+        };
         assert_eq!(group.get(k.as_bytes()).unwrap(), want, "ours, key {k:?}");
-        let (st, got) = ctl(ctl_port, "GET", &format!("/get?key={}", escape(k.as_bytes())), "");
+        let (st, got) = ctl(
+            ctl_port,
+            "GET",
+            &format!("/get?key={}", escape(k.as_bytes())),
+            "",
+        );
         assert_eq!((st, got == want), (200, true), "go, key {k:?}");
-        let ours = loader.0.lock().unwrap().get(k.as_bytes()).copied().unwrap_or(0);
+        let ours = loader
+            .0
+            .lock()
+            .unwrap()
+            .get(k.as_bytes())
+            .copied()
+            .unwrap_or(0);
         let owner_is_us = ring.get(k.as_bytes()) == Some(pool.url());
         assert_eq!(ours, u64::from(owner_is_us), "key {k:?} loads here");
     }

@@ -17,7 +17,9 @@ use groupcache::peers::{Pool, PoolOptions};
 
 fn getter() -> Arc<dyn Getter> {
     Arc::new(|key: &[u8], sink: &mut Sink| -> Result<(), Error> {
-        let v: Vec<u8> = (0..16).map(|i| ((i * 31 + key.len()) % 251) as u8).collect();
+        let v: Vec<u8> = (0..16)
+            .map(|i| ((i * 31 + key.len()) % 251) as u8)
+            .collect();
         sink.set(&v, 0)
     })
 }
@@ -44,7 +46,12 @@ fn ctx_switches() -> u64 {
     n
 }
 
-fn phase(a: &Arc<Group>, conc: usize, dur: Duration, next: &Arc<AtomicU64>) -> (f64, f64, f64, f64) {
+fn phase(
+    a: &Arc<Group>,
+    conc: usize,
+    dur: Duration,
+    next: &Arc<AtomicU64>,
+) -> (f64, f64, f64, f64) {
     let start = Instant::now();
     let cpu0 = cpu_secs();
     let cs0 = ctx_switches();
@@ -64,18 +71,30 @@ fn phase(a: &Arc<Group>, conc: usize, dur: Duration, next: &Arc<AtomicU64>) -> (
             })
         })
         .collect();
-    let mut lat: Vec<u64> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    let mut lat: Vec<u64> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
     let secs = start.elapsed().as_secs_f64();
     let cpu_us_per_op = (cpu_secs() - cpu0) * 1e6 / lat.len() as f64;
-    println!("  ctx switches/op: {:.2}", (ctx_switches() - cs0) as f64 / lat.len() as f64);
+    println!(
+        "  ctx switches/op: {:.2}",
+        (ctx_switches() - cs0) as f64 / lat.len() as f64
+    );
     lat.sort_unstable();
     let q = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)] as f64 / 1000.0;
     (lat.len() as f64 / secs, q(0.5), q(0.99), cpu_us_per_op)
 }
 
 fn perf_opts() -> PoolOptions {
-    let workers = std::env::var("GC_WORKERS").ok().and_then(|s| s.parse().ok()).unwrap_or(2);
-    PoolOptions { worker_threads: workers, ..Default::default() }
+    let workers = std::env::var("GC_WORKERS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2);
+    PoolOptions {
+        worker_threads: workers,
+        ..Default::default()
+    }
 }
 
 /// Node B in its own process (PEERS_PERF_PROCS=2): serves until its stdin
@@ -104,7 +123,13 @@ fn remote_fetch_rate() {
     let mut local_b = None;
     let b_url = if std::env::var("PEERS_PERF_PROCS").as_deref() == Ok("2") {
         let mut c = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--ignored", "--exact", "owner_node", "--nocapture", "--test-threads=1"])
+            .args([
+                "--ignored",
+                "--exact",
+                "owner_node",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env("PEERS_PERF_OWNER", "1")
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
@@ -135,7 +160,10 @@ fn remote_fetch_rate() {
     a.set_peers(&[b_url]).unwrap();
     let next = Arc::new(AtomicU64::new(0));
     let dur = Duration::from_millis(
-        std::env::var("PEERS_PERF_MS").ok().and_then(|s| s.parse().ok()).unwrap_or(2000),
+        std::env::var("PEERS_PERF_MS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(2000),
     );
     phase(&ga, 1, Duration::from_millis(200), &next); // warm up
     let concs: Vec<usize> = std::env::var("PEERS_PERF_CONC")

@@ -5,7 +5,11 @@
 
 use groupcache::ring::{crc32_ieee, Ring};
 
-const NODES: [&str; 3] = ["http://127.0.0.1:8001", "http://127.0.0.1:8002", "http://127.0.0.1:8003"];
+const NODES: [&str; 3] = [
+    "http://127.0.0.1:8001",
+    "http://127.0.0.1:8002",
+    "http://127.0.0.1:8003",
+];
 
 #[test]
 fn crc32_vectors() {
@@ -74,7 +78,10 @@ fn adding_a_node_moves_keys_only_to_it() {
     after.add(NODES);
     for i in 0..5_000 {
         let k = format!("k{i}");
-        let (b, a) = (before.get(k.as_bytes()).unwrap(), after.get(k.as_bytes()).unwrap());
+        let (b, a) = (
+            before.get(k.as_bytes()).unwrap(),
+            after.get(k.as_bytes()).unwrap(),
+        );
         assert!(a == b || a == NODES[2], "{k}: {b} -> {a}");
     }
 }

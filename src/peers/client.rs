@@ -82,13 +82,18 @@ pub(crate) struct RuntimeOwner {
 
 impl RuntimeOwner {
     pub(crate) fn new(rt: tokio::runtime::Runtime, grace: Duration) -> Arc<RuntimeOwner> {
-        Arc::new(RuntimeOwner { rt: Mutex::new(Some(rt)), grace })
+        Arc::new(RuntimeOwner {
+            rt: Mutex::new(Some(rt)),
+            grace,
+        })
     }
 }
 
 impl Drop for RuntimeOwner {
     fn drop(&mut self) {
-        let Some(rt) = self.rt.get_mut().unwrap_or_else(|e| e.into_inner()).take() else { return };
+        let Some(rt) = self.rt.get_mut().unwrap_or_else(|e| e.into_inner()).take() else {
+            return;
+        };
         if tokio::runtime::Handle::try_current().is_ok() {
             // Inside some runtime (possibly this one's blocking pool):
             // waiting here could wait on ourselves or stall a worker. The
@@ -121,7 +126,12 @@ impl ClientShared {
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
             .build(conn);
-        Arc::new(ClientShared { pooled, handle, cfg, closed: AtomicBool::new(false) })
+        Arc::new(ClientShared {
+            pooled,
+            handle,
+            cfg,
+            closed: AtomicBool::new(false),
+        })
     }
 
     /// Makes every later request fail at once (the pool is closing).
@@ -158,7 +168,8 @@ impl Call {
         if !self.body.is_empty() {
             b = b.header(header::CONTENT_TYPE, PROTOBUF);
         }
-        b.body(Full::new(self.body.clone())).map_err(|e| PeerError::Failed(format!("bad request: {e}")))
+        b.body(Full::new(self.body.clone()))
+            .map_err(|e| PeerError::Failed(format!("bad request: {e}")))
     }
 }
 
@@ -182,14 +193,26 @@ impl std::fmt::Debug for HttpPeer {
 
 impl HttpPeer {
     /// `url` was checked by the pool: `http://host[:port][/path]`.
-    pub(crate) fn new(url: &str, base_path: &str, shared: Arc<ClientShared>, runtime: Arc<RuntimeOwner>) -> HttpPeer {
+    pub(crate) fn new(
+        url: &str,
+        base_path: &str,
+        shared: Arc<ClientShared>,
+        runtime: Arc<RuntimeOwner>,
+    ) -> HttpPeer {
         let uri: Uri = url.parse().expect("the pool checks peer URLs");
         let auth = uri.authority().expect("the pool checks peer URLs");
         let authority: Arc<str> = auth.as_str().into();
         let host = auth.host();
         let connect_to: Arc<str> = format!("{}:{}", host, auth.port_u16().unwrap_or(80)).into();
         let prefix = format!("{}{}", uri.path().trim_end_matches('/'), base_path);
-        HttpPeer { url: url.to_string(), authority, connect_to, prefix, shared, _runtime: runtime }
+        HttpPeer {
+            url: url.to_string(),
+            authority,
+            connect_to,
+            prefix,
+            shared,
+            _runtime: runtime,
+        }
     }
 
     fn call(&self, method: Method, group: &str, key: &[u8], body: Bytes) -> Call {
@@ -198,7 +221,13 @@ impl HttpPeer {
         escape_into(group.as_bytes(), &mut path);
         path.push('/');
         escape_into(key, &mut path);
-        Call { method, authority: self.authority.clone(), connect_to: self.connect_to.clone(), path, body }
+        Call {
+            method,
+            authority: self.authority.clone(),
+            connect_to: self.connect_to.clone(),
+            path,
+            body,
+        }
     }
 
     /// Sends `call` and gives the response to `handle`, within the timeout.
@@ -229,7 +258,10 @@ impl HttpPeer {
     }
 }
 
-async fn with_timeout<T>(timeout: Duration, fut: impl Future<Output = Result<T, PeerError>>) -> Result<T, PeerError> {
+async fn with_timeout<T>(
+    timeout: Duration,
+    fut: impl Future<Output = Result<T, PeerError>>,
+) -> Result<T, PeerError> {
     match tokio::time::timeout(timeout, fut).await {
         Ok(r) => r,
         Err(_) => Err(PeerError::Failed(format!("timed out after {timeout:?}"))),
@@ -253,7 +285,10 @@ where
     // down the task is dropped unpolled, `tx` with it: Disconnected.
     drop(s.handle.spawn(async move {
         let r = with_timeout(timeout, async move {
-            let resp = client.request(req).await.map_err(|e| PeerError::Failed(describe(&e)))?;
+            let resp = client
+                .request(req)
+                .await
+                .map_err(|e| PeerError::Failed(describe(&e)))?;
             handle(resp, max).await
         })
         .await;
@@ -263,8 +298,12 @@ where
     // the runtime stalls.
     match rx.recv_timeout(timeout + Duration::from_secs(1)) {
         Ok(r) => r,
-        Err(mpsc::RecvTimeoutError::Timeout) => Err(PeerError::Failed(format!("timed out after {timeout:?}"))),
-        Err(mpsc::RecvTimeoutError::Disconnected) => Err(PeerError::Failed("the pool is closed".to_string())),
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            Err(PeerError::Failed(format!("timed out after {timeout:?}")))
+        }
+        Err(mpsc::RecvTimeoutError::Disconnected) => {
+            Err(PeerError::Failed("the pool is closed".to_string()))
+        }
     }
 }
 
@@ -282,21 +321,36 @@ thread_local! {
 
 /// Runs the call on this thread (see the module docs). Gives `handle` back
 /// if this thread's client cannot be used.
-fn exec_on_this_thread<T, H, Fut>(call: &Call, cfg: &ClientConfig, handle: H) -> Result<Result<T, PeerError>, H>
+fn exec_on_this_thread<T, H, Fut>(
+    call: &Call,
+    cfg: &ClientConfig,
+    handle: H,
+) -> Result<Result<T, PeerError>, H>
 where
     H: FnOnce(Response<Incoming>, usize) -> Fut,
     Fut: Future<Output = Result<T, PeerError>>,
 {
     let mut handle = Some(handle);
     let r = LOCAL.try_with(|cell| {
-        let Ok(mut slot) = cell.try_borrow_mut() else { return None };
+        let Ok(mut slot) = cell.try_borrow_mut() else {
+            return None;
+        };
         if slot.is_none() {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_io().enable_time().build().ok()?;
-            *slot = Some(LocalClient { rt, idle: HashMap::new() });
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_io()
+                .enable_time()
+                .build()
+                .ok()?;
+            *slot = Some(LocalClient {
+                rt,
+                idle: HashMap::new(),
+            });
         }
         let lc = slot.as_mut()?;
         let now = Instant::now();
-        lc.idle.retain(|_, (tx, since)| now.duration_since(*since) < POOL_IDLE_TIMEOUT && !tx.is_closed());
+        lc.idle.retain(|_, (tx, since)| {
+            now.duration_since(*since) < POOL_IDLE_TIMEOUT && !tx.is_closed()
+        });
         let reused = lc.idle.remove(&call.connect_to).map(|(tx, _)| tx);
         let handle = handle.take()?;
         IN_FLIGHT.fetch_add(1, Ordering::Relaxed);
@@ -308,7 +362,8 @@ where
         });
         // Not after a timeout: the connection may be mid-answer.
         if let (Some(tx), Ok(_) | Err(PeerError::NotFound)) = (keep, &result) {
-            lc.idle.insert(call.connect_to.clone(), (tx, Instant::now()));
+            lc.idle
+                .insert(call.connect_to.clone(), (tx, Instant::now()));
         }
         Some(result)
     });
@@ -316,7 +371,9 @@ where
         (Ok(Some(result)), _) => Ok(result),
         (_, Some(handle)) => Err(handle),
         // Thread-local storage torn down mid-call (thread exit): cannot be.
-        (_, None) => Ok(Err(PeerError::Failed("this thread's client is unavailable".to_string()))),
+        (_, None) => Ok(Err(PeerError::Failed(
+            "this thread's client is unavailable".to_string(),
+        ))),
     }
 }
 
@@ -331,17 +388,30 @@ impl Drop for InFlight {
 
 /// Opens a connection to `addr` and starts its hyper connection task on the
 /// current runtime.
-async fn connect(addr: &str, cfg: &ClientConfig) -> Result<conn1::SendRequest<Full<Bytes>>, PeerError> {
+async fn connect(
+    addr: &str,
+    cfg: &ClientConfig,
+) -> Result<conn1::SendRequest<Full<Bytes>>, PeerError> {
     // Resolve here, on this (blocking) thread: a host name lookup must not
     // need a blocking pool. Loopback and IP addresses resolve at once.
     let addrs: Vec<SocketAddr> = addr
         .to_socket_addrs()
         .map_err(|e| PeerError::Failed(format!("resolving {addr}: {e}")))?
         .collect();
-    let stream = match tokio::time::timeout(cfg.connect_timeout, tokio::net::TcpStream::connect(&addrs[..])).await {
+    let stream = match tokio::time::timeout(
+        cfg.connect_timeout,
+        tokio::net::TcpStream::connect(&addrs[..]),
+    )
+    .await
+    {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => return Err(PeerError::Failed(format!("connecting to {addr}: {e}"))),
-        Err(_) => return Err(PeerError::Failed(format!("connecting to {addr}: timed out after {:?}", cfg.connect_timeout))),
+        Err(_) => {
+            return Err(PeerError::Failed(format!(
+                "connecting to {addr}: timed out after {:?}",
+                cfg.connect_timeout
+            )))
+        }
     };
     let _ = stream.set_nodelay(true);
     let (tx, conn) = conn1::Builder::new()
@@ -380,7 +450,11 @@ struct Spin<F> {
 
 impl<F> Spin<F> {
     fn new(inner: F) -> Self {
-        Spin { inner, until: None, spinning: false }
+        Spin {
+            inner,
+            until: None,
+            spinning: false,
+        }
     }
 }
 
@@ -395,7 +469,10 @@ impl<F> Drop for Spin<F> {
 impl<F: Future> Future for Spin<F> {
     type Output = F::Output;
 
-    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<F::Output> {
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
         // SAFETY: `inner` is structurally pinned and never moved out; the
         // other fields are Unpin.
         let this = unsafe { self.get_unchecked_mut() };
@@ -518,11 +595,16 @@ fn status_error(status: StatusCode, text: &str) -> PeerError {
 /// Reads a whole body, at most `max` bytes.
 async fn read_body(body: Incoming, max: usize) -> Result<Bytes, PeerError> {
     if body.size_hint().lower() > max as u64 {
-        return Err(PeerError::Failed(format!("response body larger than {max} bytes")));
+        return Err(PeerError::Failed(format!(
+            "response body larger than {max} bytes"
+        )));
     }
     match Limited::new(body, max).collect().await {
         Ok(c) => Ok(c.to_bytes()),
-        Err(e) => Err(PeerError::Failed(format!("reading response body: {}", describe(&*e)))),
+        Err(e) => Err(PeerError::Failed(format!(
+            "reading response body: {}",
+            describe(&*e)
+        ))),
     }
 }
 
@@ -542,11 +624,17 @@ async fn get_response(resp: Response<Incoming>, max: usize) -> Result<PeerValue,
         // proxy's page, a misrouted port): garbage that might otherwise
         // decode as an empty value.
         if !is_protobuf(&resp) {
-            return Err(PeerError::Failed("200 without Content-Type application/x-protobuf".into()));
+            return Err(PeerError::Failed(
+                "200 without Content-Type application/x-protobuf".into(),
+            ));
         }
         let body = read_body(resp.into_body(), max).await?;
-        let m = GetResponse::decode(body).map_err(|e| PeerError::Failed(format!("decoding response body: {e}")))?;
-        return Ok(PeerValue { value: m.value, expire_unix_nanos: expire_from_wire(m.expire) });
+        let m = GetResponse::decode(body)
+            .map_err(|e| PeerError::Failed(format!("decoding response body: {e}")))?;
+        return Ok(PeerValue {
+            value: m.value,
+            expire_unix_nanos: expire_from_wire(m.expire),
+        });
     }
     let text = snippet(resp.into_body(), ERROR_SNIPPET).await;
     if status == StatusCode::NOT_FOUND && !text.starts_with("no such group") {
@@ -569,7 +657,10 @@ async fn ok_response(resp: Response<Incoming>, _max: usize) -> Result<(), PeerEr
 
 impl PeerGetter for HttpPeer {
     fn get(&self, group: &str, key: &[u8]) -> Result<PeerValue, PeerError> {
-        self.exec(self.call(Method::GET, group, key, Bytes::new()), get_response)
+        self.exec(
+            self.call(Method::GET, group, key, Bytes::new()),
+            get_response,
+        )
     }
 
     fn set(&self, group: &str, key: &[u8], value: &PeerValue) -> Result<(), PeerError> {
@@ -581,11 +672,17 @@ impl PeerGetter for HttpPeer {
             hot_cache: false,
         }
         .encode_to_vec();
-        self.exec(self.call(Method::PUT, group, key, Bytes::from(body)), ok_response)
+        self.exec(
+            self.call(Method::PUT, group, key, Bytes::from(body)),
+            ok_response,
+        )
     }
 
     fn remove(&self, group: &str, key: &[u8]) -> Result<(), PeerError> {
-        self.exec(self.call(Method::DELETE, group, key, Bytes::new()), ok_response)
+        self.exec(
+            self.call(Method::DELETE, group, key, Bytes::new()),
+            ok_response,
+        )
     }
 
     fn url(&self) -> &str {

@@ -145,7 +145,12 @@ struct Members {
 
 impl Members {
     fn empty(replicas: usize) -> Members {
-        Members { urls: Vec::new(), ring: Ring::new(replicas), owners: Vec::new(), others: Vec::new() }
+        Members {
+            urls: Vec::new(),
+            ring: Ring::new(replicas),
+            owners: Vec::new(),
+            others: Vec::new(),
+        }
     }
 }
 
@@ -184,7 +189,11 @@ impl Shared {
         if self.closed.load(Ordering::Acquire) {
             return Vec::new();
         }
-        self.members.read().unwrap_or_else(|e| e.into_inner()).others.clone()
+        self.members
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .others
+            .clone()
     }
 }
 
@@ -220,7 +229,10 @@ pub struct Pool {
 
 impl fmt::Debug for Pool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Pool").field("url", &self.shared.self_url).field("closed", &self.is_closed()).finish()
+        f.debug_struct("Pool")
+            .field("url", &self.shared.self_url)
+            .field("closed", &self.is_closed())
+            .finish()
     }
 }
 
@@ -253,7 +265,11 @@ fn check_options(o: &PoolOptions) -> Result<(), PoolError> {
     if o.base_path.parse::<Uri>().is_err() || o.base_path.contains(['?', '#', '%']) {
         return bad("base_path must be a plain URL path");
     }
-    if o.timeout.is_zero() || o.connect_timeout.is_zero() || o.idle_timeout.is_zero() || o.body_timeout.is_zero() {
+    if o.timeout.is_zero()
+        || o.connect_timeout.is_zero()
+        || o.idle_timeout.is_zero()
+        || o.body_timeout.is_zero()
+    {
         return bad("timeouts must be positive");
     }
     if o.worker_threads == 0 || o.max_blocking_threads == 0 || o.max_connections == 0 {
@@ -272,7 +288,11 @@ impl Pool {
     /// Binds `listen_addr` at once ("127.0.0.1:0" picks a free port) and
     /// starts serving. `self_url` is this node's URL as it appears in the
     /// peer list; `None`: `"http://<bound address>"`.
-    pub fn new(listen_addr: &str, self_url: Option<&str>, options: PoolOptions) -> Result<Arc<Pool>, PoolError> {
+    pub fn new(
+        listen_addr: &str,
+        self_url: Option<&str>,
+        options: PoolOptions,
+    ) -> Result<Arc<Pool>, PoolError> {
         check_options(&options)?;
         if let Some(u) = self_url {
             check_url(u)?;
@@ -286,8 +306,12 @@ impl Pool {
                 PoolError::Io(format!("binding {listen_addr:?}: {e}"))
             }
         })?;
-        let addr = listener.local_addr().map_err(|e| PoolError::Io(e.to_string()))?;
-        let self_url = self_url.map(str::to_string).unwrap_or_else(|| format!("http://{addr}"));
+        let addr = listener
+            .local_addr()
+            .map_err(|e| PoolError::Io(e.to_string()))?;
+        let self_url = self_url
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("http://{addr}"));
 
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(options.worker_threads)
@@ -396,8 +420,12 @@ impl Pool {
                 Some(p) => p.clone(),
                 None => {
                     let p = existing.remove(u.as_str()).unwrap_or_else(|| {
-                        Arc::new(HttpPeer::new(u, &s.opts.base_path, s.client.clone(), runtime.clone()))
-                            as Arc<dyn PeerGetter>
+                        Arc::new(HttpPeer::new(
+                            u,
+                            &s.opts.base_path,
+                            s.client.clone(),
+                            runtime.clone(),
+                        )) as Arc<dyn PeerGetter>
                     });
                     made.insert(u.clone(), p.clone());
                     others.push(p.clone());
@@ -406,14 +434,24 @@ impl Pool {
             };
             owners.push(Some(peer));
         }
-        let m = Arc::new(Members { urls: urls.to_vec(), ring, owners, others });
+        let m = Arc::new(Members {
+            urls: urls.to_vec(),
+            ring,
+            owners,
+            others,
+        });
         *s.members.write().unwrap_or_else(|e| e.into_inner()) = m;
         Ok(())
     }
 
     /// The list last given to [`Pool::set_peers`].
     pub fn peers(&self) -> Vec<String> {
-        self.shared.members.read().unwrap_or_else(|e| e.into_inner()).urls.clone()
+        self.shared
+            .members
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .urls
+            .clone()
     }
 
     /// Serves `group` to peers under its name and installs this pool as its
@@ -421,7 +459,11 @@ impl Pool {
     pub fn register(&self, group: Arc<Group>) -> Result<(), PoolError> {
         let name = group.name().to_string();
         let service: Arc<dyn PeerService> = group.clone();
-        self.insert(&name, Arc::downgrade(&service), Some(Arc::downgrade(&group)))?;
+        self.insert(
+            &name,
+            Arc::downgrade(&service),
+            Some(Arc::downgrade(&group)),
+        )?;
         group.set_peer_picker(Some(self.picker.clone() as Arc<dyn PeerPicker>));
         // A close racing with this registration may have missed the group.
         if self.is_closed() {
@@ -433,18 +475,33 @@ impl Pool {
 
     /// Serves a test double under `name` (no picker is installed).
     #[cfg(test)]
-    pub(crate) fn register_service(&self, name: &str, service: &Arc<dyn PeerService>) -> Result<(), PoolError> {
+    pub(crate) fn register_service(
+        &self,
+        name: &str,
+        service: &Arc<dyn PeerService>,
+    ) -> Result<(), PoolError> {
         self.insert(name, Arc::downgrade(service), None)
     }
 
-    fn insert(&self, name: &str, service: Weak<dyn PeerService>, group: Option<Weak<Group>>) -> Result<(), PoolError> {
+    fn insert(
+        &self,
+        name: &str,
+        service: Weak<dyn PeerService>,
+        group: Option<Weak<Group>>,
+    ) -> Result<(), PoolError> {
         if self.is_closed() {
             return Err(PoolError::Closed);
         }
         if name.contains('/') || name.is_empty() {
-            return Err(PoolError::InvalidArgument(format!("group name {name:?}: must be non-empty, without '/'")));
+            return Err(PoolError::InvalidArgument(format!(
+                "group name {name:?}: must be non-empty, without '/'"
+            )));
         }
-        let mut groups = self.shared.groups.write().unwrap_or_else(|e| e.into_inner());
+        let mut groups = self
+            .shared
+            .groups
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
         if let Some(r) = groups.get(name) {
             if r.service.strong_count() > 0 {
                 return Err(PoolError::AlreadyExists(name.to_string()));
@@ -457,7 +514,12 @@ impl Pool {
     /// Stops serving the group named `name` and clears its picker. Returns
     /// whether a live group was registered under that name.
     pub fn unregister(&self, name: &str) -> bool {
-        let removed = self.shared.groups.write().unwrap_or_else(|e| e.into_inner()).remove(name);
+        let removed = self
+            .shared
+            .groups
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
         let Some(r) = removed else { return false };
         let live = r.service.strong_count() > 0;
         if let Some(g) = r.group.and_then(|g| g.upgrade()) {
@@ -471,7 +533,11 @@ impl Pool {
     pub fn unregister_group(&self, group: &Group) -> bool {
         let name = group.name();
         {
-            let mut groups = self.shared.groups.write().unwrap_or_else(|e| e.into_inner());
+            let mut groups = self
+                .shared
+                .groups
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
             let same = groups
                 .get(name)
                 .and_then(|r| r.group.as_ref())
@@ -500,9 +566,15 @@ impl Pool {
         if let Some(server) = s.server.lock().unwrap_or_else(|e| e.into_inner()).take() {
             server.shutdown(CLOSE_GRACE);
         }
-        *s.members.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Members::empty(s.opts.replicas));
-        let groups: Vec<Registered> =
-            s.groups.write().unwrap_or_else(|e| e.into_inner()).drain().map(|(_, r)| r).collect();
+        *s.members.write().unwrap_or_else(|e| e.into_inner()) =
+            Arc::new(Members::empty(s.opts.replicas));
+        let groups: Vec<Registered> = s
+            .groups
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .map(|(_, r)| r)
+            .collect();
         for r in groups {
             if let Some(g) = r.group.and_then(|g| g.upgrade()) {
                 g.set_peer_picker(None);

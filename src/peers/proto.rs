@@ -83,7 +83,11 @@ mod tests {
     #[test]
     fn get_response_wire_format() {
         // value "hi" (field 1, wire type 2), expire 1 (field 3, varint).
-        let m = GetResponse { value: Bytes::from_static(b"hi"), minute_qps: 0.0, expire: 1 };
+        let m = GetResponse {
+            value: Bytes::from_static(b"hi"),
+            minute_qps: 0.0,
+            expire: 1,
+        };
         assert_eq!(m.encode_to_vec(), b"\x0a\x02hi\x18\x01");
         assert_eq!(GetResponse::decode(&b"\x0a\x02hi\x18\x01"[..]).unwrap(), m);
         // Zero fields are omitted entirely.

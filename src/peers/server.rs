@@ -166,7 +166,9 @@ impl ConnThreads {
         st.live += 1;
         drop(st);
         let (me, ctx) = (self.clone(), ctx.clone());
-        let spawned = std::thread::Builder::new().name(self.name.clone()).spawn(move || me.run(ctx));
+        let spawned = std::thread::Builder::new()
+            .name(self.name.clone())
+            .spawn(move || me.run(ctx));
         if spawned.is_err() {
             // Out of threads: the connection waits for a busy thread.
             self.lock().live -= 1;
@@ -174,7 +176,10 @@ impl ConnThreads {
     }
 
     fn run(self: Arc<Self>, ctx: Arc<ServeCtx>) {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_io().enable_time().build();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build();
         let mut st = self.lock();
         let Ok(rt) = rt else {
             st.live -= 1;
@@ -192,7 +197,10 @@ impl ConnThreads {
                 break;
             }
             st.idle += 1;
-            let (g, wait) = self.cv.wait_timeout(st, IDLE_THREAD_EXIT).unwrap_or_else(|e| e.into_inner());
+            let (g, wait) = self
+                .cv
+                .wait_timeout(st, IDLE_THREAD_EXIT)
+                .unwrap_or_else(|e| e.into_inner());
             st = g;
             st.idle -= 1;
             if wait.timed_out() && st.queue.is_empty() {
@@ -216,7 +224,11 @@ impl ConnThreads {
             if now >= deadline {
                 return;
             }
-            st = self.cv.wait_timeout(st, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+            st = self
+                .cv
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
     }
 }
@@ -264,8 +276,20 @@ pub(crate) fn start(
         .max_header_size(cfg.max_header_bytes)
         .max_buf_size(cfg.max_header_bytes.max(64 * 1024) + 8192)
         .max_headers(64);
-    let ctx = Arc::new(ServeCtx { builder, cfg, groups, shutdown: rx.clone() });
-    handle.spawn(accept_loop(listener, ctx, threads, conns, rx, listener_closed));
+    let ctx = Arc::new(ServeCtx {
+        builder,
+        cfg,
+        groups,
+        shutdown: rx.clone(),
+    });
+    handle.spawn(accept_loop(
+        listener,
+        ctx,
+        threads,
+        conns,
+        rx,
+        listener_closed,
+    ));
     Ok(h)
 }
 
@@ -302,7 +326,9 @@ async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         // Moves to the serving thread's own runtime (still non-blocking).
-        let Ok(stream) = stream.into_std() else { continue };
+        let Ok(stream) = stream.into_std() else {
+            continue;
+        };
         threads.submit(Job { stream, permit }, &ctx);
     }
     drop(listener);
@@ -312,7 +338,9 @@ async fn accept_loop(
 /// Serves one connection on the current (connection thread's) runtime.
 async fn serve_conn(job: Job, ctx: Arc<ServeCtx>) {
     let Job { stream, permit } = job;
-    let Ok(stream) = tokio::net::TcpStream::from_std(stream) else { return };
+    let Ok(stream) = tokio::net::TcpStream::from_std(stream) else {
+        return;
+    };
     let mut shutdown = ctx.shutdown.clone();
     let svc_ctx = ctx.clone();
     let svc = service_fn(move |req| {
@@ -345,7 +373,11 @@ impl Chunks {
     }
     fn three(a: Bytes, b: Bytes, c: Bytes) -> Chunks {
         let remaining = (a.len() + b.len() + c.len()) as u64;
-        Chunks { parts: [a, b, c], next: 0, remaining }
+        Chunks {
+            parts: [a, b, c],
+            next: 0,
+            remaining,
+        }
     }
 }
 
@@ -391,7 +423,13 @@ fn get_response_body(v: PeerValue) -> Chunks {
         minute_qps: 0.0,
         expire: v.expire_unix_nanos.filter(|&e| e > 0).unwrap_or(0),
     };
-    let mut head = BytesMut::with_capacity(16 + if v.value.len() <= COPY_LIMIT { v.value.len() } else { 0 });
+    let mut head = BytesMut::with_capacity(
+        16 + if v.value.len() <= COPY_LIMIT {
+            v.value.len()
+        } else {
+            0
+        },
+    );
     if !v.value.is_empty() {
         head.put_u8(0x0a); // field 1, length-delimited
         prost::encoding::encode_varint(v.value.len() as u64, &mut head);
@@ -435,7 +473,10 @@ fn error_response(e: &Error) -> Response<Chunks> {
 /// A request's target, decoded.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Target {
-    Ok { group: String, key: Vec<u8> },
+    Ok {
+        group: String,
+        key: Vec<u8>,
+    },
     /// Outside the base path.
     NotOurs,
     /// No '/' after the group, or a bad escape.
@@ -473,12 +514,20 @@ async fn blocking<T>(f: impl FnOnce() -> T) -> Result<T, Response<Chunks>> {
         .map_err(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "the engine panicked"))
 }
 
-async fn route(req: Request<Incoming>, cfg: &ServerConfig, groups: &dyn GroupLookup) -> Response<Chunks> {
+async fn route(
+    req: Request<Incoming>,
+    cfg: &ServerConfig,
+    groups: &dyn GroupLookup,
+) -> Response<Chunks> {
     let (group, key) = match parse_target(req.uri().path(), &cfg.base_path) {
         Target::Ok { group, key } => (group, key),
         Target::NotOurs => return text(StatusCode::NOT_FOUND, "404 page not found"),
-        Target::Malformed(why) => return text(StatusCode::BAD_REQUEST, &format!("bad request: {why}")),
-        Target::NoSuchGroup(g) => return text(StatusCode::NOT_FOUND, &format!("no such group: {g}")),
+        Target::Malformed(why) => {
+            return text(StatusCode::BAD_REQUEST, &format!("bad request: {why}"))
+        }
+        Target::NoSuchGroup(g) => {
+            return text(StatusCode::NOT_FOUND, &format!("no such group: {g}"))
+        }
     };
     let Some(svc) = groups.lookup(&group) else {
         return text(StatusCode::NOT_FOUND, &format!("no such group: {group}"));
@@ -499,12 +548,23 @@ async fn route(req: Request<Incoming>, cfg: &ServerConfig, groups: &dyn GroupLoo
             };
             let m = match SetRequest::decode(body) {
                 Ok(m) => m,
-                Err(e) => return text(StatusCode::BAD_REQUEST, &format!("decoding SetRequest: {e}")),
+                Err(e) => {
+                    return text(
+                        StatusCode::BAD_REQUEST,
+                        &format!("decoding SetRequest: {e}"),
+                    )
+                }
             };
             if !m.group.is_empty() && m.group != group.as_bytes() {
-                return text(StatusCode::BAD_REQUEST, "SetRequest group differs from the path's");
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    "SetRequest group differs from the path's",
+                );
             }
-            let value = PeerValue { value: m.value, expire_unix_nanos: expire_from_wire(m.expire) };
+            let value = PeerValue {
+                value: m.value,
+                expire_unix_nanos: expire_from_wire(m.expire),
+            };
             let key = m.key;
             match blocking(move || svc.set_from_peer(&key, value)).await {
                 Ok(()) => ok_empty(),
@@ -517,21 +577,35 @@ async fn route(req: Request<Incoming>, cfg: &ServerConfig, groups: &dyn GroupLoo
         },
         _ => {
             let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
-            r.headers_mut().insert(header::ALLOW, header::HeaderValue::from_static("GET, PUT, DELETE"));
+            r.headers_mut().insert(
+                header::ALLOW,
+                header::HeaderValue::from_static("GET, PUT, DELETE"),
+            );
             r
         }
     }
 }
 
-async fn read_request_body(req: Request<Incoming>, cfg: &ServerConfig) -> Result<Bytes, Response<Chunks>> {
+async fn read_request_body(
+    req: Request<Incoming>,
+    cfg: &ServerConfig,
+) -> Result<Bytes, Response<Chunks>> {
     let max = cfg.max_body_bytes;
-    let too_large = || text(StatusCode::PAYLOAD_TOO_LARGE, &format!("body larger than {max} bytes"));
+    let too_large = || {
+        text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("body larger than {max} bytes"),
+        )
+    };
     let body = req.into_body();
     if body.size_hint().lower() > max as u64 {
         return Err(too_large());
     }
     match tokio::time::timeout(cfg.body_timeout, Limited::new(body, max).collect()).await {
-        Err(_) => Err(text(StatusCode::REQUEST_TIMEOUT, "timed out reading the body")),
+        Err(_) => Err(text(
+            StatusCode::REQUEST_TIMEOUT,
+            "timed out reading the body",
+        )),
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
         Ok(Err(e)) => Err(text(StatusCode::BAD_REQUEST, &format!("reading body: {e}"))),
         Ok(Ok(c)) => Ok(c.to_bytes()),
@@ -547,17 +621,38 @@ mod tests {
         let b = "/_groupcache/";
         assert_eq!(
             parse_target("/_groupcache/g/a%2Fb/c+d%20e", b),
-            Target::Ok { group: "g".into(), key: b"a/b/c d e".to_vec() }
+            Target::Ok {
+                group: "g".into(),
+                key: b"a/b/c d e".to_vec()
+            }
         );
-        assert_eq!(parse_target("/_groupcache/g/", b), Target::Ok { group: "g".into(), key: vec![] });
+        assert_eq!(
+            parse_target("/_groupcache/g/", b),
+            Target::Ok {
+                group: "g".into(),
+                key: vec![]
+            }
+        );
         assert_eq!(parse_target("/other/g/k", b), Target::NotOurs);
-        assert!(matches!(parse_target("/_groupcache/g", b), Target::Malformed(_)));
-        assert!(matches!(parse_target("/_groupcache/g/%zz", b), Target::Malformed(_)));
-        assert!(matches!(parse_target("/_groupcache/%ff/k", b), Target::NoSuchGroup(_)));
+        assert!(matches!(
+            parse_target("/_groupcache/g", b),
+            Target::Malformed(_)
+        ));
+        assert!(matches!(
+            parse_target("/_groupcache/g/%zz", b),
+            Target::Malformed(_)
+        ));
+        assert!(matches!(
+            parse_target("/_groupcache/%ff/k", b),
+            Target::NoSuchGroup(_)
+        ));
         // The group is split off before decoding: an escaped '/' stays in it.
         assert_eq!(
             parse_target("/_groupcache/a%2Fb/k", b),
-            Target::Ok { group: "a/b".into(), key: b"k".to_vec() }
+            Target::Ok {
+                group: "a/b".into(),
+                key: b"k".to_vec()
+            }
         );
     }
 
@@ -581,11 +676,18 @@ mod tests {
         for len in [0usize, 1, 300, COPY_LIMIT, COPY_LIMIT + 1, 1 << 20] {
             for expire in [None, Some(1_700_000_000_000_000_000i64)] {
                 let value = Bytes::from((0..len).map(|i| i as u8).collect::<Vec<_>>());
-                let body = collect(get_response_body(PeerValue { value: value.clone(), expire_unix_nanos: expire }));
+                let body = collect(get_response_body(PeerValue {
+                    value: value.clone(),
+                    expire_unix_nanos: expire,
+                }));
                 let m = GetResponse::decode(&body[..]).unwrap();
                 assert_eq!(m.value, value);
                 assert_eq!(expire_from_wire(m.expire), expire);
-                let want = GetResponse { value, minute_qps: 0.0, expire: expire.unwrap_or(0) };
+                let want = GetResponse {
+                    value,
+                    minute_qps: 0.0,
+                    expire: expire.unwrap_or(0),
+                };
                 assert_eq!(body.len(), want.encoded_len());
             }
         }

@@ -41,7 +41,10 @@ impl PeerService for Fake {
         }
         let mut v = b"v:".to_vec();
         v.extend_from_slice(key);
-        Ok(PeerValue { value: Bytes::from(v), expire_unix_nanos: None })
+        Ok(PeerValue {
+            value: Bytes::from(v),
+            expire_unix_nanos: None,
+        })
     }
     fn set_from_peer(&self, key: &[u8], value: PeerValue) {
         self.values.lock().unwrap().insert(key.to_vec(), value);
@@ -53,7 +56,11 @@ impl PeerService for Fake {
 }
 
 fn opts() -> PoolOptions {
-    PoolOptions { timeout: Duration::from_millis(500), worker_threads: 1, ..Default::default() }
+    PoolOptions {
+        timeout: Duration::from_millis(500),
+        worker_threads: 1,
+        ..Default::default()
+    }
 }
 
 /// A serving pool with a Fake under "g", and a client-only pool whose only
@@ -72,12 +79,19 @@ fn pair() -> Pair {
     server.register_service("g", &svc).unwrap();
     let client = Pool::new("127.0.0.1:0", None, opts()).unwrap();
     client.set_peers(&[server.url().to_string()]).unwrap();
-    Pair { server, client, fake, _svc: svc }
+    Pair {
+        server,
+        client,
+        fake,
+        _svc: svc,
+    }
 }
 
 impl Pair {
     fn peer(&self) -> Arc<dyn PeerGetter> {
-        self.client.pick_peer(b"any").expect("the server owns every key")
+        self.client
+            .pick_peer(b"any")
+            .expect("the server owns every key")
     }
 }
 
@@ -128,7 +142,10 @@ fn set_get_remove_with_ttl() {
     let p = pair();
     let peer = p.peer();
     for key in tricky_keys() {
-        let v = PeerValue { value: Bytes::from_static(b"stored"), expire_unix_nanos: Some(1_900_000_000_000_000_000) };
+        let v = PeerValue {
+            value: Bytes::from_static(b"stored"),
+            expire_unix_nanos: Some(1_900_000_000_000_000_000),
+        };
         peer.set("g", &key, &v).unwrap();
         assert_eq!(peer.get("g", &key).unwrap(), v, "key {key:?}");
         peer.remove("g", &key).unwrap();
@@ -142,7 +159,10 @@ fn large_values_both_ways() {
     let p = pair();
     let peer = p.peer();
     let big: Vec<u8> = (0..(3 << 20)).map(|i: u32| (i * 31 % 251) as u8).collect();
-    let v = PeerValue { value: Bytes::from(big), expire_unix_nanos: None };
+    let v = PeerValue {
+        value: Bytes::from(big),
+        expire_unix_nanos: None,
+    };
     peer.set("g", b"big", &v).unwrap();
     assert_eq!(peer.get("g", b"big").unwrap(), v);
 }
@@ -161,7 +181,10 @@ fn not_found_is_final_failures_are_not() {
         Err(PeerError::Failed(m)) => assert!(m.contains("no such group"), "{m}"),
         r => panic!("{r:?}"),
     }
-    assert!(matches!(peer.remove("nope", b"k"), Err(PeerError::Failed(_))));
+    assert!(matches!(
+        peer.remove("nope", b"k"),
+        Err(PeerError::Failed(_))
+    ));
 }
 
 #[test]
@@ -170,8 +193,15 @@ fn slow_owner_times_out() {
     *p.fake.delay.lock().unwrap() = Some(Duration::from_millis(1500));
     let t = Instant::now();
     let r = p.peer().get("g", b"k");
-    assert!(matches!(&r, Err(PeerError::Failed(m)) if m.contains("timed out")), "{r:?}");
-    assert!(t.elapsed() < Duration::from_millis(1200), "{:?}", t.elapsed());
+    assert!(
+        matches!(&r, Err(PeerError::Failed(m)) if m.contains("timed out")),
+        "{r:?}"
+    );
+    assert!(
+        t.elapsed() < Duration::from_millis(1200),
+        "{:?}",
+        t.elapsed()
+    );
 }
 
 /// Listens and accepts but never answers.
@@ -217,8 +247,14 @@ fn silent_peer_fails_within_timeout() {
     let t = Instant::now();
     let r = peer.get("g", b"k");
     let took = t.elapsed();
-    assert!(matches!(&r, Err(PeerError::Failed(m)) if m.contains("timed out")), "{r:?}");
-    assert!(took >= Duration::from_millis(450) && took < Duration::from_millis(1200), "{took:?}");
+    assert!(
+        matches!(&r, Err(PeerError::Failed(m)) if m.contains("timed out")),
+        "{r:?}"
+    );
+    assert!(
+        took >= Duration::from_millis(450) && took < Duration::from_millis(1200),
+        "{took:?}"
+    );
     drop(c);
     h.join().unwrap();
 }
@@ -246,7 +282,10 @@ fn refused_connection_fails_fast() {
     let c = Pool::new("127.0.0.1:0", None, opts()).unwrap();
     c.set_peers(&[url]).unwrap();
     let t = Instant::now();
-    assert!(matches!(c.pick_peer(b"k").unwrap().get("g", b"k"), Err(PeerError::Failed(_))));
+    assert!(matches!(
+        c.pick_peer(b"k").unwrap().get("g", b"k"),
+        Err(PeerError::Failed(_))
+    ));
     assert!(t.elapsed() < Duration::from_millis(400));
 }
 
@@ -258,7 +297,11 @@ fn raw(addr: std::net::SocketAddr, req: &[u8]) -> (u16, Vec<u8>) {
     let mut out = Vec::new();
     let _ = s.read_to_end(&mut out);
     let text = String::from_utf8_lossy(&out);
-    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
     let body = match out.windows(4).position(|w| w == b"\r\n\r\n") {
         Some(i) => out[i + 4..].to_vec(),
         None => Vec::new(),
@@ -284,23 +327,80 @@ fn server_rejects_bad_requests() {
     let p = pair();
     let a = p.server.local_addr();
     let close = "Host: x\r\nConnection: close\r\n";
-    assert_eq!(raw(a, format!("GET /_groupcache/g HTTP/1.1\r\n{close}\r\n").as_bytes()).0, 400);
-    assert_eq!(raw(a, format!("GET /_groupcache/g/%4 HTTP/1.1\r\n{close}\r\n").as_bytes()).0, 400);
-    assert_eq!(raw(a, format!("GET /elsewhere/g/k HTTP/1.1\r\n{close}\r\n").as_bytes()).0, 404);
-    assert_eq!(raw(a, format!("POST /_groupcache/g/k HTTP/1.1\r\n{close}Content-Length: 0\r\n\r\n").as_bytes()).0, 405);
-    let (st, body) = raw(a, format!("GET /_groupcache/zz/k HTTP/1.1\r\n{close}\r\n").as_bytes());
-    assert_eq!((st, String::from_utf8_lossy(&body).trim()), (404, "no such group: zz"));
+    assert_eq!(
+        raw(
+            a,
+            format!("GET /_groupcache/g HTTP/1.1\r\n{close}\r\n").as_bytes()
+        )
+        .0,
+        400
+    );
+    assert_eq!(
+        raw(
+            a,
+            format!("GET /_groupcache/g/%4 HTTP/1.1\r\n{close}\r\n").as_bytes()
+        )
+        .0,
+        400
+    );
+    assert_eq!(
+        raw(
+            a,
+            format!("GET /elsewhere/g/k HTTP/1.1\r\n{close}\r\n").as_bytes()
+        )
+        .0,
+        404
+    );
+    assert_eq!(
+        raw(
+            a,
+            format!("POST /_groupcache/g/k HTTP/1.1\r\n{close}Content-Length: 0\r\n\r\n")
+                .as_bytes()
+        )
+        .0,
+        405
+    );
+    let (st, body) = raw(
+        a,
+        format!("GET /_groupcache/zz/k HTTP/1.1\r\n{close}\r\n").as_bytes(),
+    );
+    assert_eq!(
+        (st, String::from_utf8_lossy(&body).trim()),
+        (404, "no such group: zz")
+    );
     // A PUT body that is not a SetRequest.
     assert_eq!(
-        raw(a, format!("PUT /_groupcache/g/k HTTP/1.1\r\n{close}Content-Length: 3\r\n\r\n\x0a\x7f\x7f").as_bytes()).0,
+        raw(
+            a,
+            format!(
+                "PUT /_groupcache/g/k HTTP/1.1\r\n{close}Content-Length: 3\r\n\r\n\x0a\x7f\x7f"
+            )
+            .as_bytes()
+        )
+        .0,
         400
     );
     // Too large a body, announced.
     let huge = opts().max_body_bytes + 1;
-    assert_eq!(raw(a, format!("PUT /_groupcache/g/k HTTP/1.1\r\n{close}Content-Length: {huge}\r\n\r\n").as_bytes()).0, 413);
+    assert_eq!(
+        raw(
+            a,
+            format!("PUT /_groupcache/g/k HTTP/1.1\r\n{close}Content-Length: {huge}\r\n\r\n")
+                .as_bytes()
+        )
+        .0,
+        413
+    );
     // Too large a head.
     let long = "a".repeat(200 << 10);
-    assert_eq!(raw(a, format!("GET /_groupcache/g/{long} HTTP/1.1\r\n{close}\r\n").as_bytes()).0, 431);
+    assert_eq!(
+        raw(
+            a,
+            format!("GET /_groupcache/g/{long} HTTP/1.1\r\n{close}\r\n").as_bytes()
+        )
+        .0,
+        431
+    );
 }
 
 #[test]
@@ -390,7 +490,9 @@ fn peer_after_its_pool_closed_fails_cleanly() {
 
 #[test]
 fn ownership_follows_the_ring() {
-    let pools: Vec<Arc<Pool>> = (0..3).map(|_| Pool::new("127.0.0.1:0", None, opts()).unwrap()).collect();
+    let pools: Vec<Arc<Pool>> = (0..3)
+        .map(|_| Pool::new("127.0.0.1:0", None, opts()).unwrap())
+        .collect();
     let urls: Vec<String> = pools.iter().map(|p| p.url().to_string()).collect();
     for p in &pools {
         p.set_peers(&urls).unwrap();
@@ -428,7 +530,10 @@ fn membership_changes_under_load() {
     let fake2 = Arc::new(Fake::default());
     let svc2: Arc<dyn PeerService> = fake2.clone();
     other.register_service("g", &svc2).unwrap();
-    let lists = [vec![p.server.url().to_string()], vec![p.server.url().to_string(), other.url().to_string()]];
+    let lists = [
+        vec![p.server.url().to_string()],
+        vec![p.server.url().to_string(), other.url().to_string()],
+    ];
     let client = p.client.clone();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let workers: Vec<_> = (0..4)
@@ -440,7 +545,10 @@ fn membership_changes_under_load() {
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     let key = format!("w{w}-{n}");
                     let peer = client.pick_peer(key.as_bytes()).unwrap();
-                    assert_eq!(peer.get("g", key.as_bytes()).unwrap().value, format!("v:{key}").into_bytes());
+                    assert_eq!(
+                        peer.get("g", key.as_bytes()).unwrap().value,
+                        format!("v:{key}").into_bytes()
+                    );
                     n += 1;
                 }
                 n
@@ -462,8 +570,14 @@ fn registry_rules() {
     let a: Arc<dyn PeerService> = Arc::new(Fake::default());
     let b: Arc<dyn PeerService> = Arc::new(Fake::default());
     p.register_service("g", &a).unwrap();
-    assert_eq!(p.register_service("g", &b), Err(PoolError::AlreadyExists("g".into())));
-    assert!(matches!(p.register_service("a/b", &b), Err(PoolError::InvalidArgument(_))));
+    assert_eq!(
+        p.register_service("g", &b),
+        Err(PoolError::AlreadyExists("g".into()))
+    );
+    assert!(matches!(
+        p.register_service("a/b", &b),
+        Err(PoolError::InvalidArgument(_))
+    ));
     // A dropped group frees its name.
     drop(a);
     p.register_service("g", &b).unwrap();
@@ -475,33 +589,76 @@ fn registry_rules() {
 
 #[test]
 fn bad_arguments() {
-    let bad = |o: PoolOptions| matches!(Pool::new("127.0.0.1:0", None, o), Err(PoolError::InvalidArgument(_)));
-    assert!(bad(PoolOptions { replicas: 0, ..opts() }));
-    assert!(bad(PoolOptions { base_path: "nope".into(), ..opts() }));
-    assert!(bad(PoolOptions { timeout: Duration::ZERO, ..opts() }));
+    let bad = |o: PoolOptions| {
+        matches!(
+            Pool::new("127.0.0.1:0", None, o),
+            Err(PoolError::InvalidArgument(_))
+        )
+    };
+    assert!(bad(PoolOptions {
+        replicas: 0,
+        ..opts()
+    }));
+    assert!(bad(PoolOptions {
+        base_path: "nope".into(),
+        ..opts()
+    }));
+    assert!(bad(PoolOptions {
+        timeout: Duration::ZERO,
+        ..opts()
+    }));
     let r = Pool::new("not an address", None, opts());
     assert!(matches!(r, Err(PoolError::InvalidArgument(_))), "{r:?}");
-    assert!(matches!(Pool::new("127.0.0.1:0", Some("ftp://x"), opts()), Err(PoolError::InvalidArgument(_))));
+    assert!(matches!(
+        Pool::new("127.0.0.1:0", Some("ftp://x"), opts()),
+        Err(PoolError::InvalidArgument(_))
+    ));
     let p = Pool::new("127.0.0.1:0", Some("http://me.example:1"), opts()).unwrap();
     assert_eq!(p.url(), "http://me.example:1");
-    for u in ["", "127.0.0.1:80", "https://a:1", "http://a:1/?x", "http://"] {
-        assert!(matches!(p.set_peers(&[u.to_string()]), Err(PoolError::InvalidArgument(_))), "{u}");
+    for u in [
+        "",
+        "127.0.0.1:80",
+        "https://a:1",
+        "http://a:1/?x",
+        "http://",
+    ] {
+        assert!(
+            matches!(
+                p.set_peers(&[u.to_string()]),
+                Err(PoolError::InvalidArgument(_))
+            ),
+            "{u}"
+        );
     }
     // Binding a port in use is an I/O error.
     let taken = p.local_addr().to_string();
-    assert!(matches!(Pool::new(&taken, None, opts()), Err(PoolError::Io(_))));
+    assert!(matches!(
+        Pool::new(&taken, None, opts()),
+        Err(PoolError::Io(_))
+    ));
 }
 
 #[test]
 fn custom_base_path() {
-    let o = PoolOptions { base_path: "/cache/v1/".into(), ..opts() };
+    let o = PoolOptions {
+        base_path: "/cache/v1/".into(),
+        ..opts()
+    };
     let server = Pool::new("127.0.0.1:0", None, o.clone()).unwrap();
     let svc: Arc<dyn PeerService> = Arc::new(Fake::default());
     server.register_service("g", &svc).unwrap();
     let client = Pool::new("127.0.0.1:0", None, o).unwrap();
     // A trailing '/' on the peer URL does not double the slash.
     client.set_peers(&[format!("{}/", server.url())]).unwrap();
-    assert_eq!(&client.pick_peer(b"k").unwrap().get("g", b"k").unwrap().value[..], b"v:k");
+    assert_eq!(
+        &client
+            .pick_peer(b"k")
+            .unwrap()
+            .get("g", b"k")
+            .unwrap()
+            .value[..],
+        b"v:k"
+    );
 }
 
 #[test]
@@ -520,7 +677,11 @@ fn slow_getters_run_in_parallel_and_threads_end_with_the_pool() {
         assert!(r.is_ok(), "{r:?}");
     }
     // Four connections, four threads: not one after another.
-    assert!(t.elapsed() < Duration::from_millis(550), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_millis(550),
+        "{:?}",
+        t.elapsed()
+    );
     let name = format!("gcconn-{}", p.server.local_addr().port());
     assert!(threads_named(&name) >= 4);
     p.server.close();
@@ -531,7 +692,11 @@ fn slow_getters_run_in_parallel_and_threads_end_with_the_pool() {
 fn callers_inside_a_runtime_use_the_pools_client() {
     let p = pair();
     let peer = p.peer();
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
     let r = rt.block_on(async move {
         tokio::task::spawn_blocking(move || {
             let v = peer.get("g", b"from a runtime")?;
@@ -550,7 +715,15 @@ fn callers_inside_a_runtime_use_the_pools_client() {
 fn stale_keep_alive_connections_are_retried() {
     // The server closes idle connections after 100 ms; the client keeps
     // them for 30 s, so its next request finds a closed connection.
-    let server = Pool::new("127.0.0.1:0", None, PoolOptions { idle_timeout: Duration::from_millis(100), ..opts() }).unwrap();
+    let server = Pool::new(
+        "127.0.0.1:0",
+        None,
+        PoolOptions {
+            idle_timeout: Duration::from_millis(100),
+            ..opts()
+        },
+    )
+    .unwrap();
     let svc: Arc<dyn PeerService> = Arc::new(Fake::default());
     server.register_service("g", &svc).unwrap();
     let client = Pool::new("127.0.0.1:0", None, opts()).unwrap();
@@ -584,8 +757,14 @@ fn requests_carry_host_and_origin_form() {
     });
     let c = Pool::new("127.0.0.1:0", None, opts()).unwrap();
     c.set_peers(&[format!("http://{addr}")]).unwrap();
-    assert_eq!(&c.pick_peer(b"k").unwrap().get("g g", b"a/b").unwrap().value[..], b"ok");
+    assert_eq!(
+        &c.pick_peer(b"k").unwrap().get("g g", b"a/b").unwrap().value[..],
+        b"ok"
+    );
     let req = seen.lock().unwrap().to_ascii_lowercase();
-    assert!(req.starts_with("get /_groupcache/g%20g/a%2fb http/1.1\r\n"), "{req}");
+    assert!(
+        req.starts_with("get /_groupcache/g%20g/a%2fb http/1.1\r\n"),
+        "{req}"
+    );
     assert!(req.contains(&format!("\r\nhost: {addr}\r\n")), "{req}");
 }
