@@ -35,7 +35,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -56,6 +56,22 @@ use crate::engine::{PeerError, PeerGetter, PeerValue};
 
 /// The `Content-Type` of protobuf bodies, as Go's groupcache sends it.
 pub const PROTOBUF: &str = "application/x-protobuf";
+
+/// A response header our servers send on every answer, naming the methods
+/// beyond GET that they implement. golang/groupcache serves every method as
+/// a GET (a DELETE would make it load the key) and sends no such header, so
+/// a peer that never sent it gets no PUT or DELETE (API.md: "set and remove
+/// reach our nodes only": both are no-ops for such a peer).
+/// mailgun/groupcache implements both but does not send the header either;
+/// it is treated like golang/groupcache.
+pub const PEER_HEADER: &str = "x-groupcache-peer";
+/// The value of [`PEER_HEADER`].
+pub const PEER_HEADER_VALUE: &str = "set, remove";
+
+/// What a peer is known to implement.
+const KIND_UNKNOWN: u8 = 0;
+const KIND_OURS: u8 = 1;
+const KIND_GET_ONLY: u8 = 2;
 
 /// How long an idle keep-alive connection is kept. Shorter than the server's
 /// idle timeout (ours: 120 s by default; Go's: none) so that the client, not
@@ -183,6 +199,9 @@ pub struct HttpPeer {
     prefix: String,
     shared: Arc<ClientShared>,
     _runtime: Arc<RuntimeOwner>,
+    /// KIND_*: learnt from any answer (our header or its absence) or, before
+    /// a first PUT or DELETE, from a probe.
+    kind: Arc<AtomicU8>,
 }
 
 impl std::fmt::Debug for HttpPeer {
@@ -212,7 +231,33 @@ impl HttpPeer {
             prefix,
             shared,
             _runtime: runtime,
+            kind: Arc::new(AtomicU8::new(KIND_UNKNOWN)),
         }
+    }
+
+    /// Does this peer implement PUT and DELETE? Asks it once, with a GET of
+    /// the bare base path: every groupcache server answers that with a 400
+    /// ("bad request"), ours with its header. A peer that cannot be reached
+    /// stays unknown (the caller's request then fails the usual way).
+    fn supports_set_remove(&self) -> Result<bool, PeerError> {
+        match self.kind.load(Ordering::Relaxed) {
+            KIND_OURS => return Ok(true),
+            KIND_GET_ONLY => return Ok(false),
+            _ => {}
+        }
+        let probe = Call {
+            method: Method::GET,
+            authority: self.authority.clone(),
+            connect_to: self.connect_to.clone(),
+            path: self.prefix.clone(),
+            body: Bytes::new(),
+        };
+        let kind = self.kind.clone();
+        self.exec(probe, move |resp, _max| async move {
+            note_kind(&kind, &resp);
+            let _ = snippet(resp.into_body(), ERROR_SNIPPET).await;
+            Ok(kind.load(Ordering::Relaxed) == KIND_OURS)
+        })
     }
 
     fn call(&self, method: Method, group: &str, key: &[u8], body: Bytes) -> Call {
@@ -608,6 +653,15 @@ async fn read_body(body: Incoming, max: usize) -> Result<Bytes, PeerError> {
     }
 }
 
+/// Records whether an answer came from one of our servers.
+fn note_kind(kind: &AtomicU8, resp: &Response<Incoming>) {
+    let ours = resp.headers().contains_key(PEER_HEADER);
+    kind.store(
+        if ours { KIND_OURS } else { KIND_GET_ONLY },
+        Ordering::Relaxed,
+    );
+}
+
 fn is_protobuf(resp: &Response<Incoming>) -> bool {
     resp.headers()
         .get(header::CONTENT_TYPE)
@@ -657,13 +711,23 @@ async fn ok_response(resp: Response<Incoming>, _max: usize) -> Result<(), PeerEr
 
 impl PeerGetter for HttpPeer {
     fn get(&self, group: &str, key: &[u8]) -> Result<PeerValue, PeerError> {
+        let kind = self.kind.clone();
         self.exec(
             self.call(Method::GET, group, key, Bytes::new()),
-            get_response,
+            move |resp, max| {
+                note_kind(&kind, &resp);
+                get_response(resp, max)
+            },
         )
     }
 
+    /// A no-op for a peer without set (golang/groupcache, which would
+    /// serve the PUT as a GET): "set and remove reach our nodes only"
+    /// (API.md). The engine still keeps the value in this node's cache.
     fn set(&self, group: &str, key: &[u8], value: &PeerValue) -> Result<(), PeerError> {
+        if !self.supports_set_remove()? {
+            return Ok(());
+        }
         let body = SetRequest {
             group: Bytes::copy_from_slice(group.as_bytes()),
             key: Bytes::copy_from_slice(key),
@@ -678,7 +742,13 @@ impl PeerGetter for HttpPeer {
         )
     }
 
+    /// A no-op for a peer without remove (golang/groupcache): it would serve
+    /// the DELETE as a GET and load the key. Its copies expire or get
+    /// evicted as golang/groupcache's always do.
     fn remove(&self, group: &str, key: &[u8]) -> Result<(), PeerError> {
+        if !self.supports_set_remove()? {
+            return Ok(());
+        }
         self.exec(
             self.call(Method::DELETE, group, key, Bytes::new()),
             ok_response,

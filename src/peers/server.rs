@@ -45,7 +45,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use prost::Message;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
-use super::client::PROTOBUF;
+use super::client::{PEER_HEADER, PEER_HEADER_VALUE, PROTOBUF};
 use super::escape::unescape;
 use super::proto::{expire_from_wire, GetResponse, SetRequest};
 use crate::engine::{Error, Group, PeerValue};
@@ -345,7 +345,15 @@ async fn serve_conn(job: Job, ctx: Arc<ServeCtx>) {
     let svc_ctx = ctx.clone();
     let svc = service_fn(move |req| {
         let ctx = svc_ctx.clone();
-        async move { Ok::<_, Infallible>(route(req, &ctx.cfg, &*ctx.groups).await) }
+        async move {
+            let mut resp = route(req, &ctx.cfg, &*ctx.groups).await;
+            // Tells our clients that this node implements PUT and DELETE.
+            resp.headers_mut().insert(
+                PEER_HEADER,
+                header::HeaderValue::from_static(PEER_HEADER_VALUE),
+            );
+            Ok::<_, Infallible>(resp)
+        }
     });
     let conn = ctx.builder.serve_connection(TokioIo::new(stream), svc);
     tokio::pin!(conn);

@@ -768,3 +768,97 @@ fn requests_carry_host_and_origin_form() {
     );
     assert!(req.contains(&format!("\r\nhost: {addr}\r\n")), "{req}");
 }
+
+/// Serves like golang/groupcache: every method as a GET, no marker header.
+/// Records the request lines it saw.
+fn go_like_peer() -> (String, Arc<Mutex<Vec<String>>>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let seen2 = seen.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            let seen = seen2.clone();
+            std::thread::spawn(move || {
+                let _ = s.set_read_timeout(Some(Duration::from_secs(3)));
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    // One request at a time: the head ends with an empty
+                    // line (these requests have no body but the PUT's,
+                    // which is small and arrives with it).
+                    let Ok(n) = s.read(&mut chunk) else { return };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    while let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..i]).into_owned();
+                        let len: usize = head
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse().unwrap())
+                            })
+                            .unwrap_or(0);
+                        if buf.len() < i + 4 + len {
+                            break;
+                        }
+                        buf.drain(..i + 4 + len);
+                        let line = head.lines().next().unwrap().to_string();
+                        let bad = line.split(' ').nth(1) == Some("/_groupcache/");
+                        seen.lock().unwrap().push(line);
+                        let reply: &[u8] = if bad {
+                            b"HTTP/1.1 400 Bad Request\r\nContent-Length: 12\r\n\r\nbad request\n"
+                        } else {
+                            b"HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: 4\r\n\r\n\x0a\x02go"
+                        };
+                        if s.write_all(reply).is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (url, seen)
+}
+
+#[test]
+fn get_only_peers_get_no_put_or_delete() {
+    let (url, seen) = go_like_peer();
+    let c = Pool::new("127.0.0.1:0", None, opts()).unwrap();
+    c.set_peers(&[url]).unwrap();
+    let peer = c.pick_peer(b"k").unwrap();
+    // Before any GET: a probe finds out.
+    assert_eq!(peer.remove("g", b"k"), Ok(()));
+    let v = PeerValue {
+        value: Bytes::from_static(b"v"),
+        expire_unix_nanos: None,
+    };
+    assert_eq!(peer.set("g", b"k", &v), Ok(()));
+    assert_eq!(&peer.get("g", b"k").unwrap().value[..], b"go");
+    assert_eq!(peer.remove("g", b"k2"), Ok(()));
+    let lines = seen.lock().unwrap().clone();
+    assert_eq!(
+        lines,
+        [
+            "GET /_groupcache/ HTTP/1.1",
+            "GET /_groupcache/g/k HTTP/1.1"
+        ],
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn our_peers_are_recognised_by_their_header() {
+    let p = pair();
+    let peer = p.peer();
+    // A GET first: no probe needed afterwards (the fake counts GETs).
+    peer.get("g", b"a").unwrap();
+    peer.remove("g", b"a").unwrap();
+    assert_eq!(p.fake.gets.lock().unwrap().len(), 1);
+    assert_eq!(p.fake.removes.lock().unwrap().len(), 1);
+}
