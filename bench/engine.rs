@@ -31,30 +31,50 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// ns per op of `threads` threads each running `op` `iters` times; for
-/// more than one thread: wall time divided by total ops.
-fn run_threads(threads: usize, iters: usize, op: Arc<dyn Fn(usize, usize) + Send + Sync>) -> f64 {
-    let barrier = Arc::new(Barrier::new(threads + 1));
+/// ns per op of `threads` threads each running `op` until ~200 ms have
+/// passed; for more than one thread: wall time divided by total ops.
+///
+/// Workers spin (not sleep) until all of them are running, and each times
+/// its own loop: on a VM an idle vCPU takes up to milliseconds to wake,
+/// which a barrier-then-clock harness would count as work.
+fn run_threads(threads: usize, _hint_iters: usize, op: Arc<dyn Fn(usize, usize) + Send + Sync>) -> f64 {
+    use std::sync::atomic::AtomicBool;
+    // Size the run: ~200 ms of this op on one thread.
+    let probe = Instant::now();
+    let mut n = 0;
+    while probe.elapsed() < Duration::from_millis(20) {
+        for i in 0..1000 {
+            op(0, n + i);
+        }
+        n += 1000;
+    }
+    let iters = n * 10;
+    let ready = Arc::new(AtomicUsize::new(0));
+    let go = Arc::new(AtomicBool::new(false));
     let hs: Vec<_> = (0..threads)
         .map(|t| {
-            let (b, op) = (barrier.clone(), op.clone());
+            let (ready, go, op) = (ready.clone(), go.clone(), op.clone());
             std::thread::spawn(move || {
-                b.wait();
+                ready.fetch_add(1, Ordering::SeqCst);
+                while !go.load(Ordering::Acquire) {
+                    std::hint::spin_loop();
+                }
+                let t0 = Instant::now();
                 for i in 0..iters {
                     op(t, i);
                 }
-                b.wait();
+                (t0, Instant::now())
             })
         })
         .collect();
-    barrier.wait();
-    let start = Instant::now();
-    barrier.wait();
-    let el = start.elapsed();
-    for h in hs {
-        h.join().unwrap();
+    while ready.load(Ordering::SeqCst) < threads {
+        std::hint::spin_loop();
     }
-    el.as_nanos() as f64 / (threads * iters) as f64
+    go.store(true, Ordering::Release);
+    let times: Vec<(Instant, Instant)> = hs.into_iter().map(|h| h.join().unwrap()).collect();
+    let start = times.iter().map(|t| t.0).min().unwrap();
+    let end = times.iter().map(|t| t.1).max().unwrap();
+    (end - start).as_nanos() as f64 / (threads * iters) as f64
 }
 
 fn bench_hits(name: &str, value_len: usize, out: &mut Vec<(String, f64)>) {
@@ -222,6 +242,59 @@ fn memory(out: &mut Vec<(String, f64)>) {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let mut out = vec![];
+    if args.iter().any(|a| a == "probe") {
+        // Which piece of the hit path stops scaling? Each alone, 1 and 2 threads.
+        let g = Group::new("probe", 1 << 30, None);
+        for i in 0..KEYS {
+            g.set(&key(i), &[7u8; 16], 0).unwrap();
+        }
+        let keys: Arc<Vec<[u8; 16]>> = Arc::new((0..KEYS).map(key).collect());
+        let store = Arc::new(groupcache::engine::store::Store::new(1 << 30));
+        for i in 0..KEYS {
+            store.insert(&key(i), &[7u8; 16], None, groupcache::engine::store::Kind::Main);
+        }
+        type Op = Arc<dyn Fn(usize, usize) + Send + Sync>;
+        let mut probes: Vec<(&str, Op)> = vec![];
+        probes.push(("pin", Arc::new(|_, _| { std::hint::black_box(crossbeam_epoch::pin()); })));
+        probes.push(("private_lock_cmpxchg", Arc::new(|_, i| {
+            thread_local!(static X: crossbeam_utils::CachePadded<std::sync::atomic::AtomicUsize> = crossbeam_utils::CachePadded::new(std::sync::atomic::AtomicUsize::new(0)));
+            X.with(|x| { let _ = std::hint::black_box(x.compare_exchange(i, i + 1, Ordering::SeqCst, Ordering::SeqCst)); });
+        })));
+        probes.push(("private_plain_store", Arc::new(|_, i| {
+            thread_local!(static Y: std::cell::Cell<usize> = const { std::cell::Cell::new(0) });
+            Y.with(|y| y.set(std::hint::black_box(i)));
+        })));
+        let sz = Arc::new(seize::Collector::new());
+        probes.push(("seize_enter", Arc::new(move |_, _| { std::hint::black_box(sz.enter()); })));
+        let own = Arc::new(crossbeam_epoch::Collector::new());
+        probes.push(("pin_own_handle_per_thread", Arc::new(move |_, _| {
+            thread_local!(static H: std::cell::OnceCell<crossbeam_epoch::LocalHandle> = const { std::cell::OnceCell::new() });
+            H.with(|h| { let h = h.get_or_init(|| own.register()); std::hint::black_box(h.pin()); });
+        })));
+        let (s2, k2) = (store.clone(), keys.clone());
+        probes.push(("store_get_pinned_each", Arc::new(move |t, i| {
+            let k = &k2[(i * 7 + t * 13) % KEYS];
+            let gd = crossbeam_epoch::pin();
+            std::hint::black_box(s2.get_with(k, s2.hash(k), &gd, |v| v[0]));
+        })));
+        let (s3, k3) = (store.clone(), keys.clone());
+        probes.push(("store_hash_only", Arc::new(move |t, i| {
+            let k = &k3[(i * 7 + t * 13) % KEYS];
+            std::hint::black_box(s3.hash(k));
+        })));
+        let (g4, k4) = (g.clone(), keys.clone());
+        probes.push(("group_get_cached_with", Arc::new(move |t, i| {
+            let k = &k4[(i * 7 + t * 13) % KEYS];
+            let gd = crossbeam_epoch::pin();
+            std::hint::black_box(g4.get_cached_with(k, &gd, |v| v[0]));
+        })));
+        for (name, op) in probes {
+            let one = median((0..3).map(|_| run_threads(1, 0, op.clone())).collect());
+            let two = median((0..3).map(|_| run_threads(2, 0, op.clone())).collect());
+            println!("{name:28} 1t {one:6.2} ns  2t {two:6.2} ns/op  scaling {:.2}x", one / two);
+        }
+        return;
+    }
     if args.iter().any(|a| a == "profile") {
         // A fixed workload for `valgrind --tool=callgrind`: 100,000 C-API
         // hits of 16 bytes on one thread.
