@@ -255,26 +255,11 @@ fn main() {
         }
         type Op = Arc<dyn Fn(usize, usize) + Send + Sync>;
         let mut probes: Vec<(&str, Op)> = vec![];
-        probes.push(("pin", Arc::new(|_, _| { std::hint::black_box(crossbeam_epoch::pin()); })));
-        probes.push(("private_lock_cmpxchg", Arc::new(|_, i| {
-            thread_local!(static X: crossbeam_utils::CachePadded<std::sync::atomic::AtomicUsize> = crossbeam_utils::CachePadded::new(std::sync::atomic::AtomicUsize::new(0)));
-            X.with(|x| { let _ = std::hint::black_box(x.compare_exchange(i, i + 1, Ordering::SeqCst, Ordering::SeqCst)); });
-        })));
-        probes.push(("private_plain_store", Arc::new(|_, i| {
-            thread_local!(static Y: std::cell::Cell<usize> = const { std::cell::Cell::new(0) });
-            Y.with(|y| y.set(std::hint::black_box(i)));
-        })));
-        let sz = Arc::new(seize::Collector::new());
-        probes.push(("seize_enter", Arc::new(move |_, _| { std::hint::black_box(sz.enter()); })));
-        let own = Arc::new(crossbeam_epoch::Collector::new());
-        probes.push(("pin_own_handle_per_thread", Arc::new(move |_, _| {
-            thread_local!(static H: std::cell::OnceCell<crossbeam_epoch::LocalHandle> = const { std::cell::OnceCell::new() });
-            H.with(|h| { let h = h.get_or_init(|| own.register()); std::hint::black_box(h.pin()); });
-        })));
+        probes.push(("pin", Arc::new(|_, _| { std::hint::black_box(groupcache::engine::reclaim::pin()); })));
         let (s2, k2) = (store.clone(), keys.clone());
         probes.push(("store_get_pinned_each", Arc::new(move |t, i| {
             let k = &k2[(i * 7 + t * 13) % KEYS];
-            let gd = crossbeam_epoch::pin();
+            let gd = groupcache::engine::reclaim::pin();
             std::hint::black_box(s2.get_with(k, s2.hash(k), &gd, |v| v[0]));
         })));
         let (s3, k3) = (store.clone(), keys.clone());
@@ -285,7 +270,7 @@ fn main() {
         let (g4, k4) = (g.clone(), keys.clone());
         probes.push(("group_get_cached_with", Arc::new(move |t, i| {
             let k = &k4[(i * 7 + t * 13) % KEYS];
-            let gd = crossbeam_epoch::pin();
+            let gd = groupcache::engine::reclaim::pin();
             std::hint::black_box(g4.get_cached_with(k, &gd, |v| v[0]));
         })));
         for (name, op) in probes {

@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
-use crossbeam_epoch::{self as epoch, Guard};
 
 use super::clock;
+use super::reclaim::{self, Pin};
 use super::singleflight::{Flight, Role};
 use super::stats::{Counter, Counters};
 use super::store::{Hit, Kind, Store};
@@ -204,11 +204,11 @@ impl Group {
     /// and a hit and returns `f(value)`. Never loads, never blocks on a
     /// load; `None` means "take the full path" (it may be a false miss).
     #[inline]
-    pub fn get_cached_with<R>(&self, key: &[u8], guard: &Guard, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+    pub fn get_cached_with<R>(&self, key: &[u8], pin: &Pin, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
         if self.closed.load(Ordering::Relaxed) {
             return None;
         }
-        let hit = self.store.get_with(key, self.store.hash(key), guard, f)?;
+        let hit = self.store.get_with(key, self.store.hash(key), pin, f)?;
         self.counters.inc2(
             Counter::Gets,
             match hit.kind {
@@ -228,8 +228,8 @@ impl Group {
         let hash = self.store.hash(key);
         let mut f = Some(f);
         {
-            let guard = epoch::pin();
-            if let Some(hit) = self.store.get_with(key, hash, &guard, |v| (f.take().unwrap())(v)) {
+            let pin = reclaim::pin();
+            if let Some(hit) = self.store.get_with(key, hash, &pin, |v| (f.take().unwrap())(v)) {
                 return Ok(self.count_hit(hit));
             }
         }
@@ -246,8 +246,8 @@ impl Group {
         self.counters.inc(Counter::Gets);
         let hash = self.store.hash(key);
         {
-            let guard = epoch::pin();
-            if let Some(hit) = self.store.get_with(key, hash, &guard, Bytes::copy_from_slice) {
+            let pin = reclaim::pin();
+            if let Some(hit) = self.store.get_with(key, hash, &pin, Bytes::copy_from_slice) {
                 return Ok(self.count_hit(hit));
             }
         }
@@ -263,8 +263,8 @@ impl Group {
         self.counters.inc(Counter::Gets);
         let hash = self.store.hash(key);
         {
-            let guard = epoch::pin();
-            if let Some(hit) = self.store.get_with(key, hash, &guard, Bytes::copy_from_slice) {
+            let pin = reclaim::pin();
+            if let Some(hit) = self.store.get_with(key, hash, &pin, Bytes::copy_from_slice) {
                 let expire = hit.expire;
                 let value = self.count_hit(hit);
                 return Ok(PeerValue { value, expire_unix_nanos: expire });

@@ -1,6 +1,7 @@
 //! The groupcache engine: no FFI, no I/O.
 
 pub mod clock;
+pub mod reclaim;
 mod error;
 pub mod singleflight;
 mod stats;

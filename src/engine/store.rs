@@ -11,8 +11,8 @@
 //! - Each shard has an open-addressing (linear probing) table of tagged
 //!   pointers: the top 16 bits of a slot hold 16 bits of the key's hash, so a
 //!   probe dereferences only likely matches. Readers probe it without a lock
-//!   under a `crossbeam-epoch` guard; writers hold the shard's mutex, and
-//!   free entries and old tables only through the epoch, so a reader never
+//!   under a reclamation pin (`super::reclaim`); writers hold the shard's mutex, and
+//!   free entries and old tables only through `reclaim::retire`, so a reader never
 //!   touches freed memory. A reader racing a writer can miss an entry that is
 //!   being moved (a *false miss*); callers treat a miss as "take the locked
 //!   path", which is authoritative. A reader never sees a wrong value: keys
@@ -29,13 +29,13 @@
 use std::alloc::{self, Layout};
 use std::collections::VecDeque;
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use crossbeam_epoch::{self as epoch, Atomic, Guard, Owned};
 use crossbeam_utils::CachePadded;
 
 use super::clock;
+use super::reclaim::{self, Pin, LOAD};
 
 /// Which of groupcache's two caches an entry belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,7 +72,7 @@ const HDR: usize = std::mem::size_of::<Header>();
 const _: () = assert!(HDR == 16);
 
 /// A pointer to a live entry. Valid while the caller holds the shard lock,
-/// or an epoch guard taken before the entry was unlinked.
+/// or a reclamation pin taken before the entry was unlinked.
 #[derive(Clone, Copy)]
 struct Entry(*mut Header);
 
@@ -194,7 +194,7 @@ impl Entry {
     /// # Safety
     /// No other reference to it may exist or be created afterwards: call it
     /// only when no reader can hold it (drop of the store) or through
-    /// `Guard::defer_unchecked` after unlinking it.
+    /// `reclaim::retire` after unlinking it.
     unsafe fn free(self) {
         let h = self.hdr();
         let layout =
@@ -202,13 +202,17 @@ impl Entry {
         alloc::dealloc(self.0 as *mut u8, layout);
     }
 
-    /// Frees the entry once no epoch reader can still see it.
-    fn retire(self, guard: &Guard) {
-        let addr = self.0 as usize;
+    /// Frees the entry once no pinned reader can still see it.
+    fn retire(self) {
+        unsafe fn free(p: *mut Header, _: &seize::Collector) {
+            // SAFETY: retire() hands each unlinked entry over exactly once.
+            unsafe { Entry(p).free() }
+        }
+        let bytes = self.charge() as usize;
         // SAFETY: the caller has unlinked the entry from table and queue
         // under the shard lock, so only readers pinned before now can reach
-        // it, and the epoch runs this after all of them have unpinned.
-        unsafe { guard.defer_unchecked(move || Entry(addr as *mut Header).free()) };
+        // it, and reclaim frees it after all of them have unpinned.
+        unsafe { reclaim::retire(self.0, free, bytes) };
     }
 }
 
@@ -234,7 +238,7 @@ impl Table {
         let tag = Self::tag(hash);
         let mut i = hash as usize & self.mask;
         loop {
-            let s = self.slots[i].load(Ordering::Acquire);
+            let s = self.slots[i].load(LOAD);
             if s == 0 {
                 return None;
             }
@@ -343,7 +347,8 @@ struct Locked {
 }
 
 struct Shard {
-    table: Atomic<Table>,
+    /// Never null; replaced (and the old one retired) only under `locked`.
+    table: AtomicPtr<Table>,
     locked: Mutex<Locked>,
     /// Bytes of main and hot in this shard; written under the lock, read
     /// without it to choose where to evict.
@@ -387,7 +392,7 @@ pub struct Store {
 
 // SAFETY: entries are raw heap blocks reached only through the shard tables
 // and queues; they are immutable after publication except for atomics, and
-// freed under the shard lock through the epoch (see the module comment).
+// freed under the shard lock through `reclaim` (see the module comment).
 unsafe impl Send for Store {}
 unsafe impl Sync for Store {}
 
@@ -396,7 +401,7 @@ impl Store {
         let shards = (0..SHARDS)
             .map(|_| {
                 CachePadded::new(Shard {
-                    table: Atomic::new(Table::with_slots(INITIAL_SLOTS)),
+                    table: AtomicPtr::new(Box::into_raw(Box::new(Table::with_slots(INITIAL_SLOTS)))),
                     locked: Mutex::new(Locked { len: 0, queues: Default::default() }),
                     bytes: Default::default(),
                 })
@@ -423,6 +428,13 @@ impl Store {
         &self.shards[(hash >> 32) as usize & (SHARDS - 1)]
     }
 
+    /// The shard's table, for the holder of its lock.
+    fn current<'a>(shard: &'a Shard) -> &'a Table {
+        // SAFETY: never null; only the lock holder replaces and retires it,
+        // so it stays alive while the caller holds the lock.
+        unsafe { &*shard.table.load(Ordering::Acquire) }
+    }
+
     fn lock(shard: &Shard) -> MutexGuard<'_, Locked> {
         // A panic while holding the lock cannot leave the structure half
         // updated in a way that matters more than a crash would; recover.
@@ -436,13 +448,12 @@ impl Store {
         &self,
         key: &[u8],
         hash: u64,
-        guard: &Guard,
+        _pin: &Pin,
         f: impl FnOnce(&[u8]) -> R,
     ) -> Option<Hit<R>> {
-        let table = self.shard(hash).table.load(Ordering::Acquire, guard);
-        // SAFETY: tables are never null and are retired through the epoch,
-        // which `guard` pins.
-        let table = unsafe { table.deref() };
+        // SAFETY: tables are never null and are retired through reclaim,
+        // which `_pin` holds off.
+        let table = unsafe { &*self.shard(hash).table.load(LOAD) };
         let (_, e) = table.find(key, hash)?;
         Self::hit(e, f)
     }
@@ -462,27 +473,25 @@ impl Store {
     /// The authoritative lookup, under the shard lock (no false misses).
     /// Removes the entry if it has expired.
     pub fn get_locked<R>(&self, key: &[u8], hash: u64, f: impl FnOnce(&[u8]) -> R) -> Option<Hit<R>> {
-        let guard = epoch::pin();
         let shard = self.shard(hash);
         let mut locked = Self::lock(shard);
-        // SAFETY: as in get_with; under the lock the table is also current.
-        let table = unsafe { shard.table.load(Ordering::Acquire, &guard).deref() };
+        let table = Self::current(shard);
         let (slot, e) = table.find(key, hash)?;
         if e.expired(&mut None) {
-            self.unlink(shard, &mut locked, table, slot, e, &guard);
+            self.unlink(shard, &mut locked, table, slot, e);
             return None;
         }
         Self::hit(e, f)
     }
 
     /// Takes a live entry out of table and queue, uncounts and retires it.
-    fn unlink(&self, shard: &Shard, locked: &mut Locked, table: &Table, slot: usize, e: Entry, guard: &Guard) {
+    fn unlink(&self, shard: &Shard, locked: &mut Locked, table: &Table, slot: usize, e: Entry) {
         locked.queues[e.kind() as usize].unlink(e);
-        self.unlink_dequeued(shard, locked, table, slot, e, guard);
+        self.unlink_dequeued(shard, locked, table, slot, e);
     }
 
     /// As `unlink`, for an entry already off its queue.
-    fn unlink_dequeued(&self, shard: &Shard, locked: &mut Locked, table: &Table, slot: usize, e: Entry, guard: &Guard) {
+    fn unlink_dequeued(&self, shard: &Shard, locked: &mut Locked, table: &Table, slot: usize, e: Entry) {
         table.delete(slot, &|k| self.hash(k));
         let kind = e.kind();
         locked.len -= 1;
@@ -490,7 +499,7 @@ impl Store {
         let c = &self.kinds[kind as usize];
         c.bytes.fetch_sub(e.charge(), Ordering::Relaxed);
         c.items.fetch_sub(1, Ordering::Relaxed);
-        e.retire(guard);
+        e.retire();
     }
 
     /// Stores `value` under `key` in the main or hot cache, replacing any
@@ -503,18 +512,16 @@ impl Store {
         let charge = key.len() as u64 + value.len() as u64;
         let fits = self.max_bytes > 0 && charge <= self.max_bytes;
         let entry = if fits { Entry::new(key, value, expire, kind) } else { None };
-        let guard = epoch::pin();
         let shard = self.shard(hash);
         let inserted = {
             let mut locked = Self::lock(shard);
-            // SAFETY: as in get_locked.
-            let mut table = unsafe { shard.table.load(Ordering::Acquire, &guard).deref() };
+            let mut table = Self::current(shard);
             if let Some((slot, old)) = table.find(key, hash) {
-                self.unlink(shard, &mut locked, table, slot, old, &guard);
+                self.unlink(shard, &mut locked, table, slot, old);
             }
             let Some(e) = entry else { return false };
             if (locked.len + 1) * 8 > (table.mask + 1) * 7 {
-                table = self.grow(shard, table, &guard);
+                table = self.grow(shard, table);
             }
             table.put(e, hash);
             locked.queues[kind as usize].push(e);
@@ -525,12 +532,12 @@ impl Store {
             c.items.fetch_add(1, Ordering::Relaxed);
             e.0 as usize
         };
-        self.evict_to_fit(inserted, &guard);
+        self.evict_to_fit(inserted);
         true
     }
 
-    /// Doubles a shard's table; the old one is retired through the epoch.
-    fn grow<'g>(&self, shard: &Shard, old: &Table, guard: &'g Guard) -> &'g Table {
+    /// Doubles a shard's table (lock held); the old one is retired.
+    fn grow<'a>(&self, shard: &'a Shard, old: &Table) -> &'a Table {
         let new = Table::with_slots((old.mask + 1) * 2);
         for s in old.slots.iter() {
             let s = s.load(Ordering::Relaxed);
@@ -538,25 +545,24 @@ impl Store {
                 new.put(Entry::from_slot(s), self.hash(Entry::from_slot(s).key()));
             }
         }
-        let old = shard.table.swap(Owned::new(new), Ordering::AcqRel, guard);
+        let bytes = new.slots.len() * 4;
+        let old = shard.table.swap(Box::into_raw(Box::new(new)), Ordering::AcqRel);
         // SAFETY: the old table is unreachable for new readers now; readers
-        // already holding it are pinned, and the epoch waits for them.
-        unsafe { guard.defer_destroy(old) };
-        // SAFETY: just stored, never null, retired only through the epoch.
-        unsafe { shard.table.load(Ordering::Acquire, guard).deref() }
+        // already holding it are pinned, and reclaim waits for them. It was
+        // allocated as a Box.
+        unsafe { reclaim::retire(old, reclaim::free_box::<Table>, bytes) };
+        Self::current(shard)
     }
 
     /// Removes `key` from main or hot; true if it was there.
     pub fn remove(&self, key: &[u8]) -> bool {
         let hash = self.hash(key);
-        let guard = epoch::pin();
         let shard = self.shard(hash);
         let mut locked = Self::lock(shard);
-        // SAFETY: as in get_locked.
-        let table = unsafe { shard.table.load(Ordering::Acquire, &guard).deref() };
+        let table = Self::current(shard);
         match table.find(key, hash) {
             Some((slot, e)) => {
-                self.unlink(shard, &mut locked, table, slot, e, &guard);
+                self.unlink(shard, &mut locked, table, slot, e);
                 true
             }
             None => false,
@@ -565,7 +571,7 @@ impl Store {
 
     /// groupcache's eviction loop: while over budget, evict from hot if hot
     /// holds more than main / 8, else from main.
-    fn evict_to_fit(&self, protect: usize, guard: &Guard) {
+    fn evict_to_fit(&self, protect: usize) {
         let mut failures = 0;
         loop {
             let main = self.kinds[0].bytes.load(Ordering::Relaxed);
@@ -575,7 +581,7 @@ impl Store {
             }
             let first = if hot > main / 8 { Kind::Hot } else { Kind::Main };
             let other = if first == Kind::Hot { Kind::Main } else { Kind::Hot };
-            if self.evict_one(first, protect, guard) || self.evict_one(other, protect, guard) {
+            if self.evict_one(first, protect) || self.evict_one(other, protect) {
                 failures = 0;
             } else {
                 // Both kinds look empty; concurrent inserts may be racing us.
@@ -596,7 +602,7 @@ impl Store {
     /// `protect` is the entry whose insertion caused the eviction: it is
     /// never its own victim (a large value would otherwise evict itself
     /// from the fullest shard, which it just made the fullest).
-    fn evict_one(&self, kind: Kind, protect: usize, guard: &Guard) -> bool {
+    fn evict_one(&self, kind: Kind, protect: usize) -> bool {
         let k = kind as usize;
         let start = self.hand.fetch_add(1, Ordering::Relaxed);
         let mut order: Vec<(u64, usize)> = (0..SHARDS)
@@ -615,23 +621,22 @@ impl Store {
                     let again = locked.queues[k].victim(&mut now);
                     locked.queues[k].push(e);
                     let Some(e2) = again.filter(|x| x.0 as usize != protect) else { continue };
-                    return self.evict_locked(shard, &mut locked, e2, k, guard);
+                    return self.evict_locked(shard, &mut locked, e2, k);
                 }
-                return self.evict_locked(shard, &mut locked, e, k, guard);
+                return self.evict_locked(shard, &mut locked, e, k);
             }
         }
         false
     }
 
-    fn evict_locked(&self, shard: &Shard, locked: &mut Locked, e: Entry, k: usize, guard: &Guard) -> bool {
+    fn evict_locked(&self, shard: &Shard, locked: &mut Locked, e: Entry, k: usize) -> bool {
         {
             {
-                // SAFETY: as in get_locked.
-                let table = unsafe { shard.table.load(Ordering::Acquire, guard).deref() };
+                let table = Self::current(shard);
                 let (slot, found) =
                     table.find(e.key(), self.hash(e.key())).expect("queued entry is in the table");
                 debug_assert_eq!(found.0, e.0);
-                self.unlink_dequeued(shard, locked, table, slot, e, guard);
+                self.unlink_dequeued(shard, locked, table, slot, e);
                 self.kinds[k].evictions.fetch_add(1, Ordering::Relaxed);
                 true
             }
@@ -654,18 +659,17 @@ impl Store {
 
 impl Drop for Store {
     fn drop(&mut self) {
-        // SAFETY: `&mut self`: no reader or writer can reach the store any
-        // more, so entries and tables can be freed at once.
-        unsafe {
-            let guard = epoch::unprotected();
-            for shard in self.shards.iter() {
-                let table = shard.table.swap(epoch::Shared::null(), Ordering::Relaxed, guard);
-                let t = table.into_owned();
-                for s in t.slots.iter() {
-                    let s = s.load(Ordering::Relaxed);
-                    if s != 0 {
-                        Entry::from_slot(s).free();
-                    }
+        // `&mut self`: no reader or writer can reach the store any more, so
+        // entries and tables can be freed at once.
+        for shard in self.shards.iter() {
+            let table = shard.table.swap(std::ptr::null_mut(), Ordering::Relaxed);
+            // SAFETY: allocated as a Box in new() or grow(), owned here.
+            let t = unsafe { Box::from_raw(table) };
+            for s in t.slots.iter() {
+                let s = s.load(Ordering::Relaxed);
+                if s != 0 {
+                    // SAFETY: each live entry is in exactly one slot.
+                    unsafe { Entry::from_slot(s).free() };
                 }
             }
         }
@@ -701,7 +705,7 @@ mod tests {
         for i in 0..10_000u32 {
             s.insert(&i.to_le_bytes(), &(i * 7).to_le_bytes(), None, Kind::Main);
         }
-        let g = epoch::pin();
+        let g = reclaim::pin();
         for i in 0..10_000u32 {
             let k = i.to_le_bytes();
             let hit = s.get_with(&k, s.hash(&k), &g, |v| v.to_vec()).expect("present");
@@ -868,7 +872,7 @@ mod tests {
         let future = clock::now_unix_nanos() + 60_000_000_000;
         s.insert(b"old", b"v", Some(past), Kind::Main);
         s.insert(b"new", b"v", Some(future), Kind::Main);
-        let g = epoch::pin();
+        let g = reclaim::pin();
         assert!(s.get_with(b"old", s.hash(b"old"), &g, |_| ()).is_none());
         assert!(get(&s, b"old").is_none());
         assert_eq!(s.stats().main_items, 1, "the locked path dropped the expired entry");
@@ -924,7 +928,7 @@ mod tests {
                 while !stop.load(Ordering::Relaxed) {
                     for k in 0..5000u32 {
                         let k = k.to_le_bytes();
-                        let g = epoch::pin();
+                        let g = reclaim::pin();
                         if let Some(h) = s.get_with(&k, s.hash(&k), &g, |v| v.to_vec()) {
                             assert_eq!(&h.result[..4], &k, "value belongs to its key");
                             seen += 1;

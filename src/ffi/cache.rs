@@ -4,7 +4,7 @@ use std::ffi::{c_char, c_void};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use crossbeam_epoch as epoch;
+use crate::engine::reclaim;
 use once_cell::sync::Lazy;
 
 use crate::engine::Group;
@@ -102,8 +102,8 @@ macro_rules! tri {
 /// Runs `f` on the cache behind `c` within one epoch pin: for calls that
 /// never block.
 fn with_cache<R>(c: *const cache, f: impl FnOnce(&CacheObj) -> R) -> Result<R, cache_status> {
-    let guard = epoch::pin();
-    match CACHES.get(c as usize, &guard) {
+    let pin = reclaim::pin();
+    match CACHES.get(c as usize, &pin) {
         Some(obj) => Ok(f(obj)),
         None => Err(fail(CACHE_CLOSED, "the cache was freed (or this is not a cache handle)")),
     }
@@ -111,9 +111,9 @@ fn with_cache<R>(c: *const cache, f: impl FnOnce(&CacheObj) -> R) -> Result<R, c
 
 /// A strong reference to the cache behind `c`: for calls that may block.
 fn cache_arc(c: *const cache) -> Result<Arc<CacheObj>, cache_status> {
-    let guard = epoch::pin();
+    let pin = reclaim::pin();
     CACHES
-        .get_arc(c as usize, &guard)
+        .get_arc(c as usize, &pin)
         .ok_or_else(|| fail(CACHE_CLOSED, "the cache was freed (or this is not a cache handle)"))
 }
 
@@ -173,8 +173,7 @@ pub extern "C" fn cache_free(c: *mut cache) {
         if c.is_null() {
             return;
         }
-        let guard = epoch::pin();
-        if let Some(obj) = CACHES.remove(c as usize, &guard) {
+        if let Some(obj) = CACHES.remove(c as usize) {
             obj.group.close();
             if let Some(m) = &obj.membership {
                 m.leave();
@@ -200,9 +199,9 @@ pub unsafe extern "C" fn cache_get(c: *mut cache, key: *const u8, key_len: usize
         // SAFETY: the caller promises key_len readable bytes at key.
         let key = tri!(unsafe { bytes(key, key_len, "key") });
         let hit = {
-            let guard = epoch::pin();
-            match CACHES.get(c as usize, &guard) {
-                Some(obj) => obj.group.get_cached_with(key, &guard, Bytes::copy_from_slice),
+            let pin = reclaim::pin();
+            match CACHES.get(c as usize, &pin) {
+                Some(obj) => obj.group.get_cached_with(key, &pin, Bytes::copy_from_slice),
                 None => return fail(CACHE_CLOSED, "the cache was freed (or this is not a cache handle)"),
             }
         };
@@ -250,9 +249,9 @@ pub unsafe extern "C" fn cache_get_into(
             v.len()
         };
         let hit = {
-            let guard = epoch::pin();
-            match CACHES.get(c as usize, &guard) {
-                Some(obj) => obj.group.get_cached_with(key, &guard, copy),
+            let pin = reclaim::pin();
+            match CACHES.get(c as usize, &pin) {
+                Some(obj) => obj.group.get_cached_with(key, &pin, copy),
                 None => return fail(CACHE_CLOSED, "the cache was freed (or this is not a cache handle)"),
             }
         };
@@ -300,11 +299,11 @@ pub unsafe extern "C" fn cache_lookup_alloc(c: *mut cache, key: *const u8, key_l
         }
         // SAFETY: the caller promises key_len readable bytes at key.
         let key = if key_len == 0 { &[][..] } else { unsafe { std::slice::from_raw_parts(key, key_len) } };
-        let guard = epoch::pin();
-        let hit = CACHES.get(c as usize, &guard).and_then(|obj| {
+        let pin = reclaim::pin();
+        let hit = CACHES.get(c as usize, &pin).and_then(|obj| {
             // SAFETY: the caller's allocator, with a valid value slice
             // (len <= u32::MAX fits isize on 64-bit targets).
-            obj.group.get_cached_with(key, &guard, |v| unsafe { alloc(v.as_ptr(), v.len() as isize) })
+            obj.group.get_cached_with(key, &pin, |v| unsafe { alloc(v.as_ptr(), v.len() as isize) })
         });
         match hit {
             Some(p) => p,

@@ -6,18 +6,18 @@
 //! gets `CACHE_CLOSED`), even after its slot was reused by a newer object,
 //! and a stray pointer cannot corrupt memory.
 //!
-//! Lookups take no lock and write nothing shared: the caller pins the
-//! epoch, reads the slot's generation, its pointer, and the generation
-//! again. Removal bumps the generation, empties the slot and drops the
-//! table's `Arc` through the epoch, so a reader inside a call keeps a valid
+//! Lookups take no lock and write nothing shared: the caller pins (see
+//! `engine::reclaim`), reads the slot's generation, its pointer, and the
+//! generation again. Removal bumps the generation, empties the slot and
+//! retires the table's `Arc`, so a reader inside a call keeps a valid
 //! object until it unpins. A call that may block upgrades to its own `Arc`
-//! first (see [`HandleTable::get_arc`]), so a long load never holds the
-//! epoch back.
+//! first (see [`HandleTable::get_arc`]), so a long load never holds
+//! reclamation back.
 
 use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crossbeam_epoch::Guard;
+use crate::engine::reclaim::{self, Pin, LOAD};
 
 const SEGMENT: usize = 1024;
 const SEGMENTS: usize = 1024;
@@ -95,17 +95,17 @@ impl<T: Send + Sync + 'static> HandleTable<T> {
 
     /// The object behind `handle`, valid while `guard` is pinned.
     #[inline]
-    pub(crate) fn get<'g>(&self, handle: usize, _guard: &'g Guard) -> Option<&'g T> {
+    pub(crate) fn get<'g>(&self, handle: usize, _pin: &'g Pin) -> Option<&'g T> {
         let (index, gen) = split(handle);
         if gen & 1 == 0 {
             return None;
         }
         let slot = self.slot(index)?;
-        if slot.gen.load(Ordering::Acquire) != gen {
+        if slot.gen.load(LOAD) != gen {
             return None;
         }
-        let p = slot.ptr.load(Ordering::Acquire);
-        if p.is_null() || slot.gen.load(Ordering::Acquire) != gen {
+        let p = slot.ptr.load(LOAD);
+        if p.is_null() || slot.gen.load(LOAD) != gen {
             return None;
         }
         // SAFETY: the slot held this generation before and after we read
@@ -115,8 +115,8 @@ impl<T: Send + Sync + 'static> HandleTable<T> {
     }
 
     /// A strong reference, for calls that may block.
-    pub(crate) fn get_arc(&self, handle: usize, guard: &Guard) -> Option<Arc<T>> {
-        let obj: *const T = self.get(handle, guard)?;
+    pub(crate) fn get_arc(&self, handle: usize, pin: &Pin) -> Option<Arc<T>> {
+        let obj: *const T = self.get(handle, pin)?;
         // SAFETY: obj came from Arc::into_raw and the table's reference is
         // alive while we are pinned, so the count is at least one.
         unsafe {
@@ -127,7 +127,7 @@ impl<T: Send + Sync + 'static> HandleTable<T> {
 
     /// Takes the object out; later lookups of `handle` find nothing. The
     /// table's reference is dropped once no pinned reader can use it.
-    pub(crate) fn remove(&self, handle: usize, guard: &Guard) -> Option<Arc<T>> {
+    pub(crate) fn remove(&self, handle: usize) -> Option<Arc<T>> {
         let (index, gen) = split(handle);
         if gen & 1 == 0 {
             return None;
@@ -145,13 +145,16 @@ impl<T: Send + Sync + 'static> HandleTable<T> {
             free.slots.push(index as u32);
         }
         drop(free);
-        // SAFETY: p came from Arc::into_raw in insert, and the slot no
-        // longer refers to it.
-        let table_ref = unsafe { Arc::from_raw(p) };
-        let out = table_ref.clone();
-        // SAFETY: readers pinned now may still hold &T from this Arc; the
-        // epoch drops it after they unpin.
-        unsafe { guard.defer_unchecked(move || drop(table_ref)) };
+        // SAFETY: p came from Arc::into_raw in insert and the table's
+        // reference is still alive: take one more for the caller.
+        let out = unsafe {
+            Arc::increment_strong_count(p);
+            Arc::from_raw(p)
+        };
+        // SAFETY: the slot no longer refers to p; readers pinned now may
+        // still hold &T through the table's reference, which reclaim drops
+        // after they unpin.
+        unsafe { reclaim::retire(p, reclaim::drop_arc::<T>, 0) };
         Some(out)
     }
 }
@@ -180,7 +183,7 @@ impl<T> Drop for HandleTable<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crossbeam_epoch as epoch;
+    use crate::engine::reclaim as epoch;
 
     #[test]
     fn stale_handles_never_match_new_objects() {
@@ -188,8 +191,8 @@ mod tests {
         let g = epoch::pin();
         let h1 = t.insert(Arc::new(1)).unwrap();
         assert_eq!(t.get(h1, &g), Some(&1));
-        assert!(t.remove(h1, &g).is_some());
-        assert!(t.remove(h1, &g).is_none(), "double free is a no-op");
+        assert!(t.remove(h1).is_some());
+        assert!(t.remove(h1).is_none(), "double free is a no-op");
         let h2 = t.insert(Arc::new(2)).unwrap();
         assert_ne!(h1, h2, "the slot is reused under a new generation");
         assert_eq!(t.get(h1, &g), None);
@@ -206,7 +209,7 @@ mod tests {
         let reader = epoch::pin();
         let s = t.get(h, &reader).unwrap();
         let arc = t.get_arc(h, &reader).unwrap();
-        drop(t.remove(h, &epoch::pin()));
+        drop(t.remove(h));
         assert_eq!(s, "alive");
         drop(reader);
         assert_eq!(*arc, "alive");

@@ -3,7 +3,7 @@
 use std::ffi::{c_char, CString};
 use std::sync::{Arc, Weak};
 
-use crossbeam_epoch as epoch;
+use crate::engine::reclaim;
 use once_cell::sync::Lazy;
 
 use crate::engine::{Group, PeerPicker};
@@ -57,8 +57,8 @@ impl Membership {
 
 /// Registers `group` with the pool behind `p` (for cache_new).
 pub(crate) fn join(p: *mut cache_pool, group: &Arc<Group>) -> Result<Membership, cache_status> {
-    let guard = epoch::pin();
-    let obj = POOLS.get(p as usize, &guard).ok_or_else(closed)?;
+    let pin = reclaim::pin();
+    let obj = POOLS.get(p as usize, &pin).ok_or_else(closed)?;
     obj.pool.register(group.clone()).map_err(from_pool_error)?;
     Ok(Membership { pool: Arc::downgrade(&obj.pool), group: group.clone() })
 }
@@ -115,8 +115,8 @@ pub unsafe extern "C" fn cache_pool_new(listen_addr: *const c_char, self_url: *c
 #[no_mangle]
 pub extern "C" fn cache_pool_url(p: *const cache_pool) -> *const c_char {
     guard(|| {
-        let guard = epoch::pin();
-        match POOLS.get(p as usize, &guard) {
+        let pin = reclaim::pin();
+        match POOLS.get(p as usize, &pin) {
             // The CString lives in the PoolObj, which cache_pool_free drops
             // only through the epoch, after which the caller may not use it.
             Some(obj) => obj.url.as_ptr(),
@@ -154,8 +154,8 @@ pub unsafe extern "C" fn cache_pool_set_peers(p: *mut cache_pool, urls: *const *
                 Err(_) => return fail(CACHE_INVALID_ARGUMENT, format!("urls[{i}] is NULL or not UTF-8")),
             }
         }
-        let guard = epoch::pin();
-        let Some(obj) = POOLS.get(p as usize, &guard) else { return closed() };
+        let pin = reclaim::pin();
+        let Some(obj) = POOLS.get(p as usize, &pin) else { return closed() };
         match obj.pool.set_peers(&list) {
             Ok(()) => CACHE_OK,
             Err(e) => from_pool_error(e),
@@ -192,8 +192,8 @@ pub unsafe extern "C" fn cache_pool_owner(
             Ok(k) => k,
             Err(s) => return s,
         };
-        let guard = epoch::pin();
-        let Some(obj) = POOLS.get(p as usize, &guard) else { return closed() };
+        let pin = reclaim::pin();
+        let Some(obj) = POOLS.get(p as usize, &pin) else { return closed() };
         let owner = match obj.pool.pick_peer(key) {
             Some(peer) => peer.url().to_owned(),
             None => obj.pool.url().to_owned(),
@@ -223,10 +223,7 @@ pub extern "C" fn cache_pool_free(p: *mut cache_pool) {
         if p.is_null() {
             return;
         }
-        let obj = {
-            let guard = epoch::pin();
-            POOLS.remove(p as usize, &guard)
-        };
+        let obj = POOLS.remove(p as usize);
         if let Some(obj) = obj {
             obj.pool.close();
         }
