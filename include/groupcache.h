@@ -121,13 +121,6 @@ typedef int32_t (*cache_getter_fn)(void *user_data,
                                    struct cache_sink *sink);
 
 /**
- * Allocates the caller's own object for a value, e.g. a Python `bytes`
- * (`PyBytes_FromStringAndSize` has this shape). Must not call back into
- * this library.
- */
-typedef void *(*cache_alloc_fn)(const uint8_t *data, ptrdiff_t len);
-
-/**
  * groupcache's Stats and CacheStats, as counters since cache_new (bytes
  * and items are current sizes).
  */
@@ -185,6 +178,20 @@ typedef struct cache_stats {
   uint64_t hot_hits;
   uint64_t hot_evictions;
 } cache_stats;
+
+/**
+ * Allocates the caller's own object for a value, e.g. a Python `bytes`
+ * (`PyBytes_FromStringAndSize` has this shape). Must not call back into
+ * this library.
+ */
+typedef void *(*cache_alloc_fn)(const uint8_t *data, ptrdiff_t len);
+
+/**
+ * Stores the caller's object for key number `index`, e.g. `PyList_SetItem`
+ * of a Python list (it has this shape and takes over the reference `alloc`
+ * returned). Returns 0 on success. Must not call back into this library.
+ */
+typedef int32_t (*cache_store_fn)(void *ctx, ptrdiff_t index, void *object);
 
 #ifdef __cplusplus
 extern "C" {
@@ -257,19 +264,6 @@ enum cache_status cache_get_into(struct cache *c,
                                  size_t *out_len);
 
 /**
- * The hit path alone, for language bindings: looks `key` up in this
- * node's cache only. Never loads, never calls the getter or a peer, never
- * blocks, and never sets cache_last_error.
- *
- * Calls `alloc` exactly once: `alloc(data, len)` with the value on a hit,
- * `alloc(NULL, 0)` on anything else (a miss, a freed cache, bad
- * arguments); returns what `alloc` returned. A miss may be reported for a
- * key being written at that instant: follow up with cache_get, which is
- * authoritative. Returns NULL if `alloc` is NULL.
- */
-void *cache_lookup_alloc(struct cache *c, const uint8_t *key, size_t key_len, cache_alloc_fn alloc);
-
-/**
  * Stores `value` under `key`, at the key's owner (when in a pool) and in
  * this node's cache; a load of the key in flight will not overwrite it.
  * The bytes are copied. `ttl_ms <= 0`: no expiry.
@@ -303,6 +297,50 @@ enum cache_status cache_remove(struct cache *c, const uint8_t *key, size_t key_l
  * CACHE_INVALID_ARGUMENT (NULL), CACHE_CLOSED. Never blocks.
  */
 enum cache_status cache_stats_get(struct cache *c, struct cache_stats *out);
+
+/**
+ * The hit path alone: looks `key` up in this node's cache only. Never
+ * loads, never calls the getter or a peer, never blocks, and never sets
+ * cache_last_error.
+ *
+ * Calls `alloc` exactly once: `alloc(data, len)` with the value on a hit,
+ * `alloc(NULL, 0)` on anything else (a miss, a freed cache, bad
+ * arguments); returns what `alloc` returned. A miss may be reported for a
+ * key being written at that instant: follow up with cache_get, which is
+ * authoritative. Returns NULL if `alloc` is NULL.
+ */
+void *cache_lookup_alloc(struct cache *c, const uint8_t *key, size_t key_len, cache_alloc_fn alloc);
+
+/**
+ * The hit path for many keys at once: looks the keys up in this node's
+ * cache only, like cache_lookup_alloc. Never loads, never calls the getter
+ * or a peer, never blocks, never sets cache_last_error.
+ *
+ * `keys` holds `n` keys back to back, separated by the byte `sep`
+ * (`keys_len` bytes in all, no separator after the last key), so a key
+ * cannot contain `sep`; n == 1 with keys_len == 0 is the empty key.
+ *
+ * For each key i, in order: obj = alloc(value, len) on a hit,
+ * alloc(NULL, 0) on anything else (a miss, a freed cache, a key over the
+ * limit); then store(ctx, i, obj). A miss may be reported for a key being
+ * written at that instant (follow up with cache_get).
+ *
+ * Returns the number of keys that were not hits (0..n). Returns -1, and
+ * stops, if `keys` does not split into exactly n keys (nothing was
+ * stored then); if alloc returned NULL or store returned non-zero (keys
+ * before that one were stored; that one's object was not, and it is the
+ * caller's to release if alloc made it: store is only called with a
+ * non-NULL object); or if c, alloc or store is NULL, or keys is NULL with
+ * keys_len > 0.
+ */
+ptrdiff_t cache_lookup_many_alloc(struct cache *c,
+                                  const uint8_t *keys,
+                                  size_t keys_len,
+                                  size_t n,
+                                  uint8_t sep,
+                                  cache_alloc_fn alloc,
+                                  cache_store_fn store,
+                                  void *ctx);
 
 /**
  * Creates a node: binds `listen_addr` at once (e.g. "127.0.0.1:8000";

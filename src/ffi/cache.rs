@@ -65,7 +65,7 @@ pub(crate) struct CacheObj {
     membership: Option<Membership>,
 }
 
-static CACHES: Lazy<HandleTable<CacheObj>> = Lazy::new(HandleTable::new);
+pub(crate) static CACHES: Lazy<HandleTable<CacheObj>> = Lazy::new(HandleTable::new);
 
 /// Longest key accepted, in bytes.
 pub const CACHE_MAX_KEY_LEN: usize = 8192;
@@ -268,47 +268,6 @@ pub unsafe extern "C" fn cache_get_into(
             return fail(CACHE_BUFFER_TOO_SMALL, format!("the value needs {len} bytes, the buffer has {cap}"));
         }
         CACHE_OK
-    })
-}
-
-/// Allocates the caller's own object for a value, e.g. a Python `bytes`
-/// (`PyBytes_FromStringAndSize` has this shape). Must not call back into
-/// this library.
-#[allow(non_camel_case_types)]
-pub type cache_alloc_fn = Option<unsafe extern "C" fn(data: *const u8, len: isize) -> *mut c_void>;
-
-/// The hit path alone, for language bindings: looks `key` up in this
-/// node's cache only. Never loads, never calls the getter or a peer, never
-/// blocks, and never sets cache_last_error.
-///
-/// Calls `alloc` exactly once: `alloc(data, len)` with the value on a hit,
-/// `alloc(NULL, 0)` on anything else (a miss, a freed cache, bad
-/// arguments); returns what `alloc` returned. A miss may be reported for a
-/// key being written at that instant: follow up with cache_get, which is
-/// authoritative. Returns NULL if `alloc` is NULL.
-#[no_mangle]
-pub unsafe extern "C" fn cache_lookup_alloc(c: *mut cache, key: *const u8, key_len: usize, alloc: cache_alloc_fn) -> *mut c_void {
-    guard(|| {
-        let Some(alloc) = alloc else { return std::ptr::null_mut() };
-        let miss = || {
-            // SAFETY: the caller's allocator, called as documented.
-            unsafe { alloc(std::ptr::null(), 0) }
-        };
-        if key.is_null() && key_len != 0 || key_len > isize::MAX as usize {
-            return miss();
-        }
-        // SAFETY: the caller promises key_len readable bytes at key.
-        let key = if key_len == 0 { &[][..] } else { unsafe { std::slice::from_raw_parts(key, key_len) } };
-        let pin = reclaim::pin();
-        let hit = CACHES.get(c as usize, &pin).and_then(|obj| {
-            // SAFETY: the caller's allocator, with a valid value slice
-            // (len <= u32::MAX fits isize on 64-bit targets).
-            obj.group.get_cached_with(key, &pin, |v| unsafe { alloc(v.as_ptr(), v.len() as isize) })
-        });
-        match hit {
-            Some(p) => p,
-            None => miss(),
-        }
     })
 }
 

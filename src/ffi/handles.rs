@@ -153,8 +153,9 @@ impl<T: Send + Sync + 'static> HandleTable<T> {
         };
         // SAFETY: the slot no longer refers to p; readers pinned now may
         // still hold &T through the table's reference, which reclaim drops
-        // after they unpin.
-        unsafe { reclaim::retire(p, reclaim::drop_arc::<T>, 0) };
+        // after they unpin. Flushed at once (usize::MAX): a freed cache may
+        // hold gigabytes, which must not wait for a batch to fill.
+        unsafe { reclaim::retire(p, reclaim::drop_arc::<T>, usize::MAX) };
         Some(out)
     }
 }

@@ -302,6 +302,72 @@ static void test_lookup_alloc(void) {
   CHECK(cache_lookup_alloc(c, K("la"), test_alloc) == miss);
 }
 
+struct stored {
+  void *objs[8];
+  int calls;
+  int fail_at;
+};
+
+static int32_t test_store(void *ctx, ptrdiff_t index, void *object) {
+  struct stored *st = ctx;
+  st->calls++;
+  if (index == st->fail_at) return -1;
+  st->objs[index] = object;
+  return 0;
+}
+
+static void *null_alloc(const uint8_t *data, ptrdiff_t len) {
+  (void)data;
+  (void)len;
+  return NULL;
+}
+
+static int obj_is(void *p, const char *want) {
+  size_t len;
+  memcpy(&len, p, sizeof len);
+  return len == strlen(want) && memcmp((uint8_t *)p + sizeof(size_t), want, len) == 0;
+}
+
+static void test_binding_paths(void) {
+  cache *c = NULL;
+  void *miss = test_alloc(NULL, 0);
+  CHECK_STATUS(cache_new("bind", 1 << 20, getter, (void *)0xfeed, NULL, &c), CACHE_OK);
+  CHECK_STATUS(cache_set(c, K("a"), K("A"), 0), CACHE_OK);
+  CHECK_STATUS(cache_set(c, K("b"), K("BB"), 0), CACHE_OK);
+
+  /* A batch: hits and misses in order, the miss count returned. */
+  struct stored st = {.fail_at = -1};
+  const char keys[] = "a\nzz\nb";
+  CHECK(cache_lookup_many_alloc(c, (const uint8_t *)keys, strlen(keys), 3, '\n', test_alloc, test_store, &st) == 1);
+  CHECK(st.calls == 3);
+  CHECK(obj_is(st.objs[0], "A") && st.objs[1] == miss && obj_is(st.objs[2], "BB"));
+  free(st.objs[0]);
+  free(st.objs[2]);
+  /* Keys that do not split into n: nothing stored. */
+  st = (struct stored){.fail_at = -1};
+  CHECK(cache_lookup_many_alloc(c, (const uint8_t *)keys, strlen(keys), 2, '\n', test_alloc, test_store, &st) == -1);
+  CHECK(st.calls == 0);
+  /* The empty key, and an empty batch. */
+  CHECK(cache_lookup_many_alloc(c, NULL, 0, 1, 0, test_alloc, test_store, &st) == 1);
+  CHECK(cache_lookup_many_alloc(c, NULL, 0, 0, 0, test_alloc, test_store, &st) == 0);
+  /* A store that fails stops the batch; an allocator that fails too. */
+  st = (struct stored){.fail_at = 1};
+  CHECK(cache_lookup_many_alloc(c, (const uint8_t *)keys, strlen(keys), 3, '\n', test_alloc, test_store, &st) == -1);
+  CHECK(st.calls == 2);
+  free(st.objs[0]);
+  st = (struct stored){.fail_at = -1};
+  CHECK(cache_lookup_many_alloc(c, (const uint8_t *)keys, strlen(keys), 3, '\n', null_alloc, test_store, &st) == -1);
+  CHECK(st.calls == 0);
+  CHECK(cache_lookup_many_alloc(NULL, (const uint8_t *)keys, strlen(keys), 3, '\n', test_alloc, test_store, &st) == -1);
+  CHECK(cache_lookup_many_alloc(c, NULL, 3, 1, '\n', test_alloc, test_store, &st) == -1);
+  CHECK(cache_lookup_many_alloc(c, (const uint8_t *)keys, strlen(keys), 3, '\n', test_alloc, NULL, &st) == -1);
+
+  cache_free(c);
+  /* A freed cache: every key is a miss, nothing crashes. */
+  st = (struct stored){.fail_at = -1};
+  CHECK(cache_lookup_many_alloc(c, (const uint8_t *)keys, strlen(keys), 3, '\n', test_alloc, test_store, &st) == 3);
+}
+
 static void test_stale_handles(void) {
   cache *old = NULL, *fresh = NULL;
   cache_value *v = NULL;
@@ -339,6 +405,7 @@ int main(void) {
   test_set_remove_ttl();
   test_zero_bytes_and_set_only();
   test_lookup_alloc();
+  test_binding_paths();
   test_stale_handles();
   return checks_report("test_api");
 }

@@ -1,0 +1,155 @@
+//! The hit paths for language bindings: local cache only, never a load,
+//! never a block, the value handed straight to the binding's allocator
+//! (`PyBytes_FromStringAndSize` for Python). Through ctypes each argument
+//! costs ~25 ns and each call ~50 ns while the engine's hit costs ~25 ns,
+//! so these trade generality for fewer arguments and fewer calls
+//! (bench/python/FFI-PROPOSAL.md has the measurements).
+//!
+//! The allocator stays a per-call argument on purpose. A variant with the
+//! allocator set once per cache would save one argument (~20 ns), but for a
+//! freed cache it could only return NULL, and CPython 3.11's ctypes
+//! crashes on a NULL `py_object` result (it drops a reference it never
+//! got): a `get` racing a `close` on another thread would take the process
+//! down. With the allocator passed in, a freed cache is just a miss.
+
+use std::ffi::c_void;
+
+use crate::engine::reclaim;
+
+use super::boundary::guard;
+use super::cache::{cache, CACHES};
+
+/// Allocates the caller's own object for a value, e.g. a Python `bytes`
+/// (`PyBytes_FromStringAndSize` has this shape). Must not call back into
+/// this library.
+pub type cache_alloc_fn = Option<unsafe extern "C" fn(data: *const u8, len: isize) -> *mut c_void>;
+
+/// Stores the caller's object for key number `index`, e.g. `PyList_SetItem`
+/// of a Python list (it has this shape and takes over the reference `alloc`
+/// returned). Returns 0 on success. Must not call back into this library.
+pub type cache_store_fn = Option<unsafe extern "C" fn(ctx: *mut c_void, index: isize, object: *mut c_void) -> i32>;
+
+/// One lookup in the local cache; `alloc`'s result for a hit or a miss.
+#[inline]
+fn lookup_one(c: *mut cache, key: &[u8], alloc: unsafe extern "C" fn(*const u8, isize) -> *mut c_void, pin: &reclaim::Pin) -> Option<*mut c_void> {
+    let obj = CACHES.get(c as usize, pin)?;
+    // SAFETY: the caller's allocator, with a valid value slice (at most
+    // u32::MAX bytes, which fits isize on 64-bit targets).
+    obj.group.get_cached_with(key, pin, |v| unsafe { alloc(v.as_ptr(), v.len() as isize) })
+}
+
+/// Borrows a key argument, or None for NULL with a non-zero length.
+///
+/// # Safety
+/// As for `boundary::bytes`.
+unsafe fn key_arg<'a>(key: *const u8, key_len: usize) -> Option<&'a [u8]> {
+    if key_len == 0 {
+        return Some(&[]);
+    }
+    if key.is_null() || key_len > isize::MAX as usize {
+        return None;
+    }
+    // SAFETY: the caller promises key_len readable bytes at key.
+    Some(unsafe { std::slice::from_raw_parts(key, key_len) })
+}
+
+/// The hit path alone: looks `key` up in this node's cache only. Never
+/// loads, never calls the getter or a peer, never blocks, and never sets
+/// cache_last_error.
+///
+/// Calls `alloc` exactly once: `alloc(data, len)` with the value on a hit,
+/// `alloc(NULL, 0)` on anything else (a miss, a freed cache, bad
+/// arguments); returns what `alloc` returned. A miss may be reported for a
+/// key being written at that instant: follow up with cache_get, which is
+/// authoritative. Returns NULL if `alloc` is NULL.
+#[no_mangle]
+pub unsafe extern "C" fn cache_lookup_alloc(c: *mut cache, key: *const u8, key_len: usize, alloc: cache_alloc_fn) -> *mut c_void {
+    guard(|| {
+        let Some(alloc) = alloc else { return std::ptr::null_mut() };
+        // SAFETY: the caller's promise on key.
+        let hit = unsafe { key_arg(key, key_len) }.and_then(|k| lookup_one(c, k, alloc, &reclaim::pin()));
+        // SAFETY: the caller's allocator, called as documented.
+        hit.unwrap_or_else(|| unsafe { alloc(std::ptr::null(), 0) })
+    })
+}
+
+/// Keys looked up per pin in a batch: a batch of a million keys must not
+/// hold reclamation back for its whole duration.
+const KEYS_PER_PIN: usize = 256;
+
+/// The hit path for many keys at once: looks the keys up in this node's
+/// cache only, like cache_lookup_alloc. Never loads, never calls the getter
+/// or a peer, never blocks, never sets cache_last_error.
+///
+/// `keys` holds `n` keys back to back, separated by the byte `sep`
+/// (`keys_len` bytes in all, no separator after the last key), so a key
+/// cannot contain `sep`; n == 1 with keys_len == 0 is the empty key.
+///
+/// For each key i, in order: obj = alloc(value, len) on a hit,
+/// alloc(NULL, 0) on anything else (a miss, a freed cache, a key over the
+/// limit); then store(ctx, i, obj). A miss may be reported for a key being
+/// written at that instant (follow up with cache_get).
+///
+/// Returns the number of keys that were not hits (0..n). Returns -1, and
+/// stops, if `keys` does not split into exactly n keys (nothing was
+/// stored then); if alloc returned NULL or store returned non-zero (keys
+/// before that one were stored; that one's object was not, and it is the
+/// caller's to release if alloc made it: store is only called with a
+/// non-NULL object); or if c, alloc or store is NULL, or keys is NULL with
+/// keys_len > 0.
+#[no_mangle]
+pub unsafe extern "C" fn cache_lookup_many_alloc(
+    c: *mut cache,
+    keys: *const u8,
+    keys_len: usize,
+    n: usize,
+    sep: u8,
+    alloc: cache_alloc_fn,
+    store: cache_store_fn,
+    ctx: *mut c_void,
+) -> isize {
+    guard(|| {
+        let (Some(alloc), Some(store)) = (alloc, store) else { return -1 };
+        if c.is_null() || n > isize::MAX as usize {
+            return -1;
+        }
+        // SAFETY: the caller promises keys_len readable bytes at keys.
+        let Some(all) = (unsafe { key_arg(keys, keys_len) }) else { return -1 };
+        if n == 0 {
+            return if all.is_empty() { 0 } else { -1 };
+        }
+        if all.iter().filter(|&&b| b == sep).count() != n - 1 {
+            return -1;
+        }
+        let mut misses = 0isize;
+        let mut pin = reclaim::pin();
+        for (i, key) in all.split(|&b| b == sep).enumerate() {
+            if i > 0 && i % KEYS_PER_PIN == 0 {
+                drop(pin);
+                pin = reclaim::pin();
+            }
+            let obj = match lookup_one(c, key, alloc, &pin) {
+                Some(o) => o,
+                None => {
+                    misses += 1;
+                    // SAFETY: the caller's allocator, called as documented.
+                    unsafe { alloc(std::ptr::null(), 0) }
+                }
+            };
+            if obj.is_null() {
+                return -1;
+            }
+            // SAFETY: the caller's store function, called as documented.
+            if unsafe { store(ctx, i as isize, obj) } != 0 {
+                return -1;
+            }
+        }
+        misses
+    })
+}
+
+impl super::boundary::Fallback for isize {
+    fn on_panic() -> Self {
+        -1
+    }
+}
