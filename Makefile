@@ -55,6 +55,7 @@ demo: lib examples venv
 	@echo "== say_hi (Python, plain ctypes) =="; GROUPCACHE_LIB=$(LIB) $(VPY) examples/say_hi.py
 	@echo "== loader (C) ==";            $(BUILD)/loader
 	@echo "== loader (Python) ==";       PYTHONPATH=python_ctypes $(VPY) examples/loader.py
+	@echo "== a cluster of three Python workers over SQLite =="; PYTHONPATH=python_ctypes $(VPY) examples/cluster_demo.py
 
 test: check-header test-rust test-c test-python test-interop
 	@echo "make test: all suites passed"

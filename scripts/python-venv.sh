@@ -11,7 +11,11 @@ py="${PYTHON:-python3}"
 if [ ! -x "$venv/bin/python" ]; then
   "$py" -m venv "$venv"
 fi
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-  -r "$root/tests/python/requirements.txt" \
-  -r "$root/bench/python/requirements.txt"
+# `scripts/python-venv.sh bench` adds what the benchmark compares against;
+# tests and the demo need only the test requirements.
+reqs=(-r "$root/tests/python/requirements.txt")
+if [ "${1:-}" = bench ]; then
+  reqs+=(-r "$root/bench/python/requirements.txt")
+fi
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${reqs[@]}"
 echo "$venv"
