@@ -15,7 +15,7 @@ CFLAGS_ALL := -std=c11 -D_DEFAULT_SOURCE -g -O1 -Wall -Wextra -Werror -Iinclude 
 LDFLAGS_ALL:= -L$(LIBDIR) -lgroupcache -lpthread -Wl,-rpath,$(LIBDIR)
 VALGRIND   := valgrind -q --leak-check=full --errors-for-leak-kinds=definite \
               --show-leak-kinds=definite --error-exitcode=99
-C_TESTS    := test_api test_threads test_pool
+C_TESTS    := test_api test_threads test_pool test_options
 EXAMPLES   := say_hi loader
 
 .PHONY: all lib demo test test-rust test-c test-c-valgrind test-c-asan \
@@ -71,11 +71,13 @@ test-c-valgrind: $(addprefix $(BUILD)/,$(C_TESTS))
 	$(VALGRIND) $(BUILD)/test_api
 	$(VALGRIND) $(BUILD)/test_threads 5
 	$(VALGRIND) $(BUILD)/test_pool
+	$(VALGRIND) $(BUILD)/test_options
 
 test-c-asan: $(addprefix $(BUILD)/asan/,$(C_TESTS))
 	$(BUILD)/asan/test_api
 	$(BUILD)/asan/test_threads 10
 	$(BUILD)/asan/test_pool
+	$(BUILD)/asan/test_options
 
 test-python: lib venv
 	PYTHONPATH=python_ctypes GROUPCACHE_LIB=$(LIB) $(VPY) -m pytest -q tests/python

@@ -95,6 +95,13 @@ typedef struct cache cache;
 typedef struct cache_pool cache_pool;
 
 /**
+ * Options for cache_pool_new_with_options: an opaque builder, so that new
+ * options never change the ABI. Defaults, then the environment (see
+ * cache_pool_options_new), then the setters.
+ */
+typedef struct cache_pool_options cache_pool_options;
+
+/**
  * Where a getter puts the value it loaded. Valid only during the getter
  * call it was passed to, on that thread.
  */
@@ -343,6 +350,53 @@ ptrdiff_t cache_lookup_many_alloc(struct cache *c,
                                   void *ctx);
 
 /**
+ * New pool options: the defaults (peer timeout 2000 ms, connect timeout
+ * 1000 ms, 50 replicas, base path "/_groupcache/"), then the environment:
+ * GROUPCACHE_TIMEOUT_MS, GROUPCACHE_CONNECT_TIMEOUT_MS,
+ * GROUPCACHE_REPLICAS, GROUPCACHE_BASE_PATH. Returns NULL (with
+ * cache_last_error) if a variable is malformed. Free with
+ * cache_pool_options_free. Never blocks.
+ */
+struct cache_pool_options *cache_pool_options_new(void);
+
+/**
+ * Frees options; NULL is a no-op. Pools created from them are unaffected.
+ */
+void cache_pool_options_free(struct cache_pool_options *options);
+
+/**
+ * Deadline for a whole request to a peer, in milliseconds (1 or more).
+ * Past it the get loads locally (groupcache's rule). Every node may use
+ * its own. Returns CACHE_OK or CACHE_INVALID_ARGUMENT.
+ */
+enum cache_status cache_pool_options_set_timeout_ms(struct cache_pool_options *options,
+                                                    uint32_t ms);
+
+/**
+ * Deadline for opening a connection to a peer, in milliseconds (1 or
+ * more; within the request timeout). Returns CACHE_OK or
+ * CACHE_INVALID_ARGUMENT.
+ */
+enum cache_status cache_pool_options_set_connect_timeout_ms(struct cache_pool_options *options,
+                                                            uint32_t ms);
+
+/**
+ * Points per node on the consistent hash (golang/groupcache: 50). Every
+ * node of a cluster must use the same number, or they disagree on owners.
+ * Returns CACHE_OK or CACHE_INVALID_ARGUMENT (0, or over 10,000).
+ */
+enum cache_status cache_pool_options_set_replicas(struct cache_pool_options *options,
+                                                  uint32_t replicas);
+
+/**
+ * The URL path prefix of the peer protocol, with leading and trailing
+ * '/' (golang/groupcache: "/_groupcache/"). Every node must use the same.
+ * The string is copied. Returns CACHE_OK or CACHE_INVALID_ARGUMENT.
+ */
+enum cache_status cache_pool_options_set_base_path(struct cache_pool_options *options,
+                                                   const char *base_path);
+
+/**
  * Creates a node: binds `listen_addr` at once (e.g. "127.0.0.1:8000";
  * "127.0.0.1:0" picks a free port) and serves the peer protocol there on
  * background threads. `self_url` is how the other nodes reach this one;
@@ -351,14 +405,28 @@ ptrdiff_t cache_lookup_many_alloc(struct cache *c,
  * The port serves cache contents to anyone who can reach it: bind to
  * loopback or a private network.
  *
+ * Options come from the environment (see cache_pool_options_new); use
+ * cache_pool_new_with_options to set them in code.
+ *
  * On CACHE_OK `*out` receives the handle. Returns CACHE_OK,
  * CACHE_INVALID_ARGUMENT (NULL listen_addr or out, an address or URL that
- * does not parse), CACHE_IO (the address cannot be bound). Does not block
- * beyond binding.
+ * does not parse, a malformed GROUPCACHE_* variable), CACHE_IO (the
+ * address cannot be bound). Does not block beyond binding.
  */
 enum cache_status cache_pool_new(const char *listen_addr,
                                  const char *self_url,
                                  struct cache_pool **out);
+
+/**
+ * cache_pool_new with explicit options (from cache_pool_options_new; NULL
+ * means the defaults and environment). The options are copied: free them
+ * whenever. Same statuses as cache_pool_new, plus CACHE_INVALID_ARGUMENT
+ * for options the pool rejects (e.g. a base path without '/' at both ends).
+ */
+enum cache_status cache_pool_new_with_options(const char *listen_addr,
+                                              const char *self_url,
+                                              const struct cache_pool_options *options,
+                                              struct cache_pool **out);
 
 /**
  * This node's URL, as given or derived at cache_pool_new. The string

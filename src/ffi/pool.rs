@@ -63,6 +63,148 @@ pub(crate) fn join(p: *mut cache_pool, group: &Arc<Group>) -> Result<Membership,
     Ok(Membership { pool: Arc::downgrade(&obj.pool), group: group.clone() })
 }
 
+/// Options for cache_pool_new_with_options: an opaque builder, so that new
+/// options never change the ABI. Defaults, then the environment (see
+/// cache_pool_options_new), then the setters.
+pub struct cache_pool_options {
+    magic: u64,
+    opts: PoolOptions,
+}
+
+const OPTS_LIVE: u64 = 0x6763_6f70_7469_6f6e; // "gcoption"
+
+/// The environment variables a pool reads, with the option each sets.
+const ENV: [(&str, &str); 4] = [
+    ("GROUPCACHE_TIMEOUT_MS", "timeout_ms"),
+    ("GROUPCACHE_CONNECT_TIMEOUT_MS", "connect_timeout_ms"),
+    ("GROUPCACHE_REPLICAS", "replicas"),
+    ("GROUPCACHE_BASE_PATH", "base_path"),
+];
+
+/// Defaults overridden by the environment; a malformed variable is an
+/// error naming it, never silently ignored.
+fn options_from_env() -> Result<PoolOptions, String> {
+    let mut o = PoolOptions::default();
+    for (var, opt) in ENV {
+        let Ok(v) = std::env::var(var) else { continue };
+        let num = || v.trim().parse::<u32>().map_err(|_| format!("{var}={v:?} is not a whole number"));
+        match opt {
+            "timeout_ms" => o.timeout = std::time::Duration::from_millis(num()?.max(1) as u64),
+            "connect_timeout_ms" => o.connect_timeout = std::time::Duration::from_millis(num()?.max(1) as u64),
+            "replicas" => o.replicas = num()? as usize,
+            _ => o.base_path = v.clone(),
+        }
+    }
+    Ok(o)
+}
+
+fn opts_mut<'a>(o: *mut cache_pool_options) -> Result<&'a mut PoolOptions, cache_status> {
+    // SAFETY: a non-NULL pointer from C is one we returned (the caller's
+    // promise, checked by the magic for the common misuse).
+    match unsafe { o.as_mut() } {
+        Some(b) if b.magic == OPTS_LIVE => Ok(&mut b.opts),
+        Some(_) => Err(fail(CACHE_INVALID_ARGUMENT, "not a live cache_pool_options")),
+        None => Err(fail(CACHE_INVALID_ARGUMENT, "`options` is NULL")),
+    }
+}
+
+/// New pool options: the defaults (peer timeout 2000 ms, connect timeout
+/// 1000 ms, 50 replicas, base path "/_groupcache/"), then the environment:
+/// GROUPCACHE_TIMEOUT_MS, GROUPCACHE_CONNECT_TIMEOUT_MS,
+/// GROUPCACHE_REPLICAS, GROUPCACHE_BASE_PATH. Returns NULL (with
+/// cache_last_error) if a variable is malformed. Free with
+/// cache_pool_options_free. Never blocks.
+#[no_mangle]
+pub extern "C" fn cache_pool_options_new() -> *mut cache_pool_options {
+    guard(|| match options_from_env() {
+        Ok(opts) => Box::into_raw(Box::new(cache_pool_options { magic: OPTS_LIVE, opts })),
+        Err(m) => {
+            fail(CACHE_INVALID_ARGUMENT, m);
+            std::ptr::null_mut()
+        }
+    })
+}
+
+/// Frees options; NULL is a no-op. Pools created from them are unaffected.
+#[no_mangle]
+pub extern "C" fn cache_pool_options_free(options: *mut cache_pool_options) {
+    guard(|| {
+        if opts_mut(options).is_ok() {
+            // SAFETY: a live options box we allocated in _new.
+            let mut b = unsafe { Box::from_raw(options) };
+            // SAFETY: a valid field of a live box; volatile so the store
+            // before the free is not elided.
+            unsafe { std::ptr::write_volatile(&mut b.magic, 0) };
+        }
+    })
+}
+
+/// Deadline for a whole request to a peer, in milliseconds (1 or more).
+/// Past it the get loads locally (groupcache's rule). Every node may use
+/// its own. Returns CACHE_OK or CACHE_INVALID_ARGUMENT.
+#[no_mangle]
+pub extern "C" fn cache_pool_options_set_timeout_ms(options: *mut cache_pool_options, ms: u32) -> cache_status {
+    guard(|| match opts_mut(options) {
+        Ok(_) if ms == 0 => fail(CACHE_INVALID_ARGUMENT, "a timeout of 0 ms"),
+        Ok(o) => {
+            o.timeout = std::time::Duration::from_millis(ms as u64);
+            CACHE_OK
+        }
+        Err(s) => s,
+    })
+}
+
+/// Deadline for opening a connection to a peer, in milliseconds (1 or
+/// more; within the request timeout). Returns CACHE_OK or
+/// CACHE_INVALID_ARGUMENT.
+#[no_mangle]
+pub extern "C" fn cache_pool_options_set_connect_timeout_ms(options: *mut cache_pool_options, ms: u32) -> cache_status {
+    guard(|| match opts_mut(options) {
+        Ok(_) if ms == 0 => fail(CACHE_INVALID_ARGUMENT, "a timeout of 0 ms"),
+        Ok(o) => {
+            o.connect_timeout = std::time::Duration::from_millis(ms as u64);
+            CACHE_OK
+        }
+        Err(s) => s,
+    })
+}
+
+/// Points per node on the consistent hash (golang/groupcache: 50). Every
+/// node of a cluster must use the same number, or they disagree on owners.
+/// Returns CACHE_OK or CACHE_INVALID_ARGUMENT (0, or over 10,000).
+#[no_mangle]
+pub extern "C" fn cache_pool_options_set_replicas(options: *mut cache_pool_options, replicas: u32) -> cache_status {
+    guard(|| match opts_mut(options) {
+        Ok(_) if replicas == 0 || replicas > 10_000 => fail(CACHE_INVALID_ARGUMENT, format!("{replicas} replicas")),
+        Ok(o) => {
+            o.replicas = replicas as usize;
+            CACHE_OK
+        }
+        Err(s) => s,
+    })
+}
+
+/// The URL path prefix of the peer protocol, with leading and trailing
+/// '/' (golang/groupcache: "/_groupcache/"). Every node must use the same.
+/// The string is copied. Returns CACHE_OK or CACHE_INVALID_ARGUMENT.
+#[no_mangle]
+pub unsafe extern "C" fn cache_pool_options_set_base_path(options: *mut cache_pool_options, base_path: *const c_char) -> cache_status {
+    guard(|| {
+        // SAFETY: the caller promises a NUL-terminated string.
+        let p = match unsafe { str_arg(base_path, "base_path") } {
+            Ok(p) => p,
+            Err(s) => return s,
+        };
+        match opts_mut(options) {
+            Ok(o) => {
+                o.base_path = p.to_owned();
+                CACHE_OK
+            }
+            Err(s) => s,
+        }
+    })
+}
+
 /// Creates a node: binds `listen_addr` at once (e.g. "127.0.0.1:8000";
 /// "127.0.0.1:0" picks a free port) and serves the peer protocol there on
 /// background threads. `self_url` is how the other nodes reach this one;
@@ -71,12 +213,30 @@ pub(crate) fn join(p: *mut cache_pool, group: &Arc<Group>) -> Result<Membership,
 /// The port serves cache contents to anyone who can reach it: bind to
 /// loopback or a private network.
 ///
+/// Options come from the environment (see cache_pool_options_new); use
+/// cache_pool_new_with_options to set them in code.
+///
 /// On CACHE_OK `*out` receives the handle. Returns CACHE_OK,
 /// CACHE_INVALID_ARGUMENT (NULL listen_addr or out, an address or URL that
-/// does not parse), CACHE_IO (the address cannot be bound). Does not block
-/// beyond binding.
+/// does not parse, a malformed GROUPCACHE_* variable), CACHE_IO (the
+/// address cannot be bound). Does not block beyond binding.
 #[no_mangle]
 pub unsafe extern "C" fn cache_pool_new(listen_addr: *const c_char, self_url: *const c_char, out: *mut *mut cache_pool) -> cache_status {
+    // SAFETY: forwarded with the caller's promises.
+    unsafe { cache_pool_new_with_options(listen_addr, self_url, std::ptr::null(), out) }
+}
+
+/// cache_pool_new with explicit options (from cache_pool_options_new; NULL
+/// means the defaults and environment). The options are copied: free them
+/// whenever. Same statuses as cache_pool_new, plus CACHE_INVALID_ARGUMENT
+/// for options the pool rejects (e.g. a base path without '/' at both ends).
+#[no_mangle]
+pub unsafe extern "C" fn cache_pool_new_with_options(
+    listen_addr: *const c_char,
+    self_url: *const c_char,
+    options: *const cache_pool_options,
+    out: *mut *mut cache_pool,
+) -> cache_status {
     guard(|| {
         require!(out);
         // SAFETY: the caller promises NUL-terminated strings.
@@ -93,7 +253,20 @@ pub unsafe extern "C" fn cache_pool_new(listen_addr: *const c_char, self_url: *c
                 Err(s) => return s,
             }
         };
-        let pool = match Pool::new(listen, self_url, PoolOptions::default()) {
+        let opts = if options.is_null() {
+            match options_from_env() {
+                Ok(o) => o,
+                Err(m) => return fail(CACHE_INVALID_ARGUMENT, m),
+            }
+        } else {
+            // SAFETY: non-NULL; a pointer from cache_pool_options_new (the
+            // caller's promise, checked by the magic).
+            match unsafe { options.as_ref() } {
+                Some(b) if b.magic == OPTS_LIVE => b.opts.clone(),
+                _ => return fail(CACHE_INVALID_ARGUMENT, "not a live cache_pool_options"),
+            }
+        };
+        let pool = match Pool::new(listen, self_url, opts) {
             Ok(p) => p,
             Err(e) => return from_pool_error(e),
         };

@@ -1,0 +1,101 @@
+/* Pool options: the builder, the environment, and that a timeout set from C
+ * is the one a get waits on a silent peer. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "groupcache.h"
+
+static int32_t getter(void *ud, const uint8_t *key, size_t len, cache_sink *sink) {
+  (void)ud;
+  return cache_sink_set(sink, key, len, 0);
+}
+
+static double now_s(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/* A peer that accepts connections (the kernel does, from the backlog) and
+ * never answers. */
+static int silent_peer(char *url, size_t cap) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t len = sizeof a;
+  bind(fd, (struct sockaddr *)&a, sizeof a);
+  listen(fd, 64);
+  getsockname(fd, (struct sockaddr *)&a, &len);
+  snprintf(url, cap, "http://127.0.0.1:%d", ntohs(a.sin_port));
+  return fd;
+}
+
+int main(void) {
+  /* The builder and its checks. */
+  cache_pool_options *o = cache_pool_options_new();
+  CHECK(o != NULL);
+  CHECK_STATUS(cache_pool_options_set_timeout_ms(o, 0), CACHE_INVALID_ARGUMENT);
+  CHECK_STATUS(cache_pool_options_set_replicas(o, 0), CACHE_INVALID_ARGUMENT);
+  CHECK_STATUS(cache_pool_options_set_base_path(o, NULL), CACHE_INVALID_ARGUMENT);
+  CHECK_STATUS(cache_pool_options_set_timeout_ms(NULL, 5), CACHE_INVALID_ARGUMENT);
+  CHECK_STATUS(cache_pool_options_set_timeout_ms(o, 200), CACHE_OK);
+  CHECK_STATUS(cache_pool_options_set_connect_timeout_ms(o, 100), CACHE_OK);
+  CHECK_STATUS(cache_pool_options_set_replicas(o, 50), CACHE_OK);
+  CHECK_STATUS(cache_pool_options_set_base_path(o, "no-slashes"), CACHE_OK);
+  cache_pool *p = NULL;
+  CHECK_STATUS(cache_pool_new_with_options("127.0.0.1:0", NULL, o, &p), CACHE_INVALID_ARGUMENT);
+  CHECK_STATUS(cache_pool_options_set_base_path(o, "/_groupcache/"), CACHE_OK);
+
+  /* A node whose other member never answers: gets of that member's keys
+   * fall back to a local load after the 200 ms timeout, not 2 s. */
+  char silent_url[64];
+  int fd = silent_peer(silent_url, sizeof silent_url);
+  CHECK_STATUS(cache_pool_new_with_options("127.0.0.1:0", NULL, o, &p), CACHE_OK);
+  cache_pool_options_free(o);
+  cache_pool_options_free(NULL);
+  const char *urls[2] = {cache_pool_url(p), silent_url};
+  CHECK_STATUS(cache_pool_set_peers(p, urls, 2), CACHE_OK);
+  cache *c = NULL;
+  CHECK_STATUS(cache_new("opts", 1 << 20, getter, NULL, p, &c), CACHE_OK);
+  /* Find a key the silent peer owns. */
+  char key[16], owner[64];
+  size_t n;
+  int k = 0;
+  for (; k < 1000; k++) {
+    snprintf(key, sizeof key, "k%d", k);
+    cache_pool_owner(p, (const uint8_t *)key, strlen(key), owner, sizeof owner, &n);
+    if (strcmp(owner, silent_url) == 0) break;
+  }
+  CHECK(k < 1000);
+  uint8_t buf[32];
+  double t0 = now_s();
+  CHECK_STATUS(cache_get_into(c, (const uint8_t *)key, strlen(key), buf, sizeof buf, &n), CACHE_OK);
+  double took = now_s() - t0;
+  CHECK(n == strlen(key) && memcmp(buf, key, n) == 0);
+  CHECK(took >= 0.15 && took < 1.5);
+  if (!(took >= 0.15 && took < 1.5)) fprintf(stderr, "the fallback took %.3f s\n", took);
+  cache_stats s;
+  cache_stats_get(c, &s);
+  CHECK(s.peer_errors == 1 && s.local_loads == 1);
+  cache_free(c);
+  cache_pool_free(p);
+  close(fd);
+
+  /* The environment: read by cache_pool_new, a malformed value refused. */
+  setenv("GROUPCACHE_TIMEOUT_MS", "soon", 1);
+  CHECK_STATUS(cache_pool_new("127.0.0.1:0", NULL, &p), CACHE_INVALID_ARGUMENT);
+  CHECK(strstr(cache_last_error(), "GROUPCACHE_TIMEOUT_MS") != NULL);
+  CHECK(cache_pool_options_new() == NULL);
+  setenv("GROUPCACHE_TIMEOUT_MS", "250", 1);
+  CHECK_STATUS(cache_pool_new("127.0.0.1:0", NULL, &p), CACHE_OK);
+  cache_pool_free(p);
+  unsetenv("GROUPCACHE_TIMEOUT_MS");
+  return checks_report("test_options");
+}
