@@ -42,11 +42,16 @@ static int get_str(cache *c, const char *key, char *out, size_t cap) {
 int main(void) {
   cache_pool *pools[NODES];
   cache *caches[NODES];
+  /* Copies: a pool's URL string is valid only until that pool is freed,
+   * and node 2 is freed below while the others keep the list. */
+  char url_buf[NODES][64];
   const char *urls[NODES];
   for (int i = 0; i < NODES; i++) {
     CHECK_STATUS(cache_pool_new("127.0.0.1:0", NULL, &pools[i]), CACHE_OK);
-    urls[i] = cache_pool_url(pools[i]);
-    CHECK(urls[i] != NULL && strncmp(urls[i], "http://127.0.0.1:", 17) == 0);
+    const char *u = cache_pool_url(pools[i]);
+    CHECK(u != NULL && strncmp(u, "http://127.0.0.1:", 17) == 0);
+    snprintf(url_buf[i], sizeof url_buf[i], "%s", u ? u : "");
+    urls[i] = url_buf[i];
   }
   for (int i = 0; i < NODES; i++) {
     CHECK_STATUS(cache_pool_set_peers(pools[i], urls, NODES), CACHE_OK);
