@@ -17,6 +17,7 @@
 
 pub mod client;
 pub mod escape;
+pub mod metrics;
 pub mod pool;
 pub mod proto;
 mod server;

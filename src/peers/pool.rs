@@ -207,6 +207,18 @@ impl GroupLookup for Lookup {
         let groups = shared.groups.read().unwrap_or_else(|e| e.into_inner());
         groups.get(name)?.service.upgrade()
     }
+
+    fn metrics(&self) -> String {
+        let Some(shared) = self.0.upgrade() else { return String::new() };
+        let mut stats: Vec<(String, crate::engine::Stats)> = {
+            let groups = shared.groups.read().unwrap_or_else(|e| e.into_inner());
+            groups
+                .iter()
+                .filter_map(|(name, r)| Some((name.clone(), r.group.as_ref()?.upgrade()?.stats())))
+                .collect()
+        };
+        super::metrics::render(&mut stats)
+    }
 }
 
 /// The picker installed in registered groups.

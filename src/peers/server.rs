@@ -73,6 +73,10 @@ impl PeerService for Group {
 /// Finds the group a request names.
 pub(crate) trait GroupLookup: Send + Sync + 'static {
     fn lookup(&self, name: &str) -> Option<Arc<dyn PeerService>>;
+    /// The body of `GET /metrics` (Prometheus text format).
+    fn metrics(&self) -> String {
+        String::new()
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -529,6 +533,13 @@ async fn route(
 ) -> Response<Chunks> {
     let (group, key) = match parse_target(req.uri().path(), &cfg.base_path) {
         Target::Ok { group, key } => (group, key),
+        Target::NotOurs if req.uri().path() == "/metrics" && req.method() == Method::GET => {
+            return Response::builder()
+                .status(StatusCode::OK)
+                .header(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")
+                .body(Chunks::one(Bytes::from(groups.metrics())))
+                .expect("valid response");
+        }
         Target::NotOurs => return text(StatusCode::NOT_FOUND, "404 page not found"),
         Target::Malformed(why) => {
             return text(StatusCode::BAD_REQUEST, &format!("bad request: {why}"))
