@@ -26,7 +26,7 @@ def test_metrics_follow_the_groupcache_exporter_names() -> None:
     with groupcache.Pool(listen="127.0.0.1:0") as pool:
         pool.set_peers([pool.url])
         users = groupcache.Cache("users", max_bytes=1 << 20, loader=lambda k: k.encode() * 2, pool=pool)
-        groupcache.Cache("empty", max_bytes=1 << 20, pool=pool)
+        empty = groupcache.Cache("empty", max_bytes=1 << 20, pool=pool)  # kept: a collected cache leaves the pool
         users.get("a")
         users.get("a")
         users.get("bb")
@@ -44,3 +44,5 @@ def test_metrics_follow_the_groupcache_exporter_names() -> None:
         users.close()
         # A closed cache leaves the pool and its metrics.
         assert ("groupcache_gets_total", g) not in scrape(pool.url)
+        assert ("groupcache_gets_total", (("group", "empty"),)) in scrape(pool.url)
+        empty.close()
