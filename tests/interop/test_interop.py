@@ -907,12 +907,6 @@ def test_set_remove_of_go_owned_key(cluster: Cluster) -> None:
     assert not failures, "\n".join(failures)
 
 
-@pytest.mark.xfail(
-    reason="our library broadcasts a remove's DELETE to the Go nodes too; golang/groupcache "
-    "serves any method as a GET, so each Go node loads the key (from its owner: our owner's "
-    "getter runs again during cache_remove) (API.md: \"set and remove reach our nodes only\")",
-    strict=False,
-)
 def test_remove_makes_no_load(cluster: Cluster) -> None:
     """A remove invalidates; it should not make any node call its getter."""
     c1, c2 = cluster.c[0], cluster.c[1]
