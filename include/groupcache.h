@@ -32,6 +32,39 @@
 #define CACHE_MAX_NAME_LEN 255
 
 /**
+ * cache_log_set's `min_level`: no messages.
+ */
+#define CACHE_LOG_OFF 0
+
+/**
+ * A bug or a crash caught: a getter or the engine panicked.
+ */
+#define CACHE_LOG_ERROR 1
+
+/**
+ * Something failed: a peer could not be reached or answered badly (a get
+ * then loads the key locally; a set or remove reports CACHE_PEER_FAILED),
+ * or this node's server answered a peer with an error.
+ */
+#define CACHE_LOG_WARN 2
+
+/**
+ * Rare events worth a line in a log: a pool started serving or stopped.
+ */
+#define CACHE_LOG_INFO 3
+
+/**
+ * Details for debugging, e.g. a request the server rejected as malformed
+ * or one for a cache this node does not have.
+ */
+#define CACHE_LOG_DEBUG 4
+
+/**
+ * The most verbose level, for per-request detail.
+ */
+#define CACHE_LOG_TRACE 5
+
+/**
  * The result of every fallible call.
  */
 typedef enum cache_status {
@@ -187,6 +220,22 @@ typedef struct cache_stats {
 } cache_stats;
 
 /**
+ * Receives one log message. `level` is CACHE_LOG_ERROR .. CACHE_LOG_TRACE;
+ * `target` names the part of the library that logged (e.g.
+ * "groupcache::peers::server"); `message` is one line of UTF-8 without a
+ * trailing newline. Both strings are NUL-terminated and valid only during
+ * the call: copy them to keep them.
+ *
+ * Called on library threads (server threads, and the threads of callers
+ * of cache_get and friends), possibly from several at once: it must be
+ * thread-safe. It must not unwind (no C++ exception, no longjmp) and
+ * should return quickly. Calls into this library from inside it are
+ * allowed, but whatever they log is dropped, and cache_log_set then fails
+ * (use cache_log_set_level).
+ */
+typedef void (*cache_log_fn)(void *user_data, int32_t level, const char *target, const char *message);
+
+/**
  * Allocates the caller's own object for a value, e.g. a Python `bytes`
  * (`PyBytes_FromStringAndSize` has this shape). Must not call back into
  * this library.
@@ -306,6 +355,38 @@ enum cache_status cache_remove(struct cache *c, const uint8_t *key, size_t key_l
 enum cache_status cache_stats_get(struct cache *c, struct cache_stats *out);
 
 /**
+ * Sends the library's log messages of `min_level` and more severe
+ * (CACHE_LOG_ERROR = 1 .. CACHE_LOG_TRACE = 5; CACHE_LOG_OFF = 0: none) to
+ * `log_fn`, with `user_data` as its first argument; NULL `log_fn` removes the
+ * callback. Replaces any previous callback. Nothing is logged by default.
+ *
+ * See cache_log_fn for what the callback must do: it is called from
+ * library threads, possibly several at once, and its strings are valid
+ * only during the call. Disabled levels cost nothing: messages below
+ * `min_level` are never formatted. The hit path never logs.
+ *
+ * When this returns, no thread is inside the previous callback any more
+ * and it will not be called again, so its `user_data` may be freed. (It
+ * waits for calls in progress: do not call it while holding a lock that
+ * the callback takes.)
+ *
+ * Returns CACHE_OK, CACHE_INVALID_ARGUMENT (`min_level` outside 0..5, or
+ * called from inside the log callback: use cache_log_set_level there),
+ * CACHE_ALREADY_EXISTS (only when the crate is linked into a Rust program
+ * that installed its own `log` logger).
+ */
+enum cache_status cache_log_set(cache_log_fn log_fn, void *user_data, int32_t min_level);
+
+/**
+ * Changes the minimum level of the installed callback (0 .. 5, as in
+ * cache_log_set) without replacing it. Never blocks; may be called from
+ * inside the callback, e.g. to lower the level once the receiver no longer
+ * wants some messages. Without a callback it does nothing. Returns
+ * CACHE_OK or CACHE_INVALID_ARGUMENT (`min_level` outside 0..5).
+ */
+enum cache_status cache_log_set_level(int32_t min_level);
+
+/**
  * The hit path alone: looks `key` up in this node's cache only. Never
  * loads, never calls the getter or a peer, never blocks, and never sets
  * cache_last_error.
@@ -317,6 +398,22 @@ enum cache_status cache_stats_get(struct cache *c, struct cache_stats *out);
  * authoritative. Returns NULL if `alloc` is NULL.
  */
 void *cache_lookup_alloc(struct cache *c, const uint8_t *key, size_t key_len, cache_alloc_fn alloc);
+
+/**
+ * Sets the process-wide allocator cache_lookup uses. It can be set once
+ * and never unset; setting the same one again is CACHE_OK, a different
+ * one CACHE_ALREADY_EXISTS (two bindings in one process: the second uses
+ * cache_lookup_alloc). NULL is CACHE_INVALID_ARGUMENT. Never blocks.
+ */
+enum cache_status cache_set_default_alloc(cache_alloc_fn alloc);
+
+/**
+ * cache_lookup_alloc with the allocator given to cache_set_default_alloc:
+ * one argument less on a binding's hottest call. Returns NULL only while
+ * no default allocator is set; otherwise exactly as cache_lookup_alloc
+ * (a freed cache or bad arguments are `alloc(NULL, 0)`). Never blocks.
+ */
+void *cache_lookup(struct cache *c, const uint8_t *key, size_t key_len);
 
 /**
  * The hit path for many keys at once: looks the keys up in this node's

@@ -5,18 +5,19 @@
 //! so these trade generality for fewer arguments and fewer calls
 //! (bench/python/FFI-PROPOSAL.md has the measurements).
 //!
-//! The allocator stays a per-call argument on purpose. A variant with the
-//! allocator set once per cache would save one argument (~20 ns), but for a
-//! freed cache it could only return NULL, and CPython 3.11's ctypes
-//! crashes on a NULL `py_object` result (it drops a reference it never
-//! got): a `get` racing a `close` on another thread would take the process
-//! down. With the allocator passed in, a freed cache is just a miss.
+//! `cache_lookup` saves one argument (~20 ns from Python) with an allocator
+//! set once per process. Not per cache: for a freed cache a per-cache
+//! allocator is gone, and the call could only return NULL, which CPython
+//! 3.11's ctypes turns into a crash for a `py_object` result (it drops a
+//! reference it never got), so a `get` racing a `close` would take the
+//! process down. A process-wide allocator, once set, is never unset.
 
 use std::ffi::c_void;
 
 use crate::engine::reclaim;
 
 use super::boundary::guard;
+use super::status::*;
 use super::cache::{cache, CACHES};
 
 /// Allocates the caller's own object for a value, e.g. a Python `bytes`
@@ -71,6 +72,43 @@ pub unsafe extern "C" fn cache_lookup_alloc(c: *mut cache, key: *const u8, key_l
         // SAFETY: the caller's allocator, called as documented.
         hit.unwrap_or_else(|| unsafe { alloc(std::ptr::null(), 0) })
     })
+}
+
+/// The process-wide allocator of cache_lookup, or 0 before it is set.
+static DEFAULT_ALLOC: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Sets the process-wide allocator cache_lookup uses. It can be set once
+/// and never unset; setting the same one again is CACHE_OK, a different
+/// one CACHE_ALREADY_EXISTS (two bindings in one process: the second uses
+/// cache_lookup_alloc). NULL is CACHE_INVALID_ARGUMENT. Never blocks.
+#[no_mangle]
+pub extern "C" fn cache_set_default_alloc(alloc: cache_alloc_fn) -> cache_status {
+    use std::sync::atomic::Ordering;
+    guard(|| {
+        let Some(f) = alloc else { return fail(CACHE_INVALID_ARGUMENT, "`alloc` is NULL") };
+        match DEFAULT_ALLOC.compare_exchange(0, f as usize, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => CACHE_OK,
+            Err(cur) if cur == f as usize => CACHE_OK,
+            Err(_) => fail(CACHE_ALREADY_EXISTS, "another default allocator is set in this process"),
+        }
+    })
+}
+
+/// cache_lookup_alloc with the allocator given to cache_set_default_alloc:
+/// one argument less on a binding's hottest call. Returns NULL only while
+/// no default allocator is set; otherwise exactly as cache_lookup_alloc
+/// (a freed cache or bad arguments are `alloc(NULL, 0)`). Never blocks.
+#[no_mangle]
+pub unsafe extern "C" fn cache_lookup(c: *mut cache, key: *const u8, key_len: usize) -> *mut c_void {
+    let a = DEFAULT_ALLOC.load(std::sync::atomic::Ordering::Acquire);
+    if a == 0 {
+        return std::ptr::null_mut();
+    }
+    // SAFETY: a non-zero value was stored from a cache_alloc_fn (which is
+    // never NULL there) and is never changed afterwards.
+    let alloc: unsafe extern "C" fn(*const u8, isize) -> *mut c_void = unsafe { std::mem::transmute(a) };
+    // SAFETY: forwarded with the caller's promises.
+    unsafe { cache_lookup_alloc(c, key, key_len, Some(alloc)) }
 }
 
 /// Keys looked up per pin in a batch: a batch of a million keys must not

@@ -335,6 +335,19 @@ static void test_binding_paths(void) {
   CHECK_STATUS(cache_set(c, K("a"), K("A"), 0), CACHE_OK);
   CHECK_STATUS(cache_set(c, K("b"), K("BB"), 0), CACHE_OK);
 
+  /* cache_lookup: NULL until a process-wide allocator is set, then as
+   * cache_lookup_alloc, freed caches included; it is set once. */
+  CHECK(cache_lookup(c, K("a")) == NULL);
+  CHECK_STATUS(cache_set_default_alloc(NULL), CACHE_INVALID_ARGUMENT);
+  CHECK_STATUS(cache_set_default_alloc(test_alloc), CACHE_OK);
+  CHECK_STATUS(cache_set_default_alloc(test_alloc), CACHE_OK);
+  CHECK_STATUS(cache_set_default_alloc(null_alloc), CACHE_ALREADY_EXISTS);
+  void *p = cache_lookup(c, K("a"));
+  CHECK(p != miss && obj_is(p, "A"));
+  free(p);
+  CHECK(cache_lookup(c, K("zz")) == miss);
+  CHECK(cache_lookup(c, NULL, 3) == miss);
+
   /* A batch: hits and misses in order, the miss count returned. */
   struct stored st = {.fail_at = -1};
   const char keys[] = "a\nzz\nb";
@@ -364,6 +377,7 @@ static void test_binding_paths(void) {
 
   cache_free(c);
   /* A freed cache: every key is a miss, nothing crashes. */
+  CHECK(cache_lookup(c, K("a")) == miss);
   st = (struct stored){.fail_at = -1};
   CHECK(cache_lookup_many_alloc(c, (const uint8_t *)keys, strlen(keys), 3, '\n', test_alloc, test_store, &st) == 3);
 }
