@@ -7,6 +7,7 @@ fn main() {
     let dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     println!("cargo:rerun-if-changed=src/ffi");
     println!("cargo:rerun-if-changed=cbindgen.toml");
+    soname();
     let config = cbindgen::Config::from_file(dir.join("cbindgen.toml")).expect("cbindgen.toml");
     let header = match cbindgen::Builder::new()
         // Only the ffi tree: the C API is exactly what it declares.
@@ -26,5 +27,30 @@ fn main() {
     if std::fs::read(&path).ok().as_deref() != Some(&text[..]) {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, text).unwrap();
+    }
+}
+
+/// Gives the library an ELF soname with the major version,
+/// libgroupcache.so.0: programs linked against it record that name, so a
+/// compatible upgrade (libgroupcache.so.0.1.0 -> 0.1.1 behind the .so.0
+/// link `make install` lays out) needs no relink. Since such programs look
+/// for libgroupcache.so.0 at run time, the same name is linked next to the
+/// library cargo builds, for programs linked against the build tree
+/// (`-Ltarget/release -lgroupcache -Wl,-rpath,...`).
+fn soname() {
+    let env = |k: &str| std::env::var(k).unwrap_or_default();
+    if !env("CARGO_CFG_TARGET_FAMILY").split(',').any(|f| f == "unix")
+        || env("CARGO_CFG_TARGET_VENDOR") == "apple"
+    {
+        return; // not ELF
+    }
+    let soname = format!("libgroupcache.so.{}", env("CARGO_PKG_VERSION_MAJOR"));
+    println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,{soname}");
+    // OUT_DIR is <target>/<profile>/build/groupcache-<hash>/out.
+    #[cfg(unix)]
+    if let Some(profile_dir) = PathBuf::from(env("OUT_DIR")).ancestors().nth(3) {
+        let link = profile_dir.join(&soname);
+        let _ = std::fs::remove_file(&link);
+        let _ = std::os::unix::fs::symlink("libgroupcache.so", &link);
     }
 }
