@@ -39,9 +39,10 @@ fn main() {
 /// (`-Ltarget/release -lgroupcache -Wl,-rpath,...`).
 fn soname() {
     let env = |k: &str| std::env::var(k).unwrap_or_default();
-    if !env("CARGO_CFG_TARGET_FAMILY").split(',').any(|f| f == "unix")
-        || env("CARGO_CFG_TARGET_VENDOR") == "apple"
-    {
+    let unix = env("CARGO_CFG_TARGET_FAMILY")
+        .split(',')
+        .any(|f| f == "unix");
+    if !unix || env("CARGO_CFG_TARGET_VENDOR") == "apple" {
         return; // not ELF
     }
     let soname = format!("libgroupcache.so.{}", env("CARGO_PKG_VERSION_MAJOR"));
