@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# The install test: `make install` into a temporary PREFIX, then build
+# examples/loader.c the way a user of the installed library would
+# (cc ... $(pkg-config --cflags --libs groupcache)), run it against the
+# installed copy, check the soname and the symlinks, and `make uninstall`.
+# Prints `install: N passed, N failed`; exits non-zero if any check failed.
+#
+#   bash tests/install/run.sh          (make test runs it)
+#
+# Installs pkg-config with apt-get when it is missing. Builds the library
+# through `make install` (its `lib` prerequisite) if needed.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+cd "$root"
+
+passed=0 failed=0
+check() { # check NAME COMMAND...: runs the command, counts and reports it
+  local name="$1"; shift
+  if "$@"; then passed=$((passed + 1)); echo "  ok   $name"
+  else failed=$((failed + 1)); echo "  FAIL $name"; fi
+}
+finish() {
+  echo "install: $passed passed, $failed failed"
+  [ "$failed" -eq 0 ]
+}
+
+if ! command -v pkg-config >/dev/null; then
+  echo "install test: installing pkg-config"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get install -y -qq --no-install-recommends pkg-config >/dev/null \
+    || { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends pkg-config >/dev/null; }
+fi
+for tool in pkg-config readelf "${CC:-cc}"; do
+  command -v "$tool" >/dev/null || { echo "install test: $tool is missing" >&2; exit 1; }
+done
+
+tmp="$(mktemp -d /tmp/groupcache-install.XXXXXX)"
+trap 'rm -rf "$tmp"' EXIT
+prefix="$tmp/prefix"
+version="$(sed -n 's/^version *= *"\([^"]*\)".*/\1/p' Cargo.toml | head -n1)"
+major="${version%%.*}"
+
+# Until the Makefile includes mk/install.mk, read it alongside.
+mkf=()
+grep -Eq '^[[:space:]]*-?include[[:space:]].*mk/install\.mk' Makefile || mkf=(-f Makefile -f mk/install.mk)
+make="${MAKE:-make}"
+
+echo "== make install PREFIX=$prefix"
+"$make" --no-print-directory "${mkf[@]}" install PREFIX="$prefix" LDCONFIG=: >"$tmp/install.log" 2>&1 \
+  || { cat "$tmp/install.log"; echo "install test: make install failed" >&2; exit 1; }
+
+lib="$prefix/lib"
+real="$lib/libgroupcache.so.$version"
+check "installed $real (a file)" test -f "$real" -a ! -L "$real"
+check "libgroupcache.so.$major -> libgroupcache.so.$version" \
+  test "$(readlink "$lib/libgroupcache.so.$major")" = "libgroupcache.so.$version"
+check "libgroupcache.so -> libgroupcache.so.$major" \
+  test "$(readlink "$lib/libgroupcache.so")" = "libgroupcache.so.$major"
+check "readelf -d: soname libgroupcache.so.$major" \
+  bash -c 'readelf -d "$1" | grep -q "Library soname: \[libgroupcache.so.$2\]"' _ "$real" "$major"
+check "installed header = include/groupcache.h" cmp -s include/groupcache.h "$prefix/include/groupcache.h"
+
+export PKG_CONFIG_PATH="$lib/pkgconfig"
+check "pkg-config finds groupcache" pkg-config --exists groupcache
+check "pkg-config --modversion = $version (Cargo.toml)" \
+  test "$(pkg-config --modversion groupcache)" = "$version"
+check "pkg-config prefix = PREFIX" test "$(pkg-config --variable=prefix groupcache)" = "$prefix"
+check "pkg-config --cflags = -I\$PREFIX/include" \
+  test "$(pkg-config --cflags groupcache | xargs)" = "-I$prefix/include"
+check "pkg-config --libs = -L\$PREFIX/lib -lgroupcache" \
+  test "$(pkg-config --libs groupcache | xargs)" = "-L$lib -lgroupcache"
+libdir="$(pkg-config --variable=libdir groupcache)"
+check "pkg-config libdir = \$PREFIX/lib" test "$libdir" = "$lib"
+
+# The installed header on its own, strictly, as C and (if there is one) C++.
+printf '#include <groupcache.h>\nint main(void) { return cache_version() == 0; }\n' >"$tmp/hdr.c"
+# shellcheck disable=SC2046
+check "header compiles alone: -std=c99 -Wall -Wextra -Wpedantic -Werror" \
+  "${CC:-cc}" -std=c99 -Wall -Wextra -Wpedantic -Werror -fsyntax-only $(pkg-config --cflags groupcache) "$tmp/hdr.c"
+if command -v "${CXX:-c++}" >/dev/null; then
+  # shellcheck disable=SC2046
+  check "header compiles as C++: -Wall -Wextra -Werror" \
+    "${CXX:-c++}" -x c++ -Wall -Wextra -Werror -fsyntax-only $(pkg-config --cflags groupcache) "$tmp/hdr.c"
+fi
+
+echo "== cc examples/loader.c \$(pkg-config --cflags --libs groupcache)"
+# shellcheck disable=SC2046
+check "loader builds against the installed library" \
+  "${CC:-cc}" examples/loader.c $(pkg-config --cflags --libs groupcache) -o "$tmp/loader"
+# shellcheck disable=SC2046
+check "loader builds with rpath = pkg-config libdir" \
+  "${CC:-cc}" examples/loader.c $(pkg-config --cflags --libs groupcache) -Wl,-rpath,"$libdir" -o "$tmp/loader-rpath"
+check "loader NEEDs libgroupcache.so.$major" \
+  bash -c 'readelf -d "$1" | grep -q "Shared library: \[libgroupcache.so.$2\]"' _ "$tmp/loader" "$major"
+
+# Which copy the loader resolves: the installed one, not target/release.
+resolved() { "$@" ldd "$tmp/$LOADER" | awk '/libgroupcache/ {print $3}'; }
+check "LD_LIBRARY_PATH: resolves to the installed copy" \
+  test "$(LOADER=loader resolved env LD_LIBRARY_PATH="$libdir")" = "$lib/libgroupcache.so.$major"
+check "rpath: resolves to the installed copy" \
+  test "$(LOADER=loader-rpath resolved env -u LD_LIBRARY_PATH)" = "$lib/libgroupcache.so.$major"
+
+run_loader() { # run_loader OUT ENV... : runs a loader build, keeps its output
+  local out="$1"; shift
+  "$@" >"$out" 2>&1 || { cat "$out"; return 1; }
+  grep -q 'get 1   -> Ada Lovelace' "$out" && grep -q 'get 42  -> status 1' "$out" \
+    && grep -q 'database reads so far: 3' "$out" || { cat "$out"; return 1; }
+}
+check "loader runs with LD_LIBRARY_PATH=libdir" \
+  run_loader "$tmp/out1" env LD_LIBRARY_PATH="$libdir" "$tmp/loader"
+check "loader runs with rpath" run_loader "$tmp/out2" env -u LD_LIBRARY_PATH "$tmp/loader-rpath"
+
+# Another language through the installed header and pkg-config: the cgo
+# example with -tags pkgconfig (when a Go toolchain is already here).
+if [ -x /usr/lib/go-1.19/bin/go ] || command -v go >/dev/null; then
+  echo "== examples/cgo/run.sh --pkgconfig"
+  cgo_installed() {
+    LD_LIBRARY_PATH="$libdir" bash examples/cgo/run.sh --pkgconfig >"$tmp/cgo.log" 2>&1 \
+      && LD_LIBRARY_PATH="$libdir" ldd target/go/cgo-example-pkgconfig | grep -q "=> $libdir/libgroupcache.so.$major" \
+      || { cat "$tmp/cgo.log"; return 1; }
+    tail -n1 "$tmp/cgo.log" | sed 's/^/       /'
+  }
+  check "cgo example builds and runs against the installed library" cgo_installed
+fi
+
+echo "== make uninstall PREFIX=$prefix"
+"$make" --no-print-directory "${mkf[@]}" uninstall PREFIX="$prefix" >"$tmp/uninstall.log" 2>&1 \
+  || { cat "$tmp/uninstall.log"; failed=$((failed + 1)); }
+check "uninstall leaves no files" test -z "$(find "$prefix" ! -type d)"
+
+finish
