@@ -19,7 +19,7 @@ C_TESTS    := test_api test_threads test_pool test_options
 EXAMPLES   := say_hi loader
 
 .PHONY: all lib demo test test-rust test-c test-c-valgrind test-c-asan \
-        test-python test-interop check-header bench clean venv examples
+        test-python test-interop test-install test-cgo check-header bench clean venv examples
 
 all: lib
 
@@ -57,7 +57,7 @@ demo: lib examples venv
 	@echo "== loader (Python) ==";       PYTHONPATH=python_ctypes $(VPY) examples/loader.py
 	@echo "== a cluster of three Python workers over SQLite =="; PYTHONPATH=python_ctypes $(VPY) examples/cluster_demo.py
 
-test: check-header test-rust test-c test-python test-interop
+test: check-header test-rust test-c test-python test-interop test-install test-cgo
 	@echo "make test: all suites passed"
 
 test-rust:
@@ -85,9 +85,18 @@ test-python: lib venv
 test-interop: lib
 	bash tests/interop/run.sh
 
+test-install: lib
+	MAKE="$(MAKE)" bash tests/install/run.sh
+
+test-cgo: lib
+	bash examples/cgo/run.sh
+
 bench: lib venv
 	bash bench/all.sh
 
 clean:
 	$(CARGO) clean
 	rm -rf $(VENV)
+
+# make install PREFIX=... / make uninstall (after `all`, so it is not the default goal)
+include mk/install.mk
