@@ -227,7 +227,9 @@ func runDriver(dur time.Duration) {
 	// Warm-up: connections, code paths.
 	remoteLoad(gA, ownedKeys(ring, selfB, "warm", 5000), 4, 300*time.Millisecond, &errs)
 
-	maxKeys := func(conc int) int { return int(dur.Seconds()*30000) + conc*1000 + 100000 }
+	// Enough distinct keys for 100,000 fetches/s (a phase that runs out
+	// ends early); tests/peers_perf.rs uses the same budget.
+	maxKeys := func(conc int) int { return int(dur.Seconds()*100000) + conc*1000 + 100000 }
 	for _, conc := range []int{1, 16} {
 		ks := ownedKeys(ring, selfB, fmt.Sprintf("c%d", conc), maxKeys(conc))
 		peerLoads0 := gA.Stats.PeerLoads.Get()

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The peer benchmark (issue 4): remote fetches between two nodes on
+# loopback, ours beside golang/groupcache in one run. Each side runs node A
+# (the driver) in one process and node B (the owner of every key fetched)
+# in a child process; both do the same phases with the same keys, 16-byte
+# values and phase length (bench/go/peers/main.go, tests/peers_perf.rs).
+# Rounds alternate Go, ours, Go, ours... so both see the same machine.
+# Writes bench/out/peers.raw, bench/out/peers.json, bench/out/peers.md.
+#   bash bench/peers.sh [ROUNDS] [PHASE_SECONDS]     (default 3 rounds, 2 s)
+# About 6 x ROUNDS x PHASE_SECONDS of running, plus the builds.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+rounds="${1:-3}"
+secs="${2:-2}"
+mkdir -p bench/out
+
+# Go: build offline against Debian's golang/groupcache (as bench/go/peers/run.sh).
+(
+  . scripts/go-env.sh
+  scripts/install-go.sh >&2
+  mkdir -p target/go/bin
+  cd bench/go/peers && "$GO" build -o "$REPO_ROOT/target/go/bin/gopeers" .
+)
+gobin=target/go/bin/gopeers
+gover="$(. scripts/go-env.sh && "$GO" version)"
+
+# Ours: the ignored test binary, run directly (no cargo in the measurement).
+ours="$(cargo test --release --test peers_perf --no-run 2>&1 \
+  | grep -o 'target/release/deps/peers_perf-[a-z0-9]*' | tail -1)"
+[ -x "$ours" ] || { echo "could not build tests/peers_perf.rs" >&2; exit 1; }
+
+raw=bench/out/peers.raw
+tmp="$(mktemp)"
+trap 'rm -f "$tmp"' EXIT
+{
+  echo "meta {\"rounds\":$rounds,\"phase_seconds\":$secs,\"cores\":$(nproc),\"go\":\"$gover\",\"rustc\":\"$(rustc --version)\",\"command\":\"bash bench/peers.sh${1:+ $1}${2:+ $2}\",\"loadavg_start\":\"$(cut -d' ' -f1-3 /proc/loadavg)\"}"
+} > "$raw"
+for i in $(seq "$rounds"); do
+  echo "round $i/$rounds: go" >&2
+  echo "go {\"loadavg\":\"$(cut -d' ' -f1-3 /proc/loadavg)\",\"result\":$("$gobin" -dur="${secs}s")}" >> "$raw"
+  echo "round $i/$rounds: ours" >&2
+  la="$(cut -d' ' -f1-3 /proc/loadavg)"
+  PEERS_PERF_MS=$((secs * 1000)) PEERS_PERF_JSON="$tmp" \
+    "$ours" --ignored --exact remote_fetch_rate --nocapture >/dev/null
+  echo "rust {\"loadavg\":\"$la\",\"result\":$(cat "$tmp")}" >> "$raw"
+done
+echo "end {\"loadavg_end\":\"$(cut -d' ' -f1-3 /proc/loadavg)\"}" >> "$raw"
+python3 bench/peers_report.py "$raw" bench/out/peers.json bench/out/peers.md
+cat bench/out/peers.md
