@@ -427,6 +427,12 @@ def test_restart_brings_a_killed_worker_back(tmp_path: Path) -> None:
                 owner[key] = get_item(url, key)[1]["loaded_by"]
         victim = c.workers[1]
         os.kill(victim["pid"], signal.SIGKILL)
+        until(lambda: not alive(victim["pid"]), 10, "the killed worker to die")
+        # Writes while it is down (its removes cannot reach it).
+        outage = ["outage-%d" % i for i in range(8)]
+        for key in outage:
+            status, body = request(c.urls[0], "PUT", "/items/" + key, {"v": 1})
+            assert status == 201, body
 
         def back() -> bool:
             try:
@@ -448,5 +454,17 @@ def test_restart_brings_a_killed_worker_back(tmp_path: Path) -> None:
         lost = sum(1 for k in KEYS if owner[k] == 1)
         assert after["db_reads"] - before["db_reads"] == lost, (lost, c.log())
         assert stats(victim["http_url"])["db_reads"] == lost
+
+        # Invalidation reaches the restarted worker: each key cached on
+        # every worker, then rewritten, is new everywhere.
+        for n, key in enumerate(outage):
+            for _ in range(3):
+                for url in c.urls:
+                    assert get_item(url, key)[1]["data"] == {"v": 1}
+            writer = c.urls[n % 3]
+            status, body = request(writer, "PUT", "/items/" + key, {"v": 2})
+            assert status == 200 and "warning" not in json.loads(body), body
+            for url in c.urls:
+                assert get_item(url, key)[1]["data"] == {"v": 2}, (key, url)
     finally:
         c.kill()
