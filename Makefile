@@ -19,7 +19,7 @@ C_TESTS    := test_api test_threads test_pool test_options
 EXAMPLES   := say_hi loader
 
 .PHONY: all lib demo test test-rust test-c test-c-valgrind test-c-asan \
-        test-python test-interop test-install test-cgo check-header bench clean venv examples
+        test-python test-service test-interop test-install test-cgo check-header bench clean venv examples
 
 all: lib
 
@@ -56,8 +56,9 @@ demo: lib examples venv
 	@echo "== loader (C) ==";            $(BUILD)/loader
 	@echo "== loader (Python) ==";       PYTHONPATH=python_ctypes $(VPY) examples/loader.py
 	@echo "== a cluster of three Python workers over SQLite =="; PYTHONPATH=python_ctypes $(VPY) examples/cluster_demo.py
+	@echo "== an asyncio HTTP service, three workers, one cache =="; PYTHONPATH=python_ctypes $(VPY) examples/service/demo.py
 
-test: check-header test-rust test-c test-python test-interop test-install test-cgo
+test: check-header test-rust test-c test-python test-service test-interop test-install test-cgo
 	@echo "make test: all suites passed"
 
 test-rust:
@@ -81,6 +82,9 @@ test-c-asan: $(addprefix $(BUILD)/asan/,$(C_TESTS))
 
 test-python: lib venv
 	PYTHONPATH=python_ctypes GROUPCACHE_LIB=$(LIB) $(VPY) -m pytest -q tests/python
+
+test-service: lib venv
+	PYTHONPATH=python_ctypes GROUPCACHE_LIB=$(LIB) $(VPY) -m pytest -q tests/service
 
 test-interop: lib
 	bash tests/interop/run.sh
