@@ -55,8 +55,8 @@ demo: lib examples venv
 	@echo "== say_hi (Python, plain ctypes) =="; GROUPCACHE_LIB=$(LIB) $(VPY) examples/say_hi.py
 	@echo "== loader (C) ==";            $(BUILD)/loader
 	@echo "== loader (Python) ==";       PYTHONPATH=python_ctypes $(VPY) examples/loader.py
-	@echo "== a cluster of three Python workers over SQLite =="; PYTHONPATH=python_ctypes $(VPY) examples/cluster_demo.py
 	@echo "== an asyncio HTTP service, three workers, one cache =="; PYTHONPATH=python_ctypes $(VPY) examples/service/demo.py
+	@echo "== a cluster of three Python workers over SQLite =="; PYTHONPATH=python_ctypes $(VPY) examples/cluster_demo.py
 
 test: check-header test-rust test-c test-python test-service test-interop test-install test-cgo
 	@echo "make test: all suites passed"
