@@ -338,8 +338,9 @@ impl Group {
                         Err(Error::NotFound)
                     }
                     // groupcache's rule: a failing peer means load locally.
-                    Err(PeerError::Failed(_)) => {
+                    Err(PeerError::Failed(m)) => {
                         self.counters.inc(Counter::PeerErrors);
+                        log::warn!("cache {:?}: {m}; loading key {:?} here instead", self.name, lossy(key));
                         self.load_local(key, hash, false)
                     }
                 }
@@ -364,6 +365,7 @@ impl Group {
                     .map(|s| s.to_string())
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "unknown panic".into());
+                log::error!("cache {:?}: the getter panicked loading key {:?}: {msg}", self.name, lossy(key));
                 Err(Error::LoaderFailed(format!("getter panicked: {msg}")))
             }
             Ok(Err(Error::NotFound)) => Err(Error::NotFound),
@@ -411,7 +413,9 @@ impl Group {
                     self.counters.inc(Counter::PeerErrors);
                     // Our copy would now disagree with the owner's: drop it.
                     self.invalidate(key, hash, || self.store.remove(key));
-                    return Err(Error::PeerFailed(format!("set at {}: {}", peer.url(), peer_msg(e))));
+                    let msg = peer_msg(e);
+                    log::warn!("cache {:?}: storing key {:?} at its owner failed: {msg}", self.name, lossy(key));
+                    return Err(Error::PeerFailed(format!("set at {}: {msg}", peer.url())));
                 }
                 Kind::Hot
             }
@@ -438,7 +442,9 @@ impl Group {
         if let Some(owner) = &owner {
             if let Err(e) = owner.remove(&self.name, key) {
                 self.counters.inc(Counter::PeerErrors);
-                result = Err(Error::PeerFailed(format!("remove at {}: {}", owner.url(), peer_msg(e))));
+                let msg = peer_msg(e);
+                log::warn!("cache {:?}: removing key {:?} at its owner failed: {msg}", self.name, lossy(key));
+                result = Err(Error::PeerFailed(format!("remove at {}: {msg}", owner.url())));
             }
         }
         self.broadcast_remove(&*picker, key, owner.as_ref());
@@ -452,8 +458,9 @@ impl Group {
             if skip.is_some_and(|o| o.url() == peer.url()) {
                 continue;
             }
-            if peer.remove(&self.name, key).is_err() {
+            if let Err(e) = peer.remove(&self.name, key) {
                 self.counters.inc(Counter::PeerErrors);
+                log::warn!("cache {:?}: dropping key {:?} at a peer failed: {}", self.name, lossy(key), peer_msg(e));
             }
         }
     }
@@ -520,6 +527,12 @@ impl Group {
     pub fn max_bytes(&self) -> u64 {
         self.store.max_bytes()
     }
+}
+
+/// A key for a log message: text as far as it is UTF-8 (formatted with
+/// `{:?}`, so control characters are escaped).
+fn lossy(key: &[u8]) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(key)
 }
 
 fn peer_msg(e: PeerError) -> String {

@@ -6,6 +6,7 @@
 pub(crate) mod boundary;
 pub mod cache;
 pub(crate) mod handles;
+pub mod log;
 pub mod lookup;
 pub mod pool;
 pub mod sink;

@@ -373,6 +373,7 @@ impl Pool {
             }
         };
         *shared.server.lock().unwrap() = Some(server);
+        log::info!("pool {}: serving the peer protocol on {addr}", shared.self_url);
         let picker = Arc::new(Picker(shared.clone()));
         Ok(Arc::new(Pool { shared, picker }))
     }
@@ -574,6 +575,7 @@ impl Pool {
         if s.closed.swap(true, Ordering::AcqRel) {
             return;
         }
+        log::info!("pool {}: closing", s.self_url);
         s.client.close();
         if let Some(server) = s.server.lock().unwrap_or_else(|e| e.into_inner()).take() {
             server.shutdown(CLOSE_GRACE);

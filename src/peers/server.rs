@@ -319,9 +319,10 @@ async fn accept_loop(
         let stream = tokio::select! {
             r = listener.accept() => match r {
                 Ok((s, _)) => s,
-                Err(_) => {
+                Err(e) => {
                     // Out of file descriptors or a connection reset before
                     // accept: back off briefly rather than spin.
+                    log::warn!("peer server: accepting a connection failed: {e}");
                     tokio::time::sleep(Duration::from_millis(10)).await;
                     continue;
                 }
@@ -522,8 +523,10 @@ pub(crate) fn parse_target(path: &str, base_path: &str) -> Target {
 /// caught here; the engine catches getters' panics itself, so this is only a
 /// backstop that keeps the connection's thread alive.
 async fn blocking<T>(f: impl FnOnce() -> T) -> Result<T, Response<Chunks>> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
-        .map_err(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "the engine panicked"))
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|_| {
+        log::error!("peer server: the engine panicked answering a peer");
+        text(StatusCode::INTERNAL_SERVER_ERROR, "the engine panicked")
+    })
 }
 
 async fn route(
@@ -542,6 +545,7 @@ async fn route(
         }
         Target::NotOurs => return text(StatusCode::NOT_FOUND, "404 page not found"),
         Target::Malformed(why) => {
+            log::debug!("peer server: {} {}: bad request: {why}", req.method(), req.uri().path());
             return text(StatusCode::BAD_REQUEST, &format!("bad request: {why}"))
         }
         Target::NoSuchGroup(g) => {
@@ -549,6 +553,7 @@ async fn route(
         }
     };
     let Some(svc) = groups.lookup(&group) else {
+        log::debug!("peer server: a peer asked for cache {group:?}, which this node does not have");
         return text(StatusCode::NOT_FOUND, &format!("no such group: {group}"));
     };
     match *req.method() {
@@ -557,7 +562,12 @@ async fn route(
                 .header(header::CONTENT_TYPE, PROTOBUF)
                 .body(get_response_body(v))
                 .expect("valid response"),
-            Ok(Err(e)) => error_response(&e),
+            Ok(Err(e)) => {
+                if !matches!(e, Error::NotFound) {
+                    log::warn!("peer server: answering a GET for cache {group:?}: {e}");
+                }
+                error_response(&e)
+            }
             Err(resp) => resp,
         },
         Method::PUT => {
