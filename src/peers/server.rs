@@ -193,8 +193,13 @@ impl ConnThreads {
         loop {
             if let Some(job) = st.queue.pop_front() {
                 drop(st);
-                rt.block_on(serve_conn(job, ctx.clone()));
+                let permit = rt.block_on(serve_conn(job, ctx.clone()));
                 st = self.lock();
+                // Given back under the lock, which this thread keeps until
+                // it waits as idle: the accept loop's next `submit` then
+                // finds it idle instead of spawning another thread, so
+                // threads stay within `max_connections`.
+                drop(permit);
                 continue;
             }
             if st.closed {
@@ -341,10 +346,11 @@ async fn accept_loop(
 }
 
 /// Serves one connection on the current (connection thread's) runtime.
-async fn serve_conn(job: Job, ctx: Arc<ServeCtx>) {
+/// Returns the connection's permit, for the caller to give back.
+async fn serve_conn(job: Job, ctx: Arc<ServeCtx>) -> OwnedSemaphorePermit {
     let Job { stream, permit } = job;
     let Ok(stream) = tokio::net::TcpStream::from_std(stream) else {
-        return;
+        return permit;
     };
     let mut shutdown = ctx.shutdown.clone();
     let svc_ctx = ctx.clone();
@@ -369,7 +375,7 @@ async fn serve_conn(job: Job, ctx: Arc<ServeCtx>) {
             let _ = conn.await;
         }
     }
-    drop(permit);
+    permit
 }
 
 /// A response body of up to three chunks, so a large value is written from
