@@ -296,7 +296,12 @@ impl BadPeer {
                         s.set_nonblocking(false).unwrap();
                         cs.lock().unwrap().push(s.try_clone().unwrap());
                         let serve = serve.clone();
-                        workers.push(spawn_named("badconn", move || serve(s)));
+                        let closer = s.try_clone().unwrap();
+                        workers.push(spawn_named("badconn", move || {
+                            serve(s);
+                            // The list above holds a clone: close for real.
+                            let _ = closer.shutdown(Shutdown::Both);
+                        }));
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(2)),
                 }
@@ -372,11 +377,11 @@ impl Drop for BadPeer {
 pub struct Faults {
     /// Added before forwarding each chunk, uniformly in [min, max] ms.
     pub delay_ms: (u64, u64),
-    /// Per connection: forwards a random prefix of the first answer, then
-    /// resets the connection (a lost link).
+    /// Per chunk of an answer: forwards a random prefix of it, then closes
+    /// both sides (a lost link).
     pub p_cut: f64,
-    /// Per connection: forwards nothing more after the request (a black
-    /// hole), until the proxy stops.
+    /// Per chunk of an answer: forwards nothing more on that connection (a
+    /// black hole), until the proxy stops.
     pub p_stall: f64,
     /// Per connection: refuses at once (closed without forwarding).
     pub p_refuse: f64,
@@ -404,15 +409,10 @@ impl Proxy {
         let c = counts.clone();
         let inner = BadPeer::start(move |client| {
             c.conns.fetch_add(1, Ordering::SeqCst);
-            let (cut, stall, refuse, mut r) = {
+            let (refuse, mut r) = {
                 let mut g = rng.lock().unwrap();
                 let r = Rng::new(g.next());
-                (
-                    g.chance(faults.p_cut),
-                    g.chance(faults.p_stall),
-                    g.chance(faults.p_refuse),
-                    r,
-                )
+                (g.chance(faults.p_refuse), r)
             };
             if refuse {
                 c.refused.fetch_add(1, Ordering::SeqCst);
@@ -429,16 +429,7 @@ impl Proxy {
             let up = spawn_named("proxy-up", move || {
                 pump(c2s_from, c2s_to, faults.delay_ms, &mut r2, None)
             });
-            let limit = if stall {
-                c.stalled.fetch_add(1, Ordering::SeqCst);
-                Some(0)
-            } else if cut {
-                c.cut.fetch_add(1, Ordering::SeqCst);
-                Some(r.below(64) as usize)
-            } else {
-                None
-            };
-            pump(server, client, faults.delay_ms, &mut r, limit);
+            pump(server, client, faults.delay_ms, &mut r, Some((faults, c.clone())));
             let _ = up.join();
         });
         Proxy {
@@ -453,45 +444,47 @@ impl Proxy {
     }
 }
 
-/// Copies `from` to `to` with delays; after `limit` bytes (if any) stops
-/// forwarding: with limit 0 it keeps reading and discarding (a black hole),
-/// otherwise it resets both sides.
+/// Copies `from` to `to` with delays. With `faults` (the answers'
+/// direction), each chunk may be cut (a random prefix forwarded, then both
+/// sides closed: a lost link) or start a black hole (nothing forwarded any
+/// more, until the proxy stops).
 fn pump(
     mut from: TcpStream,
     mut to: TcpStream,
     delay: (u64, u64),
     rng: &mut Rng,
-    limit: Option<usize>,
+    faults: Option<(Faults, Arc<ProxyCounts>)>,
 ) {
     let mut buf = [0u8; 8192];
-    let mut sent = 0usize;
+    let mut hole = false;
     loop {
         let n = match from.read(&mut buf) {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
+        if hole {
+            continue;
+        }
         let d = delay.0 + rng.below(delay.1.saturating_sub(delay.0) + 1);
         if d > 0 {
             std::thread::sleep(Duration::from_millis(d));
         }
-        let mut chunk = &buf[..n];
-        if let Some(l) = limit {
-            if l == 0 {
-                continue; // black hole
+        if let Some((f, c)) = &faults {
+            if rng.chance(f.p_stall) {
+                c.stalled.fetch_add(1, Ordering::SeqCst);
+                hole = true;
+                continue;
             }
-            let room = l.saturating_sub(sent);
-            if chunk.len() >= room {
-                chunk = &chunk[..room];
-                let _ = to.write_all(chunk);
-                // SO_LINGER 0 would send a RST; a plain close of both
-                // sides is a cut link as the client sees it.
+            if rng.chance(f.p_cut) {
+                c.cut.fetch_add(1, Ordering::SeqCst);
+                let keep = rng.below(n as u64) as usize;
+                let _ = to.write_all(&buf[..keep]);
                 let _ = to.shutdown(Shutdown::Both);
                 let _ = from.shutdown(Shutdown::Both);
                 return;
             }
         }
-        sent += chunk.len();
-        if to.write_all(chunk).is_err() {
+        if to.write_all(&buf[..n]).is_err() {
             break;
         }
     }
