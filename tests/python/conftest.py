@@ -1,6 +1,8 @@
 """Test setup: import the package from the checkout (python_ctypes/), which
 loads the library from $GROUPCACHE_LIB or target/release/.  Set
-GROUPCACHE_TEST_INSTALLED=1 to test the package pip installed instead."""
+GROUPCACHE_TEST_INSTALLED=1 to test the package pip installed instead (as
+tests/python/wheel.sh does): then neither this process nor the Python
+subprocesses the tests start look at the checkout's package."""
 
 from __future__ import annotations
 
@@ -13,10 +15,20 @@ from typing import Iterator
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-if os.environ.get("GROUPCACHE_TEST_INSTALLED") != "1":
+INSTALLED = os.environ.get("GROUPCACHE_TEST_INSTALLED") == "1"
+if not INSTALLED:
     sys.path.insert(0, str(ROOT / "python_ctypes"))
 
 import groupcache  # noqa: E402
+
+if INSTALLED and Path(groupcache.__file__).resolve().is_relative_to(ROOT / "python_ctypes"):
+    raise RuntimeError(
+        "GROUPCACHE_TEST_INSTALLED=1 but groupcache was imported from the checkout "
+        "(%s): run pytest from outside it, without PYTHONPATH" % groupcache.__file__
+    )
+
+PRELUDE = "" if INSTALLED else "import sys; sys.path.insert(0, %r)\n" % str(ROOT / "python_ctypes")
+"""Code that makes a Python subprocess import the package under test."""
 
 _names = itertools.count()
 
@@ -30,6 +42,12 @@ def name() -> str:
 @pytest.fixture
 def root() -> Path:
     return ROOT
+
+
+@pytest.fixture
+def prelude() -> str:
+    """``PRELUDE``: prepend it to the code of a ``python -c`` subprocess."""
+    return PRELUDE
 
 
 def rss_bytes() -> int:

@@ -15,7 +15,7 @@ import pytest
 
 import groupcache
 from groupcache import Cache, _loader
-from conftest import rss_bytes
+from conftest import PRELUDE, rss_bytes
 
 
 def test_every_call_after_close_raises_closed_error(name: str) -> None:
@@ -141,7 +141,7 @@ def test_dropped_caches_do_not_leak_native_memory(name: str) -> None:
 
 
 def run_python(code: str, root: Path) -> subprocess.CompletedProcess[str]:
-    env_code = "import sys; sys.path.insert(0, %r)\n" % str(root / "python_ctypes")
+    env_code = PRELUDE
     return subprocess.run(
         [sys.executable, "-c", env_code + textwrap.dedent(code)],
         capture_output=True,

@@ -13,6 +13,7 @@ from typing import Dict, Optional
 import pytest
 
 import groupcache
+from conftest import INSTALLED
 
 
 def run(args: list, cwd: Optional[Path] = None, env: Optional[Dict[str, str]] = None, timeout: int = 120) -> subprocess.CompletedProcess[str]:
@@ -77,10 +78,9 @@ def test_examples(root: Path) -> None:
     first, second = r.stdout.splitlines()
     assert "groupcache" in first
     assert second == "library version %s" % groupcache.__version__
-    r = run(
-        [sys.executable, str(root / "examples" / "loader.py")],
-        env={"PYTHONPATH": str(root / "python_ctypes"), "GROUPCACHE_LIB": groupcache.library_path},
-    )
+    # The package under test: the checkout's, or the installed one.
+    env = {} if INSTALLED else {"PYTHONPATH": str(root / "python_ctypes"), "GROUPCACHE_LIB": groupcache.library_path}
+    r = run([sys.executable, str(root / "examples" / "loader.py")], env=env)
     assert r.returncode == 0, r.stderr
     assert "3 loads" in r.stdout and "user 9: no such user" in r.stdout
 
@@ -99,3 +99,14 @@ def test_pip_install_builds_the_library_into_the_package(root: Path, tmp_path: P
     path, value = r.stdout.splitlines()
     assert path.startswith(str(venv)) and "/site-packages/groupcache/libgroupcache" in path
     assert value == "b'ok'"
+
+
+@pytest.mark.skipif(not INSTALLED, reason="tests the installed package (tests/python/wheel.sh)")
+def test_the_installed_package_is_tested() -> None:
+    """Under wheel.sh: the package and its library come from the venv's
+    site-packages, not from the checkout."""
+    pkg = Path(groupcache.__file__).resolve().parent
+    assert pkg.parent.name == "site-packages" and Path(sys.prefix).resolve() in pkg.parents
+    lib = Path(groupcache.library_path).resolve()
+    assert lib.parent == pkg and lib.name.startswith("libgroupcache")
+    assert "GROUPCACHE_LIB" not in os.environ
