@@ -11,6 +11,17 @@ its peers (after golang/groupcache), through ctypes over its Rust C library.
         users["42"]                     # the same
         await users.aget("42")          # from asyncio, without blocking the loop
 
+    @groupcache.memoize("squares", key=str, key_to_args=lambda k: (int(k),),
+                        serializer=groupcache.serializers.JSON)
+    def square(n: int) -> int:
+        return n * n                    # runs once per n, then from the cache
+
+The library's log messages (a peer that fails, an error its server answers
+a peer with, a pool starting or stopping) go to
+``logging.getLogger("groupcache")``, only for the levels that logger emits
+(``TRACE`` is below ``DEBUG``); each record's ``groupcache_target`` says
+which part of the library logged. The hit path never logs.
+
 The library is found at $GROUPCACHE_LIB, in this package's folder, or in
 target/release/ of the checkout the package sits in; ``library_path`` says
 which was loaded.
@@ -20,7 +31,7 @@ from __future__ import annotations
 
 import sys
 
-from . import _lib
+from . import _lib, serializers
 from ._errors import (
     AlreadyExistsError,
     ClosedError,
@@ -34,8 +45,10 @@ from ._errors import (
     TimeoutError,
 )
 from ._loader import Loader, LoaderResult, Value
+from ._log import TRACE, sync_log_level
 from ._version import __version__
-from .cache import Cache, Stats
+from .cache import Cache, CacheInfo, Stats
+from ._memoize import Memoized, memoize
 from .pool import Pool
 
 __all__ = [
@@ -46,6 +59,12 @@ __all__ = [
     "Cache",
     "Pool",
     "Stats",
+    "CacheInfo",
+    "memoize",
+    "Memoized",
+    "serializers",
+    "sync_log_level",
+    "TRACE",
     "Loader",
     "LoaderResult",
     "Value",

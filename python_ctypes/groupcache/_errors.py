@@ -62,6 +62,7 @@ class GroupcacheError(Exception):
     """
 
     status: Optional[int]
+    """The library's ``cache_status`` code; None for errors found in Python."""
 
     def __init__(self, message: object = "", status: Optional[int] = None) -> None:
         super().__init__(message)

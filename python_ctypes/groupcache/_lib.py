@@ -378,3 +378,37 @@ def cache_pool_set_peers(p: Handle, urls: Any, n: int) -> int: ...
 
 @_bind("cache_pool_free", [c_void_p], None, optional=True)
 def cache_pool_free(p: Any) -> None: ...
+
+
+# cache_status cache_pool_owner(const cache_pool *p, const uint8_t *key,
+#     size_t key_len, char *buf, size_t cap, size_t *out_len)
+# No errcheck: CACHE_BUFFER_TOO_SMALL is an answer (the length needed),
+# which Pool.owner handles by retrying with a larger buffer.
+@_bind(
+    "cache_pool_owner",
+    [c_void_p, c_char_p, c_size_t, c_char_p, c_size_t, POINTER(c_size_t)],
+    c_int32,
+    optional=True,
+)
+def cache_pool_owner(p: Handle, key: bytes, key_len: int, buf: Any, cap: int, out_len: Any) -> int: ...
+
+
+# ---- logging -------------------------------------------------------------------
+
+# void (*cache_log_fn)(void *user_data, int32_t level, const char *target,
+#                      const char *message)
+LOG_FN = CFUNCTYPE(None, c_void_p, c_int32, c_char_p, c_char_p)
+
+
+@_bind("cache_log_set", [LOG_FN, c_void_p, c_int32], c_int32, status=True, optional=True)
+def cache_log_set(log_fn: Any, user_data: Optional[int], min_level: int) -> int:
+    """Installs (or, with a NULL log_fn, removes) the log callback; waits
+    for calls of the previous one in progress (GIL released: CDLL)."""
+    ...
+
+
+@_bind("cache_log_set_level", [c_int32], c_int32, optional=True)
+def cache_log_set_level(min_level: int) -> int:
+    """Changes the installed callback's minimum level; never blocks. No
+    errcheck: it is called from the log callback, which must not raise."""
+    ...

@@ -34,6 +34,7 @@ LoaderResult = Union[Value, Tuple[Value, Optional[float]], None]
 """bytes-like, ``(value, ttl_seconds)``, or None for "does not exist"."""
 
 Loader = Callable[[str], LoaderResult]
+"""A loader: called with a missing key, returns its ``LoaderResult``."""
 
 _INT64_MAX = (1 << 63) - 1
 

@@ -25,11 +25,13 @@ from typing import (
     Dict,
     Iterable,
     List,
+    NamedTuple,
     Optional,
     Type,
 )
 
 from . import _lib
+from ._log import sync_log_level
 from ._errors import CACHE_NOT_FOUND, ClosedError, LoaderError, NotFoundError
 from ._loader import TRAMPOLINE, Loader, LoaderSlot, Value, register, ttl_to_ms, unregister
 
@@ -38,7 +40,7 @@ if TYPE_CHECKING:
 
     from .pool import Pool
 
-__all__ = ["Cache", "Stats"]
+__all__ = ["Cache", "Stats", "CacheInfo"]
 
 _lookup = _lib.lookup
 _ALLOC = _lib.LOOKUP_ALLOC
@@ -70,18 +72,45 @@ class Stats:
     server_requests: int
     """Gets that arrived from peers."""
     main_bytes: int
+    """Bytes (keys and values) in the main cache: keys this node owns."""
     main_items: int
+    """Entries in the main cache."""
     main_gets: int
+    """Lookups in the main cache."""
     main_hits: int
+    """Lookups the main cache answered."""
     main_evictions: int
+    """Entries the main cache dropped to stay within its bytes."""
     hot_bytes: int
+    """Bytes in the hot cache: copies of popular keys other nodes own."""
     hot_items: int
+    """Entries in the hot cache."""
     hot_gets: int
+    """Lookups in the hot cache (those the main cache missed)."""
     hot_hits: int
+    """Lookups the hot cache answered."""
     hot_evictions: int
+    """Entries the hot cache dropped to stay within its bytes."""
 
 
 _STATS_FIELDS = tuple(f.name for f in fields(Stats))
+
+
+class CacheInfo(NamedTuple):
+    """``functools.lru_cache``'s ``cache_info()`` tuple, from a cache's
+    counters. Sizes are in bytes, as in cachetools with ``getsizeof``:
+    ``maxsize`` is the cache's ``max_bytes``, ``currsize`` the bytes of
+    keys and values it holds (main and hot). ``stats()`` has the rest."""
+
+    hits: int
+    """Gets answered from this node's memory (``Stats.cache_hits``)."""
+    misses: int
+    """Gets that had to load, from the key's owner or the loader
+    (``Stats.loads``)."""
+    maxsize: int
+    """The bound in bytes (``max_bytes``)."""
+    currsize: int
+    """Bytes held now (``Stats.main_bytes + Stats.hot_bytes``)."""
 
 
 def _encode_key(key: object) -> bytes:
@@ -216,6 +245,7 @@ class Cache:
             self, _free, out.value or 0, slot.id if slot is not None else None
         )
         self._closed = False
+        sync_log_level()
 
     # ---- reads -------------------------------------------------------------
 
@@ -306,10 +336,16 @@ class Cache:
                     pass
         return out
 
+    def _peek(self, k: bytes) -> bytes:
+        """The hit path alone: the value if this node holds it, else b""
+        (also for an empty value, a closed cache: ``_load`` sorts it out)."""
+        return _lookup(self._harg, k, len(k), _ALLOC)
+
     def _load(self, k: bytes) -> bytes:
         """The slow path: cache_get, GIL released, may load."""
         if self._closed:
             raise ClosedError("the cache %r is closed" % self._name, None)
+        sync_log_level()  # cheap; a miss may log (a peer that fails)
         out = ctypes.c_void_p()
         try:
             _lib.cache_get(self._handle, k, len(k), ctypes.byref(out))
@@ -437,24 +473,35 @@ class Cache:
             raise ClosedError("the cache %r is closed" % self._name, None) from None
         return Stats(*(getattr(s, f) for f in _STATS_FIELDS))
 
+    def cache_info(self) -> CacheInfo:
+        """``hits, misses, maxsize, currsize``, as ``functools.lru_cache``'s
+        ``cache_info()`` (sizes in bytes, see ``CacheInfo``)."""
+        s = self.stats()
+        return CacheInfo(s.cache_hits, s.loads, self._max_bytes, s.main_bytes + s.hot_bytes)
+
     @property
     def name(self) -> str:
+        """The cache's name (the group's, shared by the cluster's nodes)."""
         return self._name
 
     @property
     def max_bytes(self) -> int:
+        """The bound on keys and values held, in bytes."""
         return self._max_bytes
 
     @property
     def loader(self) -> Optional[Loader]:
+        """The loader given at creation, or None (a set-only cache)."""
         return self._loader
 
     @property
     def pool(self) -> Optional[Pool]:
+        """The pool whose cluster the cache shares keys with, or None."""
         return self._pool
 
     @property
     def closed(self) -> bool:
+        """Whether close() ran."""
         return self._closed
 
     def close(self) -> None:

@@ -15,7 +15,8 @@ import weakref
 from typing import TYPE_CHECKING, Iterable, List, Optional, Type
 
 from . import _lib
-from ._errors import ClosedError, GroupcacheError
+from ._errors import CACHE_BUFFER_TOO_SMALL, CACHE_OK, ClosedError, GroupcacheError, error_for_status
+from ._log import sync_log_level
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -50,6 +51,7 @@ class Pool:
                 "%s has no peer pools yet (cache_pool_new is missing): rebuild "
                 "it from a checkout that has them" % _lib.library_path
             )
+        sync_log_level()  # before: the new pool logs that it serves
         out = _lib.Handle()
         _lib.cache_pool_new(
             _encode(listen, "listen"),
@@ -79,8 +81,33 @@ class Pool:
         except ClosedError:
             raise ClosedError("the pool is closed", None) from None
 
+    def owner(self, key: str) -> str:
+        """The URL of the node that owns ``key`` by this node's current
+        membership: the node whose loader loads it. This node's own URL when
+        it owns the key or has no peers. For operators and tests ("which
+        node loads this key?"); it asks no peer and never blocks."""
+        if not isinstance(key, str):
+            raise TypeError("keys are str, not %s" % type(key).__name__)
+        k = key.encode("utf-8", "surrogateescape")
+        self._check_open()
+        n = ctypes.c_size_t()
+        cap = 128
+        while True:
+            buf = ctypes.create_string_buffer(cap)
+            status = _lib.cache_pool_owner(self._handle, k, len(k), buf, cap, ctypes.byref(n))
+            if status == CACHE_OK:
+                return buf.raw[: n.value].decode("utf-8", "replace")
+            if status == CACHE_BUFFER_TOO_SMALL and n.value + 1 > cap:
+                cap = n.value + 1  # the membership may change meanwhile: loop
+                continue
+            err = error_for_status(status, _lib._last_error())
+            if isinstance(err, ClosedError):
+                raise ClosedError("the pool is closed", None)
+            raise err
+
     @property
     def closed(self) -> bool:
+        """Whether close() ran."""
         return self._closed
 
     def close(self) -> None:

@@ -113,15 +113,14 @@ def test_not_found_at_the_owner_is_a_key_error(name: str) -> None:
                 cb.get("x")
 
 
-def test_interpreter_exit_with_open_pools(root: Path) -> None:
+def test_interpreter_exit_with_open_pools(prelude: str) -> None:
     import subprocess
     import sys
     import textwrap
 
-    code = textwrap.dedent(
+    code = prelude + textwrap.dedent(
         """
         import sys, threading
-        sys.path.insert(0, %r)
         import groupcache
         pa, pb = groupcache.Pool(), groupcache.Pool()
         for p in (pa, pb):
@@ -129,19 +128,18 @@ def test_interpreter_exit_with_open_pools(root: Path) -> None:
         ca = groupcache.Cache("c", loader=lambda k: k.encode(), pool=pa)
         cb = groupcache.Cache("c", loader=lambda k: k.encode(), pool=pb)
         for i in range(50):
-            assert ca.get("k%%d" %% i) == b"k%%d" %% i
+            assert ca.get("k%d" % i) == b"k%d" % i
         def hammer():  # still fetching from the peer while the interpreter exits
             i = 0
             while True:
                 try:
-                    cb.get("x%%d" %% i)
+                    cb.get("x%d" % i)
                 except groupcache.GroupcacheError:
                     pass
                 i += 1
         threading.Thread(target=hammer, daemon=True).start()
         print("exiting")
         """
-        % str(root / "python_ctypes")
     )
     for _ in range(3):
         r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
@@ -176,3 +174,38 @@ def test_a_peer_request_runs_the_python_loader_on_a_server_thread(name: str) -> 
             # and the value is now cached under those bytes
             assert c.get("\udcff\udcfekey") == b"loaded for a peer"
             assert len(seen) == 1
+
+
+def test_owner(name: str) -> None:
+    with Pool() as pa, Pool() as pb:
+        assert pa.owner("anything") == pa.url  # no peers: itself
+        pa.set_peers([pb.url])  # a client of B only
+        assert pa.owner("k") == pb.url
+        for p in (pa, pb):
+            p.set_peers([pa.url, pb.url])
+        keys = ["key-%d" % i for i in range(50)]
+        owners = {k: pa.owner(k) for k in keys}
+        assert set(owners.values()) == {pa.url, pb.url}
+        assert all(pb.owner(k) == owners[k] for k in keys)  # the nodes agree
+        assert pa.owner("\udcff") in (pa.url, pb.url)  # a non-UTF-8 key
+        # ... and the owner is the node whose loader runs
+        loaded_by: Dict[str, str] = {}
+        ca = Cache(name, loader=lambda k: (loaded_by.setdefault(k, pa.url), b"")[1], pool=pa)
+        cb = Cache(name, loader=lambda k: (loaded_by.setdefault(k, pb.url), b"")[1], pool=pb)
+        for k in keys:
+            ca.get(k)
+        assert loaded_by == owners
+        ca.close()
+        cb.close()
+        with pytest.raises(TypeError):
+            pa.owner(b"k")  # type: ignore[arg-type]
+    with pytest.raises(groupcache.ClosedError):
+        pa.owner("k")
+
+
+def test_owner_with_a_long_url() -> None:
+    long_url = "http://" + "n" * 300 + ".example:8000"  # over owner()'s first buffer
+    with Pool("127.0.0.1:0", self_url=long_url) as p:
+        assert p.owner("k") == long_url
+        p.set_peers([long_url, long_url + "/x"])
+        assert {p.owner("k%d" % i) for i in range(40)} == {long_url, long_url + "/x"}
