@@ -205,19 +205,57 @@ typedef struct cache_stats {
    * Key + value bytes in the main cache (keys this node owns).
    */
   uint64_t main_bytes;
+  /**
+   * Entries in the main cache.
+   */
   uint64_t main_items;
+  /**
+   * Lookups in the main cache (each get looks there first).
+   */
   uint64_t main_gets;
+  /**
+   * Lookups the main cache answered.
+   */
   uint64_t main_hits;
+  /**
+   * Entries the main cache dropped to stay within max_bytes.
+   */
   uint64_t main_evictions;
   /**
    * Key + value bytes in the hot cache (copies of peers' keys).
    */
   uint64_t hot_bytes;
+  /**
+   * Entries in the hot cache.
+   */
   uint64_t hot_items;
+  /**
+   * Lookups in the hot cache (after the main cache missed).
+   */
   uint64_t hot_gets;
+  /**
+   * Lookups the hot cache answered.
+   */
   uint64_t hot_hits;
+  /**
+   * Entries the hot cache dropped (first, while hot > main / 8).
+   */
   uint64_t hot_evictions;
 } cache_stats;
+
+/**
+ * Allocates the caller's own object for a value, e.g. a Python `bytes`
+ * (`PyBytes_FromStringAndSize` has this shape). Must not call back into
+ * this library.
+ */
+typedef void *(*cache_alloc_fn)(const uint8_t *data, ptrdiff_t len);
+
+/**
+ * Stores the caller's object for key number `index`, e.g. `PyList_SetItem`
+ * of a Python list (it has this shape and takes over the reference `alloc`
+ * returned). Returns 0 on success. Must not call back into this library.
+ */
+typedef int32_t (*cache_store_fn)(void *ctx, ptrdiff_t index, void *object);
 
 /**
  * Receives one log message. `level` is CACHE_LOG_ERROR .. CACHE_LOG_TRACE;
@@ -235,23 +273,27 @@ typedef struct cache_stats {
  */
 typedef void (*cache_log_fn)(void *user_data, int32_t level, const char *target, const char *message);
 
-/**
- * Allocates the caller's own object for a value, e.g. a Python `bytes`
- * (`PyBytes_FromStringAndSize` has this shape). Must not call back into
- * this library.
- */
-typedef void *(*cache_alloc_fn)(const uint8_t *data, ptrdiff_t len);
-
-/**
- * Stores the caller's object for key number `index`, e.g. `PyList_SetItem`
- * of a Python list (it has this shape and takes over the reference `alloc`
- * returned). Returns 0 on success. Must not call back into this library.
- */
-typedef int32_t (*cache_store_fn)(void *ctx, ptrdiff_t index, void *object);
-
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+/**
+ * The message for the last non-OK status returned on the calling thread
+ * ("" if none). The string is owned by the library and stays valid until
+ * the next call into the library on this thread. Never blocks.
+ */
+const char *cache_last_error(void);
+
+/**
+ * Prints one greeting line to stdout (the demo of the Go c-shared article
+ * this project grew from). Never fails; never blocks beyond the write.
+ */
+void say_hi(void);
+
+/**
+ * The library version, e.g. "0.1.0": a static string, never freed.
+ */
+const char *cache_version(void);
 
 /**
  * Creates a cache (one groupcache group) named `name`.
@@ -355,96 +397,42 @@ enum cache_status cache_remove(struct cache *c, const uint8_t *key, size_t key_l
 enum cache_status cache_stats_get(struct cache *c, struct cache_stats *out);
 
 /**
- * Sends the library's log messages of `min_level` and more severe
- * (CACHE_LOG_ERROR = 1 .. CACHE_LOG_TRACE = 5; CACHE_LOG_OFF = 0: none) to
- * `log_fn`, with `user_data` as its first argument; NULL `log_fn` removes the
- * callback. Replaces any previous callback. Nothing is logged by default.
- *
- * See cache_log_fn for what the callback must do: it is called from
- * library threads, possibly several at once, and its strings are valid
- * only during the call. Disabled levels cost nothing: messages below
- * `min_level` are never formatted. The hit path never logs.
- *
- * When this returns, no thread is inside the previous callback any more
- * and it will not be called again, so its `user_data` may be freed. (It
- * waits for calls in progress: do not call it while holding a lock that
- * the callback takes.)
- *
- * Returns CACHE_OK, CACHE_INVALID_ARGUMENT (`min_level` outside 0..5, or
- * called from inside the log callback: use cache_log_set_level there),
- * CACHE_ALREADY_EXISTS (only when the crate is linked into a Rust program
- * that installed its own `log` logger).
+ * The value's bytes: `cache_value_len(v)` of them, valid until
+ * cache_value_free(v). NULL for NULL. Never blocks.
  */
-enum cache_status cache_log_set(cache_log_fn log_fn, void *user_data, int32_t min_level);
+const uint8_t *cache_value_data(const struct cache_value *v);
 
 /**
- * Changes the minimum level of the installed callback (0 .. 5, as in
- * cache_log_set) without replacing it. Never blocks; may be called from
- * inside the callback, e.g. to lower the level once the receiver no longer
- * wants some messages. Without a callback it does nothing. Returns
- * CACHE_OK or CACHE_INVALID_ARGUMENT (`min_level` outside 0..5).
+ * The value's length in bytes; 0 for NULL. Never blocks.
  */
-enum cache_status cache_log_set_level(int32_t min_level);
+size_t cache_value_len(const struct cache_value *v);
 
 /**
- * The hit path alone: looks `key` up in this node's cache only. Never
- * loads, never calls the getter or a peer, never blocks, and never sets
- * cache_last_error.
- *
- * Calls `alloc` exactly once: `alloc(data, len)` with the value on a hit,
- * `alloc(NULL, 0)` on anything else (a miss, a freed cache, bad
- * arguments); returns what `alloc` returned. A miss may be reported for a
- * key being written at that instant: follow up with cache_get, which is
- * authoritative. Returns NULL if `alloc` is NULL.
+ * Frees a value returned by cache_get. NULL is a no-op. Freeing a value
+ * twice is a bug in the caller, as with free(); it is detected in most
+ * cases and then ignored. Never blocks.
  */
-void *cache_lookup_alloc(struct cache *c, const uint8_t *key, size_t key_len, cache_alloc_fn alloc);
+void cache_value_free(struct cache_value *v);
 
 /**
- * Sets the process-wide allocator cache_lookup uses. It can be set once
- * and never unset; setting the same one again is CACHE_OK, a different
- * one CACHE_ALREADY_EXISTS (two bindings in one process: the second uses
- * cache_lookup_alloc). NULL is CACHE_INVALID_ARGUMENT. Never blocks.
+ * Stores the loaded value in the sink; the bytes are copied. `ttl_ms <= 0`:
+ * no expiry. A second call replaces the first. Returns CACHE_OK, or
+ * CACHE_INVALID_ARGUMENT (NULL sink, NULL value with a non-zero length, a
+ * sink that is not the one of a getter call running on this thread, a
+ * value over 4 GiB). Never blocks.
  */
-enum cache_status cache_set_default_alloc(cache_alloc_fn alloc);
+enum cache_status cache_sink_set(struct cache_sink *sink,
+                                 const uint8_t *value,
+                                 size_t value_len,
+                                 int64_t ttl_ms);
 
 /**
- * cache_lookup_alloc with the allocator given to cache_set_default_alloc:
- * one argument less on a binding's hottest call. Returns NULL only while
- * no default allocator is set; otherwise exactly as cache_lookup_alloc
- * (a freed cache or bad arguments are `alloc(NULL, 0)`). Never blocks.
+ * Records why the getter is failing; the caller of cache_get gets
+ * CACHE_LOADER_FAILED with this message from cache_last_error(). The
+ * message is copied; NULL is CACHE_INVALID_ARGUMENT. A getter that calls
+ * this fails even if it returns CACHE_OK. Never blocks.
  */
-void *cache_lookup(struct cache *c, const uint8_t *key, size_t key_len);
-
-/**
- * The hit path for many keys at once: looks the keys up in this node's
- * cache only, like cache_lookup_alloc. Never loads, never calls the getter
- * or a peer, never blocks, never sets cache_last_error.
- *
- * `keys` holds `n` keys back to back, separated by the byte `sep`
- * (`keys_len` bytes in all, no separator after the last key), so a key
- * cannot contain `sep`; n == 1 with keys_len == 0 is the empty key.
- *
- * For each key i, in order: obj = alloc(value, len) on a hit,
- * alloc(NULL, 0) on anything else (a miss, a freed cache, a key over the
- * limit); then store(ctx, i, obj). A miss may be reported for a key being
- * written at that instant (follow up with cache_get).
- *
- * Returns the number of keys that were not hits (0..n). Returns -1, and
- * stops, if `keys` does not split into exactly n keys (nothing was
- * stored then); if alloc returned NULL or store returned non-zero (keys
- * before that one were stored; that one's object was not, and it is the
- * caller's to release if alloc made it: store is only called with a
- * non-NULL object); or if c, alloc or store is NULL, or keys is NULL with
- * keys_len > 0.
- */
-ptrdiff_t cache_lookup_many_alloc(struct cache *c,
-                                  const uint8_t *keys,
-                                  size_t keys_len,
-                                  size_t n,
-                                  uint8_t sep,
-                                  cache_alloc_fn alloc,
-                                  cache_store_fn store,
-                                  void *ctx);
+enum cache_status cache_sink_fail(struct cache_sink *sink, const char *message);
 
 /**
  * New pool options: the defaults (peer timeout 2000 ms, connect timeout
@@ -574,60 +562,96 @@ enum cache_status cache_pool_owner(const struct cache_pool *p,
 void cache_pool_free(struct cache_pool *p);
 
 /**
- * Stores the loaded value in the sink; the bytes are copied. `ttl_ms <= 0`:
- * no expiry. A second call replaces the first. Returns CACHE_OK, or
- * CACHE_INVALID_ARGUMENT (NULL sink, NULL value with a non-zero length, a
- * sink that is not the one of a getter call running on this thread, a
- * value over 4 GiB). Never blocks.
+ * The hit path alone: looks `key` up in this node's cache only. Never
+ * loads, never calls the getter or a peer, never blocks, and never sets
+ * cache_last_error.
+ *
+ * Calls `alloc` exactly once: `alloc(data, len)` with the value on a hit,
+ * `alloc(NULL, 0)` on anything else (a miss, a freed cache, bad
+ * arguments); returns what `alloc` returned. A miss may be reported for a
+ * key being written at that instant: follow up with cache_get, which is
+ * authoritative. Returns NULL if `alloc` is NULL.
  */
-enum cache_status cache_sink_set(struct cache_sink *sink,
-                                 const uint8_t *value,
-                                 size_t value_len,
-                                 int64_t ttl_ms);
+void *cache_lookup_alloc(struct cache *c, const uint8_t *key, size_t key_len, cache_alloc_fn alloc);
 
 /**
- * Records why the getter is failing; the caller of cache_get gets
- * CACHE_LOADER_FAILED with this message from cache_last_error(). The
- * message is copied; NULL is CACHE_INVALID_ARGUMENT. A getter that calls
- * this fails even if it returns CACHE_OK. Never blocks.
+ * Sets the process-wide allocator cache_lookup uses. It can be set once
+ * and never unset; setting the same one again is CACHE_OK, a different
+ * one CACHE_ALREADY_EXISTS (two bindings in one process: the second uses
+ * cache_lookup_alloc). NULL is CACHE_INVALID_ARGUMENT. Never blocks.
  */
-enum cache_status cache_sink_fail(struct cache_sink *sink, const char *message);
+enum cache_status cache_set_default_alloc(cache_alloc_fn alloc);
 
 /**
- * The message for the last non-OK status returned on the calling thread
- * ("" if none). The string is owned by the library and stays valid until
- * the next call into the library on this thread. Never blocks.
+ * cache_lookup_alloc with the allocator given to cache_set_default_alloc:
+ * one argument less on a binding's hottest call. Returns NULL only while
+ * no default allocator is set; otherwise exactly as cache_lookup_alloc
+ * (a freed cache or bad arguments are `alloc(NULL, 0)`). Never blocks.
  */
-const char *cache_last_error(void);
+void *cache_lookup(struct cache *c, const uint8_t *key, size_t key_len);
 
 /**
- * The value's bytes: `cache_value_len(v)` of them, valid until
- * cache_value_free(v). NULL for NULL. Never blocks.
+ * The hit path for many keys at once: looks the keys up in this node's
+ * cache only, like cache_lookup_alloc. Never loads, never calls the getter
+ * or a peer, never blocks, never sets cache_last_error.
+ *
+ * `keys` holds `n` keys back to back, separated by the byte `sep`
+ * (`keys_len` bytes in all, no separator after the last key), so a key
+ * cannot contain `sep`; n == 1 with keys_len == 0 is the empty key.
+ *
+ * For each key i, in order: obj = alloc(value, len) on a hit,
+ * alloc(NULL, 0) on anything else (a miss, a freed cache, a key over the
+ * limit); then store(ctx, i, obj). A miss may be reported for a key being
+ * written at that instant (follow up with cache_get).
+ *
+ * Returns the number of keys that were not hits (0..n). Returns -1, and
+ * stops, if `keys` does not split into exactly n keys (nothing was
+ * stored then); if alloc returned NULL or store returned non-zero (keys
+ * before that one were stored; that one's object was not, and it is the
+ * caller's to release if alloc made it: store is only called with a
+ * non-NULL object); or if c, alloc or store is NULL, or keys is NULL with
+ * keys_len > 0.
  */
-const uint8_t *cache_value_data(const struct cache_value *v);
+ptrdiff_t cache_lookup_many_alloc(struct cache *c,
+                                  const uint8_t *keys,
+                                  size_t keys_len,
+                                  size_t n,
+                                  uint8_t sep,
+                                  cache_alloc_fn alloc,
+                                  cache_store_fn store,
+                                  void *ctx);
 
 /**
- * The value's length in bytes; 0 for NULL. Never blocks.
+ * Sends the library's log messages of `min_level` and more severe
+ * (CACHE_LOG_ERROR = 1 .. CACHE_LOG_TRACE = 5; CACHE_LOG_OFF = 0: none) to
+ * `log_fn`, with `user_data` as its first argument; NULL `log_fn` removes the
+ * callback. Replaces any previous callback. Nothing is logged by default.
+ *
+ * See cache_log_fn for what the callback must do: it is called from
+ * library threads, possibly several at once, and its strings are valid
+ * only during the call. Disabled levels cost nothing: messages below
+ * `min_level` are never formatted. The hit path never logs.
+ *
+ * When this returns, no thread is inside the previous callback any more
+ * and it will not be called again, so its `user_data` may be freed. (It
+ * waits for calls in progress: do not call it while holding a lock that
+ * the callback takes.)
+ *
+ * Returns CACHE_OK, CACHE_INVALID_ARGUMENT (`min_level` outside 0..5, or
+ * called from inside the log callback: use cache_log_set_level there),
+ * CACHE_ALREADY_EXISTS (only when the crate is linked into a Rust program
+ * that installed its own `log` logger).
  */
-size_t cache_value_len(const struct cache_value *v);
+enum cache_status cache_log_set(cache_log_fn log_fn, void *user_data, int32_t min_level);
 
 /**
- * Frees a value returned by cache_get. NULL is a no-op. Freeing a value
- * twice is a bug in the caller, as with free(); it is detected in most
- * cases and then ignored. Never blocks.
+ * Changes the minimum level of the installed callback (0 .. 5, as in
+ * cache_log_set) without replacing it. Never blocks; may be called from
+ * inside the callback, e.g. to lower the level once the receiver no longer
+ * wants some messages. Without a callback it does nothing. Returns
+ * CACHE_OK or CACHE_INVALID_ARGUMENT (`min_level` outside 0..5).
  */
-void cache_value_free(struct cache_value *v);
-
-/**
- * Prints one greeting line to stdout (the demo of the Go c-shared article
- * this project grew from). Never fails; never blocks beyond the write.
- */
-void say_hi(void);
-
-/**
- * The library version, e.g. "0.1.0": a static string, never freed.
- */
-const char *cache_version(void);
+enum cache_status cache_log_set_level(int32_t min_level);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -47,15 +47,23 @@ pub struct cache_stats {
     pub server_requests: u64,
     /// Key + value bytes in the main cache (keys this node owns).
     pub main_bytes: u64,
+    /// Entries in the main cache.
     pub main_items: u64,
+    /// Lookups in the main cache (each get looks there first).
     pub main_gets: u64,
+    /// Lookups the main cache answered.
     pub main_hits: u64,
+    /// Entries the main cache dropped to stay within max_bytes.
     pub main_evictions: u64,
     /// Key + value bytes in the hot cache (copies of peers' keys).
     pub hot_bytes: u64,
+    /// Entries in the hot cache.
     pub hot_items: u64,
+    /// Lookups in the hot cache (after the main cache missed).
     pub hot_gets: u64,
+    /// Lookups the hot cache answered.
     pub hot_hits: u64,
+    /// Entries the hot cache dropped (first, while hot > main / 8).
     pub hot_evictions: u64,
 }
 

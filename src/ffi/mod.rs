@@ -3,13 +3,22 @@
 //! the engine and peers. One module per C object, plus the status enum,
 //! the panic boundary and the handle table they share.
 
+// The order of these modules is the order of the header's functions
+// (cbindgen follows it); blank lines keep rustfmt from re-sorting them.
+pub mod status; // cache_last_error
+pub mod version; // say_hi, cache_version
+
+pub mod cache; // cache_new ... cache_stats_get
+
+pub mod value; // what cache_get returns
+
+pub mod sink; // what a getter fills
+
+pub mod pool; // cluster nodes and their options
+
+pub mod lookup; // hit paths for language bindings
+
+pub mod log; // library messages to the application
+
 pub(crate) mod boundary;
-pub mod cache;
 pub(crate) mod handles;
-pub mod log;
-pub mod lookup;
-pub mod pool;
-pub mod sink;
-pub mod status;
-pub mod value;
-pub mod version;

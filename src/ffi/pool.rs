@@ -139,19 +139,24 @@ pub extern "C" fn cache_pool_options_free(options: *mut cache_pool_options) {
     })
 }
 
+/// Sets a duration option of at least 1 ms.
+fn set_ms(options: *mut cache_pool_options, ms: u32, set: impl FnOnce(&mut PoolOptions, std::time::Duration)) -> cache_status {
+    guard(|| match opts_mut(options) {
+        Ok(_) if ms == 0 => fail(CACHE_INVALID_ARGUMENT, "a timeout of 0 ms"),
+        Ok(o) => {
+            set(o, std::time::Duration::from_millis(ms as u64));
+            CACHE_OK
+        }
+        Err(s) => s,
+    })
+}
+
 /// Deadline for a whole request to a peer, in milliseconds (1 or more).
 /// Past it the get loads locally (groupcache's rule). Every node may use
 /// its own. Returns CACHE_OK or CACHE_INVALID_ARGUMENT.
 #[no_mangle]
 pub extern "C" fn cache_pool_options_set_timeout_ms(options: *mut cache_pool_options, ms: u32) -> cache_status {
-    guard(|| match opts_mut(options) {
-        Ok(_) if ms == 0 => fail(CACHE_INVALID_ARGUMENT, "a timeout of 0 ms"),
-        Ok(o) => {
-            o.timeout = std::time::Duration::from_millis(ms as u64);
-            CACHE_OK
-        }
-        Err(s) => s,
-    })
+    set_ms(options, ms, |o, d| o.timeout = d)
 }
 
 /// Deadline for opening a connection to a peer, in milliseconds (1 or
@@ -159,14 +164,7 @@ pub extern "C" fn cache_pool_options_set_timeout_ms(options: *mut cache_pool_opt
 /// CACHE_INVALID_ARGUMENT.
 #[no_mangle]
 pub extern "C" fn cache_pool_options_set_connect_timeout_ms(options: *mut cache_pool_options, ms: u32) -> cache_status {
-    guard(|| match opts_mut(options) {
-        Ok(_) if ms == 0 => fail(CACHE_INVALID_ARGUMENT, "a timeout of 0 ms"),
-        Ok(o) => {
-            o.connect_timeout = std::time::Duration::from_millis(ms as u64);
-            CACHE_OK
-        }
-        Err(s) => s,
-    })
+    set_ms(options, ms, |o, d| o.connect_timeout = d)
 }
 
 /// Points per node on the consistent hash (golang/groupcache: 50). Every
