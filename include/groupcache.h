@@ -435,6 +435,21 @@ enum cache_status cache_sink_set(struct cache_sink *sink,
 enum cache_status cache_sink_fail(struct cache_sink *sink, const char *message);
 
 /**
+ * For a language runtime that is shutting down: from now on no getter is
+ * called (a miss fails with CACHE_LOADER_FAILED, "shutting down"), and
+ * this waits up to `timeout_ms` for getter calls already running to
+ * return. Returns CACHE_OK when none is left, CACHE_TIMEOUT otherwise.
+ * Irreversible, process-wide. Blocks (call it without holding locks your
+ * getters need, e.g. with Python's GIL released).
+ *
+ * Why: CPython ends a daemon thread that tries to re-enter Python during
+ * interpreter shutdown with pthread_exit, a forced unwind that must not
+ * cross this library's frames (it would abort the process). Stopping
+ * getters first means no thread re-enters Python from inside a call.
+ */
+enum cache_status cache_getters_stop(uint32_t timeout_ms);
+
+/**
  * New pool options: the defaults (peer timeout 2000 ms, connect timeout
  * 1000 ms, 50 replicas, base path "/_groupcache/"), then the environment:
  * GROUPCACHE_TIMEOUT_MS, GROUPCACHE_CONNECT_TIMEOUT_MS,

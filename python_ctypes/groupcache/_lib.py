@@ -289,6 +289,14 @@ def cache_stats_get(c: Handle, out: Any) -> int: ...
 def cache_sink_set(sink: Optional[int], value: bytes, value_len: int, ttl_ms: int) -> int: ...
 
 
+@_bind("cache_getters_stop", [ctypes.c_uint32], c_int32)
+def cache_getters_stop(timeout_ms: int) -> int:
+    """Stops calling getters (loaders) for good and waits up to timeout_ms
+    for running ones; through CDLL, so the GIL is released while waiting.
+    Called once at interpreter exit (see _loader)."""
+    ...
+
+
 @_bind("cache_sink_fail", [c_void_p, c_char_p], c_int32)
 def cache_sink_fail(sink: Optional[int], message: bytes) -> int:
     """No errcheck: it is called from the loader trampoline, which must not

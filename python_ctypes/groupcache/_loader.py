@@ -15,6 +15,7 @@ chain it (``LoaderError(...) from exc``).
 
 from __future__ import annotations
 
+import atexit
 import collections
 import ctypes
 import math
@@ -182,5 +183,20 @@ def _trampoline(user_data: Optional[int], key: Optional[int], key_len: int, sink
 
 
 TRAMPOLINE = _lib.GETTER_FN(_trampoline)
+
+
+def _stop_loaders_at_exit() -> None:
+    """At interpreter exit, before daemon threads are torn down: no loader
+    is entered any more, and the ones running may finish (up to 2 s, with
+    the GIL released). CPython 3.11 ends a daemon thread that re-enters
+    Python during finalization with pthread_exit, whose forced unwind must
+    not cross the library's frames (it aborts the process); after this, a
+    daemon thread can only meet it in ctypes, after the library returned.
+    Registered at import, so it runs after atexit handlers registered later
+    (which may still load)."""
+    _lib.cache_getters_stop(2000)
+
+
+atexit.register(_stop_loaders_at_exit)
 """The one C callback; module-level, so it lives as long as the library
 may call it."""

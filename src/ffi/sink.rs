@@ -90,6 +90,38 @@ pub unsafe extern "C" fn cache_sink_fail(sink: *mut cache_sink, message: *const 
     })
 }
 
+/// Set by cache_getters_stop: getters are no longer called.
+static GETTERS_STOPPED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// Getter calls running now, on any thread.
+static GETTERS_RUNNING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// For a language runtime that is shutting down: from now on no getter is
+/// called (a miss fails with CACHE_LOADER_FAILED, "shutting down"), and
+/// this waits up to `timeout_ms` for getter calls already running to
+/// return. Returns CACHE_OK when none is left, CACHE_TIMEOUT otherwise.
+/// Irreversible, process-wide. Blocks (call it without holding locks your
+/// getters need, e.g. with Python's GIL released).
+///
+/// Why: CPython ends a daemon thread that tries to re-enter Python during
+/// interpreter shutdown with pthread_exit, a forced unwind that must not
+/// cross this library's frames (it would abort the process). Stopping
+/// getters first means no thread re-enters Python from inside a call.
+#[no_mangle]
+pub extern "C" fn cache_getters_stop(timeout_ms: u32) -> cache_status {
+    use std::sync::atomic::Ordering;
+    guard(|| {
+        GETTERS_STOPPED.store(true, Ordering::SeqCst);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(timeout_ms as u64);
+        while GETTERS_RUNNING.load(Ordering::SeqCst) > 0 {
+            if std::time::Instant::now() >= deadline {
+                return fail(CACHE_TIMEOUT, "getters were still running");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        CACHE_OK
+    })
+}
+
 /// A C getter and its user data, as an engine Getter.
 pub(crate) struct CGetter {
     f: unsafe extern "C" fn(*mut c_void, *const u8, usize, *mut cache_sink) -> i32,
@@ -109,6 +141,20 @@ impl CGetter {
 
 impl Getter for CGetter {
     fn get(&self, key: &[u8], sink: &mut Sink) -> Result<(), Error> {
+        use std::sync::atomic::Ordering;
+        // Counted before the check, so cache_getters_stop either sees this
+        // call running or this call sees the stop (both SeqCst).
+        GETTERS_RUNNING.fetch_add(1, Ordering::SeqCst);
+        struct Leave;
+        impl Drop for Leave {
+            fn drop(&mut self) {
+                GETTERS_RUNNING.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        let _leave = Leave;
+        if GETTERS_STOPPED.load(Ordering::SeqCst) {
+            return Err(Error::LoaderFailed("the process is shutting down: getters are stopped".into()));
+        }
         let addr = sink as *mut Sink as usize;
         ACTIVE.with(|a| a.borrow_mut().push(addr));
         struct Pop;
