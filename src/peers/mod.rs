@@ -25,5 +25,11 @@ mod server;
 #[cfg(test)]
 mod tests;
 
+/// Entry points for fuzz/ (not an API; may change at any time).
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use super::server::serve_raw_for_fuzzing as serve_raw;
+}
+
 pub use client::HttpPeer;
 pub use pool::{Pool, PoolError, PoolOptions};

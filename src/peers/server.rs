@@ -277,14 +277,7 @@ pub(crate) fn start(
         listener_closed: listener_closed.clone(),
         threads: threads.clone(),
     };
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .keep_alive(true)
-        .header_read_timeout(cfg.idle_timeout)
-        .max_header_size(cfg.max_header_bytes)
-        .max_buf_size(cfg.max_header_bytes.max(64 * 1024) + 8192)
-        .max_headers(64);
+    let builder = http1_builder(&cfg);
     let ctx = Arc::new(ServeCtx {
         builder,
         cfg,
@@ -300,6 +293,19 @@ pub(crate) fn start(
         listener_closed,
     ));
     Ok(h)
+}
+
+/// The HTTP/1.1 settings of every connection (and of the fuzzing entry).
+fn http1_builder(cfg: &ServerConfig) -> http1::Builder {
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .keep_alive(true)
+        .header_read_timeout(cfg.idle_timeout)
+        .max_header_size(cfg.max_header_bytes)
+        .max_buf_size(cfg.max_header_bytes.max(64 * 1024) + 8192)
+        .max_headers(64);
+    builder
 }
 
 async fn wait_shutdown(rx: &mut watch::Receiver<bool>) {
@@ -647,9 +653,119 @@ async fn read_request_body(
     }
 }
 
+/// For fuzz/ only, not an API: serves `raw` as everything one client sent
+/// on a connection (then EOF), with the server's real HTTP/1.1 settings and
+/// routing, `group` served under its name; returns every byte the server
+/// wrote. Limits are small (64 KiB bodies, 16 KiB heads, 50 ms timeouts).
+/// Panics if the server neither answers nor closes within 5 s.
+#[doc(hidden)]
+pub fn serve_raw_for_fuzzing(group: &Arc<Group>, raw: &[u8]) -> Vec<u8> {
+    struct OneGroup(Arc<Group>);
+    impl GroupLookup for OneGroup {
+        fn lookup(&self, name: &str) -> Option<Arc<dyn PeerService>> {
+            (name == self.0.name()).then(|| self.0.clone() as Arc<dyn PeerService>)
+        }
+        fn metrics(&self) -> String {
+            super::metrics::render(&mut vec![(self.0.name().to_string(), self.0.stats())])
+        }
+    }
+    /// The client's bytes in, the server's out.
+    struct MemIo {
+        input: Bytes,
+        output: Arc<Mutex<Vec<u8>>>,
+    }
+    impl hyper::rt::Read for MemIo {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+            mut buf: hyper::rt::ReadBufCursor<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            let n = self.input.len().min(buf.remaining());
+            let chunk = self.input.split_to(n);
+            buf.put_slice(&chunk);
+            Poll::Ready(Ok(()))
+        }
+    }
+    impl hyper::rt::Write for MemIo {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            self.output.lock().unwrap().extend_from_slice(buf);
+            Poll::Ready(Ok(buf.len()))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+    thread_local! {
+        static RT: tokio::runtime::Runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("a current-thread runtime");
+    }
+    let cfg = Arc::new(ServerConfig {
+        base_path: "/_groupcache/".to_string(),
+        max_body_bytes: 64 << 10,
+        max_header_bytes: 16 << 10,
+        max_connections: 1,
+        idle_timeout: Duration::from_millis(50),
+        body_timeout: Duration::from_millis(50),
+        thread_name: "fuzz".to_string(),
+    });
+    let groups: Arc<dyn GroupLookup> = Arc::new(OneGroup(group.clone()));
+    let output = Arc::new(Mutex::new(Vec::new()));
+    let io = MemIo {
+        input: Bytes::copy_from_slice(raw),
+        output: output.clone(),
+    };
+    let mut builder = http1_builder(&cfg);
+    // The input ends in EOF: answer what was asked before closing (the
+    // production setting closes at once on EOF mid-request).
+    builder.half_close(true);
+    let svc = service_fn(move |req| {
+        let (cfg, groups) = (cfg.clone(), groups.clone());
+        async move {
+            let mut resp = route(req, &cfg, &*groups).await;
+            resp.headers_mut().insert(
+                PEER_HEADER,
+                header::HeaderValue::from_static(PEER_HEADER_VALUE),
+            );
+            Ok::<_, Infallible>(resp)
+        }
+    });
+    RT.with(|rt| {
+        rt.block_on(async {
+            let conn = builder.serve_connection(io, svc);
+            if tokio::time::timeout(Duration::from_secs(5), conn).await.is_err() {
+                panic!("the server neither answered nor closed within 5 s");
+            }
+        })
+    });
+    let out = std::mem::take(&mut *output.lock().unwrap());
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fuzz_entry_serves() {
+        let g = Group::new("g", 1 << 20, None);
+        g.set(b"k", b"value", 0).unwrap();
+        let out = serve_raw_for_fuzzing(&g, b"GET /_groupcache/g/k HTTP/1.1\r\nHost: x\r\n\r\n");
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+        assert!(out.ends_with(b"\x0a\x05value"), "{text}");
+        let out = serve_raw_for_fuzzing(&g, b"GET /_groupcache/g HTTP/1.1\r\n\r\n");
+        assert!(out.starts_with(b"HTTP/1.1 400"));
+        assert!(serve_raw_for_fuzzing(&g, b"").is_empty());
+    }
 
     #[test]
     fn targets() {
