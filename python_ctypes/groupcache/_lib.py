@@ -329,6 +329,15 @@ lookup: Callable[[Any, bytes, int, Any], bytes] = _pydll.cache_lookup_alloc
 _pydll.cache_lookup_alloc.restype = ctypes.py_object
 
 
+# cache_lookup(cache *c, const uint8_t *key, size_t key_len): the same with
+# the process-wide allocator set once below (cache_set_default_alloc), one
+# argument less (~20 ns a hit).  Once set it is never unset, so it never
+# returns NULL (which ctypes 3.11 would crash on for a py_object result):
+# a freed cache is alloc(NULL, 0) = b"" as with cache_lookup_alloc.
+lookup3: Callable[[Any, bytes, int], bytes] = _pydll.cache_lookup
+_pydll.cache_lookup.restype = ctypes.py_object
+
+
 def handle_arg(handle: Handle) -> Any:
     """A handle as a pre-converted argument for ``lookup``."""
     return c_void_p.from_param(handle.value or 0)
@@ -344,6 +353,13 @@ lookup_checked.restype = ctypes.py_object  # type: ignore[attr-defined]
 _ALLOC_ADDR = ctypes.cast(ctypes.pythonapi.PyBytes_FromStringAndSize, c_void_p).value
 LOOKUP_ALLOC: Any = c_void_p.from_param(_ALLOC_ADDR)
 """``PyBytes_FromStringAndSize`` as a cache_alloc_fn, pre-converted."""
+
+_set_default_alloc = _cdll.cache_set_default_alloc
+_set_default_alloc.argtypes = [c_void_p]
+_set_default_alloc.restype = c_int32
+DEFAULT_ALLOC_SET: bool = _set_default_alloc(_ALLOC_ADDR) == 0
+"""Whether ``lookup3`` may be used: False only if another binding in this
+process registered a different allocator first (then ``lookup`` is used)."""
 
 # The batch hit path, if the library has it (bench/python/FFI-PROPOSAL.md):
 #   ptrdiff_t cache_lookup_many_alloc(cache *c, const uint8_t *keys,

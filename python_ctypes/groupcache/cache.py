@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 __all__ = ["Cache", "Stats", "CacheInfo"]
 
 _lookup = _lib.lookup
+_lookup3 = _lib.lookup3
 _ALLOC = _lib.LOOKUP_ALLOC
 _STORE = _lib.STORE_LIST_ITEM
 _NO_GETTER = _lib.GETTER_FN()  # a NULL cache_getter_fn: a set-only cache
@@ -262,7 +263,17 @@ class Cache:
             k = _encode_key(key)
         # One foreign call, GIL kept: a new bytes on a hit, b"" otherwise
         # (a miss, an empty value, a closed cache), which _load sorts out.
+        return _lookup3(self._harg, k, len(k)) or self._load(k)
+
+    def _get_explicit_alloc(self, key: str) -> bytes:
+        try:
+            k = key.encode()
+        except (AttributeError, UnicodeEncodeError):
+            k = _encode_key(key)
         return _lookup(self._harg, k, len(k), _ALLOC) or self._load(k)
+
+    if not _lib.DEFAULT_ALLOC_SET:  # another binding owns the default allocator
+        get = _get_explicit_alloc  # noqa: F811
 
     __getitem__ = get
 
@@ -450,7 +461,13 @@ class Cache:
 
     def remove(self, key: str) -> None:
         """Removes ``key`` everywhere (here, at its owner, at every peer);
-        not an error if it was not cached."""
+        not an error if it was not cached. Returns once the owner and every
+        reachable peer have dropped it or timed out.
+
+        Raises ``PeerError`` when the key's owner could not be reached: the
+        key was still dropped here and at every other peer, but the owner
+        may hold the old value until it expires or is evicted. A load of the
+        key in flight will not cache the old value."""
         k = _encode_key(key)
         self._check_open()
         try:

@@ -286,3 +286,37 @@ def test_say_hi_and_version(capfd: pytest.CaptureFixture[str]) -> None:
     out = capfd.readouterr().out
     assert out.count("\n") == 1 and "groupcache" in out
     assert groupcache.__version__ == groupcache.library_version()
+
+
+def test_get_works_when_another_binding_owns_the_default_allocator() -> None:
+    """If something else in the process registered a different process-wide
+    allocator first, the package falls back to passing its own per call."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import ctypes, glob, importlib.util, os
+        # The library the package will load, found without importing it
+        # ($GROUPCACHE_LIB, else the one installed in the package folder).
+        path = os.environ.get("GROUPCACHE_LIB")
+        if not path:
+            pkg = importlib.util.find_spec("groupcache").submodule_search_locations[0]
+            path = (glob.glob(os.path.join(pkg, "libgroupcache*.so")) or
+                    [os.path.join(pkg, "..", "..", "target", "release", "libgroupcache.so")])[0]
+        lib = ctypes.CDLL(path)
+        other = ctypes.cast(ctypes.pythonapi.PyByteArray_FromStringAndSize, ctypes.c_void_p)
+        lib.cache_set_default_alloc.argtypes = [ctypes.c_void_p]
+        assert lib.cache_set_default_alloc(other) == 0
+        import groupcache
+        from groupcache import _lib
+        assert not _lib.DEFAULT_ALLOC_SET
+        c = groupcache.Cache("fb", max_bytes=1 << 20, loader=lambda k: k.encode() * 2)
+        assert c.get("ab") == b"abab" and c.get("ab") == b"abab"
+        assert type(c.get("ab")) is bytes
+        print("ok")
+        """
+    )
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-2000:]
