@@ -19,7 +19,7 @@ C_TESTS    := test_api test_threads test_pool test_options
 EXAMPLES   := say_hi loader
 
 .PHONY: all lib demo test test-rust test-c test-c-valgrind test-c-asan \
-        test-python test-service test-interop test-install test-cgo check-header bench clean venv examples
+        test-python test-python-wheel test-service test-interop test-install test-cgo check-header bench clean venv examples
 
 all: lib
 
@@ -58,7 +58,7 @@ demo: lib examples venv
 	@echo "== an asyncio HTTP service, three workers, one cache =="; PYTHONPATH=python_ctypes $(VPY) examples/service/demo.py
 	@echo "== a cluster of three Python workers over SQLite =="; PYTHONPATH=python_ctypes $(VPY) examples/cluster_demo.py
 
-test: check-header test-rust test-c test-python test-service test-interop test-install test-cgo
+test: check-header test-rust test-c test-python test-python-wheel test-service test-interop test-install test-cgo
 	@echo "make test: all suites passed"
 
 test-rust:
@@ -82,6 +82,10 @@ test-c-asan: $(addprefix $(BUILD)/asan/,$(C_TESTS))
 
 test-python: lib venv
 	PYTHONPATH=python_ctypes GROUPCACHE_LIB=$(LIB) $(VPY) -m pytest -q tests/python
+
+# The wheel, installed in a fresh venv with no Rust on PATH, passes the suite.
+test-python-wheel: lib venv
+	bash tests/python/wheel.sh
 
 test-service: lib venv
 	PYTHONPATH=python_ctypes GROUPCACHE_LIB=$(LIB) $(VPY) -m pytest -q tests/service
