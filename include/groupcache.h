@@ -451,9 +451,9 @@ enum cache_status cache_getters_stop(uint32_t timeout_ms);
 
 /**
  * New pool options: the defaults (peer timeout 2000 ms, connect timeout
- * 1000 ms, 50 replicas, base path "/_groupcache/"), then the environment:
- * GROUPCACHE_TIMEOUT_MS, GROUPCACHE_CONNECT_TIMEOUT_MS,
- * GROUPCACHE_REPLICAS, GROUPCACHE_BASE_PATH. Returns NULL (with
+ * 1000 ms, 50 replicas, base path "/_groupcache/", no secret), then the
+ * environment: GROUPCACHE_TIMEOUT_MS, GROUPCACHE_CONNECT_TIMEOUT_MS,
+ * GROUPCACHE_REPLICAS, GROUPCACHE_BASE_PATH, GROUPCACHE_SECRET. Returns NULL (with
  * cache_last_error) if a variable is malformed. Free with
  * cache_pool_options_free. Never blocks.
  */
@@ -497,13 +497,26 @@ enum cache_status cache_pool_options_set_base_path(struct cache_pool_options *op
                                                    const char *base_path);
 
 /**
+ * A shared secret (1 byte or more; copied): every request this node sends
+ * is signed with it (HMAC-SHA256 over method, path and time), and every
+ * request it receives must be, or it gets 401 and learns nothing. All
+ * nodes of the cluster need the same secret; golang/groupcache nodes
+ * cannot join such a cluster. `GET /metrics` stays open (counts only).
+ * Without a secret the port serves cache contents to anyone who reaches
+ * it. Returns CACHE_OK or CACHE_INVALID_ARGUMENT (NULL, empty, not UTF-8).
+ */
+enum cache_status cache_pool_options_set_secret(struct cache_pool_options *options,
+                                                const char *secret);
+
+/**
  * Creates a node: binds `listen_addr` at once (e.g. "127.0.0.1:8000";
  * "127.0.0.1:0" picks a free port) and serves the peer protocol there on
  * background threads. `self_url` is how the other nodes reach this one;
  * NULL means "http://<bound address>". Caches join it through cache_new.
  *
- * The port serves cache contents to anyone who can reach it: bind to
- * loopback or a private network.
+ * Without a secret (cache_pool_options_set_secret) the port serves cache
+ * contents to anyone who can reach it: bind to loopback or a private
+ * network.
  *
  * Options come from the environment (see cache_pool_options_new); use
  * cache_pool_new_with_options to set them in code.

@@ -74,11 +74,12 @@ pub struct cache_pool_options {
 const OPTS_LIVE: u64 = 0x6763_6f70_7469_6f6e; // "gcoption"
 
 /// The environment variables a pool reads, with the option each sets.
-const ENV: [(&str, &str); 4] = [
+const ENV: [(&str, &str); 5] = [
     ("GROUPCACHE_TIMEOUT_MS", "timeout_ms"),
     ("GROUPCACHE_CONNECT_TIMEOUT_MS", "connect_timeout_ms"),
     ("GROUPCACHE_REPLICAS", "replicas"),
     ("GROUPCACHE_BASE_PATH", "base_path"),
+    ("GROUPCACHE_SECRET", "secret"),
 ];
 
 /// Defaults overridden by the environment; a malformed variable is an
@@ -92,6 +93,8 @@ fn options_from_env() -> Result<PoolOptions, String> {
             "timeout_ms" => o.timeout = std::time::Duration::from_millis(num()?.max(1) as u64),
             "connect_timeout_ms" => o.connect_timeout = std::time::Duration::from_millis(num()?.max(1) as u64),
             "replicas" => o.replicas = num()? as usize,
+            "secret" if v.is_empty() => return Err(format!("{var} is set but empty")),
+            "secret" => o.secret = Some(v.clone()),
             _ => o.base_path = v.clone(),
         }
     }
@@ -109,9 +112,9 @@ fn opts_mut<'a>(o: *mut cache_pool_options) -> Result<&'a mut PoolOptions, cache
 }
 
 /// New pool options: the defaults (peer timeout 2000 ms, connect timeout
-/// 1000 ms, 50 replicas, base path "/_groupcache/"), then the environment:
-/// GROUPCACHE_TIMEOUT_MS, GROUPCACHE_CONNECT_TIMEOUT_MS,
-/// GROUPCACHE_REPLICAS, GROUPCACHE_BASE_PATH. Returns NULL (with
+/// 1000 ms, 50 replicas, base path "/_groupcache/", no secret), then the
+/// environment: GROUPCACHE_TIMEOUT_MS, GROUPCACHE_CONNECT_TIMEOUT_MS,
+/// GROUPCACHE_REPLICAS, GROUPCACHE_BASE_PATH, GROUPCACHE_SECRET. Returns NULL (with
 /// cache_last_error) if a variable is malformed. Free with
 /// cache_pool_options_free. Never blocks.
 #[no_mangle]
@@ -203,13 +206,40 @@ pub unsafe extern "C" fn cache_pool_options_set_base_path(options: *mut cache_po
     })
 }
 
+/// A shared secret (1 byte or more; copied): every request this node sends
+/// is signed with it (HMAC-SHA256 over method, path and time), and every
+/// request it receives must be, or it gets 401 and learns nothing. All
+/// nodes of the cluster need the same secret; golang/groupcache nodes
+/// cannot join such a cluster. `GET /metrics` stays open (counts only).
+/// Without a secret the port serves cache contents to anyone who reaches
+/// it. Returns CACHE_OK or CACHE_INVALID_ARGUMENT (NULL, empty, not UTF-8).
+#[no_mangle]
+pub unsafe extern "C" fn cache_pool_options_set_secret(options: *mut cache_pool_options, secret: *const c_char) -> cache_status {
+    guard(|| {
+        // SAFETY: the caller promises a NUL-terminated string.
+        let v = match unsafe { str_arg(secret, "secret") } {
+            Ok("") => return fail(CACHE_INVALID_ARGUMENT, "an empty secret"),
+            Ok(v) => v,
+            Err(s) => return s,
+        };
+        match opts_mut(options) {
+            Ok(o) => {
+                o.secret = Some(v.to_owned());
+                CACHE_OK
+            }
+            Err(s) => s,
+        }
+    })
+}
+
 /// Creates a node: binds `listen_addr` at once (e.g. "127.0.0.1:8000";
 /// "127.0.0.1:0" picks a free port) and serves the peer protocol there on
 /// background threads. `self_url` is how the other nodes reach this one;
 /// NULL means "http://<bound address>". Caches join it through cache_new.
 ///
-/// The port serves cache contents to anyone who can reach it: bind to
-/// loopback or a private network.
+/// Without a secret (cache_pool_options_set_secret) the port serves cache
+/// contents to anyone who can reach it: bind to loopback or a private
+/// network.
 ///
 /// Options come from the environment (see cache_pool_options_new); use
 /// cache_pool_new_with_options to set them in code.

@@ -88,6 +88,8 @@ pub(crate) struct ClientConfig {
     pub connect_timeout: Duration,
     pub max_body_bytes: usize,
     pub max_idle_per_peer: usize,
+    /// Signs every request (see `peers::auth`) when set.
+    pub secret: Option<Arc<[u8]>>,
 }
 
 /// Owns a pool's tokio runtime; shuts it down when the last owner goes.
@@ -169,7 +171,7 @@ struct Call {
 }
 
 impl Call {
-    fn request(&self, absolute: bool) -> Result<Request<Full<Bytes>>, PeerError> {
+    fn request(&self, absolute: bool, secret: Option<&[u8]>) -> Result<Request<Full<Bytes>>, PeerError> {
         let uri = if absolute {
             Uri::try_from(format!("http://{}{}", self.authority, self.path))
         } else {
@@ -183,6 +185,10 @@ impl Call {
         }
         if !self.body.is_empty() {
             b = b.header(header::CONTENT_TYPE, PROTOBUF);
+        }
+        if let Some(secret) = secret {
+            let sig = super::auth::sign(secret, self.method.as_str(), &self.path, super::auth::now_secs());
+            b = b.header(super::auth::AUTH_HEADER, sig);
         }
         b.body(Full::new(self.body.clone()))
             .map_err(|e| PeerError::Failed(format!("bad request: {e}")))
@@ -321,7 +327,7 @@ where
     H: FnOnce(Response<Incoming>, usize) -> Fut + Send + 'static,
     Fut: Future<Output = Result<T, PeerError>> + Send,
 {
-    let req = call.request(true)?;
+    let req = call.request(true, s.cfg.secret.as_deref())?;
     let timeout = s.cfg.timeout;
     let max = s.cfg.max_body_bytes;
     let client = s.pooled.clone();
@@ -571,7 +577,7 @@ where
             Some(tx) => tx,
             None => connect(&call.connect_to, cfg).await?,
         };
-        let req = call.request(false)?;
+        let req = call.request(false, cfg.secret.as_deref())?;
         let sent = async {
             tx.ready().await?;
             Spin::new(tx.send_request(req)).await

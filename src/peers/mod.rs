@@ -15,6 +15,7 @@
 //! that serves that connection, calling the engine inline. A fetch then
 //! wakes exactly two threads, one per side, as Go's goroutines do.
 
+pub mod auth;
 pub mod client;
 pub mod escape;
 pub mod metrics;

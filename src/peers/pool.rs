@@ -85,6 +85,11 @@ pub struct PoolOptions {
     /// Most blocking threads of the pool's runtime (host name lookups of
     /// peer URLs). Default 64.
     pub max_blocking_threads: usize,
+    /// A shared secret: when set, every request to and from this node is
+    /// signed (see `peers::auth`) and unsigned ones get 401. Every node of
+    /// the cluster needs the same one; Go nodes cannot take part. Default
+    /// none: the port serves cache contents to anyone who reaches it.
+    pub secret: Option<String>,
 }
 
 impl Default for PoolOptions {
@@ -102,6 +107,7 @@ impl Default for PoolOptions {
             max_idle_per_peer: 64,
             worker_threads: 2,
             max_blocking_threads: 64,
+            secret: None,
         }
     }
 }
@@ -340,6 +346,7 @@ impl Pool {
                 connect_timeout: options.connect_timeout,
                 max_body_bytes: options.max_body_bytes,
                 max_idle_per_peer: options.max_idle_per_peer,
+                secret: options.secret.as_ref().map(|s| Arc::from(s.as_bytes())),
             },
         );
         let server_cfg = ServerConfig {
@@ -350,6 +357,7 @@ impl Pool {
             idle_timeout: options.idle_timeout,
             body_timeout: options.body_timeout,
             thread_name: format!("gcconn-{}", addr.port()),
+            secret: options.secret.as_ref().map(|s| Arc::from(s.as_bytes())),
         };
         let handle = runtime.handle().clone();
         let runtime = RuntimeOwner::new(runtime, CLOSE_GRACE);

@@ -89,6 +89,8 @@ pub(crate) struct ServerConfig {
     pub body_timeout: Duration,
     /// Name of the connection threads (at most 15 bytes show on Linux).
     pub thread_name: String,
+    /// When set, requests must be signed with it (see `peers::auth`).
+    pub secret: Option<Arc<[u8]>>,
 }
 
 /// Controls a running server.
@@ -546,6 +548,15 @@ async fn route(
     cfg: &ServerConfig,
     groups: &dyn GroupLookup,
 ) -> Response<Chunks> {
+    // /metrics is left open for scrapers: it names groups and counts, no
+    // cache contents.
+    if let Some(secret) = &cfg.secret {
+        let sig = req.headers().get(super::auth::AUTH_HEADER).map(|v| v.as_bytes());
+        let ok = super::auth::verify(secret, req.method().as_str(), req.uri().path(), sig, super::auth::now_secs());
+        if !ok && req.uri().path() != "/metrics" {
+            return text(StatusCode::UNAUTHORIZED, "unauthorized");
+        }
+    }
     let (group, key) = match parse_target(req.uri().path(), &cfg.base_path) {
         Target::Ok { group, key } => (group, key),
         Target::NotOurs if req.uri().path() == "/metrics" && req.method() == Method::GET => {
@@ -716,6 +727,7 @@ pub fn serve_raw_for_fuzzing(group: &Arc<Group>, raw: &[u8]) -> Vec<u8> {
         idle_timeout: Duration::from_millis(50),
         body_timeout: Duration::from_millis(50),
         thread_name: "fuzz".to_string(),
+        secret: None,
     });
     let groups: Arc<dyn GroupLookup> = Arc::new(OneGroup(group.clone()));
     let output = Arc::new(Mutex::new(Vec::new()));

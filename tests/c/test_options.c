@@ -88,6 +88,74 @@ int main(void) {
   cache_pool_free(p);
   close(fd);
 
+  /* A shared secret: signed requests work, a wrong secret is refused (so
+   * the asking node loads locally), an unsigned request gets a bare 401. */
+  {
+    cache_pool *a = NULL, *b = NULL, *x = NULL;
+    cache *ca = NULL, *cb = NULL, *cx = NULL;
+    cache_pool_options *so = cache_pool_options_new();
+    CHECK_STATUS(cache_pool_options_set_secret(so, ""), CACHE_INVALID_ARGUMENT);
+    CHECK_STATUS(cache_pool_options_set_secret(so, "s3cret"), CACHE_OK);
+    CHECK_STATUS(cache_pool_new_with_options("127.0.0.1:0", NULL, so, &a), CACHE_OK);
+    CHECK_STATUS(cache_pool_new_with_options("127.0.0.1:0", NULL, so, &b), CACHE_OK);
+    CHECK_STATUS(cache_pool_options_set_secret(so, "wrong"), CACHE_OK);
+    CHECK_STATUS(cache_pool_new_with_options("127.0.0.1:0", NULL, so, &x), CACHE_OK);
+    cache_pool_options_free(so);
+    char ua[64], ub[64], ux[64];
+    snprintf(ua, sizeof ua, "%s", cache_pool_url(a));
+    snprintf(ub, sizeof ub, "%s", cache_pool_url(b));
+    snprintf(ux, sizeof ux, "%s", cache_pool_url(x));
+    const char *ab[2] = {ua, ub}, *xb[2] = {ux, ub};
+    CHECK_STATUS(cache_pool_set_peers(a, ab, 2), CACHE_OK);
+    CHECK_STATUS(cache_pool_set_peers(b, ab, 2), CACHE_OK);
+    CHECK_STATUS(cache_pool_set_peers(x, xb, 2), CACHE_OK);
+    CHECK_STATUS(cache_new("sec", 1 << 20, getter, NULL, a, &ca), CACHE_OK);
+    CHECK_STATUS(cache_new("sec", 1 << 20, getter, NULL, b, &cb), CACHE_OK);
+    CHECK_STATUS(cache_new("sec", 1 << 20, getter, NULL, x, &cx), CACHE_OK);
+    /* Keys b owns, asked through a (same secret) and x (wrong secret). */
+    int n_b = 0;
+    for (int i = 0; i < 200 && n_b < 20; i++) {
+      char key[16], owner[64];
+      size_t n;
+      snprintf(key, sizeof key, "s%d", i);
+      cache_pool_owner(a, (const uint8_t *)key, strlen(key), owner, sizeof owner, &n);
+      if (strcmp(owner, ub) != 0) continue;
+      cache_pool_owner(x, (const uint8_t *)key, strlen(key), owner, sizeof owner, &n);
+      if (strcmp(owner, ub) != 0) continue;
+      n_b++;
+      CHECK_STATUS(cache_get_into(ca, (const uint8_t *)key, strlen(key), buf, sizeof buf, &n), CACHE_OK);
+      CHECK_STATUS(cache_get_into(cx, (const uint8_t *)key, strlen(key), buf, sizeof buf, &n), CACHE_OK);
+    }
+    CHECK(n_b > 0);
+    cache_stats sa, sx, sb;
+    cache_stats_get(ca, &sa);
+    cache_stats_get(cx, &sx);
+    cache_stats_get(cb, &sb);
+    CHECK(sa.peer_loads == (uint64_t)n_b && sa.peer_errors == 0 && sa.local_loads == 0);
+    CHECK(sx.peer_errors == (uint64_t)n_b && sx.local_loads == (uint64_t)n_b);
+    CHECK(sb.server_requests == (uint64_t)n_b); /* x's requests never reached the cache */
+    /* An unsigned request straight to b's port. */
+    int port = atoi(strrchr(ub, ':') + 1);
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    CHECK(connect(s, (struct sockaddr *)&sin, sizeof sin) == 0);
+    const char *req = "GET /_groupcache/sec/s1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    CHECK(write(s, req, strlen(req)) == (ssize_t)strlen(req));
+    char resp[512] = {0};
+    ssize_t got = 0, r;
+    while (got < (ssize_t)sizeof resp - 1 && (r = read(s, resp + got, sizeof resp - 1 - (size_t)got)) > 0) got += r;
+    close(s);
+    CHECK(strncmp(resp, "HTTP/1.1 401", 12) == 0);
+    CHECK(strstr(resp, "s1") == NULL); /* learns nothing */
+    cache_free(ca);
+    cache_free(cb);
+    cache_free(cx);
+    cache_pool_free(a);
+    cache_pool_free(b);
+    cache_pool_free(x);
+  }
+
   /* The environment: read by cache_pool_new, a malformed value refused. */
   setenv("GROUPCACHE_TIMEOUT_MS", "soon", 1);
   CHECK_STATUS(cache_pool_new("127.0.0.1:0", NULL, &p), CACHE_INVALID_ARGUMENT);
@@ -97,5 +165,8 @@ int main(void) {
   CHECK_STATUS(cache_pool_new("127.0.0.1:0", NULL, &p), CACHE_OK);
   cache_pool_free(p);
   unsetenv("GROUPCACHE_TIMEOUT_MS");
+  setenv("GROUPCACHE_SECRET", "", 1);
+  CHECK_STATUS(cache_pool_new("127.0.0.1:0", NULL, &p), CACHE_INVALID_ARGUMENT);
+  unsetenv("GROUPCACHE_SECRET");
   return checks_report("test_options");
 }
