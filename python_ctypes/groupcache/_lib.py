@@ -386,6 +386,43 @@ STORE_LIST_ITEM: Any = c_void_p.from_param(ctypes.cast(ctypes.pythonapi.PyList_S
 def cache_pool_new(listen_addr: bytes, self_url: Optional[bytes], out: Any) -> int: ...
 
 
+@_bind(
+    "cache_pool_new_with_options",
+    [c_char_p, c_char_p, c_void_p, POINTER(c_void_p)],
+    c_int32,
+    status=True,
+)
+def cache_pool_new_with_options(listen_addr: bytes, self_url: Optional[bytes], options: Any, out: Any) -> int: ...
+
+
+@_bind("cache_pool_options_new", [], c_void_p)
+def cache_pool_options_new() -> Optional[int]: ...
+
+
+@_bind("cache_pool_options_free", [c_void_p], None)
+def cache_pool_options_free(options: Optional[int]) -> None: ...
+
+
+@_bind("cache_pool_options_set_timeout_ms", [c_void_p, ctypes.c_uint32], c_int32, status=True)
+def cache_pool_options_set_timeout_ms(options: Optional[int], ms: int) -> int: ...
+
+
+@_bind("cache_pool_options_set_connect_timeout_ms", [c_void_p, ctypes.c_uint32], c_int32, status=True)
+def cache_pool_options_set_connect_timeout_ms(options: Optional[int], ms: int) -> int: ...
+
+
+@_bind("cache_pool_options_set_replicas", [c_void_p, ctypes.c_uint32], c_int32, status=True)
+def cache_pool_options_set_replicas(options: Optional[int], replicas: int) -> int: ...
+
+
+@_bind("cache_pool_options_set_base_path", [c_void_p, c_char_p], c_int32, status=True)
+def cache_pool_options_set_base_path(options: Optional[int], base_path: bytes) -> int: ...
+
+
+@_bind("cache_pool_options_set_secret", [c_void_p, c_char_p], c_int32, status=True)
+def cache_pool_options_set_secret(options: Optional[int], secret: bytes) -> int: ...
+
+
 @_bind("cache_pool_url", [c_void_p], c_char_p, optional=True)
 def cache_pool_url(p: Handle) -> Optional[bytes]: ...
 

@@ -40,11 +40,32 @@ class Pool:
 
     ``listen``: the address to bind ("127.0.0.1:0" picks a free port).
     ``self_url``: how peers reach this node; default "http://<bound addr>".
+
+    Options (None: the environment's GROUPCACHE_* variable, else the
+    default; README.md has the table):
+    ``timeout``: seconds a request to a peer may take before the get loads
+    locally (default 2.0); ``connect_timeout``: seconds to connect (1.0);
+    ``replicas``: points per node on the consistent hash (50; the same on
+    every node); ``base_path``: the protocol's path prefix
+    ("/_groupcache/"; the same on every node); ``secret``: a shared secret
+    that signs every request between nodes, unsigned ones get 401 (the same
+    on every node; without one the port serves cache contents to anyone
+    who reaches it).
     """
 
     __slots__ = ("_handle", "_url", "_closed", "_finalizer", "__weakref__")
 
-    def __init__(self, listen: str = "127.0.0.1:0", self_url: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        listen: str = "127.0.0.1:0",
+        self_url: Optional[str] = None,
+        *,
+        timeout: Optional[float] = None,
+        connect_timeout: Optional[float] = None,
+        replicas: Optional[int] = None,
+        base_path: Optional[str] = None,
+        secret: Optional[str] = None,
+    ) -> None:
         self._closed = True  # until the handle exists
         if not available():
             raise GroupcacheError(
@@ -52,12 +73,33 @@ class Pool:
                 "it from a checkout that has them" % _lib.library_path
             )
         sync_log_level()  # before: the new pool logs that it serves
+        opts = _lib.cache_pool_options_new()
+        if not opts:  # a malformed GROUPCACHE_* variable
+            raise ValueError((_lib.cache_last_error() or b"").decode("utf-8", "replace"))
         out = _lib.Handle()
-        _lib.cache_pool_new(
-            _encode(listen, "listen"),
-            None if self_url is None else _encode(self_url, "self_url"),
-            ctypes.byref(out),
-        )
+        try:
+            for value, setter in (
+                (timeout, _lib.cache_pool_options_set_timeout_ms),
+                (connect_timeout, _lib.cache_pool_options_set_connect_timeout_ms),
+            ):
+                if value is not None:
+                    if not 0 < value * 1000 < 2**32:
+                        raise ValueError("a timeout must be between 1 ms and 49 days, not %r s" % value)
+                    setter(opts, max(1, round(value * 1000)))
+            if replicas is not None:
+                _lib.cache_pool_options_set_replicas(opts, replicas)
+            if base_path is not None:
+                _lib.cache_pool_options_set_base_path(opts, _encode(base_path, "base_path"))
+            if secret is not None:
+                _lib.cache_pool_options_set_secret(opts, _encode(secret, "secret"))
+            _lib.cache_pool_new_with_options(
+                _encode(listen, "listen"),
+                None if self_url is None else _encode(self_url, "self_url"),
+                opts,
+                ctypes.byref(out),
+            )
+        finally:
+            _lib.cache_pool_options_free(opts)
         self._handle = out
         url = _lib.cache_pool_url(out)
         self._url = url.decode("utf-8", "replace") if url else ""

@@ -209,3 +209,51 @@ def test_owner_with_a_long_url() -> None:
         assert p.owner("k") == long_url
         p.set_peers([long_url, long_url + "/x"])
         assert {p.owner("k%d" % i) for i in range(40)} == {long_url, long_url + "/x"}
+
+
+def test_pool_options_and_secret() -> None:
+    """Options reach the library: a shared secret lets two nodes talk, a
+    wrong one makes the asking node load locally, an unsigned HTTP request
+    gets 401; a silent peer costs the timeout given here."""
+    import socket
+    import time
+    import urllib.error
+    import urllib.request
+
+    a = groupcache.Pool(secret="s3cret", timeout=0.3, connect_timeout=0.2, replicas=50, base_path="/_groupcache/")
+    b = groupcache.Pool(secret="s3cret")
+    x = groupcache.Pool(secret="wrong")
+    for p in (a, b):
+        p.set_peers([a.url, b.url])
+    x.set_peers([x.url, b.url])
+    loads = []
+    ca = groupcache.Cache("sec", max_bytes=1 << 20, loader=lambda k: loads.append(("a", k)) or k.encode(), pool=a)
+    cb = groupcache.Cache("sec", max_bytes=1 << 20, loader=lambda k: loads.append(("b", k)) or k.encode(), pool=b)
+    cx = groupcache.Cache("sec", max_bytes=1 << 20, loader=lambda k: loads.append(("x", k)) or k.encode(), pool=x)
+    key = next(k for k in map(str, range(1000)) if a.owner(k) == b.url and x.owner(k) == b.url)
+    assert ca.get(key) == key.encode()
+    assert cx.get(key) == key.encode()
+    assert ("a", key) not in loads and ("b", key) in loads and ("x", key) in loads
+    assert cx.stats().peer_errors == 1 and ca.stats().peer_errors == 0
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(b.url + "/_groupcache/sec/" + key, timeout=5)
+    assert e.value.code == 401 and key.encode() not in e.value.read()
+    # A silent peer: the 0.3 s timeout, not the default 2 s.
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    s_url = "http://127.0.0.1:%d" % silent.getsockname()[1]
+    a.set_peers([a.url, s_url])
+    k2 = next(k for k in map(str, range(1000)) if a.owner(k) == s_url)
+    t0 = time.monotonic()
+    assert ca.get(k2) == k2.encode()
+    assert 0.2 < time.monotonic() - t0 < 1.5
+    silent.close()
+    for c in (ca, cb, cx):
+        c.close()
+    for p in (a, b, x):
+        p.close()
+    with pytest.raises(ValueError):
+        groupcache.Pool(timeout=0)
+    with pytest.raises(ValueError):
+        groupcache.Pool(secret="")
