@@ -263,8 +263,21 @@ fn check_url(url: &str) -> Result<(), PoolError> {
         Some("https") => return Err(bad("https is not supported; use http://")),
         _ => return Err(bad("must start with http://")),
     }
-    if uri.authority().map_or(true, |a| a.host().is_empty()) {
+    let Some(auth) = uri.authority().filter(|a| !a.host().is_empty()) else {
         return Err(bad("no host"));
+    };
+    // The parser takes "host:99999" as a host without a port, which would
+    // mean port 80: a port that is there must be a valid one.
+    let after_host = auth
+        .as_str()
+        .rsplit_once('@')
+        .map_or(auth.as_str(), |(_, hp)| hp)
+        .strip_prefix(auth.host())
+        .unwrap_or("");
+    if let Some(port) = after_host.strip_prefix(':') {
+        if !port.is_empty() && port.parse::<u16>().is_err() {
+            return Err(bad("the port must be a number from 0 to 65535"));
+        }
     }
     if uri.query().is_some() {
         return Err(bad("a query is not allowed"));

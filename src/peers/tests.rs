@@ -621,6 +621,10 @@ fn bad_arguments() {
         "https://a:1",
         "http://a:1/?x",
         "http://",
+        "http://a:65536",
+        "http://a:99999",
+        "http://[::1]:70000",
+        "http://u@a:99999",
     ] {
         assert!(
             matches!(
@@ -629,6 +633,10 @@ fn bad_arguments() {
             ),
             "{u}"
         );
+    }
+    // Valid ports, with and without user info or brackets, still pass.
+    for u in ["http://a:65535", "http://a:0", "http://[::1]:80", "http://[::1]", "http://u@a:8", "http://a:"] {
+        assert!(p.set_peers(&[u.to_string()]).is_ok(), "{u}");
     }
     // Binding a port in use is an I/O error.
     let taken = p.local_addr().to_string();
