@@ -448,6 +448,13 @@ impl Group {
             }
         }
         self.broadcast_remove(&*picker, key, owner.as_ref());
+        // Again, now that the owner has dropped it: a get here that started
+        // after the first invalidation fetched the old value from the owner
+        // and may have kept it hot. Fetches still in flight are marked not
+        // to cache; later ones see the owner's new state.
+        if owner.is_some() {
+            self.invalidate(key, hash, || self.store.remove(key));
+        }
         result
     }
 
