@@ -398,19 +398,18 @@ enum cache_status cache_stats_get(struct cache *c, struct cache_stats *out);
 
 /**
  * The value's bytes: `cache_value_len(v)` of them, valid until
- * cache_value_free(v). NULL for NULL. Never blocks.
+ * cache_value_free(v). NULL for NULL or a freed value. Never blocks.
  */
 const uint8_t *cache_value_data(const struct cache_value *v);
 
 /**
- * The value's length in bytes; 0 for NULL. Never blocks.
+ * The value's length in bytes; 0 for NULL or a freed value. Never blocks.
  */
 size_t cache_value_len(const struct cache_value *v);
 
 /**
- * Frees a value returned by cache_get. NULL is a no-op. Freeing a value
- * twice is a bug in the caller, as with free(); it is detected in most
- * cases and then ignored. Never blocks.
+ * Frees a value returned by cache_get (on any thread). NULL, and a value
+ * already freed, are no-ops. Never blocks.
  */
 void cache_value_free(struct cache_value *v);
 

@@ -181,7 +181,7 @@ pub extern "C" fn cache_free(c: *mut cache) {
         if c.is_null() {
             return;
         }
-        if let Some(obj) = CACHES.remove(c as usize) {
+        if let Some(obj) = CACHES.remove(c as usize, usize::MAX /* may hold gigabytes: free at once */) {
             obj.group.close();
             if let Some(m) = &obj.membership {
                 m.leave();
@@ -220,8 +220,11 @@ pub unsafe extern "C" fn cache_get(c: *mut cache, key: *const u8, key_len: usize
                 tri!(obj.group.get(key).map_err(from_error))
             }
         };
+        let Some(v) = into_c(value) else {
+            return fail(CACHE_INVALID_ARGUMENT, "too many live values on this thread (a million): free some");
+        };
         // SAFETY: out is non-NULL (checked) and writable (promise).
-        unsafe { *out = into_c(value) };
+        unsafe { *out = v };
         CACHE_OK
     })
 }

@@ -127,7 +127,10 @@ impl<T: Send + Sync + 'static> HandleTable<T> {
 
     /// Takes the object out; later lookups of `handle` find nothing. The
     /// table's reference is dropped once no pinned reader can use it.
-    pub(crate) fn remove(&self, handle: usize) -> Option<Arc<T>> {
+    ///
+    /// `flush_bytes`: roughly what the object holds; large ones are handed
+    /// for reclamation at once (see `reclaim::retire`).
+    pub(crate) fn remove(&self, handle: usize, flush_bytes: usize) -> Option<Arc<T>> {
         let (index, gen) = split(handle);
         if gen & 1 == 0 {
             return None;
@@ -153,9 +156,8 @@ impl<T: Send + Sync + 'static> HandleTable<T> {
         };
         // SAFETY: the slot no longer refers to p; readers pinned now may
         // still hold &T through the table's reference, which reclaim drops
-        // after they unpin. Flushed at once (usize::MAX): a freed cache may
-        // hold gigabytes, which must not wait for a batch to fill.
-        unsafe { reclaim::retire(p, reclaim::drop_arc::<T>, usize::MAX) };
+        // after they unpin.
+        unsafe { reclaim::retire(p, reclaim::drop_arc::<T>, flush_bytes) };
         Some(out)
     }
 }
@@ -192,8 +194,8 @@ mod tests {
         let g = epoch::pin();
         let h1 = t.insert(Arc::new(1)).unwrap();
         assert_eq!(t.get(h1, &g), Some(&1));
-        assert!(t.remove(h1).is_some());
-        assert!(t.remove(h1).is_none(), "double free is a no-op");
+        assert!(t.remove(h1, 0).is_some());
+        assert!(t.remove(h1, 0).is_none(), "double free is a no-op");
         let h2 = t.insert(Arc::new(2)).unwrap();
         assert_ne!(h1, h2, "the slot is reused under a new generation");
         assert_eq!(t.get(h1, &g), None);
@@ -210,7 +212,7 @@ mod tests {
         let reader = epoch::pin();
         let s = t.get(h, &reader).unwrap();
         let arc = t.get_arc(h, &reader).unwrap();
-        drop(t.remove(h));
+        drop(t.remove(h, 0));
         assert_eq!(s, "alive");
         drop(reader);
         assert_eq!(*arc, "alive");

@@ -424,7 +424,7 @@ pub extern "C" fn cache_pool_free(p: *mut cache_pool) {
         if p.is_null() {
             return;
         }
-        let obj = POOLS.remove(p as usize);
+        let obj = POOLS.remove(p as usize, usize::MAX);
         if let Some(obj) = obj {
             obj.pool.close();
         }

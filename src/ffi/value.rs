@@ -1,61 +1,101 @@
-//! `cache_value`: an immutable value handed to C.
+//! `cache_value`: an immutable value handed to C, behind a handle.
+//!
+//! Values live in generation-checked handle tables like caches and pools,
+//! so a stale or double-freed value handle is harmless: data() is NULL,
+//! len() is 0, free() does nothing. The tables are sharded by thread, so
+//! threads that get and free values do not share a lock; a value may still
+//! be freed on any thread (its handle names its shard).
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use bytes::Bytes;
+use once_cell::sync::Lazy;
+
+use crate::engine::reclaim;
 
 use super::boundary::guard;
+use super::handles::HandleTable;
 
 /// A value returned by cache_get. Immutable; the caller owns it until
 /// cache_value_free. It stays valid after the key is evicted or removed
 /// and after the cache is freed.
 pub struct cache_value {
-    magic: u64,
-    bytes: Bytes,
+    _private: [u8; 0],
 }
 
-const LIVE: u64 = 0x6763_7661_6c75_6521; // "gcvalue!"
-const DEAD: u64 = 0x6465_6164_7661_6c21;
+const SHARDS: usize = 16;
+/// Where the shard number sits in a handle (the table's own index uses
+/// the bits below, under 2^20).
+const SHARD_SHIFT: u32 = 24;
+const SHARD_MASK: usize = (SHARDS - 1) << SHARD_SHIFT;
 
-pub(crate) fn into_c(bytes: Bytes) -> *mut cache_value {
-    Box::into_raw(Box::new(cache_value { magic: LIVE, bytes }))
+static VALUES: Lazy<[HandleTable<Bytes>; SHARDS]> = Lazy::new(|| std::array::from_fn(|_| HandleTable::new()));
+static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
 }
 
-fn live<'a>(v: *const cache_value) -> Option<&'a cache_value> {
-    // SAFETY: a non-NULL pointer from C is one we returned (the caller's
-    // promise); the magic catches most uses after free.
-    let v = unsafe { v.as_ref()? };
-    (v.magic == LIVE).then_some(v)
+fn my_shard() -> usize {
+    let s = SHARD.try_with(Cell::get).unwrap_or(0);
+    if s != usize::MAX {
+        return s;
+    }
+    let s = NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % SHARDS;
+    let _ = SHARD.try_with(|c| c.set(s));
+    s
+}
+
+fn split(v: *const cache_value) -> (usize, usize) {
+    let h = v as usize;
+    ((h & SHARD_MASK) >> SHARD_SHIFT, h & !SHARD_MASK)
+}
+
+/// A new handle for `bytes`, or None when this thread's table is full
+/// (a million live values).
+pub(crate) fn into_c(bytes: Bytes) -> Option<*mut cache_value> {
+    let shard = my_shard();
+    let h = VALUES[shard].insert(Arc::new(bytes))?;
+    debug_assert_eq!(h & SHARD_MASK, 0);
+    Some((h | shard << SHARD_SHIFT) as *mut cache_value)
 }
 
 /// The value's bytes: `cache_value_len(v)` of them, valid until
-/// cache_value_free(v). NULL for NULL. Never blocks.
+/// cache_value_free(v). NULL for NULL or a freed value. Never blocks.
 #[no_mangle]
 pub extern "C" fn cache_value_data(v: *const cache_value) -> *const u8 {
-    guard(|| match live(v) {
-        Some(v) => v.bytes.as_ptr(),
-        None => std::ptr::null(),
+    guard(|| {
+        let (shard, h) = split(v);
+        let pin = reclaim::pin();
+        // The bytes live as long as the handle does (until free), not just
+        // the pin: the table holds a reference until then.
+        VALUES[shard].get(h, &pin).map_or(std::ptr::null(), |b| b.as_ptr())
     })
 }
 
-/// The value's length in bytes; 0 for NULL. Never blocks.
+/// The value's length in bytes; 0 for NULL or a freed value. Never blocks.
 #[no_mangle]
 pub extern "C" fn cache_value_len(v: *const cache_value) -> usize {
-    guard(|| live(v).map_or(0, |v| v.bytes.len()))
+    guard(|| {
+        let (shard, h) = split(v);
+        let pin = reclaim::pin();
+        VALUES[shard].get(h, &pin).map_or(0, |b| b.len())
+    })
 }
 
-/// Frees a value returned by cache_get. NULL is a no-op. Freeing a value
-/// twice is a bug in the caller, as with free(); it is detected in most
-/// cases and then ignored. Never blocks.
+/// Frees a value returned by cache_get (on any thread). NULL, and a value
+/// already freed, are no-ops. Never blocks.
 #[no_mangle]
 pub extern "C" fn cache_value_free(v: *mut cache_value) {
     guard(|| {
-        if live(v).is_none() {
-            return;
+        let (shard, h) = split(v);
+        let len = VALUES[shard].get(h, &reclaim::pin()).map(|b| b.len());
+        if let Some(len) = len {
+            // The length decides whether reclaim frees it at once (large)
+            // or in a batch.
+            drop(VALUES[shard].remove(h, len));
         }
-        // SAFETY: v is a live value we allocated with Box in into_c.
-        let mut b = unsafe { Box::from_raw(v) };
-        // Volatile: a plain store right before the free could be elided.
-        // SAFETY: b.magic is a valid, aligned field of a live box.
-        unsafe { std::ptr::write_volatile(&mut b.magic, DEAD) };
-        drop(b);
     })
 }

@@ -402,6 +402,20 @@ static void test_stale_handles(void) {
   cache_free(old);
   CHECK_STATUS(cache_get(fresh, K("k"), &v), CACHE_OK);
   cache_value_free(v);
+  /* Values too: a freed value is NULL / 0, freeing it again is a no-op,
+   * and a newer value never answers to the old handle. */
+  cache_value *v1 = NULL, *v2 = NULL;
+  CHECK_STATUS(cache_get(fresh, K("k"), &v1), CACHE_OK);
+  cache_value_free(v1);
+  CHECK(cache_value_data(v1) == NULL && cache_value_len(v1) == 0);
+  cache_value_free(v1);
+  CHECK_STATUS(cache_get(fresh, K("k"), &v2), CACHE_OK);
+  CHECK(v2 != v1);
+  CHECK(cache_value_data(v1) == NULL);
+  CHECK(value_is(v2, "v:k", 3));
+  cache_value_free(v2);
+  cache_value_free((cache_value *)&s);
+  CHECK(cache_value_len((cache_value *)(uintptr_t)0x1234) == 0);
   /* Pointers that were never handles. */
   CHECK_STATUS(cache_get((cache *)(uintptr_t)0x1234, K("k"), &v), CACHE_CLOSED);
   CHECK_STATUS(cache_get((cache *)&s, K("k"), &v), CACHE_CLOSED);

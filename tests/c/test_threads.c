@@ -141,9 +141,34 @@ static void test_free_while_hammered(int rounds) {
   CHECK(atomic_load(&bad) == 0);
 }
 
+/* Values made on one thread, read and freed on another. */
+static cache_value *handed[64];
+
+static void *free_elsewhere(void *arg) {
+  (void)arg;
+  for (int i = 0; i < 64; i++) {
+    if (cache_value_len(handed[i]) != 13) atomic_fetch_add(&bad, 1);
+    cache_value_free(handed[i]);
+    if (cache_value_data(handed[i]) != NULL) atomic_fetch_add(&bad, 1);
+  }
+  return NULL;
+}
+
+static void test_values_cross_threads(void) {
+  CHECK_STATUS(cache_new("values", 1 << 20, getter, NULL, NULL, &shared), CACHE_OK);
+  for (int i = 0; i < 64; i++)
+    CHECK_STATUS(cache_get(shared, (const uint8_t *)"slow", 4, &handed[i]), CACHE_OK);
+  pthread_t t;
+  pthread_create(&t, NULL, free_elsewhere, NULL);
+  pthread_join(t, NULL);
+  CHECK(atomic_load(&bad) == 0);
+  cache_free(shared);
+}
+
 int main(int argc, char **argv) {
   int rounds = argc > 1 ? atoi(argv[1]) : 20;
   test_stampede();
+  test_values_cross_threads();
   test_free_while_hammered(rounds);
   return checks_report("test_threads");
 }
