@@ -285,13 +285,10 @@ fn random_races_three_nodes() {
     assert_eq!(errors, 0);
 }
 
-/// KNOWN ENGINE BUG (src/engine/group.rs, Group::remove; reported, not
-/// fixed here): removes at any node, including non-owners. Fails within
-/// seconds: a node that removes a key it does not own can serve the old
-/// value after `remove` returned. Run with
-/// `cargo test --release --test reliability_race -- --ignored`.
+/// Removes at any node, including non-owners. Failed within seconds
+/// before 38c41d7 (a node that removed a key it does not own could serve
+/// the old value after `remove` returned: RELIABILITY.md, bug A).
 #[test]
-#[ignore = "engine bug: Group::remove at a non-owner can be undone by its own hot cache (RELIABILITY.md)"]
 fn random_races_three_nodes_removes_anywhere() {
     let db = Db::new(true);
     let c = cluster(3, &db);
@@ -299,16 +296,13 @@ fn random_races_three_nodes_removes_anywhere() {
     eprintln!("three nodes, removes anywhere: {reads} reads, {writes} writes, none stale");
 }
 
-/// Minimal reproduction of the bug above, deterministic: node X removes a
+/// Bug A (RELIABILITY.md, fixed in 38c41d7), deterministic: node X removes a
 /// key owned by node B, whose DELETE is held 300 ms by a proxy; meanwhile
 /// gets at X fetch the old value from B (allowed: they are concurrent) and
 /// X keeps one in its hot cache, after X's own invalidation already ran.
-/// Once `remove` returns, X still serves the old value.
-///
-/// The fix belongs in Group::remove: drop the local copy (invalidate) again
-/// after the owner answered, as Group::set already orders it (owner first).
+/// Before the fix, once `remove` returned X still served the old value;
+/// Group::remove now drops the local copy again after the owner answered.
 #[test]
-#[ignore = "engine bug: Group::remove at a non-owner can be undone by its own hot cache (RELIABILITY.md)"]
 fn remove_at_a_non_owner_minimal_repro() {
     use std::io::{Read, Write};
     use std::net::{Shutdown, TcpListener, TcpStream};
