@@ -15,11 +15,11 @@ CFLAGS_ALL := -std=c11 -D_DEFAULT_SOURCE -g -O1 -Wall -Wextra -Werror -Iinclude 
 LDFLAGS_ALL:= -L$(LIBDIR) -lgroupcache -lpthread -Wl,-rpath,$(LIBDIR)
 VALGRIND   := valgrind -q --leak-check=full --errors-for-leak-kinds=definite \
               --show-leak-kinds=definite --error-exitcode=99
-C_TESTS    := test_api test_threads test_pool test_options
+C_TESTS    := test_api test_threads test_pool test_options test_adversarial
 EXAMPLES   := say_hi loader
 
 .PHONY: all lib demo test test-rust test-c test-c-valgrind test-c-asan \
-        test-python test-python-wheel test-service test-interop test-install test-cgo check-header bench clean venv examples
+        test-fuzz test-python test-python-wheel test-service test-interop test-install test-cgo check-header bench clean venv examples
 
 all: lib
 
@@ -58,7 +58,7 @@ demo: lib examples venv
 	@echo "== an asyncio HTTP service, three workers, one cache =="; PYTHONPATH=python_ctypes $(VPY) examples/service/demo.py
 	@echo "== a cluster of three Python workers over SQLite =="; PYTHONPATH=python_ctypes $(VPY) examples/cluster_demo.py
 
-test: check-header test-rust test-c test-python test-python-wheel test-service test-interop test-install test-cgo
+test: check-header test-rust test-c test-python test-python-wheel test-service test-interop test-install test-cgo test-fuzz
 	@echo "make test: all suites passed"
 
 test-rust:
@@ -73,12 +73,14 @@ test-c-valgrind: $(addprefix $(BUILD)/,$(C_TESTS))
 	$(VALGRIND) $(BUILD)/test_threads 5
 	$(VALGRIND) $(BUILD)/test_pool
 	$(VALGRIND) $(BUILD)/test_options
+	$(VALGRIND) $(BUILD)/test_adversarial
 
 test-c-asan: $(addprefix $(BUILD)/asan/,$(C_TESTS))
 	$(BUILD)/asan/test_api
 	$(BUILD)/asan/test_threads 10
 	$(BUILD)/asan/test_pool
 	$(BUILD)/asan/test_options
+	$(BUILD)/asan/test_adversarial
 
 test-python: lib venv
 	PYTHONPATH=python_ctypes GROUPCACHE_LIB=$(LIB) $(VPY) -m pytest -q tests/python
@@ -98,6 +100,11 @@ test-install: lib
 
 test-cgo: lib
 	bash examples/cgo/run.sh
+
+# A short coverage-guided fuzz run of the peer request path, protobuf
+# decoding and unescaping (longer runs: fuzz/README.md, RELIABILITY.md).
+test-fuzz:
+	bash fuzz/smoke.sh
 
 bench: lib venv
 	bash bench/all.sh

@@ -300,6 +300,9 @@ const char *cache_version(void);
  *
  * - `max_bytes` bounds the main and hot caches together, counting key +
  *   value bytes; 0 keeps nothing (every get loads, still de-duplicated).
+ *   Each insert evicts right after it adds, so while several threads
+ *   insert at once the total can exceed the bound by about one entry per
+ *   inserting thread; at rest it is within it.
  * - `getter` is called on misses, with `user_data`, from any thread; NULL
  *   makes a set-only cache whose misses are CACHE_NOT_FOUND. `user_data`
  *   must stay valid until cache_free and any call in progress return.
