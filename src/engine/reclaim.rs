@@ -50,12 +50,19 @@ pub unsafe fn retire<T>(ptr: *mut T, free: unsafe fn(*mut T, &Collector), bytes:
 }
 
 /// A reclaimer for `Box`ed values.
+///
+/// # Safety
+/// Only through `retire`, with a pointer from `Box::into_raw`, once.
 pub unsafe fn free_box<T>(ptr: *mut T, _: &Collector) {
     // SAFETY: retire()'s caller promised ptr came from Box::into_raw.
     drop(unsafe { Box::from_raw(ptr) });
 }
 
 /// A reclaimer for one `Arc` reference given up with `Arc::into_raw`.
+///
+/// # Safety
+/// Only through `retire`, with a pointer from `Arc::into_raw` that owns
+/// one reference, once.
 pub unsafe fn drop_arc<T>(ptr: *mut T, _: &Collector) {
     // SAFETY: retire()'s caller promised ptr came from Arc::into_raw and
     // owns one reference.
@@ -70,10 +77,13 @@ mod tests {
     static WATCHED: AtomicUsize = AtomicUsize::new(0);
     static WATCHED_FREED: AtomicBool = AtomicBool::new(false);
 
+    /// # Safety
+    /// As `free_box`.
     unsafe fn watch_free(ptr: *mut u64, c: &Collector) {
         if ptr as usize == WATCHED.load(Ordering::SeqCst) {
             WATCHED_FREED.store(true, Ordering::SeqCst);
         }
+        // SAFETY: forwarded: ptr came from Box::into_raw, retired once.
         unsafe { free_box(ptr, c) };
     }
 

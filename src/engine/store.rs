@@ -204,6 +204,8 @@ impl Entry {
 
     /// Frees the entry once no pinned reader can still see it.
     fn retire(self) {
+        /// # Safety
+        /// Called by reclaim once, for an entry no reader can reach.
         unsafe fn free(p: *mut Header, _: &seize::Collector) {
             // SAFETY: retire() hands each unlinked entry over exactly once.
             unsafe { Entry(p).free() }
