@@ -27,17 +27,15 @@ from typing import (
     List,
     NamedTuple,
     Optional,
-    Type,
 )
 
 from . import _lib
 from ._log import sync_log_level
+from ._handle import Closable
 from ._errors import CACHE_NOT_FOUND, ClosedError, LoaderError, NotFoundError
 from ._loader import TRAMPOLINE, Loader, LoaderSlot, Value, register, ttl_to_ms, unregister
 
 if TYPE_CHECKING:
-    from types import TracebackType
-
     from .pool import Pool
 
 __all__ = ["Cache", "Stats", "CacheInfo"]
@@ -172,7 +170,7 @@ def _free(handle: int, slot_id: Optional[int]) -> None:
         unregister(slot_id)
 
 
-class Cache:
+class Cache(Closable):
     """A groupcache group: values loaded by ``loader`` on a miss, kept in
     up to ``max_bytes`` (keys + values), shared with the cluster of ``pool``
     if given.
@@ -532,21 +530,8 @@ class Cache:
         if self._slot is not None:
             self._slot.forget()
 
-    def _check_open(self) -> None:
-        if self._closed:
-            raise ClosedError("the cache %r is closed" % self._name, None)
-
-    def __enter__(self) -> Cache:
-        self._check_open()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: Optional[Type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
-    ) -> None:
-        self.close()
+    def _closed_message(self) -> str:
+        return "the cache %r is closed" % self._name
 
     def __repr__(self) -> str:
         state = "closed" if getattr(self, "_closed", True) else "open"

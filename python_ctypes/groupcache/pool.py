@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import ctypes
 import weakref
-from typing import TYPE_CHECKING, Iterable, List, Optional, Type
+from typing import Iterable, List, Optional
 
 from . import _lib
+from ._handle import Closable
 from ._errors import CACHE_BUFFER_TOO_SMALL, CACHE_OK, ClosedError, GroupcacheError, error_for_status
 from ._log import sync_log_level
-
-if TYPE_CHECKING:
-    from types import TracebackType
 
 __all__ = ["Pool"]
 
@@ -35,7 +33,7 @@ def _encode(text: str, what: str) -> bytes:
     return text.encode("utf-8")
 
 
-class Pool:
+class Pool(Closable):
     """This process's node in a cluster.
 
     ``listen``: the address to bind ("127.0.0.1:0" picks a free port).
@@ -166,21 +164,8 @@ class Pool:
         self._check_open()
         return self._handle
 
-    def _check_open(self) -> None:
-        if self._closed:
-            raise ClosedError("the pool is closed", None)
-
-    def __enter__(self) -> Pool:
-        self._check_open()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: Optional[Type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
-    ) -> None:
-        self.close()
+    def _closed_message(self) -> str:
+        return "the pool is closed"
 
     def __repr__(self) -> str:
         if getattr(self, "_closed", True):
