@@ -43,3 +43,10 @@ elif [ -x /usr/lib/go-1.19/bin/go ]; then
 else
   export GO="$(command -v go || echo go)"
 fi
+
+# Our own Go packages shared by the benchmarks (bench/go/cpustat) are
+# imported as "groupcachebench/...": link bench/go into our GOPATH.
+_go_ours="${GOPATH%%:*}"
+mkdir -p "$_go_ours/src"
+ln -sfn "$REPO_ROOT/bench/go" "$_go_ours/src/groupcachebench"
+unset _go_ours

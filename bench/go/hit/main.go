@@ -15,6 +15,8 @@
 package main
 
 import (
+	"groupcachebench/cpustat"
+
 	"bufio"
 	"context"
 	"encoding/json"
@@ -62,9 +64,9 @@ func main() {
 			fmt.Fprintln(os.Stderr, "mem child output:", err, string(b))
 			os.Exit(1)
 		}
-		cpu0 := readCPU(os.Getpid())
+		cpu0 := cpustat.Read(os.Getpid())
 		hitBench(*rounds, *roundDur, out)
-		out["other_processes_cpu_pct"] = otherCPUPercent(cpu0, readCPU(os.Getpid()))
+		out["other_processes_cpu_pct"] = cpustat.OtherPercent(cpu0, cpustat.Read(os.Getpid()))
 	}
 	out["go_version"] = runtime.Version()
 	out["gomaxprocs"] = runtime.GOMAXPROCS(0)

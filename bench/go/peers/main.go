@@ -29,6 +29,8 @@
 package main
 
 import (
+	"groupcachebench/cpustat"
+
 	"bufio"
 	"context"
 	"encoding/json"
@@ -221,7 +223,7 @@ func runDriver(dur time.Duration) {
 
 	out := map[string]interface{}{"value_bytes": valueLen, "phase_seconds": dur.Seconds()}
 	pids := []int{os.Getpid(), child.Process.Pid}
-	cpu0 := readCPU(pids...)
+	cpu0 := cpustat.Read(pids...)
 	var errs int64
 
 	// Warm-up: connections, code paths.
@@ -233,12 +235,12 @@ func runDriver(dur time.Duration) {
 	for _, conc := range []int{1, 16} {
 		ks := ownedKeys(ring, selfB, fmt.Sprintf("c%d", conc), maxKeys(conc))
 		peerLoads0 := gA.Stats.PeerLoads.Get()
-		c0 := readCPU(pids...)
+		c0 := cpustat.Read(pids...)
 		lat, wall := remoteLoad(gA, ks, conc, dur, &errs)
 		res := summarize(lat, wall)
-		c1 := readCPU(pids...)
-		res["other_cpu_pct"] = otherCPUPercent(c0, c1)
-		res["own_cpu_pct"] = ownCPUPercent(c0, c1)
+		c1 := cpustat.Read(pids...)
+		res["other_cpu_pct"] = cpustat.OtherPercent(c0, c1)
+		res["own_cpu_pct"] = cpustat.OwnPercent(c0, c1)
 		res["peer_loads"] = gA.Stats.PeerLoads.Get() - peerLoads0
 		out[fmt.Sprintf("remote_c%d", conc)] = res
 	}
@@ -253,12 +255,12 @@ func runDriver(dur time.Duration) {
 		ks := ownedKeys(ring, selfB, "k16", maxKeys(16))
 		remoteLoad(gA, ownedKeys(ring, selfB, "warm2", 5000), 16, 200*time.Millisecond, &errs)
 		peerLoads0 := gA.Stats.PeerLoads.Get()
-		c0 := readCPU(pids...)
+		c0 := cpustat.Read(pids...)
 		lat, wall := remoteLoad(gA, ks, 16, dur, &errs)
 		res := summarize(lat, wall)
-		c1 := readCPU(pids...)
-		res["other_cpu_pct"] = otherCPUPercent(c0, c1)
-		res["own_cpu_pct"] = ownCPUPercent(c0, c1)
+		c1 := cpustat.Read(pids...)
+		res["other_cpu_pct"] = cpustat.OtherPercent(c0, c1)
+		res["own_cpu_pct"] = cpustat.OwnPercent(c0, c1)
 		res["peer_loads"] = gA.Stats.PeerLoads.Get() - peerLoads0
 		res["max_idle_conns_per_host"] = keepAlive.MaxIdleConnsPerHost
 		out["remote_c16_keepalive"] = res
@@ -343,7 +345,7 @@ func runDriver(dur time.Duration) {
 		resp.Body.Close()
 		out["owner_stats"] = s
 	}
-	out["other_processes_cpu_pct"] = otherCPUPercent(cpu0, readCPU(pids...))
+	out["other_processes_cpu_pct"] = cpustat.OtherPercent(cpu0, cpustat.Read(pids...))
 	out["errors"] = errs
 	out["go_version"] = runtime.Version()
 	json.NewEncoder(os.Stdout).Encode(out)

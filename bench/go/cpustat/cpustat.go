@@ -1,4 +1,8 @@
-package main
+// Package cpustat reads /proc/stat and /proc/PID/stat so a benchmark can
+// report how much CPU other processes took while it ran (on a shared 2-core
+// machine a figure is only as good as that number is small), and how much
+// its own processes used. Shared by bench/go/hit and bench/go/peers.
+package cpustat
 
 import (
 	"os"
@@ -6,14 +10,14 @@ import (
 	"strings"
 )
 
-// cpuSample is a reading of the machine's busy CPU time and of our own
+// Sample is a reading of the machine's busy CPU time and of our own
 // processes' CPU time, both in clock ticks, so a run can report how much CPU
 // other processes took meanwhile (a benchmark on a shared 2-core machine is
 // only as good as that number is small).
-type cpuSample struct{ busy, own, total int64 }
+type Sample struct{ busy, own, total int64 }
 
-func readCPU(pids ...int) cpuSample {
-	var s cpuSample
+func Read(pids ...int) Sample {
+	var s Sample
 	if b, err := os.ReadFile("/proc/stat"); err == nil {
 		line := strings.SplitN(string(b), "\n", 2)[0]
 		f := strings.Fields(line)
@@ -39,9 +43,9 @@ func readCPU(pids ...int) cpuSample {
 	return s
 }
 
-// otherCPUPercent is the share of all CPU time between a and b that went to
+// OtherPercent is the share of all CPU time between a and b that went to
 // processes other than ours (100 = every core busy with something else).
-func otherCPUPercent(a, b cpuSample) float64 {
+func OtherPercent(a, b Sample) float64 {
 	total := b.total - a.total
 	if total <= 0 {
 		return 0
@@ -51,4 +55,14 @@ func otherCPUPercent(a, b cpuSample) float64 {
 		other = 0
 	}
 	return float64(int64(float64(other)*1000/float64(total))) / 10
+}
+
+// OwnPercent is the share of all CPU time between a and b that our own
+// processes used (100 = every core busy with this benchmark).
+func OwnPercent(a, b Sample) float64 {
+	total := b.total - a.total
+	if total <= 0 {
+		return 0
+	}
+	return float64(int64(float64(b.own-a.own)*1000/float64(total))) / 10
 }
