@@ -13,7 +13,8 @@ fn main() {
         // Only the ffi tree: the C API is exactly what it declares.
         .with_src(dir.join("src/ffi/mod.rs"))
         .with_config(config)
-        .generate() {
+        .generate()
+    {
         Ok(h) => h,
         Err(e) => {
             // A syntax error elsewhere is reported by rustc more helpfully.
@@ -39,9 +40,7 @@ fn main() {
 /// (`-Ltarget/release -lgroupcache -Wl,-rpath,...`).
 fn soname() {
     let env = |k: &str| std::env::var(k).unwrap_or_default();
-    let unix = env("CARGO_CFG_TARGET_FAMILY")
-        .split(',')
-        .any(|f| f == "unix");
+    let unix = env("CARGO_CFG_TARGET_FAMILY").split(',').any(|f| f == "unix");
     if !unix || env("CARGO_CFG_TARGET_VENDOR") == "apple" {
         return; // not ELF
     }

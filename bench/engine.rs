@@ -94,11 +94,20 @@ fn bench_hits(name: &str, value_len: usize, out: &mut Vec<(String, f64)>) {
                 let k = &keys[(i * 7 + t * 13) % KEYS];
                 BUF.with(|b| {
                     let mut b = b.borrow_mut();
-                    let n = g.get_with(k, |v| { b[..v.len()].copy_from_slice(v); v.len() }).unwrap();
+                    let n = g
+                        .get_with(k, |v| {
+                            b[..v.len()].copy_from_slice(v);
+                            v.len()
+                        })
+                        .unwrap();
                     std::hint::black_box(n);
                 });
             });
-            samples.push(run_threads(threads, if value_len > 1000 { 200_000 } else { 1_000_000 }, op));
+            samples.push(run_threads(
+                threads,
+                if value_len > 1000 { 200_000 } else { 1_000_000 },
+                op,
+            ));
         }
         out.push((format!("engine_hit_{name}_{threads}t_ns"), median(samples)));
     }
@@ -107,10 +116,23 @@ fn bench_hits(name: &str, value_len: usize, out: &mut Vec<(String, f64)>) {
     let mut c: *mut cache = std::ptr::null_mut();
     // SAFETY: valid arguments per the header.
     unsafe {
-        assert_eq!(cache_new(c"bench".as_ptr(), 1 << 30, None, std::ptr::null_mut(), std::ptr::null_mut(), &mut c), CACHE_OK);
+        assert_eq!(
+            cache_new(
+                c"bench".as_ptr(),
+                1 << 30,
+                None,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                &mut c
+            ),
+            CACHE_OK
+        );
         for i in 0..KEYS {
             let k = key(i);
-            assert_eq!(cache_set(c, k.as_ptr(), 16, value.as_ptr(), value.len(), 0), CACHE_OK);
+            assert_eq!(
+                cache_set(c, k.as_ptr(), 16, value.as_ptr(), value.len(), 0),
+                CACHE_OK
+            );
         }
     }
     let handle = c as usize;
@@ -125,12 +147,25 @@ fn bench_hits(name: &str, value_len: usize, out: &mut Vec<(String, f64)>) {
                     let mut b = b.borrow_mut();
                     let mut n = 0usize;
                     // SAFETY: a live handle, a 16 KiB buffer, valid key.
-                    let st = unsafe { cache_get_into(handle as *mut cache, k.as_ptr(), 16, b.as_mut_ptr(), b.len(), &mut n) };
+                    let st = unsafe {
+                        cache_get_into(
+                            handle as *mut cache,
+                            k.as_ptr(),
+                            16,
+                            b.as_mut_ptr(),
+                            b.len(),
+                            &mut n,
+                        )
+                    };
                     debug_assert_eq!(st, CACHE_OK);
                     std::hint::black_box(n);
                 });
             });
-            samples.push(run_threads(threads, if value_len > 1000 { 200_000 } else { 1_000_000 }, op));
+            samples.push(run_threads(
+                threads,
+                if value_len > 1000 { 200_000 } else { 1_000_000 },
+                op,
+            ));
         }
         out.push((format!("c_get_into_hit_{name}_{threads}t_ns"), median(samples)));
     }
@@ -163,7 +198,13 @@ fn bench_baseline(out: &mut Vec<(String, f64)>) {
 fn bench_miss(out: &mut Vec<(String, f64)>) {
     // A miss that loads a 16-byte value through a getter, then is removed
     // again: the load path without the getter's own cost.
-    let g = Group::new("miss", 1 << 30, Some(Arc::new(|_k: &[u8], s: &mut Sink| -> Result<(), Error> { s.set(b"0123456789abcdef", 0) })));
+    let g = Group::new(
+        "miss",
+        1 << 30,
+        Some(Arc::new(|_k: &[u8], s: &mut Sink| -> Result<(), Error> {
+            s.set(b"0123456789abcdef", 0)
+        })),
+    );
     let mut samples = vec![];
     for _ in 0..ROUNDS {
         let n = 50_000;
@@ -183,11 +224,15 @@ fn bench_stampede(out: &mut Vec<(String, f64)>) {
     // load; the figure is the wall time until all 64 have the value.
     let calls = Arc::new(AtomicUsize::new(0));
     let c2 = calls.clone();
-    let g = Group::new("stampede", 1 << 20, Some(Arc::new(move |_k: &[u8], s: &mut Sink| -> Result<(), Error> {
-        c2.fetch_add(1, Ordering::SeqCst);
-        std::thread::sleep(Duration::from_millis(10));
-        s.set(b"value", 0)
-    })));
+    let g = Group::new(
+        "stampede",
+        1 << 20,
+        Some(Arc::new(move |_k: &[u8], s: &mut Sink| -> Result<(), Error> {
+            c2.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(10));
+            s.set(b"value", 0)
+        })),
+    );
     let mut samples = vec![];
     for round in 0..ROUNDS {
         let k = key(round);
@@ -208,7 +253,10 @@ fn bench_stampede(out: &mut Vec<(String, f64)>) {
         samples.push(start.elapsed().as_nanos() as f64 / 1e6);
     }
     out.push(("stampede_64_threads_ms".into(), median(samples)));
-    out.push(("stampede_getter_calls_per_round".into(), calls.load(Ordering::SeqCst) as f64 / ROUNDS as f64));
+    out.push((
+        "stampede_getter_calls_per_round".into(),
+        calls.load(Ordering::SeqCst) as f64 / ROUNDS as f64,
+    ));
 }
 
 fn rss_bytes() -> u64 {
@@ -226,7 +274,17 @@ fn memory(out: &mut Vec<(String, f64)>) {
     let before = rss_bytes();
     // SAFETY: valid arguments per the header.
     unsafe {
-        assert_eq!(cache_new(c"mem".as_ptr(), 1 << 40, None, std::ptr::null_mut(), std::ptr::null_mut(), &mut c), CACHE_OK);
+        assert_eq!(
+            cache_new(
+                c"mem".as_ptr(),
+                1 << 40,
+                None,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                &mut c
+            ),
+            CACHE_OK
+        );
         for i in 0..n {
             let k = key(i);
             assert_eq!(cache_set(c, k.as_ptr(), 16, value.as_ptr(), 100, 0), CACHE_OK);
@@ -255,28 +313,45 @@ fn main() {
         }
         type Op = Arc<dyn Fn(usize, usize) + Send + Sync>;
         let mut probes: Vec<(&str, Op)> = vec![];
-        probes.push(("pin", Arc::new(|_, _| { std::hint::black_box(groupcache::engine::reclaim::pin()); })));
+        probes.push((
+            "pin",
+            Arc::new(|_, _| {
+                std::hint::black_box(groupcache::engine::reclaim::pin());
+            }),
+        ));
         let (s2, k2) = (store.clone(), keys.clone());
-        probes.push(("store_get_pinned_each", Arc::new(move |t, i| {
-            let k = &k2[(i * 7 + t * 13) % KEYS];
-            let gd = groupcache::engine::reclaim::pin();
-            std::hint::black_box(s2.get_with(k, s2.hash(k), &gd, |v| v[0]));
-        })));
+        probes.push((
+            "store_get_pinned_each",
+            Arc::new(move |t, i| {
+                let k = &k2[(i * 7 + t * 13) % KEYS];
+                let gd = groupcache::engine::reclaim::pin();
+                std::hint::black_box(s2.get_with(k, s2.hash(k), &gd, |v| v[0]));
+            }),
+        ));
         let (s3, k3) = (store.clone(), keys.clone());
-        probes.push(("store_hash_only", Arc::new(move |t, i| {
-            let k = &k3[(i * 7 + t * 13) % KEYS];
-            std::hint::black_box(s3.hash(k));
-        })));
+        probes.push((
+            "store_hash_only",
+            Arc::new(move |t, i| {
+                let k = &k3[(i * 7 + t * 13) % KEYS];
+                std::hint::black_box(s3.hash(k));
+            }),
+        ));
         let (g4, k4) = (g.clone(), keys.clone());
-        probes.push(("group_get_cached_with", Arc::new(move |t, i| {
-            let k = &k4[(i * 7 + t * 13) % KEYS];
-            let gd = groupcache::engine::reclaim::pin();
-            std::hint::black_box(g4.get_cached_with(k, &gd, |v| v[0]));
-        })));
+        probes.push((
+            "group_get_cached_with",
+            Arc::new(move |t, i| {
+                let k = &k4[(i * 7 + t * 13) % KEYS];
+                let gd = groupcache::engine::reclaim::pin();
+                std::hint::black_box(g4.get_cached_with(k, &gd, |v| v[0]));
+            }),
+        ));
         for (name, op) in probes {
             let one = median((0..3).map(|_| run_threads(1, 0, op.clone())).collect());
             let two = median((0..3).map(|_| run_threads(2, 0, op.clone())).collect());
-            println!("{name:28} 1t {one:6.2} ns  2t {two:6.2} ns/op  scaling {:.2}x", one / two);
+            println!(
+                "{name:28} 1t {one:6.2} ns  2t {two:6.2} ns/op  scaling {:.2}x",
+                one / two
+            );
         }
         return;
     }
@@ -287,7 +362,17 @@ fn main() {
         let mut buf = [0u8; 64];
         // SAFETY: valid arguments per the header.
         unsafe {
-            assert_eq!(cache_new(c"p".as_ptr(), 1 << 30, None, std::ptr::null_mut(), std::ptr::null_mut(), &mut c), CACHE_OK);
+            assert_eq!(
+                cache_new(
+                    c"p".as_ptr(),
+                    1 << 30,
+                    None,
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                    &mut c
+                ),
+                CACHE_OK
+            );
             for i in 0..KEYS {
                 let k = key(i);
                 cache_set(c, k.as_ptr(), 16, [1u8; 16].as_ptr(), 16, 0);
@@ -318,7 +403,11 @@ fn main() {
             let exe = std::env::current_exe().unwrap();
             let o = std::process::Command::new(exe).arg("memory").output().unwrap();
             let text = String::from_utf8_lossy(&o.stdout);
-            let inner = text.trim().trim_start_matches('{').trim_end_matches('}').to_string();
+            let inner = text
+                .trim()
+                .trim_start_matches('{')
+                .trim_end_matches('}')
+                .to_string();
             println!("{{{},{}}}", fmt(&out), inner);
             return;
         }
@@ -327,5 +416,8 @@ fn main() {
 }
 
 fn fmt(out: &[(String, f64)]) -> String {
-    out.iter().map(|(k, v)| format!("\"{k}\":{v:.2}")).collect::<Vec<_>>().join(",")
+    out.iter()
+        .map(|(k, v)| format!("\"{k}\":{v:.2}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }

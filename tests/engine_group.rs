@@ -37,7 +37,10 @@ fn miss_loads_then_hits_with_exact_stats() {
     assert_eq!(g.get_with(b"a", |v| v.len()).unwrap(), 3);
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     let s = g.stats();
-    assert_eq!((s.gets, s.cache_hits, s.loads, s.loads_deduped, s.local_loads), (3, 2, 1, 1, 1));
+    assert_eq!(
+        (s.gets, s.cache_hits, s.loads, s.loads_deduped, s.local_loads),
+        (3, 2, 1, 1, 1)
+    );
     assert_eq!((s.main_items, s.main_bytes), (1, 4));
     assert_eq!((s.main_gets, s.main_hits, s.hot_gets, s.hot_hits), (4, 2, 2, 0));
 }
@@ -72,15 +75,26 @@ fn errors_are_shared_by_waiters_and_never_cached() {
         })
         .collect();
     for h in hs {
-        assert_eq!(h.join().unwrap(), Err(Error::LoaderFailed("the database is down".into())));
+        assert_eq!(
+            h.join().unwrap(),
+            Err(Error::LoaderFailed("the database is down".into()))
+        );
     }
     let first = calls.load(Ordering::SeqCst);
     assert!(first < 8, "waiters shared the call ({first} calls for 8 threads)");
     assert!(g.get(b"broken").is_err());
-    assert_eq!(calls.load(Ordering::SeqCst), first + 1, "the error was not cached");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        first + 1,
+        "the error was not cached"
+    );
     assert_eq!(g.get(b"missing"), Err(Error::NotFound));
     assert_eq!(g.get(b"missing"), Err(Error::NotFound));
-    assert_eq!(calls.load(Ordering::SeqCst), first + 3, "not-found was not cached");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        first + 3,
+        "not-found was not cached"
+    );
     assert_eq!(g.stats().main_items, 0);
 }
 
@@ -118,7 +132,10 @@ fn a_getter_that_gets_its_own_key_gets_an_error_not_a_deadlock() {
     let g = Group::new("re", 1 << 20, Some(Arc::new(getter)));
     *cell.lock().unwrap() = Some(g.clone());
     let r = g.get(b"a");
-    assert!(matches!(&r, Err(Error::LoaderFailed(m)) if m.contains("recursive load")), "{r:?}");
+    assert!(
+        matches!(&r, Err(Error::LoaderFailed(m)) if m.contains("recursive load")),
+        "{r:?}"
+    );
     *cell.lock().unwrap() = None;
 }
 
@@ -128,7 +145,11 @@ fn ttl_expires_and_set_remove_work_locally() {
     g.set(b"t", b"short", 50).unwrap();
     assert_eq!(g.get(b"t").unwrap(), Bytes::from_static(b"short"));
     thread::sleep(Duration::from_millis(80));
-    assert_eq!(g.get(b"t").unwrap(), Bytes::from_static(b"v:t"), "expired, so reloaded");
+    assert_eq!(
+        g.get(b"t").unwrap(),
+        Bytes::from_static(b"v:t"),
+        "expired, so reloaded"
+    );
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     g.set(b"t", b"forever", 0).unwrap();
     assert_eq!(g.get(b"t").unwrap(), Bytes::from_static(b"forever"));
@@ -183,8 +204,16 @@ fn a_remove_during_a_load_keeps_the_old_value_out() {
     g.remove(b"k").unwrap();
     // Started after the remove: must not join the stale load.
     assert_eq!(g.get(b"k").unwrap(), Bytes::from_static(b"new"));
-    assert_eq!(slow.join().unwrap(), Bytes::from_static(b"old"), "the racing load itself may see old");
-    assert_eq!(g.get(b"k").unwrap(), Bytes::from_static(b"new"), "old was not cached");
+    assert_eq!(
+        slow.join().unwrap(),
+        Bytes::from_static(b"old"),
+        "the racing load itself may see old"
+    );
+    assert_eq!(
+        g.get(b"k").unwrap(),
+        Bytes::from_static(b"new"),
+        "old was not cached"
+    );
 }
 
 #[test]
@@ -219,7 +248,12 @@ impl PeerGetter for FakePeer {
         if self.fail.load(Ordering::SeqCst) {
             return Err(PeerError::Failed("connection refused".into()));
         }
-        self.values.lock().unwrap().get(key).cloned().ok_or(PeerError::NotFound)
+        self.values
+            .lock()
+            .unwrap()
+            .get(key)
+            .cloned()
+            .ok_or(PeerError::NotFound)
     }
     fn set(&self, _: &str, key: &[u8], v: &PeerValue) -> Result<(), PeerError> {
         if self.fail.load(Ordering::SeqCst) {
@@ -242,7 +276,8 @@ impl PeerGetter for FakePeer {
 struct Picker(Arc<FakePeer>);
 impl PeerPicker for Picker {
     fn pick_peer(&self, key: &[u8]) -> Option<Arc<dyn PeerGetter>> {
-        key.starts_with(b"r").then(|| self.0.clone() as Arc<dyn PeerGetter>)
+        key.starts_with(b"r")
+            .then(|| self.0.clone() as Arc<dyn PeerGetter>)
     }
     fn all_peers(&self) -> Vec<Arc<dyn PeerGetter>> {
         vec![self.0.clone()]
@@ -255,7 +290,10 @@ fn remote_keys_come_from_the_owner_and_failures_fall_back_locally() {
     let peer = Arc::new(FakePeer::default());
     peer.values.lock().unwrap().insert(
         b"r1".to_vec(),
-        PeerValue { value: Bytes::from_static(b"remote"), expire_unix_nanos: None },
+        PeerValue {
+            value: Bytes::from_static(b"remote"),
+            expire_unix_nanos: None,
+        },
     );
     g.set_peer_picker(Some(Arc::new(Picker(peer.clone()))));
     assert_eq!(g.get(b"r1").unwrap(), Bytes::from_static(b"remote"));
@@ -263,7 +301,11 @@ fn remote_keys_come_from_the_owner_and_failures_fall_back_locally() {
     assert_eq!(g.get(b"r-missing"), Err(Error::NotFound), "404 is final");
     assert_eq!(calls.load(Ordering::SeqCst), 0, "no local re-load on not-found");
     peer.fail.store(true, Ordering::SeqCst);
-    assert_eq!(g.get(b"r2").unwrap(), Bytes::from_static(b"v:r2"), "peer down: load locally");
+    assert_eq!(
+        g.get(b"r2").unwrap(),
+        Bytes::from_static(b"v:r2"),
+        "peer down: load locally"
+    );
     let s = g.stats();
     assert_eq!((s.peer_loads, s.peer_errors, s.local_loads), (2, 1, 1));
     // A peer's request is never forwarded, even for a key the peer owns.
@@ -281,14 +323,24 @@ fn about_one_in_ten_remote_values_enter_the_hot_cache() {
     let peer = Arc::new(FakePeer::default());
     for i in 0..2000 {
         let k = format!("r{i}").into_bytes();
-        peer.values.lock().unwrap().insert(k, PeerValue { value: Bytes::from_static(b"x"), expire_unix_nanos: None });
+        peer.values.lock().unwrap().insert(
+            k,
+            PeerValue {
+                value: Bytes::from_static(b"x"),
+                expire_unix_nanos: None,
+            },
+        );
     }
     g.set_peer_picker(Some(Arc::new(Picker(peer))));
     for i in 0..2000 {
         g.get(format!("r{i}").as_bytes()).unwrap();
     }
     let s = g.stats();
-    assert!((100..=320).contains(&s.hot_items), "{} of 2000 kept hot", s.hot_items);
+    assert!(
+        (100..=320).contains(&s.hot_items),
+        "{} of 2000 kept hot",
+        s.hot_items
+    );
     assert_eq!(s.main_items, 0);
 }
 
@@ -300,17 +352,36 @@ fn set_goes_to_the_owner_and_remove_reaches_every_peer() {
     g.set(b"r9", b"mine", 60_000).unwrap();
     let stored = peer.values.lock().unwrap().get(&b"r9"[..]).cloned().unwrap();
     assert_eq!(stored.value, Bytes::from_static(b"mine"));
-    assert!(stored.expire_unix_nanos.is_some(), "the TTL travels as an absolute expiry");
+    assert!(
+        stored.expire_unix_nanos.is_some(),
+        "the TTL travels as an absolute expiry"
+    );
     assert_eq!(g.stats().hot_items, 1, "and a copy is kept hot locally");
-    assert_eq!(peer.removes.load(Ordering::SeqCst), 0, "the owner is not asked to drop what it just stored");
+    assert_eq!(
+        peer.removes.load(Ordering::SeqCst),
+        0,
+        "the owner is not asked to drop what it just stored"
+    );
     g.set(b"local-key", b"x", 0).unwrap();
-    assert_eq!(peer.removes.load(Ordering::SeqCst), 1, "a set drops stale hot copies at the other peers");
+    assert_eq!(
+        peer.removes.load(Ordering::SeqCst),
+        1,
+        "a set drops stale hot copies at the other peers"
+    );
     peer.removes.store(0, Ordering::SeqCst);
     g.remove(b"r9").unwrap();
     assert!(peer.values.lock().unwrap().get(&b"r9"[..]).is_none());
-    assert_eq!(peer.removes.load(Ordering::SeqCst), 1, "owner once, not again as 'every peer'");
+    assert_eq!(
+        peer.removes.load(Ordering::SeqCst),
+        1,
+        "owner once, not again as 'every peer'"
+    );
     g.remove(b"local").unwrap();
-    assert_eq!(peer.removes.load(Ordering::SeqCst), 2, "a local key's remove reaches peers' hot caches");
+    assert_eq!(
+        peer.removes.load(Ordering::SeqCst),
+        2,
+        "a local key's remove reaches peers' hot caches"
+    );
     peer.fail.store(true, Ordering::SeqCst);
     assert!(matches!(g.set(b"r9", b"x", 0), Err(Error::PeerFailed(_))));
 }

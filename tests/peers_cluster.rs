@@ -76,20 +76,10 @@ impl Node {
         let group = Group::new("g", 64 << 20, Some(loader.clone() as Arc<dyn Getter>));
         let pool = Pool::new("127.0.0.1:0", None, opts).unwrap();
         pool.register(group.clone()).unwrap();
-        Node {
-            pool,
-            group,
-            loader,
-        }
+        Node { pool, group, loader }
     }
     fn loads(&self, key: &[u8]) -> u64 {
-        self.loader
-            .loads
-            .lock()
-            .unwrap()
-            .get(key)
-            .copied()
-            .unwrap_or(0)
+        self.loader.loads.lock().unwrap().get(key).copied().unwrap_or(0)
     }
     fn total_loads(&self) -> u64 {
         self.loader.loads.lock().unwrap().values().sum()
@@ -154,18 +144,12 @@ fn each_key_loads_once_cluster_wide() {
             "key {:?} loaded {total} times",
             String::from_utf8_lossy(k)
         );
-        assert_eq!(
-            nodes[owner_of(&urls, k)].loads(k),
-            1,
-            "not loaded by its owner"
-        );
+        assert_eq!(nodes[owner_of(&urls, k)].loads(k), 1, "not loaded by its owner");
     }
     let stats: Vec<_> = nodes.iter().map(|n| n.group.stats()).collect();
     assert!(stats.iter().all(|s| s.peer_errors == 0), "{stats:?}");
     assert!(
-        stats
-            .iter()
-            .all(|s| s.peer_loads > 0 && s.server_requests > 0),
+        stats.iter().all(|s| s.peer_loads > 0 && s.server_requests > 0),
         "{stats:?}"
     );
 }
@@ -200,11 +184,7 @@ fn tricky_and_big_keys_across_nodes() {
         }
         let owner = owner_of(&urls, k);
         assert_eq!(nodes[owner].loads(k), 1, "key {k:?}");
-        assert_eq!(
-            nodes.iter().map(|n| n.loads(k)).sum::<u64>(),
-            1,
-            "key {k:?}"
-        );
+        assert_eq!(nodes.iter().map(|n| n.loads(k)).sum::<u64>(), 1, "key {k:?}");
     }
 }
 
@@ -246,10 +226,7 @@ fn owner_failure_falls_back_to_a_local_load() {
         .map(|i| format!("fail:{i}").into_bytes())
         .find(|k| owner_of(&urls, k) == 1)
         .unwrap();
-    assert!(matches!(
-        nodes[0].group.get(&f),
-        Err(Error::LoaderFailed(_))
-    ));
+    assert!(matches!(nodes[0].group.get(&f), Err(Error::LoaderFailed(_))));
 }
 
 /// A TCP listener that accepts connections and never answers.
@@ -296,10 +273,7 @@ fn keys_owned_by(urls: &[String], owner: usize, n: usize) -> Vec<Vec<u8>> {
 #[test]
 fn silent_peer_means_local_load_within_the_timeout() {
     let node = Node::new(0, opts());
-    let urls = vec![
-        node.pool.url().to_string(),
-        silent_peer(Duration::from_secs(5)),
-    ];
+    let urls = vec![node.pool.url().to_string(), silent_peer(Duration::from_secs(5))];
     node.pool.set_peers(&urls).unwrap();
     for k in keys_owned_by(&urls, 1, 3) {
         let t = Instant::now();
@@ -522,7 +496,6 @@ fn dropping_a_group_unserves_it() {
     } = nodes.into_iter().nth(1).unwrap();
     drop(group);
     let fresh = Group::new("g", 1 << 20, None);
-    pool.register(fresh)
-        .expect("the dropped group's name is free");
+    pool.register(fresh).expect("the dropped group's name is free");
     let _ = urls;
 }

@@ -131,20 +131,9 @@ fn mixed_cluster_with_a_go_node() {
             format!("v:{k}").into_bytes()
         };
         assert_eq!(group.get(k.as_bytes()).unwrap(), want, "ours, key {k:?}");
-        let (st, got) = ctl(
-            ctl_port,
-            "GET",
-            &format!("/get?key={}", escape(k.as_bytes())),
-            "",
-        );
+        let (st, got) = ctl(ctl_port, "GET", &format!("/get?key={}", escape(k.as_bytes())), "");
         assert_eq!((st, got == want), (200, true), "go, key {k:?}");
-        let ours = loader
-            .0
-            .lock()
-            .unwrap()
-            .get(k.as_bytes())
-            .copied()
-            .unwrap_or(0);
+        let ours = loader.0.lock().unwrap().get(k.as_bytes()).copied().unwrap_or(0);
         let owner_is_us = ring.get(k.as_bytes()) == Some(pool.url());
         assert_eq!(ours, u64::from(owner_is_us), "key {k:?} loads here");
     }

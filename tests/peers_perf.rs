@@ -143,8 +143,12 @@ fn read_cpu(pids: &[u32]) -> CpuSample {
         }
     }
     for pid in pids {
-        let Ok(st) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-        let Some((_, rest)) = st.rsplit_once(')') else { continue };
+        let Ok(st) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some((_, rest)) = st.rsplit_once(')') else {
+            continue;
+        };
         let f: Vec<&str> = rest.split_whitespace().collect();
         s.own += f[11].parse::<i64>().unwrap_or(0) + f[12].parse::<i64>().unwrap_or(0);
     }
@@ -186,7 +190,10 @@ fn summarize(mut lat: Vec<Duration>, wall: Duration) -> J {
     lat.sort_unstable();
     let mut r = J::obj();
     r.set("ops", J::I(lat.len() as i64));
-    r.set("ops_per_sec", J::I((lat.len() as f64 / wall.as_secs_f64()) as i64));
+    r.set(
+        "ops_per_sec",
+        J::I((lat.len() as f64 / wall.as_secs_f64()) as i64),
+    );
     r.set("p50_us", J::F(r1(pct(&lat, 0.50))));
     r.set("p99_us", J::F(r1(pct(&lat, 0.99))));
     r.set("p999_us", J::F(r1(pct(&lat, 0.999))));
@@ -218,7 +225,10 @@ fn owned_keys(ring: &Ring, owner: &str, prefix: &str, n: usize) -> Arc<KeySource
         }
         i += 1;
     }
-    Arc::new(KeySource { next: AtomicUsize::new(0), keys })
+    Arc::new(KeySource {
+        next: AtomicUsize::new(0),
+        keys,
+    })
 }
 
 fn get_checked(g: &Group, key: &str, errs: &AtomicI64) {
@@ -265,7 +275,9 @@ fn remote_load(
 #[test]
 #[ignore]
 fn owner_node() {
-    let Ok(a_url) = std::env::var("PEERS_PERF_OWNER") else { return };
+    let Ok(a_url) = std::env::var("PEERS_PERF_OWNER") else {
+        return;
+    };
     let b = Pool::new("127.0.0.1:0", None, opts()).unwrap();
     let g = Group::new(GROUP, CACHE_BYTES, Some(getter()));
     b.set_peers(&[a_url, b.url().to_string()]).unwrap();
@@ -293,13 +305,22 @@ fn owner_node() {
 #[ignore]
 fn remote_fetch_rate() {
     let dur = Duration::from_millis(
-        std::env::var("PEERS_PERF_MS").ok().and_then(|s| s.parse().ok()).unwrap_or(3000),
+        std::env::var("PEERS_PERF_MS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(3000),
     );
     // Node A binds first so that B can be told its URL, as in Go.
     let a = Pool::new("127.0.0.1:0", None, opts()).unwrap();
     let self_a = a.url().to_string();
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--ignored", "--exact", "owner_node", "--nocapture", "--test-threads=1"])
+        .args([
+            "--ignored",
+            "--exact",
+            "owner_node",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env("PEERS_PERF_OWNER", &self_a)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -335,7 +356,13 @@ fn remote_fetch_rate() {
     let peer_loads = || ga.stats().peer_loads as i64;
 
     // Warm-up: connections, code paths.
-    remote_load(&ga, &owned_keys(&ring, &self_b, "warm", 5000), 4, Duration::from_millis(300), &errs);
+    remote_load(
+        &ga,
+        &owned_keys(&ring, &self_b, "warm", 5000),
+        4,
+        Duration::from_millis(300),
+        &errs,
+    );
 
     let max_keys = |conc: usize| (dur.as_secs_f64() * 100_000.0) as usize + conc * 1000 + 100_000;
     let measured = |name: &str, prefix: &str, conc: usize, out: &mut J| {
@@ -357,7 +384,13 @@ fn remote_fetch_rate() {
     measured("remote_c1", "c1", 1, &mut out);
     measured("remote_c16", "c16", 16, &mut out);
     // Go's keep-alive phase: warm-up at 16, then the same measurement.
-    remote_load(&ga, &owned_keys(&ring, &self_b, "warm2", 5000), 16, Duration::from_millis(200), &errs);
+    remote_load(
+        &ga,
+        &owned_keys(&ring, &self_b, "warm2", 5000),
+        16,
+        Duration::from_millis(200),
+        &errs,
+    );
     measured("remote_c16_keepalive", "k16", 16, &mut out);
 
     // One hot key read by one thread (paced: a 50 µs sleep between gets)
@@ -427,7 +460,10 @@ fn remote_fetch_rate() {
     child_in.flush().unwrap();
     let stats = read_prefixed("stats ");
     out.set("owner_stats", J::Raw(stats));
-    out.set("other_processes_cpu_pct", J::F(other_cpu_pct(cpu0, read_cpu(&pids))));
+    out.set(
+        "other_processes_cpu_pct",
+        J::F(other_cpu_pct(cpu0, read_cpu(&pids))),
+    );
     out.set("errors", J::I(errs.load(Ordering::Relaxed)));
     out.set("peer_errors", J::I(ga.stats().peer_errors as i64));
     drop(child_in);
@@ -447,7 +483,13 @@ fn remote_fetch_rate() {
 
 /// One human-readable line per phase (the JSON is the record).
 fn print_summary(json: &str) {
-    for phase in ["remote_c1", "remote_c16", "remote_c16_keepalive", "hot_under_load", "hot_key_c16"] {
+    for phase in [
+        "remote_c1",
+        "remote_c16",
+        "remote_c16_keepalive",
+        "hot_under_load",
+        "hot_key_c16",
+    ] {
         if let Some(i) = json.find(&format!("\"{phase}\":")) {
             let s = &json[i..];
             let end = s.find('}').map(|e| e + 1).unwrap_or(s.len());

@@ -55,7 +55,10 @@ fn hostile_requests_get_a_status_never_a_panic() {
     let w = Duration::from_secs(3);
     let long_key = "k".repeat(9000); // over the engine's 8 KiB key limit
     let many_headers: String = (0..100).map(|i| format!("X-H{i}: v\r\n")).collect();
-    let huge_head = format!("GET /_groupcache/g/k HTTP/1.1\r\nX-Big: {}\r\n\r\n", "a".repeat(20 << 10));
+    let huge_head = format!(
+        "GET /_groupcache/g/k HTTP/1.1\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(20 << 10)
+    );
     let cases: Vec<(&str, Vec<u8>, &[u16])> = vec![
         ("no key", format!("GET /_groupcache/g HTTP/1.1\r\n{CLOSE}\r\n").into(), &[400]),
         ("bad escape", format!("GET /_groupcache/g/%zz HTTP/1.1\r\n{CLOSE}\r\n").into(), &[400]),
@@ -102,10 +105,16 @@ fn hostile_requests_get_a_status_never_a_panic() {
         // One answer (or, for garbage the parser drops, a close), never a
         // hang past `w` or a dead server.
         // 0: closed without an answer (hyper does so for an HTTP/2 preface).
-        let ok = if want == &[0] { got.is_empty() } else { got.len() == 1 && want.contains(&got[0]) };
+        let ok = if want == &[0] {
+            got.is_empty()
+        } else {
+            got.len() == 1 && want.contains(&got[0])
+        };
         if !ok {
-            failures.push(format!("{what}: got {got:?}, want one of {want:?}: {:?}",
-                String::from_utf8_lossy(&out[..out.len().min(200)])));
+            failures.push(format!(
+                "{what}: got {got:?}, want one of {want:?}: {:?}",
+                String::from_utf8_lossy(&out[..out.len().min(200)])
+            ));
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");
@@ -122,7 +131,8 @@ fn hostile_requests_get_a_status_never_a_panic() {
     // Keep-alive survives a 4xx: a bad request, then a good one, one connection.
     let mut s = TcpStream::connect(a).unwrap();
     s.set_read_timeout(Some(w)).unwrap();
-    s.write_all(b"GET /_groupcache/g HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    s.write_all(b"GET /_groupcache/g HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
     s.write_all(&get("after-400")).unwrap();
     let mut out = Vec::new();
     let _ = s.read_to_end(&mut out);
@@ -157,25 +167,35 @@ fn slow_clients_time_out() {
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let mut out = Vec::new();
         let _ = s.read_to_end(&mut out);
-        assert!(t.elapsed() < Duration::from_secs(2), "idle connection held {:?}", t.elapsed());
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "idle connection held {:?}",
+            t.elapsed()
+        );
     }
     // A slow body: 408 within the body timeout.
     {
         let t = Instant::now();
         let mut s = TcpStream::connect(a).unwrap();
-        s.write_all(b"PUT /_groupcache/g/k HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n\x0a\x01").unwrap();
+        s.write_all(b"PUT /_groupcache/g/k HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n\x0a\x01")
+            .unwrap();
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let mut out = Vec::new();
         let _ = s.read_to_end(&mut out);
         assert_eq!(statuses(&out), vec![408], "{}", String::from_utf8_lossy(&out));
-        assert!(t.elapsed() < Duration::from_secs(2), "slow body held {:?}", t.elapsed());
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "slow body held {:?}",
+            t.elapsed()
+        );
     }
     // A trickling body (a byte every 50 ms) is cut at the body timeout as a
     // whole, not per byte.
     {
         let t = Instant::now();
         let mut s = TcpStream::connect(a).unwrap();
-        s.write_all(b"PUT /_groupcache/g/k HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n").unwrap();
+        s.write_all(b"PUT /_groupcache/g/k HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n")
+            .unwrap();
         s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
         let mut out = Vec::new();
         let mut buf = [0u8; 1024];
@@ -190,7 +210,11 @@ fn slow_clients_time_out() {
             }
         }
         assert_eq!(statuses(&out), vec![408], "{}", String::from_utf8_lossy(&out));
-        assert!(t.elapsed() < Duration::from_secs(2), "trickling body held {:?}", t.elapsed());
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "trickling body held {:?}",
+            t.elapsed()
+        );
     }
     assert_serves(&node);
     node.shut();
@@ -213,7 +237,10 @@ fn connections_are_bounded() {
     let held: Vec<TcpStream> = (0..120).map(|_| TcpStream::connect(a).unwrap()).collect();
     std::thread::sleep(Duration::from_millis(150));
     let conn_threads = threads_named(&[&format!("gcconn-{port}")]);
-    assert!(conn_threads <= 8, "{conn_threads} connection threads for max_connections 8");
+    assert!(
+        conn_threads <= 8,
+        "{conn_threads} connection threads for max_connections 8"
+    );
     // A real request still gets through once idle ones time out (400 ms).
     let t = Instant::now();
     let out = raw_exchange(a, &get("through"), Duration::from_secs(10));
@@ -245,7 +272,11 @@ fn get_all(node: &Arc<Node>, keys: &[Vec<u8>], threads: usize, bound: Duration) 
                     let v = node.group.get(k).unwrap_or_else(|e| panic!("get {k:?}: {e}"));
                     let took = s.elapsed();
                     assert_eq!(&v[..], &value_for(k)[..]);
-                    assert!(took <= bound, "get {:?} took {took:?}", String::from_utf8_lossy(k));
+                    assert!(
+                        took <= bound,
+                        "get {:?} took {took:?}",
+                        String::from_utf8_lossy(k)
+                    );
                     worst = worst.max(took);
                 }
                 worst
@@ -304,7 +335,10 @@ fn broken_peers_mean_local_loads_within_the_timeout() {
         // Cached now: no more peer traffic, no more loads.
         get_all(&node, &keys, 1, Duration::from_millis(50));
         assert_eq!(node.group.stats().peer_errors, 6, "{what}");
-        eprintln!("{what}: worst get {worst:?}, peer saw {} connections", peer.accepted.load(Ordering::SeqCst));
+        eprintln!(
+            "{what}: worst get {worst:?}, peer saw {} connections",
+            peer.accepted.load(Ordering::SeqCst)
+        );
         unwrap_node(node).shut();
         peer.stop();
     }
@@ -320,14 +354,22 @@ fn a_peer_killed_mid_load_is_survived() {
     let (node, keys) = node_with_peer(&child.url, 1500, 60, "kill-");
     let n2 = node.clone();
     let k2 = keys.clone();
-    let worker = spawn_named("killload", move || get_all(&n2, &k2, 6, Duration::from_millis(1500 + 600)));
+    let worker = spawn_named("killload", move || {
+        get_all(&n2, &k2, 6, Duration::from_millis(1500 + 600))
+    });
     std::thread::sleep(Duration::from_millis(700));
     child.kill9();
     let killed_at = Instant::now();
     let worst = worker.join().unwrap();
     let s = node.group.stats();
-    eprintln!("after SIGKILL: {s:?}, worst get {worst:?}, done {:?} after the kill", killed_at.elapsed());
-    assert!(s.peer_loads >= 6, "some keys came from the child before it died: {s:?}");
+    eprintln!(
+        "after SIGKILL: {s:?}, worst get {worst:?}, done {:?} after the kill",
+        killed_at.elapsed()
+    );
+    assert!(
+        s.peer_loads >= 6,
+        "some keys came from the child before it died: {s:?}"
+    );
     assert!(s.peer_errors >= 1, "the kill was noticed: {s:?}");
     assert_eq!(s.peer_loads + s.peer_errors, 60, "{s:?}");
     assert_eq!(s.local_loads, s.peer_errors, "{s:?}");

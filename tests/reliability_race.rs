@@ -54,7 +54,10 @@ fn value(key: &[u8], version: u64) -> Vec<u8> {
 }
 
 fn version_of(key: &[u8], v: &[u8]) -> u64 {
-    assert!(v.starts_with(key) && v.get(key.len()) == Some(&b'|'), "value {v:?} is not one of key {key:?}");
+    assert!(
+        v.starts_with(key) && v.get(key.len()) == Some(&b'|'),
+        "value {v:?} is not one of key {key:?}"
+    );
     std::str::from_utf8(&v[key.len() + 1..]).unwrap().parse().unwrap()
 }
 
@@ -78,7 +81,10 @@ static LAST: std::sync::LazyLock<Mutex<std::collections::HashMap<usize, (u64, us
     std::sync::LazyLock::new(Default::default);
 
 fn secs() -> u64 {
-    std::env::var("GC_RACE_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(2)
+    std::env::var("GC_RACE_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2)
 }
 
 struct Cluster {
@@ -126,13 +132,24 @@ fn remove_during_a_stuck_load_one_node() {
     db.version.store(2, Ordering::SeqCst);
     g.remove(b"k").unwrap();
     let t = Instant::now();
-    assert_eq!(version_of(b"k", &g.get(b"k").unwrap()), 2, "a get after the remove");
-    assert!(t.elapsed() < Duration::from_secs(1), "it waited for the stuck load");
+    assert_eq!(
+        version_of(b"k", &g.get(b"k").unwrap()),
+        2,
+        "a get after the remove"
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "it waited for the stuck load"
+    );
     release.send(()).unwrap();
     // The stuck get started before the remove: either version is allowed.
     let old = version_of(b"k", &stuck.join().unwrap());
     assert!(old == 1 || old == 2);
-    assert_eq!(version_of(b"k", &g.get(b"k").unwrap()), 2, "the stuck load cached its value");
+    assert_eq!(
+        version_of(b"k", &g.get(b"k").unwrap()),
+        2,
+        "the stuck load cached its value"
+    );
     // The same with a set instead of a remove.
     let (started, release) = db.arm_gate();
     g.remove(b"s").unwrap();
@@ -143,7 +160,11 @@ fn remove_during_a_stuck_load_one_node() {
     assert_eq!(version_of(b"s", &g.get(b"s").unwrap()), 7);
     release.send(()).unwrap();
     stuck.join().unwrap();
-    assert_eq!(version_of(b"s", &g.get(b"s").unwrap()), 7, "the stuck load overwrote the set");
+    assert_eq!(
+        version_of(b"s", &g.get(b"s").unwrap()),
+        7,
+        "the stuck load overwrote the set"
+    );
 }
 
 /// The same across nodes: the get starts at node A, the owner B's load is
@@ -162,15 +183,26 @@ fn remove_during_a_stuck_load_across_nodes() {
     c.groups[2].remove(&k).unwrap();
     for (i, g) in c.groups.iter().enumerate() {
         let t = Instant::now();
-        assert_eq!(version_of(&k, &g.get(&k).unwrap()), 2, "node {i} after the remove");
-        assert!(t.elapsed() < Duration::from_secs(1), "node {i} waited for the stuck load");
+        assert_eq!(
+            version_of(&k, &g.get(&k).unwrap()),
+            2,
+            "node {i} after the remove"
+        );
+        assert!(
+            t.elapsed() < Duration::from_secs(1),
+            "node {i} waited for the stuck load"
+        );
     }
     release.send(()).unwrap();
     let old = version_of(&k, &stuck.join().unwrap());
     assert!(old == 1 || old == 2);
     for _ in 0..30 {
         for (i, g) in c.groups.iter().enumerate() {
-            assert_eq!(version_of(&k, &g.get(&k).unwrap()), 2, "node {i}: the stuck load was cached");
+            assert_eq!(
+                version_of(&k, &g.get(&k).unwrap()),
+                2,
+                "node {i}: the stuck load was cached"
+            );
         }
     }
     for g in &c.groups {
@@ -202,8 +234,15 @@ fn hammer(
     let mut hs = Vec::new();
     for w in 0..2 {
         let (groups, db, committed, stop, writes, keys_v, locks, remove_at) = (
-            groups.to_vec(), db.clone(), committed.clone(), stop.clone(), writes.clone(), keys_v.clone(), locks.clone(),
-            remove_at.clone());
+            groups.to_vec(),
+            db.clone(),
+            committed.clone(),
+            stop.clone(),
+            writes.clone(),
+            keys_v.clone(),
+            locks.clone(),
+            remove_at.clone(),
+        );
         hs.push(spawn_named("writer", move || {
             let mut r = Rng::new(1000 + w);
             while !stop.load(Ordering::Relaxed) {
@@ -231,8 +270,13 @@ fn hammer(
         }));
     }
     for t in 0..4 {
-        let (groups, committed, stop, reads, keys_v) =
-            (groups.to_vec(), committed.clone(), stop.clone(), reads.clone(), keys_v.clone());
+        let (groups, committed, stop, reads, keys_v) = (
+            groups.to_vec(),
+            committed.clone(),
+            stop.clone(),
+            reads.clone(),
+            keys_v.clone(),
+        );
         hs.push(spawn_named("reader", move || {
             let mut r = Rng::new(t);
             while !stop.load(Ordering::Relaxed) {
@@ -264,7 +308,10 @@ fn random_races_one_node() {
     let db = Db::new(true);
     let g = Group::new("g", 1 << 20, Some(db.clone() as Arc<dyn Getter>));
     let (reads, writes) = hammer(&[g], &db, 4, secs(), None);
-    eprintln!("one node: {reads} reads, {writes} writes, {} loads, none stale", db.calls.load(Ordering::SeqCst));
+    eprintln!(
+        "one node: {reads} reads, {writes} writes, {} loads, none stale",
+        db.calls.load(Ordering::SeqCst)
+    );
     assert!(reads > 100 && writes > 100);
 }
 
@@ -274,7 +321,9 @@ fn random_races_one_node() {
 fn random_races_three_nodes() {
     let db = Db::new(true);
     let c = cluster(3, &db);
-    let owners: Vec<usize> = (0..4).map(|i| owner_of(&c.urls, format!("race-{i}").as_bytes())).collect();
+    let owners: Vec<usize> = (0..4)
+        .map(|i| owner_of(&c.urls, format!("race-{i}").as_bytes()))
+        .collect();
     let (reads, writes) = hammer(&c.groups, &db, 4, secs(), Some(owners));
     let errors: u64 = c.groups.iter().map(|g| g.stats().peer_errors).sum();
     eprintln!(
@@ -322,11 +371,15 @@ fn remove_at_a_non_owner_minimal_repro() {
             spawn_named("hold-up", move || {
                 let mut buf = [0u8; 65536];
                 while let Ok(n) = c1.read(&mut buf) {
-                    if n == 0 { break; }
+                    if n == 0 {
+                        break;
+                    }
                     if buf[..n].starts_with(b"DELETE") {
                         std::thread::sleep(Duration::from_millis(300));
                     }
-                    if s1.write_all(&buf[..n]).is_err() { break; }
+                    if s1.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
                 }
                 let _ = s1.shutdown(Shutdown::Write);
             });
@@ -334,7 +387,9 @@ fn remove_at_a_non_owner_minimal_repro() {
             spawn_named("hold-down", move || {
                 let mut buf = [0u8; 65536];
                 while let Ok(n) = s2.read(&mut buf) {
-                    if n == 0 || c2.write_all(&buf[..n]).is_err() { break; }
+                    if n == 0 || c2.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
                 }
                 let _ = c2.shutdown(Shutdown::Write);
             });

@@ -61,7 +61,13 @@ impl Getter for StressLoader {
         if k.starts_with(b"missing/") {
             return Err(Error::NotFound);
         }
-        let i: usize = std::str::from_utf8(k).unwrap().split('/').nth(1).unwrap().parse().unwrap();
+        let i: usize = std::str::from_utf8(k)
+            .unwrap()
+            .split('/')
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
         let nonce = (self.node as u64) << 48 | n;
         sink.set(&body("L", k, nonce, size_of(i, nonce)), 0)
     }
@@ -80,23 +86,36 @@ fn check(i: usize, v: &[u8], sets: &Mutex<HashSet<(usize, u64)>>) {
         .unwrap_or_else(|| panic!("key {i}: malformed value {:?}", &text[..text.len().min(80)]));
     assert_eq!(kk.as_bytes(), &k[..], "key {i}: a value of another key");
     let want = body(tag, &k, nonce, size_of(i, nonce));
-    assert!(v == &want[..], "key {i}: corrupted value (tag {tag}, nonce {nonce}, len {})", v.len());
+    assert!(
+        v == &want[..],
+        "key {i}: corrupted value (tag {tag}, nonce {nonce}, len {})",
+        v.len()
+    );
     match tag {
         "L" => {}
-        "S" => assert!(sets.lock().unwrap().contains(&(i, nonce)), "key {i}: a set value never set"),
+        "S" => assert!(
+            sets.lock().unwrap().contains(&(i, nonce)),
+            "key {i}: a set value never set"
+        ),
         _ => panic!("key {i}: unknown tag {tag}"),
     }
 }
 
 #[test]
 fn three_nodes_mixed_load() {
-    let secs: u64 = std::env::var("GC_STRESS_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(8);
+    let secs: u64 = std::env::var("GC_STRESS_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(8);
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
     let threads = (4 * cores).max(8);
     let mut pools = Vec::new();
     let mut groups = Vec::new();
     for node in 0..3 {
-        let l = Arc::new(StressLoader { node, loads: AtomicU64::new(0) });
+        let l = Arc::new(StressLoader {
+            node,
+            loads: AtomicU64::new(0),
+        });
         let g = Group::new("g", MAX_BYTES, Some(l as Arc<dyn Getter>));
         let p = Pool::new("127.0.0.1:0", None, opts(5000)).unwrap();
         p.register(g.clone()).unwrap();
@@ -113,8 +132,13 @@ fn three_nodes_mixed_load() {
     let nonce = Arc::new(AtomicU64::new(1));
     let mut hs = Vec::new();
     for t in 0..threads {
-        let (groups, sets, stop, ops, nonce) =
-            (groups.clone(), sets.clone(), stop.clone(), ops.clone(), nonce.clone());
+        let (groups, sets, stop, ops, nonce) = (
+            groups.clone(),
+            sets.clone(),
+            stop.clone(),
+            ops.clone(),
+            nonce.clone(),
+        );
         hs.push(spawn_named("stress", move || {
             let mut r = Rng::new(t as u64 + 1);
             while !stop.load(Ordering::Relaxed) {
@@ -187,7 +211,12 @@ fn three_nodes_mixed_load() {
         "stress: {threads} threads, {:?}: {} gets ({} not found), {} sets, {} TTL sets, {} removes; \
          {peer_loads} peer loads, {peer_errors} peer errors, {evictions} evictions; \
          {samples} memory samples, peak {peak} of max_bytes {MAX_BYTES}",
-        start.elapsed(), o[0], o[5], o[2], o[3], o[4]
+        start.elapsed(),
+        o[0],
+        o[5],
+        o[2],
+        o[3],
+        o[4]
     );
     assert!(o[0] > 1000 && o[2] > 100 && o[4] > 100, "{o:?}");
     assert!(evictions > 0, "the caches were meant to be full");

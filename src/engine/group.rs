@@ -105,7 +105,10 @@ struct Loaded {
 
 impl From<Loaded> for PeerValue {
     fn from(l: Loaded) -> PeerValue {
-        PeerValue { value: l.value, expire_unix_nanos: l.expire }
+        PeerValue {
+            value: l.value,
+            expire_unix_nanos: l.expire,
+        }
     }
 }
 
@@ -267,7 +270,10 @@ impl Group {
             if let Some(hit) = self.store.get_with(key, hash, &pin, Bytes::copy_from_slice) {
                 let expire = hit.expire;
                 let value = self.count_hit(hit);
-                return Ok(PeerValue { value, expire_unix_nanos: expire });
+                return Ok(PeerValue {
+                    value,
+                    expire_unix_nanos: expire,
+                });
             }
         }
         Ok(self.load(key, hash, false)?.into())
@@ -275,7 +281,11 @@ impl Group {
 
     fn load(&self, key: &[u8], hash: u64, may_forward: bool) -> Result<Loaded, Error> {
         self.counters.inc(Counter::Loads);
-        let owner = if may_forward { self.peers().and_then(|p| p.pick_peer(key)) } else { None };
+        let owner = if may_forward {
+            self.peers().and_then(|p| p.pick_peer(key))
+        } else {
+            None
+        };
         match owner {
             None => self.load_local(key, hash, true),
             Some(peer) => self.load_forward(key, hash, peer),
@@ -291,7 +301,10 @@ impl Group {
             Kind::Main => Counter::InnerHitsMain,
             Kind::Hot => Counter::InnerHitsHot,
         });
-        Some(Loaded { value: hit.result, expire: hit.expire })
+        Some(Loaded {
+            value: hit.result,
+            expire: hit.expire,
+        })
     }
 
     fn load_local(&self, key: &[u8], hash: u64, count_dedup: bool) -> Result<Loaded, Error> {
@@ -306,7 +319,11 @@ impl Group {
                     self.counters.inc(Counter::LoadsDeduped);
                 }
                 let r = self.call_getter(key);
-                self.counters.inc(if r.is_ok() { Counter::LocalLoads } else { Counter::LocalLoadErrs });
+                self.counters.inc(if r.is_ok() {
+                    Counter::LocalLoads
+                } else {
+                    Counter::LocalLoadErrs
+                });
                 r
             }
         };
@@ -330,7 +347,10 @@ impl Group {
                     Ok(pv) => {
                         self.counters.inc(Counter::PeerLoads);
                         keep_hot = one_in_ten();
-                        Ok(Loaded { value: pv.value, expire: pv.expire_unix_nanos })
+                        Ok(Loaded {
+                            value: pv.value,
+                            expire: pv.expire_unix_nanos,
+                        })
                     }
                     // The owner's getter said so: final, no local re-load.
                     Err(PeerError::NotFound) => {
@@ -340,7 +360,11 @@ impl Group {
                     // groupcache's rule: a failing peer means load locally.
                     Err(PeerError::Failed(m)) => {
                         self.counters.inc(Counter::PeerErrors);
-                        log::warn!("cache {:?}: {m}; loading key {:?} here instead", self.name, lossy(key));
+                        log::warn!(
+                            "cache {:?}: {m}; loading key {:?} here instead",
+                            self.name,
+                            lossy(key)
+                        );
                         self.load_local(key, hash, false)
                     }
                 }
@@ -355,7 +379,9 @@ impl Group {
     }
 
     fn call_getter(&self, key: &[u8]) -> Result<Loaded, Error> {
-        let Some(getter) = &self.getter else { return Err(Error::NotFound) };
+        let Some(getter) = &self.getter else {
+            return Err(Error::NotFound);
+        };
         let mut sink = Sink::default();
         let r = catch_unwind(AssertUnwindSafe(|| getter.get(key, &mut sink)));
         match r {
@@ -365,7 +391,11 @@ impl Group {
                     .map(|s| s.to_string())
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "unknown panic".into());
-                log::error!("cache {:?}: the getter panicked loading key {:?}: {msg}", self.name, lossy(key));
+                log::error!(
+                    "cache {:?}: the getter panicked loading key {:?}: {msg}",
+                    self.name,
+                    lossy(key)
+                );
                 Err(Error::LoaderFailed(format!("getter panicked: {msg}")))
             }
             Ok(Err(Error::NotFound)) => Err(Error::NotFound),
@@ -385,7 +415,8 @@ impl Group {
     /// no load of it can cache: a set or remove is never overtaken by an
     /// older load.
     fn invalidate<R>(&self, key: &[u8], hash: u64, then: impl FnOnce() -> R) -> R {
-        self.forward.invalidate(key, hash, || self.local.invalidate(key, hash, then))
+        self.forward
+            .invalidate(key, hash, || self.local.invalidate(key, hash, then))
     }
 
     /// Stores a value at the key's owner and in this node's cache (main if
@@ -408,13 +439,20 @@ impl Group {
         let kind = match &owner {
             None => Kind::Main,
             Some(peer) => {
-                let pv = PeerValue { value: Bytes::copy_from_slice(value), expire_unix_nanos: expire };
+                let pv = PeerValue {
+                    value: Bytes::copy_from_slice(value),
+                    expire_unix_nanos: expire,
+                };
                 if let Err(e) = peer.set(&self.name, key, &pv) {
                     self.counters.inc(Counter::PeerErrors);
                     // Our copy would now disagree with the owner's: drop it.
                     self.invalidate(key, hash, || self.store.remove(key));
                     let msg = peer_msg(e);
-                    log::warn!("cache {:?}: storing key {:?} at its owner failed: {msg}", self.name, lossy(key));
+                    log::warn!(
+                        "cache {:?}: storing key {:?} at its owner failed: {msg}",
+                        self.name,
+                        lossy(key)
+                    );
                     return Err(Error::PeerFailed(format!("set at {}: {msg}", peer.url())));
                 }
                 Kind::Hot
@@ -443,7 +481,11 @@ impl Group {
             if let Err(e) = owner.remove(&self.name, key) {
                 self.counters.inc(Counter::PeerErrors);
                 let msg = peer_msg(e);
-                log::warn!("cache {:?}: removing key {:?} at its owner failed: {msg}", self.name, lossy(key));
+                log::warn!(
+                    "cache {:?}: removing key {:?} at its owner failed: {msg}",
+                    self.name,
+                    lossy(key)
+                );
                 result = Err(Error::PeerFailed(format!("remove at {}: {msg}", owner.url())));
             }
         }
@@ -467,7 +509,12 @@ impl Group {
             }
             if let Err(e) = peer.remove(&self.name, key) {
                 self.counters.inc(Counter::PeerErrors);
-                log::warn!("cache {:?}: dropping key {:?} at a peer failed: {}", self.name, lossy(key), peer_msg(e));
+                log::warn!(
+                    "cache {:?}: dropping key {:?} at a peer failed: {}",
+                    self.name,
+                    lossy(key),
+                    peer_msg(e)
+                );
             }
         }
     }
@@ -476,7 +523,8 @@ impl Group {
     pub fn set_from_peer(&self, key: &[u8], value: PeerValue) {
         let hash = self.store.hash(key);
         self.invalidate(key, hash, || {
-            self.store.insert(key, &value.value, value.expire_unix_nanos, Kind::Main)
+            self.store
+                .insert(key, &value.value, value.expire_unix_nanos, Kind::Main)
         });
     }
 

@@ -1,13 +1,13 @@
 //! The groupcache engine: no FFI, no I/O.
 
 pub mod clock;
-pub mod reclaim;
 mod error;
+pub mod group;
+pub mod peers;
+pub mod reclaim;
 pub mod singleflight;
 mod stats;
 pub mod store;
-pub mod group;
-pub mod peers;
 
 pub use error::Error;
 pub use group::{Getter, Group, Sink, Stats, MAX_KEY_LEN, MAX_VALUE_LEN};

@@ -115,6 +115,9 @@ mod tests {
             // SAFETY: fresh boxes, never shared.
             unsafe { retire(Box::into_raw(Box::new(0u64)), watch_free, FLUSH_BYTES) };
         }
-        assert!(WATCHED_FREED.load(Ordering::SeqCst), "never freed after the reader left");
+        assert!(
+            WATCHED_FREED.load(Ordering::SeqCst),
+            "never freed after the reader left"
+        );
     }
 }

@@ -67,13 +67,17 @@ static WAITING: Lazy<Mutex<HashMap<ThreadId, ThreadId>>> = Lazy::new(Default::de
 
 impl<T: Clone> Default for Flight<T> {
     fn default() -> Self {
-        Flight { shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect() }
+        Flight {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+        }
     }
 }
 
 impl<T: Clone> Flight<T> {
     fn shard(&self, hash: u64) -> std::sync::MutexGuard<'_, Map<T>> {
-        self.shards[(hash as usize) % SHARDS].lock().unwrap_or_else(|p| p.into_inner())
+        self.shards[(hash as usize) % SHARDS]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// Joins the call for `key`, or starts one. `hash` is any hash of key.
@@ -188,7 +192,8 @@ mod tests {
             let barrier = Arc::new(Barrier::new(16));
             let hs: Vec<_> = (0..16)
                 .map(|_| {
-                    let (f, calls, barrier, outcome) = (f.clone(), calls.clone(), barrier.clone(), outcome.clone());
+                    let (f, calls, barrier, outcome) =
+                        (f.clone(), calls.clone(), barrier.clone(), outcome.clone());
                     thread::spawn(move || {
                         barrier.wait();
                         run(&f, b"k", || {
@@ -257,7 +262,9 @@ mod tests {
     #[test]
     fn invalidated_call_is_detached_and_not_cached() {
         let f = Arc::new(Flight::<u32>::default());
-        let Role::Leader(call) = f.join(b"k", 7) else { panic!() };
+        let Role::Leader(call) = f.join(b"k", 7) else {
+            panic!()
+        };
         f.invalidate(b"k", 7, || ());
         // A new caller does not join the stale call.
         assert!(matches!(f.join(b"k", 7), Role::Leader(_)));

@@ -108,7 +108,9 @@ fn first_use() -> usize {
 impl Default for Counters {
     fn default() -> Self {
         Counters {
-            stripes: (0..=STRIPES).map(|_| CachePadded::new(Default::default())).collect(),
+            stripes: (0..=STRIPES)
+                .map(|_| CachePadded::new(Default::default()))
+                .collect(),
         }
     }
 }
@@ -148,7 +150,10 @@ impl Counters {
     }
 
     pub fn get(&self, c: Counter) -> u64 {
-        self.stripes.iter().map(|s| s[c as usize].load(Ordering::Relaxed)).sum()
+        self.stripes
+            .iter()
+            .map(|s| s[c as usize].load(Ordering::Relaxed))
+            .sum()
     }
 }
 

@@ -154,9 +154,7 @@ impl Entry {
     fn value(&self) -> &[u8] {
         let h = self.hdr();
         // SAFETY: val_len bytes of value follow the key (written by new()).
-        unsafe {
-            std::slice::from_raw_parts(self.body().add(h.key_len as usize), h.val_len as usize)
-        }
+        unsafe { std::slice::from_raw_parts(self.body().add(h.key_len as usize), h.val_len as usize) }
     }
 
     fn expire(&self) -> Option<i64> {
@@ -197,8 +195,7 @@ impl Entry {
     /// `reclaim::retire` after unlinking it.
     unsafe fn free(self) {
         let h = self.hdr();
-        let layout =
-            Self::layout(h.key_len as usize, h.val_len as usize, h.flags & F_TTL != 0).unwrap();
+        let layout = Self::layout(h.key_len as usize, h.val_len as usize, h.flags & F_TTL != 0).unwrap();
         alloc::dealloc(self.0 as *mut u8, layout);
     }
 
@@ -227,7 +224,10 @@ struct Table {
 impl Table {
     fn with_slots(n: usize) -> Table {
         debug_assert!(n.is_power_of_two());
-        Table { mask: n - 1, slots: (0..n).map(|_| AtomicUsize::new(0)).collect() }
+        Table {
+            mask: n - 1,
+            slots: (0..n).map(|_| AtomicUsize::new(0)).collect(),
+        }
     }
 
     fn tag(hash: u64) -> usize {
@@ -275,7 +275,11 @@ impl Table {
             }
             let home = hasher(Entry::from_slot(s).key()) as usize & self.mask;
             // The entry at j may stay if its home lies cyclically in (i, j].
-            let stays = if i <= j { i < home && home <= j } else { i < home || home <= j };
+            let stays = if i <= j {
+                i < home && home <= j
+            } else {
+                i < home || home <= j
+            };
             if !stays {
                 self.slots[i].store(s, Ordering::Release);
                 i = j;
@@ -404,7 +408,10 @@ impl Store {
             .map(|_| {
                 CachePadded::new(Shard {
                     table: AtomicPtr::new(Box::into_raw(Box::new(Table::with_slots(INITIAL_SLOTS)))),
-                    locked: Mutex::new(Locked { len: 0, queues: Default::default() }),
+                    locked: Mutex::new(Locked {
+                        len: 0,
+                        queues: Default::default(),
+                    }),
                     bytes: Default::default(),
                 })
             })
@@ -469,7 +476,11 @@ impl Store {
         if h.referenced.load(Ordering::Relaxed) == 0 {
             h.referenced.store(1, Ordering::Relaxed);
         }
-        Some(Hit { kind: e.kind(), expire: e.expire(), result: f(e.value()) })
+        Some(Hit {
+            kind: e.kind(),
+            expire: e.expire(),
+            result: f(e.value()),
+        })
     }
 
     /// The authoritative lookup, under the shard lock (no false misses).
@@ -513,7 +524,11 @@ impl Store {
         let hash = self.hash(key);
         let charge = key.len() as u64 + value.len() as u64;
         let fits = self.max_bytes > 0 && charge <= self.max_bytes;
-        let entry = if fits { Entry::new(key, value, expire, kind) } else { None };
+        let entry = if fits {
+            Entry::new(key, value, expire, kind)
+        } else {
+            None
+        };
         let shard = self.shard(hash);
         let inserted = {
             let mut locked = Self::lock(shard);
@@ -622,7 +637,9 @@ impl Store {
                 if e.0 as usize == protect {
                     let again = locked.queues[k].victim(&mut now);
                     locked.queues[k].push(e);
-                    let Some(e2) = again.filter(|x| x.0 as usize != protect) else { continue };
+                    let Some(e2) = again.filter(|x| x.0 as usize != protect) else {
+                        continue;
+                    };
                     return self.evict_locked(shard, &mut locked, e2, k);
                 }
                 return self.evict_locked(shard, &mut locked, e, k);
@@ -635,8 +652,9 @@ impl Store {
         {
             {
                 let table = Self::current(shard);
-                let (slot, found) =
-                    table.find(e.key(), self.hash(e.key())).expect("queued entry is in the table");
+                let (slot, found) = table
+                    .find(e.key(), self.hash(e.key()))
+                    .expect("queued entry is in the table");
                 debug_assert_eq!(found.0, e.0);
                 self.unlink_dequeued(shard, locked, table, slot, e);
                 self.kinds[k].evictions.fetch_add(1, Ordering::Relaxed);
@@ -655,7 +673,14 @@ impl Store {
         };
         let (main_bytes, main_items, main_evictions) = k(0);
         let (hot_bytes, hot_items, hot_evictions) = k(1);
-        StoreStats { main_bytes, main_items, main_evictions, hot_bytes, hot_items, hot_evictions }
+        StoreStats {
+            main_bytes,
+            main_items,
+            main_evictions,
+            hot_bytes,
+            hot_items,
+            hot_evictions,
+        }
     }
 }
 
@@ -720,7 +745,11 @@ mod tests {
         }
         for i in 0..10_000u32 {
             let k = i.to_le_bytes();
-            assert_eq!(s.get_with(&k, s.hash(&k), &g, |_| ()).is_some(), i % 2 == 1, "key {i}");
+            assert_eq!(
+                s.get_with(&k, s.hash(&k), &g, |_| ()).is_some(),
+                i % 2 == 1,
+                "key {i}"
+            );
         }
         assert_eq!(s.stats().main_items, 5_000);
     }
@@ -877,7 +906,11 @@ mod tests {
         let g = reclaim::pin();
         assert!(s.get_with(b"old", s.hash(b"old"), &g, |_| ()).is_none());
         assert!(get(&s, b"old").is_none());
-        assert_eq!(s.stats().main_items, 1, "the locked path dropped the expired entry");
+        assert_eq!(
+            s.stats().main_items,
+            1,
+            "the locked path dropped the expired entry"
+        );
         let hit = s.get_with(b"new", s.hash(b"new"), &g, |_| ()).unwrap();
         assert_eq!(hit.expire, Some(future));
     }
@@ -890,12 +923,11 @@ mod tests {
                 s.insert(&i.to_le_bytes(), &round.to_le_bytes(), None, Kind::Main);
             }
         }
-        let locked_total: usize = s
-            .shards
-            .iter()
-            .map(|sh| Store::lock(sh).queues[0].q.len())
-            .sum();
-        assert!(locked_total < 3000, "queues hold {locked_total} slots for 1000 entries");
+        let locked_total: usize = s.shards.iter().map(|sh| Store::lock(sh).queues[0].q.len()).sum();
+        assert!(
+            locked_total < 3000,
+            "queues hold {locked_total} slots for 1000 entries"
+        );
         for i in 0..1000u32 {
             assert_eq!(get(&s, &i.to_le_bytes()), Some(4u32.to_le_bytes().to_vec()));
         }

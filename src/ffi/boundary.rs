@@ -6,7 +6,7 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use super::status::{fail, cache_status, CACHE_PANIC};
+use super::status::{cache_status, fail, CACHE_PANIC};
 
 /// What an entry point returns when its body panicked.
 pub(crate) trait Fallback {
@@ -99,10 +99,16 @@ pub(crate) unsafe fn bytes<'a>(ptr: *const u8, len: usize, what: &str) -> Result
 /// If non-NULL, `p` must point to a NUL-terminated string.
 pub(crate) unsafe fn str_arg<'a>(p: *const std::ffi::c_char, what: &str) -> Result<&'a str, cache_status> {
     if p.is_null() {
-        return Err(fail(super::status::CACHE_INVALID_ARGUMENT, format!("`{what}` is NULL")));
+        return Err(fail(
+            super::status::CACHE_INVALID_ARGUMENT,
+            format!("`{what}` is NULL"),
+        ));
     }
     // SAFETY: non-NULL and NUL-terminated by the caller's promise.
     std::ffi::CStr::from_ptr(p).to_str().map_err(|_| {
-        fail(super::status::CACHE_INVALID_ARGUMENT, format!("`{what}` is not valid UTF-8"))
+        fail(
+            super::status::CACHE_INVALID_ARGUMENT,
+            format!("`{what}` is not valid UTF-8"),
+        )
     })
 }

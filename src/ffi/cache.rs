@@ -3,8 +3,8 @@
 use std::ffi::{c_char, c_void};
 use std::sync::Arc;
 
-use bytes::Bytes;
 use crate::engine::reclaim;
+use bytes::Bytes;
 use once_cell::sync::Lazy;
 
 use crate::engine::Group;
@@ -113,16 +113,22 @@ fn with_cache<R>(c: *const cache, f: impl FnOnce(&CacheObj) -> R) -> Result<R, c
     let pin = reclaim::pin();
     match CACHES.get(c as usize, &pin) {
         Some(obj) => Ok(f(obj)),
-        None => Err(fail(CACHE_CLOSED, "the cache was freed (or this is not a cache handle)")),
+        None => Err(fail(
+            CACHE_CLOSED,
+            "the cache was freed (or this is not a cache handle)",
+        )),
     }
 }
 
 /// A strong reference to the cache behind `c`: for calls that may block.
 fn cache_arc(c: *const cache) -> Result<Arc<CacheObj>, cache_status> {
     let pin = reclaim::pin();
-    CACHES
-        .get_arc(c as usize, &pin)
-        .ok_or_else(|| fail(CACHE_CLOSED, "the cache was freed (or this is not a cache handle)"))
+    CACHES.get_arc(c as usize, &pin).ok_or_else(|| {
+        fail(
+            CACHE_CLOSED,
+            "the cache was freed (or this is not a cache handle)",
+        )
+    })
 }
 
 /// Creates a cache (one groupcache group) named `name`.
@@ -159,7 +165,11 @@ pub unsafe extern "C" fn cache_new(
         tri!(check_name(name));
         let getter = CGetter::new(getter, user_data).map(|g| Arc::new(g) as _);
         let group = Group::new(name, max_bytes, getter);
-        let membership = if pool.is_null() { None } else { Some(tri!(pool::join(pool, &group))) };
+        let membership = if pool.is_null() {
+            None
+        } else {
+            Some(tri!(pool::join(pool, &group)))
+        };
         let obj = Arc::new(CacheObj { group, membership });
         match CACHES.insert(obj) {
             Some(h) => {
@@ -204,7 +214,12 @@ pub extern "C" fn cache_free(c: *mut cache) {
 /// CACHE_TIMEOUT. May block: on a miss it waits for the load (and may call
 /// the getter on this thread, or fetch from a peer). A hit never blocks.
 #[no_mangle]
-pub unsafe extern "C" fn cache_get(c: *mut cache, key: *const u8, key_len: usize, out: *mut *mut cache_value) -> cache_status {
+pub unsafe extern "C" fn cache_get(
+    c: *mut cache,
+    key: *const u8,
+    key_len: usize,
+    out: *mut *mut cache_value,
+) -> cache_status {
     guard(|| {
         require!(c, out);
         // SAFETY: the caller promises key_len readable bytes at key.
@@ -213,7 +228,12 @@ pub unsafe extern "C" fn cache_get(c: *mut cache, key: *const u8, key_len: usize
             let pin = reclaim::pin();
             match CACHES.get(c as usize, &pin) {
                 Some(obj) => obj.group.get_cached_with(key, &pin, Bytes::copy_from_slice),
-                None => return fail(CACHE_CLOSED, "the cache was freed (or this is not a cache handle)"),
+                None => {
+                    return fail(
+                        CACHE_CLOSED,
+                        "the cache was freed (or this is not a cache handle)",
+                    )
+                }
             }
         };
         let value = match hit {
@@ -224,7 +244,10 @@ pub unsafe extern "C" fn cache_get(c: *mut cache, key: *const u8, key_len: usize
             }
         };
         let Some(v) = into_c(value) else {
-            return fail(CACHE_INVALID_ARGUMENT, "too many live values on this thread (a million): free some");
+            return fail(
+                CACHE_INVALID_ARGUMENT,
+                "too many live values on this thread (a million): free some",
+            );
         };
         // SAFETY: out is non-NULL (checked) and writable (promise).
         unsafe { *out = v };
@@ -266,7 +289,12 @@ pub unsafe extern "C" fn cache_get_into(
             let pin = reclaim::pin();
             match CACHES.get(c as usize, &pin) {
                 Some(obj) => obj.group.get_cached_with(key, &pin, copy),
-                None => return fail(CACHE_CLOSED, "the cache was freed (or this is not a cache handle)"),
+                None => {
+                    return fail(
+                        CACHE_CLOSED,
+                        "the cache was freed (or this is not a cache handle)",
+                    )
+                }
             }
         };
         let len = match hit {
@@ -279,7 +307,10 @@ pub unsafe extern "C" fn cache_get_into(
         // SAFETY: out_len is non-NULL (checked) and writable (promise).
         unsafe { *out_len = len };
         if len > cap {
-            return fail(CACHE_BUFFER_TOO_SMALL, format!("the value needs {len} bytes, the buffer has {cap}"));
+            return fail(
+                CACHE_BUFFER_TOO_SMALL,
+                format!("the value needs {len} bytes, the buffer has {cap}"),
+            );
         }
         CACHE_OK
     })
@@ -307,7 +338,10 @@ pub unsafe extern "C" fn cache_set(
         require!(c);
         // SAFETY: the caller promises readable bytes at key and value.
         let (key, value) = unsafe {
-            (tri!(bytes(key, key_len, "key")), tri!(bytes(value, value_len, "value")))
+            (
+                tri!(bytes(key, key_len, "key")),
+                tri!(bytes(value, value_len, "value")),
+            )
         };
         let obj = tri!(cache_arc(c));
         match obj.group.set(key, value, ttl_ms) {

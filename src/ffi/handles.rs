@@ -50,8 +50,13 @@ fn split(handle: usize) -> (usize, u32) {
 impl<T: Send + Sync + 'static> HandleTable<T> {
     pub(crate) fn new() -> Self {
         HandleTable {
-            segments: (0..SEGMENTS).map(|_| AtomicPtr::new(std::ptr::null_mut())).collect(),
-            free: Mutex::new(Free { slots: Vec::new(), next: 0 }),
+            segments: (0..SEGMENTS)
+                .map(|_| AtomicPtr::new(std::ptr::null_mut()))
+                .collect(),
+            free: Mutex::new(Free {
+                slots: Vec::new(),
+                next: 0,
+            }),
         }
     }
 
@@ -78,7 +83,10 @@ impl<T: Send + Sync + 'static> HandleTable<T> {
                 }
                 if i % SEGMENT == 0 {
                     let seg: Box<[Slot<T>]> = (0..SEGMENT)
-                        .map(|_| Slot { gen: AtomicU32::new(0), ptr: AtomicPtr::new(std::ptr::null_mut()) })
+                        .map(|_| Slot {
+                            gen: AtomicU32::new(0),
+                            ptr: AtomicPtr::new(std::ptr::null_mut()),
+                        })
                         .collect();
                     self.segments[i / SEGMENT].store(Box::into_raw(seg) as *mut Slot<T>, Ordering::Release);
                 }

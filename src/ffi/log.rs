@@ -55,8 +55,9 @@ pub const CACHE_LOG_TRACE: i32 = 5;
 /// allowed, but whatever they log is dropped, and cache_log_set then fails
 /// (use cache_log_set_level).
 #[allow(non_camel_case_types)]
-pub type cache_log_fn =
-    Option<unsafe extern "C" fn(user_data: *mut c_void, level: i32, target: *const c_char, message: *const c_char)>;
+pub type cache_log_fn = Option<
+    unsafe extern "C" fn(user_data: *mut c_void, level: i32, target: *const c_char, message: *const c_char),
+>;
 
 struct Callback {
     f: unsafe extern "C" fn(*mut c_void, i32, *const c_char, *const c_char),
@@ -218,7 +219,11 @@ fn install_logger() -> bool {
 /// CACHE_ALREADY_EXISTS (only when the crate is linked into a Rust program
 /// that installed its own `log` logger).
 #[no_mangle]
-pub extern "C" fn cache_log_set(log_fn: cache_log_fn, user_data: *mut c_void, min_level: i32) -> cache_status {
+pub extern "C" fn cache_log_set(
+    log_fn: cache_log_fn,
+    user_data: *mut c_void,
+    min_level: i32,
+) -> cache_status {
     guard(|| {
         if !(CACHE_LOG_OFF..=CACHE_LOG_TRACE).contains(&min_level) {
             return fail(
@@ -234,7 +239,10 @@ pub extern "C" fn cache_log_set(log_fn: cache_log_fn, user_data: *mut c_void, mi
             );
         }
         if log_fn.is_some() && !install_logger() {
-            return fail(CACHE_ALREADY_EXISTS, "another `log` logger is installed in this program");
+            return fail(
+                CACHE_ALREADY_EXISTS,
+                "another `log` logger is installed in this program",
+            );
         }
         // Off first: no new call starts while the callback changes.
         ::log::set_max_level(LevelFilter::Off);
@@ -279,35 +287,62 @@ mod tests {
 
     static SEEN: Mutex<Vec<(i32, String, String)>> = Mutex::new(Vec::new());
 
-    unsafe extern "C" fn collect(user_data: *mut c_void, level: i32, target: *const c_char, message: *const c_char) {
+    unsafe extern "C" fn collect(
+        user_data: *mut c_void,
+        level: i32,
+        target: *const c_char,
+        message: *const c_char,
+    ) {
         assert_eq!(user_data as usize, 42);
         let t = std::ffi::CStr::from_ptr(target).to_string_lossy().into_owned();
         let m = std::ffi::CStr::from_ptr(message).to_string_lossy().into_owned();
         // Re-entrant logging is dropped, re-entrant cache_log_set refused.
         ::log::error!("from inside the callback");
-        assert_eq!(cache_log_set(None, std::ptr::null_mut(), 0), CACHE_INVALID_ARGUMENT);
+        assert_eq!(
+            cache_log_set(None, std::ptr::null_mut(), 0),
+            CACHE_INVALID_ARGUMENT
+        );
         SEEN.lock().unwrap().push((level, t, m));
     }
 
     // One test: the logger and its level are process-wide.
     #[test]
     fn forwards_filters_and_removes() {
-        assert_eq!(cache_log_set(Some(collect), 42 as *mut c_void, 7), CACHE_INVALID_ARGUMENT);
-        assert_eq!(cache_log_set(Some(collect), 42 as *mut c_void, CACHE_LOG_WARN), CACHE_OK);
+        assert_eq!(
+            cache_log_set(Some(collect), 42 as *mut c_void, 7),
+            CACHE_INVALID_ARGUMENT
+        );
+        assert_eq!(
+            cache_log_set(Some(collect), 42 as *mut c_void, CACHE_LOG_WARN),
+            CACHE_OK
+        );
         ::log::warn!(target: "groupcache::test", "peer {} failed:\nline two\0", "http://x");
         ::log::info!(target: "groupcache::test", "not wanted {}", 1);
         assert_eq!(cache_log_set_level(CACHE_LOG_DEBUG), CACHE_OK);
         ::log::debug!(target: "groupcache::test", "now wanted");
-        assert_eq!(cache_log_set(None, std::ptr::null_mut(), CACHE_LOG_TRACE), CACHE_OK);
+        assert_eq!(
+            cache_log_set(None, std::ptr::null_mut(), CACHE_LOG_TRACE),
+            CACHE_OK
+        );
         assert_eq!(::log::max_level(), LevelFilter::Off);
         ::log::error!(target: "groupcache::test", "after removal");
         assert_eq!(cache_log_set_level(CACHE_LOG_TRACE), CACHE_OK);
         assert_eq!(::log::max_level(), LevelFilter::Off);
-        let seen: Vec<_> = SEEN.lock().unwrap().iter().filter(|s| s.1 == "groupcache::test").cloned().collect();
+        let seen: Vec<_> = SEEN
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.1 == "groupcache::test")
+            .cloned()
+            .collect();
         assert_eq!(
             seen,
             vec![
-                (CACHE_LOG_WARN, "groupcache::test".into(), "peer http://x failed:\\nline two\\0".into()),
+                (
+                    CACHE_LOG_WARN,
+                    "groupcache::test".into(),
+                    "peer http://x failed:\\nline two\\0".into()
+                ),
                 (CACHE_LOG_DEBUG, "groupcache::test".into(), "now wanted".into()),
             ]
         );

@@ -17,8 +17,8 @@ use std::ffi::c_void;
 use crate::engine::reclaim;
 
 use super::boundary::guard;
-use super::status::*;
 use super::cache::{cache, CACHES};
+use super::status::*;
 
 /// Allocates the caller's own object for a value, e.g. a Python `bytes`
 /// (`PyBytes_FromStringAndSize` has this shape). Must not call back into
@@ -28,15 +28,22 @@ pub type cache_alloc_fn = Option<unsafe extern "C" fn(data: *const u8, len: isiz
 /// Stores the caller's object for key number `index`, e.g. `PyList_SetItem`
 /// of a Python list (it has this shape and takes over the reference `alloc`
 /// returned). Returns 0 on success. Must not call back into this library.
-pub type cache_store_fn = Option<unsafe extern "C" fn(ctx: *mut c_void, index: isize, object: *mut c_void) -> i32>;
+pub type cache_store_fn =
+    Option<unsafe extern "C" fn(ctx: *mut c_void, index: isize, object: *mut c_void) -> i32>;
 
 /// One lookup in the local cache; `alloc`'s result for a hit or a miss.
 #[inline]
-fn lookup_one(c: *mut cache, key: &[u8], alloc: unsafe extern "C" fn(*const u8, isize) -> *mut c_void, pin: &reclaim::Pin) -> Option<*mut c_void> {
+fn lookup_one(
+    c: *mut cache,
+    key: &[u8],
+    alloc: unsafe extern "C" fn(*const u8, isize) -> *mut c_void,
+    pin: &reclaim::Pin,
+) -> Option<*mut c_void> {
     let obj = CACHES.get(c as usize, pin)?;
     // SAFETY: the caller's allocator, with a valid value slice (at most
     // u32::MAX bytes, which fits isize on 64-bit targets).
-    obj.group.get_cached_with(key, pin, |v| unsafe { alloc(v.as_ptr(), v.len() as isize) })
+    obj.group
+        .get_cached_with(key, pin, |v| unsafe { alloc(v.as_ptr(), v.len() as isize) })
 }
 
 /// Borrows a key argument, or None for NULL with a non-zero length.
@@ -64,9 +71,16 @@ unsafe fn key_arg<'a>(key: *const u8, key_len: usize) -> Option<&'a [u8]> {
 /// key being written at that instant: follow up with cache_get, which is
 /// authoritative. Returns NULL if `alloc` is NULL.
 #[no_mangle]
-pub unsafe extern "C" fn cache_lookup_alloc(c: *mut cache, key: *const u8, key_len: usize, alloc: cache_alloc_fn) -> *mut c_void {
+pub unsafe extern "C" fn cache_lookup_alloc(
+    c: *mut cache,
+    key: *const u8,
+    key_len: usize,
+    alloc: cache_alloc_fn,
+) -> *mut c_void {
     guard(|| {
-        let Some(alloc) = alloc else { return std::ptr::null_mut() };
+        let Some(alloc) = alloc else {
+            return std::ptr::null_mut();
+        };
         // SAFETY: the caller's promise on key.
         let hit = unsafe { key_arg(key, key_len) }.and_then(|k| lookup_one(c, k, alloc, &reclaim::pin()));
         // SAFETY: the caller's allocator, called as documented.
@@ -85,11 +99,16 @@ static DEFAULT_ALLOC: std::sync::atomic::AtomicUsize = std::sync::atomic::Atomic
 pub extern "C" fn cache_set_default_alloc(alloc: cache_alloc_fn) -> cache_status {
     use std::sync::atomic::Ordering;
     guard(|| {
-        let Some(f) = alloc else { return fail(CACHE_INVALID_ARGUMENT, "`alloc` is NULL") };
+        let Some(f) = alloc else {
+            return fail(CACHE_INVALID_ARGUMENT, "`alloc` is NULL");
+        };
         match DEFAULT_ALLOC.compare_exchange(0, f as usize, Ordering::AcqRel, Ordering::Acquire) {
             Ok(_) => CACHE_OK,
             Err(cur) if cur == f as usize => CACHE_OK,
-            Err(_) => fail(CACHE_ALREADY_EXISTS, "another default allocator is set in this process"),
+            Err(_) => fail(
+                CACHE_ALREADY_EXISTS,
+                "another default allocator is set in this process",
+            ),
         }
     })
 }
@@ -147,12 +166,16 @@ pub unsafe extern "C" fn cache_lookup_many_alloc(
     ctx: *mut c_void,
 ) -> isize {
     guard(|| {
-        let (Some(alloc), Some(store)) = (alloc, store) else { return -1 };
+        let (Some(alloc), Some(store)) = (alloc, store) else {
+            return -1;
+        };
         if c.is_null() || n > isize::MAX as usize {
             return -1;
         }
         // SAFETY: the caller promises keys_len readable bytes at keys.
-        let Some(all) = (unsafe { key_arg(keys, keys_len) }) else { return -1 };
+        let Some(all) = (unsafe { key_arg(keys, keys_len) }) else {
+            return -1;
+        };
         if n == 0 {
             return if all.is_empty() { 0 } else { -1 };
         }

@@ -60,7 +60,10 @@ pub(crate) fn join(p: *mut cache_pool, group: &Arc<Group>) -> Result<Membership,
     let pin = reclaim::pin();
     let obj = POOLS.get(p as usize, &pin).ok_or_else(closed)?;
     obj.pool.register(group.clone()).map_err(from_pool_error)?;
-    Ok(Membership { pool: Arc::downgrade(&obj.pool), group: group.clone() })
+    Ok(Membership {
+        pool: Arc::downgrade(&obj.pool),
+        group: group.clone(),
+    })
 }
 
 /// Options for cache_pool_new_with_options: an opaque builder, so that new
@@ -88,10 +91,16 @@ fn options_from_env() -> Result<PoolOptions, String> {
     let mut o = PoolOptions::default();
     for (var, opt) in ENV {
         let Ok(v) = std::env::var(var) else { continue };
-        let num = || v.trim().parse::<u32>().map_err(|_| format!("{var}={v:?} is not a whole number"));
+        let num = || {
+            v.trim()
+                .parse::<u32>()
+                .map_err(|_| format!("{var}={v:?} is not a whole number"))
+        };
         match opt {
             "timeout_ms" => o.timeout = std::time::Duration::from_millis(num()?.max(1) as u64),
-            "connect_timeout_ms" => o.connect_timeout = std::time::Duration::from_millis(num()?.max(1) as u64),
+            "connect_timeout_ms" => {
+                o.connect_timeout = std::time::Duration::from_millis(num()?.max(1) as u64)
+            }
             "replicas" => o.replicas = num()? as usize,
             "secret" if v.is_empty() => return Err(format!("{var} is set but empty")),
             "secret" => o.secret = Some(v.clone()),
@@ -120,7 +129,10 @@ fn opts_mut<'a>(o: *mut cache_pool_options) -> Result<&'a mut PoolOptions, cache
 #[no_mangle]
 pub extern "C" fn cache_pool_options_new() -> *mut cache_pool_options {
     guard(|| match options_from_env() {
-        Ok(opts) => Box::into_raw(Box::new(cache_pool_options { magic: OPTS_LIVE, opts })),
+        Ok(opts) => Box::into_raw(Box::new(cache_pool_options {
+            magic: OPTS_LIVE,
+            opts,
+        })),
         Err(m) => {
             fail(CACHE_INVALID_ARGUMENT, m);
             std::ptr::null_mut()
@@ -143,7 +155,11 @@ pub extern "C" fn cache_pool_options_free(options: *mut cache_pool_options) {
 }
 
 /// Sets a duration option of at least 1 ms.
-fn set_ms(options: *mut cache_pool_options, ms: u32, set: impl FnOnce(&mut PoolOptions, std::time::Duration)) -> cache_status {
+fn set_ms(
+    options: *mut cache_pool_options,
+    ms: u32,
+    set: impl FnOnce(&mut PoolOptions, std::time::Duration),
+) -> cache_status {
     guard(|| match opts_mut(options) {
         Ok(_) if ms == 0 => fail(CACHE_INVALID_ARGUMENT, "a timeout of 0 ms"),
         Ok(o) => {
@@ -158,7 +174,10 @@ fn set_ms(options: *mut cache_pool_options, ms: u32, set: impl FnOnce(&mut PoolO
 /// Past it the get loads locally (groupcache's rule). Every node may use
 /// its own. Returns CACHE_OK or CACHE_INVALID_ARGUMENT.
 #[no_mangle]
-pub extern "C" fn cache_pool_options_set_timeout_ms(options: *mut cache_pool_options, ms: u32) -> cache_status {
+pub extern "C" fn cache_pool_options_set_timeout_ms(
+    options: *mut cache_pool_options,
+    ms: u32,
+) -> cache_status {
     set_ms(options, ms, |o, d| o.timeout = d)
 }
 
@@ -166,7 +185,10 @@ pub extern "C" fn cache_pool_options_set_timeout_ms(options: *mut cache_pool_opt
 /// more; within the request timeout). Returns CACHE_OK or
 /// CACHE_INVALID_ARGUMENT.
 #[no_mangle]
-pub extern "C" fn cache_pool_options_set_connect_timeout_ms(options: *mut cache_pool_options, ms: u32) -> cache_status {
+pub extern "C" fn cache_pool_options_set_connect_timeout_ms(
+    options: *mut cache_pool_options,
+    ms: u32,
+) -> cache_status {
     set_ms(options, ms, |o, d| o.connect_timeout = d)
 }
 
@@ -174,9 +196,14 @@ pub extern "C" fn cache_pool_options_set_connect_timeout_ms(options: *mut cache_
 /// node of a cluster must use the same number, or they disagree on owners.
 /// Returns CACHE_OK or CACHE_INVALID_ARGUMENT (0, or over 10,000).
 #[no_mangle]
-pub extern "C" fn cache_pool_options_set_replicas(options: *mut cache_pool_options, replicas: u32) -> cache_status {
+pub extern "C" fn cache_pool_options_set_replicas(
+    options: *mut cache_pool_options,
+    replicas: u32,
+) -> cache_status {
     guard(|| match opts_mut(options) {
-        Ok(_) if replicas == 0 || replicas > 10_000 => fail(CACHE_INVALID_ARGUMENT, format!("{replicas} replicas")),
+        Ok(_) if replicas == 0 || replicas > 10_000 => {
+            fail(CACHE_INVALID_ARGUMENT, format!("{replicas} replicas"))
+        }
         Ok(o) => {
             o.replicas = replicas as usize;
             CACHE_OK
@@ -189,7 +216,10 @@ pub extern "C" fn cache_pool_options_set_replicas(options: *mut cache_pool_optio
 /// '/' (golang/groupcache: "/_groupcache/"). Every node must use the same.
 /// The string is copied. Returns CACHE_OK or CACHE_INVALID_ARGUMENT.
 #[no_mangle]
-pub unsafe extern "C" fn cache_pool_options_set_base_path(options: *mut cache_pool_options, base_path: *const c_char) -> cache_status {
+pub unsafe extern "C" fn cache_pool_options_set_base_path(
+    options: *mut cache_pool_options,
+    base_path: *const c_char,
+) -> cache_status {
     guard(|| {
         // SAFETY: the caller promises a NUL-terminated string.
         let p = match unsafe { str_arg(base_path, "base_path") } {
@@ -214,7 +244,10 @@ pub unsafe extern "C" fn cache_pool_options_set_base_path(options: *mut cache_po
 /// Without a secret the port serves cache contents to anyone who reaches
 /// it. Returns CACHE_OK or CACHE_INVALID_ARGUMENT (NULL, empty, not UTF-8).
 #[no_mangle]
-pub unsafe extern "C" fn cache_pool_options_set_secret(options: *mut cache_pool_options, secret: *const c_char) -> cache_status {
+pub unsafe extern "C" fn cache_pool_options_set_secret(
+    options: *mut cache_pool_options,
+    secret: *const c_char,
+) -> cache_status {
     guard(|| {
         // SAFETY: the caller promises a NUL-terminated string.
         let v = match unsafe { str_arg(secret, "secret") } {
@@ -249,7 +282,11 @@ pub unsafe extern "C" fn cache_pool_options_set_secret(options: *mut cache_pool_
 /// does not parse, a malformed GROUPCACHE_* variable), CACHE_IO (the
 /// address cannot be bound). Does not block beyond binding.
 #[no_mangle]
-pub unsafe extern "C" fn cache_pool_new(listen_addr: *const c_char, self_url: *const c_char, out: *mut *mut cache_pool) -> cache_status {
+pub unsafe extern "C" fn cache_pool_new(
+    listen_addr: *const c_char,
+    self_url: *const c_char,
+    out: *mut *mut cache_pool,
+) -> cache_status {
     // SAFETY: forwarded with the caller's promises.
     unsafe { cache_pool_new_with_options(listen_addr, self_url, std::ptr::null(), out) }
 }
@@ -336,14 +373,21 @@ pub extern "C" fn cache_pool_url(p: *const cache_pool) -> *const c_char {
 /// a NULL or malformed URL: nothing is changed then), CACHE_CLOSED. Never
 /// blocks on the network.
 #[no_mangle]
-pub unsafe extern "C" fn cache_pool_set_peers(p: *mut cache_pool, urls: *const *const c_char, n: usize) -> cache_status {
+pub unsafe extern "C" fn cache_pool_set_peers(
+    p: *mut cache_pool,
+    urls: *const *const c_char,
+    n: usize,
+) -> cache_status {
     guard(|| {
         require!(p);
         if urls.is_null() && n != 0 {
             return fail(CACHE_INVALID_ARGUMENT, "`urls` is NULL but `n` is not 0");
         }
         if n > 1 << 20 {
-            return fail(CACHE_INVALID_ARGUMENT, format!("{n} peers is not a plausible cluster"));
+            return fail(
+                CACHE_INVALID_ARGUMENT,
+                format!("{n} peers is not a plausible cluster"),
+            );
         }
         let mut list = Vec::with_capacity(n);
         for i in 0..n {
@@ -356,7 +400,9 @@ pub unsafe extern "C" fn cache_pool_set_peers(p: *mut cache_pool, urls: *const *
             }
         }
         let pin = reclaim::pin();
-        let Some(obj) = POOLS.get(p as usize, &pin) else { return closed() };
+        let Some(obj) = POOLS.get(p as usize, &pin) else {
+            return closed();
+        };
         match obj.pool.set_peers(&list) {
             Ok(()) => CACHE_OK,
             Err(e) => from_pool_error(e),
@@ -394,7 +440,9 @@ pub unsafe extern "C" fn cache_pool_owner(
             Err(s) => return s,
         };
         let pin = reclaim::pin();
-        let Some(obj) = POOLS.get(p as usize, &pin) else { return closed() };
+        let Some(obj) = POOLS.get(p as usize, &pin) else {
+            return closed();
+        };
         let owner = match obj.pool.pick_peer(key) {
             Some(peer) => peer.url().to_owned(),
             None => obj.pool.url().to_owned(),
@@ -402,7 +450,10 @@ pub unsafe extern "C" fn cache_pool_owner(
         // SAFETY: out_len is non-NULL (checked) and writable (promise).
         unsafe { *out_len = owner.len() };
         if owner.len() >= cap {
-            return fail(CACHE_BUFFER_TOO_SMALL, format!("the URL needs {} bytes with its NUL", owner.len() + 1));
+            return fail(
+                CACHE_BUFFER_TOO_SMALL,
+                format!("the URL needs {} bytes with its NUL", owner.len() + 1),
+            );
         }
         // SAFETY: buf has cap > owner.len() writable bytes (promise).
         unsafe {

@@ -22,7 +22,12 @@ pub struct cache_sink {
 /// May be called from several threads at once, for different keys.
 #[allow(non_camel_case_types)]
 pub type cache_getter_fn = Option<
-    unsafe extern "C" fn(user_data: *mut c_void, key: *const u8, key_len: usize, sink: *mut cache_sink) -> i32,
+    unsafe extern "C" fn(
+        user_data: *mut c_void,
+        key: *const u8,
+        key_len: usize,
+        sink: *mut cache_sink,
+    ) -> i32,
 >;
 
 thread_local! {
@@ -50,7 +55,12 @@ fn with_active_sink(s: *mut cache_sink, f: impl FnOnce(&mut Sink) -> cache_statu
 /// sink that is not the one of a getter call running on this thread, a
 /// value over 4 GiB). Never blocks.
 #[no_mangle]
-pub unsafe extern "C" fn cache_sink_set(sink: *mut cache_sink, value: *const u8, value_len: usize, ttl_ms: i64) -> cache_status {
+pub unsafe extern "C" fn cache_sink_set(
+    sink: *mut cache_sink,
+    value: *const u8,
+    value_len: usize,
+    ttl_ms: i64,
+) -> cache_status {
     guard(|| {
         require!(sink);
         // SAFETY: the caller promises value_len readable bytes at value.
@@ -79,7 +89,9 @@ pub unsafe extern "C" fn cache_sink_fail(sink: *mut cache_sink, message: *const 
             Err(_) if !message.is_null() => {
                 // Not UTF-8: keep what can be read rather than lose it.
                 // SAFETY: non-NULL and NUL-terminated by the caller's promise.
-                unsafe { std::ffi::CStr::from_ptr(message) }.to_string_lossy().into_owned()
+                unsafe { std::ffi::CStr::from_ptr(message) }
+                    .to_string_lossy()
+                    .into_owned()
             }
             Err(s) => return s,
         };
@@ -153,7 +165,9 @@ impl Getter for CGetter {
         }
         let _leave = Leave;
         if GETTERS_STOPPED.load(Ordering::SeqCst) {
-            return Err(Error::LoaderFailed("the process is shutting down: getters are stopped".into()));
+            return Err(Error::LoaderFailed(
+                "the process is shutting down: getters are stopped".into(),
+            ));
         }
         let addr = sink as *mut Sink as usize;
         ACTIVE.with(|a| a.borrow_mut().push(addr));

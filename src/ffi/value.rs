@@ -71,7 +71,9 @@ pub extern "C" fn cache_value_data(v: *const cache_value) -> *const u8 {
         let pin = reclaim::pin();
         // The bytes live as long as the handle does (until free), not just
         // the pin: the table holds a reference until then.
-        VALUES[shard].get(h, &pin).map_or(std::ptr::null(), |b| b.as_ptr())
+        VALUES[shard]
+            .get(h, &pin)
+            .map_or(std::ptr::null(), |b| b.as_ptr())
     })
 }
 

@@ -12,7 +12,11 @@ pub extern "C" fn say_hi() {
     guard(|| {
         let mut out = std::io::stdout().lock();
         // A closed stdout is not worth a crash.
-        let _ = writeln!(out, "Hi from groupcache {} (Rust, through the C ABI)!", env!("CARGO_PKG_VERSION"));
+        let _ = writeln!(
+            out,
+            "Hi from groupcache {} (Rust, through the C ABI)!",
+            env!("CARGO_PKG_VERSION")
+        );
         let _ = out.flush();
     })
 }

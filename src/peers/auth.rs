@@ -28,7 +28,10 @@ fn mac(secret: &[u8], method: &str, path: &str, secs: u64) -> Hmac<Sha256> {
 }
 
 pub fn now_secs() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// The header value for a request.
@@ -43,9 +46,15 @@ pub fn sign(secret: &[u8], method: &str, path: &str, secs: u64) -> String {
 
 /// Whether `header` is a valid signature of this request now.
 pub fn verify(secret: &[u8], method: &str, path: &str, header: Option<&[u8]>, now: u64) -> bool {
-    let Some(h) = header.and_then(|h| std::str::from_utf8(h).ok()) else { return false };
-    let Some((secs, hex)) = h.split_once('.') else { return false };
-    let Ok(secs) = secs.parse::<u64>() else { return false };
+    let Some(h) = header.and_then(|h| std::str::from_utf8(h).ok()) else {
+        return false;
+    };
+    let Some((secs, hex)) = h.split_once('.') else {
+        return false;
+    };
+    let Ok(secs) = secs.parse::<u64>() else {
+        return false;
+    };
     if secs.abs_diff(now) > WINDOW_SECS || hex.len() != 64 {
         return false;
     }
@@ -71,12 +80,28 @@ mod tests {
         let ok = |secret: &[u8], m: &str, p: &str, t| verify(secret, m, p, Some(h.as_bytes()), t);
         assert!(ok(b"s3cret", "GET", "/_groupcache/g/k", now));
         assert!(ok(b"s3cret", "GET", "/_groupcache/g/k", now + WINDOW_SECS));
-        assert!(!ok(b"s3cret", "GET", "/_groupcache/g/k", now + WINDOW_SECS + 1), "too old");
+        assert!(
+            !ok(b"s3cret", "GET", "/_groupcache/g/k", now + WINDOW_SECS + 1),
+            "too old"
+        );
         assert!(!ok(b"other", "GET", "/_groupcache/g/k", now), "another secret");
-        assert!(!ok(b"s3cret", "DELETE", "/_groupcache/g/k", now), "another method");
+        assert!(
+            !ok(b"s3cret", "DELETE", "/_groupcache/g/k", now),
+            "another method"
+        );
         assert!(!ok(b"s3cret", "GET", "/_groupcache/g/x", now), "another path");
-        for bad in ["", "x", "1.2", "1800000000.zz", &h[..h.len() - 1], &format!("{h}0")] {
-            assert!(!verify(b"s3cret", "GET", "/_groupcache/g/k", Some(bad.as_bytes()), now), "{bad:?}");
+        for bad in [
+            "",
+            "x",
+            "1.2",
+            "1800000000.zz",
+            &h[..h.len() - 1],
+            &format!("{h}0"),
+        ] {
+            assert!(
+                !verify(b"s3cret", "GET", "/_groupcache/g/k", Some(bad.as_bytes()), now),
+                "{bad:?}"
+            );
         }
         assert!(!verify(b"s3cret", "GET", "/_groupcache/g/k", None, now));
     }

@@ -352,9 +352,7 @@ where
         Err(mpsc::RecvTimeoutError::Timeout) => {
             Err(PeerError::Failed(format!("timed out after {timeout:?}")))
         }
-        Err(mpsc::RecvTimeoutError::Disconnected) => {
-            Err(PeerError::Failed("the pool is closed".to_string()))
-        }
+        Err(mpsc::RecvTimeoutError::Disconnected) => Err(PeerError::Failed("the pool is closed".to_string())),
     }
 }
 
@@ -399,9 +397,8 @@ where
         }
         let lc = slot.as_mut()?;
         let now = Instant::now();
-        lc.idle.retain(|_, (tx, since)| {
-            now.duration_since(*since) < POOL_IDLE_TIMEOUT && !tx.is_closed()
-        });
+        lc.idle
+            .retain(|_, (tx, since)| now.duration_since(*since) < POOL_IDLE_TIMEOUT && !tx.is_closed());
         let reused = lc.idle.remove(&call.connect_to).map(|(tx, _)| tx);
         let handle = handle.take()?;
         IN_FLIGHT.fetch_add(1, Ordering::Relaxed);
@@ -413,8 +410,7 @@ where
         });
         // Not after a timeout: the connection may be mid-answer.
         if let (Some(tx), Ok(_) | Err(PeerError::NotFound)) = (keep, &result) {
-            lc.idle
-                .insert(call.connect_to.clone(), (tx, Instant::now()));
+            lc.idle.insert(call.connect_to.clone(), (tx, Instant::now()));
         }
         Some(result)
     });
@@ -439,31 +435,24 @@ impl Drop for InFlight {
 
 /// Opens a connection to `addr` and starts its hyper connection task on the
 /// current runtime.
-async fn connect(
-    addr: &str,
-    cfg: &ClientConfig,
-) -> Result<conn1::SendRequest<Full<Bytes>>, PeerError> {
+async fn connect(addr: &str, cfg: &ClientConfig) -> Result<conn1::SendRequest<Full<Bytes>>, PeerError> {
     // Resolve here, on this (blocking) thread: a host name lookup must not
     // need a blocking pool. Loopback and IP addresses resolve at once.
     let addrs: Vec<SocketAddr> = addr
         .to_socket_addrs()
         .map_err(|e| PeerError::Failed(format!("resolving {addr}: {e}")))?
         .collect();
-    let stream = match tokio::time::timeout(
-        cfg.connect_timeout,
-        tokio::net::TcpStream::connect(&addrs[..]),
-    )
-    .await
-    {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => return Err(PeerError::Failed(format!("connecting to {addr}: {e}"))),
-        Err(_) => {
-            return Err(PeerError::Failed(format!(
-                "connecting to {addr}: timed out after {:?}",
-                cfg.connect_timeout
-            )))
-        }
-    };
+    let stream =
+        match tokio::time::timeout(cfg.connect_timeout, tokio::net::TcpStream::connect(&addrs[..])).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(PeerError::Failed(format!("connecting to {addr}: {e}"))),
+            Err(_) => {
+                return Err(PeerError::Failed(format!(
+                    "connecting to {addr}: timed out after {:?}",
+                    cfg.connect_timeout
+                )))
+            }
+        };
     let _ = stream.set_nodelay(true);
     let (tx, conn) = conn1::Builder::new()
         .handshake(TokioIo::new(stream))
@@ -520,10 +509,7 @@ impl<F> Drop for Spin<F> {
 impl<F: Future> Future for Spin<F> {
     type Output = F::Output;
 
-    fn poll(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<F::Output> {
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<F::Output> {
         // SAFETY: `inner` is structurally pinned and never moved out; the
         // other fields are Unpin.
         let this = unsafe { self.get_unchecked_mut() };
@@ -662,10 +648,7 @@ async fn read_body(body: Incoming, max: usize) -> Result<Bytes, PeerError> {
 /// Records whether an answer came from one of our servers.
 fn note_kind(kind: &AtomicU8, resp: &Response<Incoming>) {
     let ours = resp.headers().contains_key(PEER_HEADER);
-    kind.store(
-        if ours { KIND_OURS } else { KIND_GET_ONLY },
-        Ordering::Relaxed,
-    );
+    kind.store(if ours { KIND_OURS } else { KIND_GET_ONLY }, Ordering::Relaxed);
 }
 
 fn is_protobuf(resp: &Response<Incoming>) -> bool {
@@ -742,10 +725,7 @@ impl PeerGetter for HttpPeer {
             hot_cache: false,
         }
         .encode_to_vec();
-        self.exec(
-            self.call(Method::PUT, group, key, Bytes::from(body)),
-            ok_response,
-        )
+        self.exec(self.call(Method::PUT, group, key, Bytes::from(body)), ok_response)
     }
 
     /// A no-op for a peer without remove (golang/groupcache): it would serve
@@ -755,10 +735,7 @@ impl PeerGetter for HttpPeer {
         if !self.supports_set_remove()? {
             return Ok(());
         }
-        self.exec(
-            self.call(Method::DELETE, group, key, Bytes::new()),
-            ok_response,
-        )
+        self.exec(self.call(Method::DELETE, group, key, Bytes::new()), ok_response)
     }
 
     fn url(&self) -> &str {

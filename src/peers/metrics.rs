@@ -10,26 +10,101 @@ use crate::engine::Stats;
 /// (metric, help, type, value) for the group-level counters.
 fn group_metrics(s: &Stats) -> [(&'static str, &'static str, &'static str, u64); 9] {
     [
-        ("groupcache_gets_total", "Count of cache gets (including from peers)", "counter", s.gets),
-        ("groupcache_hits_total", "Count of cache hits (from either main or hot cache)", "counter", s.cache_hits),
-        ("groupcache_peer_loads_total", "Count of non-error loads or cache hits from peers", "counter", s.peer_loads),
-        ("groupcache_peer_errors_total", "Count of errors from peers", "counter", s.peer_errors),
-        ("groupcache_loads_total", "Count of (gets - hits)", "counter", s.loads),
-        ("groupcache_loads_deduped_total", "Count of loads after singleflight", "counter", s.loads_deduped),
-        ("groupcache_local_load_total", "Count of loads from local cache", "counter", s.local_loads),
-        ("groupcache_local_load_errs_total", "Count of loads from local cache that failed", "counter", s.local_load_errs),
-        ("groupcache_server_requests_total", "Count of gets received from peers", "counter", s.server_requests),
+        (
+            "groupcache_gets_total",
+            "Count of cache gets (including from peers)",
+            "counter",
+            s.gets,
+        ),
+        (
+            "groupcache_hits_total",
+            "Count of cache hits (from either main or hot cache)",
+            "counter",
+            s.cache_hits,
+        ),
+        (
+            "groupcache_peer_loads_total",
+            "Count of non-error loads or cache hits from peers",
+            "counter",
+            s.peer_loads,
+        ),
+        (
+            "groupcache_peer_errors_total",
+            "Count of errors from peers",
+            "counter",
+            s.peer_errors,
+        ),
+        (
+            "groupcache_loads_total",
+            "Count of (gets - hits)",
+            "counter",
+            s.loads,
+        ),
+        (
+            "groupcache_loads_deduped_total",
+            "Count of loads after singleflight",
+            "counter",
+            s.loads_deduped,
+        ),
+        (
+            "groupcache_local_load_total",
+            "Count of loads from local cache",
+            "counter",
+            s.local_loads,
+        ),
+        (
+            "groupcache_local_load_errs_total",
+            "Count of loads from local cache that failed",
+            "counter",
+            s.local_load_errs,
+        ),
+        (
+            "groupcache_server_requests_total",
+            "Count of gets received from peers",
+            "counter",
+            s.server_requests,
+        ),
     ]
 }
 
 /// (metric, help, type, main value, hot value) for the two caches.
 fn cache_metrics(s: &Stats) -> [(&'static str, &'static str, &'static str, u64, u64); 5] {
     [
-        ("groupcache_cache_bytes", "Gauge of current bytes in use", "gauge", s.main_bytes, s.hot_bytes),
-        ("groupcache_cache_items", "Gauge of current items in use", "gauge", s.main_items, s.hot_items),
-        ("groupcache_cache_gets_total", "Count of cache gets", "counter", s.main_gets, s.hot_gets),
-        ("groupcache_cache_hits_total", "Count of cache hits", "counter", s.main_hits, s.hot_hits),
-        ("groupcache_cache_evictions_total", "Count of cache evictions", "counter", s.main_evictions, s.hot_evictions),
+        (
+            "groupcache_cache_bytes",
+            "Gauge of current bytes in use",
+            "gauge",
+            s.main_bytes,
+            s.hot_bytes,
+        ),
+        (
+            "groupcache_cache_items",
+            "Gauge of current items in use",
+            "gauge",
+            s.main_items,
+            s.hot_items,
+        ),
+        (
+            "groupcache_cache_gets_total",
+            "Count of cache gets",
+            "counter",
+            s.main_gets,
+            s.hot_gets,
+        ),
+        (
+            "groupcache_cache_hits_total",
+            "Count of cache hits",
+            "counter",
+            s.main_hits,
+            s.hot_hits,
+        ),
+        (
+            "groupcache_cache_evictions_total",
+            "Count of cache evictions",
+            "counter",
+            s.main_evictions,
+            s.hot_evictions,
+        ),
     ]
 }
 
@@ -68,7 +143,11 @@ mod tests {
 
     #[test]
     fn every_counter_once_per_group_with_escaped_labels() {
-        let s = Stats { gets: 7, hot_bytes: 3, ..Default::default() };
+        let s = Stats {
+            gets: 7,
+            hot_bytes: 3,
+            ..Default::default()
+        };
         let text = render(&mut vec![("b\"q".into(), s), ("a".into(), Stats::default())]);
         assert!(text.contains("groupcache_gets_total{group=\"b\\\"q\"} 7\n"));
         assert!(text.contains("groupcache_cache_bytes{group=\"b\\\"q\",type=\"hot\"} 3\n"));

@@ -215,7 +215,9 @@ impl GroupLookup for Lookup {
     }
 
     fn metrics(&self) -> String {
-        let Some(shared) = self.0.upgrade() else { return String::new() };
+        let Some(shared) = self.0.upgrade() else {
+            return String::new();
+        };
         let mut stats: Vec<(String, crate::engine::Stats)> = {
             let groups = shared.groups.read().unwrap_or_else(|e| e.into_inner());
             groups
@@ -337,9 +339,7 @@ impl Pool {
                 PoolError::Io(format!("binding {listen_addr:?}: {e}"))
             }
         })?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| PoolError::Io(e.to_string()))?;
+        let addr = listener.local_addr().map_err(|e| PoolError::Io(e.to_string()))?;
         let self_url = self_url
             .map(str::to_string)
             .unwrap_or_else(|| format!("http://{addr}"));
@@ -493,11 +493,7 @@ impl Pool {
     pub fn register(&self, group: Arc<Group>) -> Result<(), PoolError> {
         let name = group.name().to_string();
         let service: Arc<dyn PeerService> = group.clone();
-        self.insert(
-            &name,
-            Arc::downgrade(&service),
-            Some(Arc::downgrade(&group)),
-        )?;
+        self.insert(&name, Arc::downgrade(&service), Some(Arc::downgrade(&group)))?;
         group.set_peer_picker(Some(self.picker.clone() as Arc<dyn PeerPicker>));
         // A close racing with this registration may have missed the group.
         if self.is_closed() {
@@ -531,11 +527,7 @@ impl Pool {
                 "group name {name:?}: must be non-empty, without '/'"
             )));
         }
-        let mut groups = self
-            .shared
-            .groups
-            .write()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut groups = self.shared.groups.write().unwrap_or_else(|e| e.into_inner());
         if let Some(r) = groups.get(name) {
             if r.service.strong_count() > 0 {
                 return Err(PoolError::AlreadyExists(name.to_string()));
@@ -567,11 +559,7 @@ impl Pool {
     pub fn unregister_group(&self, group: &Group) -> bool {
         let name = group.name();
         {
-            let mut groups = self
-                .shared
-                .groups
-                .write()
-                .unwrap_or_else(|e| e.into_inner());
+            let mut groups = self.shared.groups.write().unwrap_or_else(|e| e.into_inner());
             let same = groups
                 .get(name)
                 .and_then(|r| r.group.as_ref())
@@ -601,8 +589,7 @@ impl Pool {
         if let Some(server) = s.server.lock().unwrap_or_else(|e| e.into_inner()).take() {
             server.shutdown(CLOSE_GRACE);
         }
-        *s.members.write().unwrap_or_else(|e| e.into_inner()) =
-            Arc::new(Members::empty(s.opts.replicas));
+        *s.members.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Members::empty(s.opts.replicas));
         let groups: Vec<Registered> = s
             .groups
             .write()

@@ -286,14 +286,7 @@ pub(crate) fn start(
         groups,
         shutdown: rx.clone(),
     });
-    handle.spawn(accept_loop(
-        listener,
-        ctx,
-        threads,
-        conns,
-        rx,
-        listener_closed,
-    ));
+    handle.spawn(accept_loop(listener, ctx, threads, conns, rx, listener_closed));
     Ok(h)
 }
 
@@ -367,10 +360,8 @@ async fn serve_conn(job: Job, ctx: Arc<ServeCtx>) -> OwnedSemaphorePermit {
         async move {
             let mut resp = route(req, &ctx.cfg, &*ctx.groups).await;
             // Tells our clients that this node implements PUT and DELETE.
-            resp.headers_mut().insert(
-                PEER_HEADER,
-                header::HeaderValue::from_static(PEER_HEADER_VALUE),
-            );
+            resp.headers_mut()
+                .insert(PEER_HEADER, header::HeaderValue::from_static(PEER_HEADER_VALUE));
             Ok::<_, Infallible>(resp)
         }
     });
@@ -543,16 +534,18 @@ async fn blocking<T>(f: impl FnOnce() -> T) -> Result<T, Response<Chunks>> {
     })
 }
 
-async fn route(
-    req: Request<Incoming>,
-    cfg: &ServerConfig,
-    groups: &dyn GroupLookup,
-) -> Response<Chunks> {
+async fn route(req: Request<Incoming>, cfg: &ServerConfig, groups: &dyn GroupLookup) -> Response<Chunks> {
     // /metrics is left open for scrapers: it names groups and counts, no
     // cache contents.
     if let Some(secret) = &cfg.secret {
         let sig = req.headers().get(super::auth::AUTH_HEADER).map(|v| v.as_bytes());
-        let ok = super::auth::verify(secret, req.method().as_str(), req.uri().path(), sig, super::auth::now_secs());
+        let ok = super::auth::verify(
+            secret,
+            req.method().as_str(),
+            req.uri().path(),
+            sig,
+            super::auth::now_secs(),
+        );
         if !ok && req.uri().path() != "/metrics" {
             return text(StatusCode::UNAUTHORIZED, "unauthorized");
         }
@@ -568,12 +561,14 @@ async fn route(
         }
         Target::NotOurs => return text(StatusCode::NOT_FOUND, "404 page not found"),
         Target::Malformed(why) => {
-            log::debug!("peer server: {} {}: bad request: {why}", req.method(), req.uri().path());
-            return text(StatusCode::BAD_REQUEST, &format!("bad request: {why}"))
+            log::debug!(
+                "peer server: {} {}: bad request: {why}",
+                req.method(),
+                req.uri().path()
+            );
+            return text(StatusCode::BAD_REQUEST, &format!("bad request: {why}"));
         }
-        Target::NoSuchGroup(g) => {
-            return text(StatusCode::NOT_FOUND, &format!("no such group: {g}"))
-        }
+        Target::NoSuchGroup(g) => return text(StatusCode::NOT_FOUND, &format!("no such group: {g}")),
     };
     let Some(svc) = groups.lookup(&group) else {
         log::debug!("peer server: a peer asked for cache {group:?}, which this node does not have");
@@ -600,12 +595,7 @@ async fn route(
             };
             let m = match SetRequest::decode(body) {
                 Ok(m) => m,
-                Err(e) => {
-                    return text(
-                        StatusCode::BAD_REQUEST,
-                        &format!("decoding SetRequest: {e}"),
-                    )
-                }
+                Err(e) => return text(StatusCode::BAD_REQUEST, &format!("decoding SetRequest: {e}")),
             };
             if !m.group.is_empty() && m.group != group.as_bytes() {
                 return text(
@@ -638,10 +628,7 @@ async fn route(
     }
 }
 
-async fn read_request_body(
-    req: Request<Incoming>,
-    cfg: &ServerConfig,
-) -> Result<Bytes, Response<Chunks>> {
+async fn read_request_body(req: Request<Incoming>, cfg: &ServerConfig) -> Result<Bytes, Response<Chunks>> {
     let max = cfg.max_body_bytes;
     let too_large = || {
         text(
@@ -654,10 +641,7 @@ async fn read_request_body(
         return Err(too_large());
     }
     match tokio::time::timeout(cfg.body_timeout, Limited::new(body, max).collect()).await {
-        Err(_) => Err(text(
-            StatusCode::REQUEST_TIMEOUT,
-            "timed out reading the body",
-        )),
+        Err(_) => Err(text(StatusCode::REQUEST_TIMEOUT, "timed out reading the body")),
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
         Ok(Err(e)) => Err(text(StatusCode::BAD_REQUEST, &format!("reading body: {e}"))),
         Ok(Ok(c)) => Ok(c.to_bytes()),
@@ -743,10 +727,8 @@ pub fn serve_raw_for_fuzzing(group: &Arc<Group>, raw: &[u8]) -> Vec<u8> {
         let (cfg, groups) = (cfg.clone(), groups.clone());
         async move {
             let mut resp = route(req, &cfg, &*groups).await;
-            resp.headers_mut().insert(
-                PEER_HEADER,
-                header::HeaderValue::from_static(PEER_HEADER_VALUE),
-            );
+            resp.headers_mut()
+                .insert(PEER_HEADER, header::HeaderValue::from_static(PEER_HEADER_VALUE));
             Ok::<_, Infallible>(resp)
         }
     });
@@ -797,10 +779,7 @@ mod tests {
             }
         );
         assert_eq!(parse_target("/other/g/k", b), Target::NotOurs);
-        assert!(matches!(
-            parse_target("/_groupcache/g", b),
-            Target::Malformed(_)
-        ));
+        assert!(matches!(parse_target("/_groupcache/g", b), Target::Malformed(_)));
         assert!(matches!(
             parse_target("/_groupcache/g/%zz", b),
             Target::Malformed(_)

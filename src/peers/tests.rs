@@ -89,9 +89,7 @@ fn pair() -> Pair {
 
 impl Pair {
     fn peer(&self) -> Arc<dyn PeerGetter> {
-        self.client
-            .pick_peer(b"any")
-            .expect("the server owns every key")
+        self.client.pick_peer(b"any").expect("the server owns every key")
     }
 }
 
@@ -181,10 +179,7 @@ fn not_found_is_final_failures_are_not() {
         Err(PeerError::Failed(m)) => assert!(m.contains("no such group"), "{m}"),
         r => panic!("{r:?}"),
     }
-    assert!(matches!(
-        peer.remove("nope", b"k"),
-        Err(PeerError::Failed(_))
-    ));
+    assert!(matches!(peer.remove("nope", b"k"), Err(PeerError::Failed(_))));
 }
 
 #[test]
@@ -197,11 +192,7 @@ fn slow_owner_times_out() {
         matches!(&r, Err(PeerError::Failed(m)) if m.contains("timed out")),
         "{r:?}"
     );
-    assert!(
-        t.elapsed() < Duration::from_millis(1200),
-        "{:?}",
-        t.elapsed()
-    );
+    assert!(t.elapsed() < Duration::from_millis(1200), "{:?}", t.elapsed());
 }
 
 /// Listens and accepts but never answers.
@@ -297,11 +288,7 @@ fn raw(addr: std::net::SocketAddr, req: &[u8]) -> (u16, Vec<u8>) {
     let mut out = Vec::new();
     let _ = s.read_to_end(&mut out);
     let text = String::from_utf8_lossy(&out);
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
+    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
     let body = match out.windows(4).position(|w| w == b"\r\n\r\n") {
         Some(i) => out[i + 4..].to_vec(),
         None => Vec::new(),
@@ -354,8 +341,7 @@ fn server_rejects_bad_requests() {
     assert_eq!(
         raw(
             a,
-            format!("POST /_groupcache/g/k HTTP/1.1\r\n{close}Content-Length: 0\r\n\r\n")
-                .as_bytes()
+            format!("POST /_groupcache/g/k HTTP/1.1\r\n{close}Content-Length: 0\r\n\r\n").as_bytes()
         )
         .0,
         405
@@ -372,10 +358,8 @@ fn server_rejects_bad_requests() {
     assert_eq!(
         raw(
             a,
-            format!(
-                "PUT /_groupcache/g/k HTTP/1.1\r\n{close}Content-Length: 3\r\n\r\n\x0a\x7f\x7f"
-            )
-            .as_bytes()
+            format!("PUT /_groupcache/g/k HTTP/1.1\r\n{close}Content-Length: 3\r\n\r\n\x0a\x7f\x7f")
+                .as_bytes()
         )
         .0,
         400
@@ -385,8 +369,7 @@ fn server_rejects_bad_requests() {
     assert_eq!(
         raw(
             a,
-            format!("PUT /_groupcache/g/k HTTP/1.1\r\n{close}Content-Length: {huge}\r\n\r\n")
-                .as_bytes()
+            format!("PUT /_groupcache/g/k HTTP/1.1\r\n{close}Content-Length: {huge}\r\n\r\n").as_bytes()
         )
         .0,
         413
@@ -627,23 +610,24 @@ fn bad_arguments() {
         "http://u@a:99999",
     ] {
         assert!(
-            matches!(
-                p.set_peers(&[u.to_string()]),
-                Err(PoolError::InvalidArgument(_))
-            ),
+            matches!(p.set_peers(&[u.to_string()]), Err(PoolError::InvalidArgument(_))),
             "{u}"
         );
     }
     // Valid ports, with and without user info or brackets, still pass.
-    for u in ["http://a:65535", "http://a:0", "http://[::1]:80", "http://[::1]", "http://u@a:8", "http://a:"] {
+    for u in [
+        "http://a:65535",
+        "http://a:0",
+        "http://[::1]:80",
+        "http://[::1]",
+        "http://u@a:8",
+        "http://a:",
+    ] {
         assert!(p.set_peers(&[u.to_string()]).is_ok(), "{u}");
     }
     // Binding a port in use is an I/O error.
     let taken = p.local_addr().to_string();
-    assert!(matches!(
-        Pool::new(&taken, None, opts()),
-        Err(PoolError::Io(_))
-    ));
+    assert!(matches!(Pool::new(&taken, None, opts()), Err(PoolError::Io(_))));
 }
 
 #[test]
@@ -659,12 +643,7 @@ fn custom_base_path() {
     // A trailing '/' on the peer URL does not double the slash.
     client.set_peers(&[format!("{}/", server.url())]).unwrap();
     assert_eq!(
-        &client
-            .pick_peer(b"k")
-            .unwrap()
-            .get("g", b"k")
-            .unwrap()
-            .value[..],
+        &client.pick_peer(b"k").unwrap().get("g", b"k").unwrap().value[..],
         b"v:k"
     );
 }
@@ -685,11 +664,7 @@ fn slow_getters_run_in_parallel_and_threads_end_with_the_pool() {
         assert!(r.is_ok(), "{r:?}");
     }
     // Four connections, four threads: not one after another.
-    assert!(
-        t.elapsed() < Duration::from_millis(550),
-        "{:?}",
-        t.elapsed()
-    );
+    assert!(t.elapsed() < Duration::from_millis(550), "{:?}", t.elapsed());
     let name = format!("gcconn-{}", p.server.local_addr().port());
     assert!(threads_named(&name) >= 4);
     p.server.close();
@@ -757,8 +732,11 @@ fn requests_carry_host_and_origin_form() {
         *seen2.lock().unwrap() = String::from_utf8_lossy(&buf[..n]).into_owned();
         let body = b"\x0a\x02ok";
         let _ = s.write_all(
-            format!("HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: {}\r\n\r\n", body.len())
-                .as_bytes(),
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
         );
         let _ = s.write_all(body);
         std::thread::sleep(Duration::from_millis(100));
@@ -852,10 +830,7 @@ fn get_only_peers_get_no_put_or_delete() {
     let lines = seen.lock().unwrap().clone();
     assert_eq!(
         lines,
-        [
-            "GET /_groupcache/ HTTP/1.1",
-            "GET /_groupcache/g/k HTTP/1.1"
-        ],
+        ["GET /_groupcache/ HTTP/1.1", "GET /_groupcache/g/k HTTP/1.1"],
         "{lines:?}"
     );
 }

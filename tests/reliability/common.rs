@@ -46,7 +46,9 @@ pub fn lib_threads() -> usize {
 }
 
 pub fn thread_count() -> usize {
-    std::fs::read_dir("/proc/self/task").map(|d| d.count()).unwrap_or(0)
+    std::fs::read_dir("/proc/self/task")
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
 
 /// Snapshot of fds and library threads; `settled` waits (up to `within`)
@@ -187,11 +189,7 @@ impl Node {
         let group = Group::new("g", max_bytes, Some(loader.clone() as Arc<dyn Getter>));
         let pool = Pool::new("127.0.0.1:0", None, opts).unwrap();
         pool.register(group.clone()).unwrap();
-        Node {
-            pool,
-            group,
-            loader,
-        }
+        Node { pool, group, loader }
     }
     pub fn addr(&self) -> SocketAddr {
         self.pool.local_addr()
