@@ -2,6 +2,7 @@
 
 pub mod clock;
 mod error;
+pub mod fork;
 pub mod group;
 pub mod peers;
 pub mod reclaim;
