@@ -19,6 +19,7 @@ import atexit
 import collections
 import ctypes
 import math
+import os
 import threading
 import weakref
 from typing import Callable, Dict, Optional, Tuple, Union
@@ -163,6 +164,20 @@ def register(name: str, loader: Loader) -> LoaderSlot:
 def unregister(slot_id: int) -> None:
     with _registry_lock:
         _registry.pop(slot_id, None)
+
+
+def _locks_after_fork_in_child() -> None:
+    """Locks another thread of the parent held at the fork stay held in
+    the child, whose threads are gone: give the child fresh ones."""
+    global _registry_lock
+    _registry_lock = threading.Lock()
+    for ref in list(_registry.values()):
+        slot = ref()
+        if slot is not None:
+            slot._lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_locks_after_fork_in_child)
 
 
 def _trampoline(user_data: Optional[int], key: Optional[int], key_len: int, sink: Optional[int]) -> int:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import threading
 from typing import Optional
 
@@ -45,6 +46,14 @@ _lock = threading.Lock()
 _installed = False  # the callback is in the library
 _level = 0  # the minimum level the library was last given (0: none)
 _closed = False  # the interpreter is exiting: never install again
+
+
+def _lock_after_fork_in_child() -> None:
+    global _lock
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_lock_after_fork_in_child)
 
 
 def _wanted() -> int:

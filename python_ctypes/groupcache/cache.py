@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import ctypes
+import os
 import threading
 import weakref
 from dataclasses import dataclass, fields
@@ -160,6 +161,18 @@ def _executor() -> concurrent.futures.ThreadPoolExecutor:
                     max_workers=LOAD_THREADS, thread_name_prefix="groupcache-load"
                 )
     return ex
+
+
+def _executor_after_fork_in_child() -> None:
+    """A child of ``fork()`` has none of the parent's threads: forget the
+    parent's executor (its idle workers would be counted but never run
+    anything) and its lock (another thread may have held it)."""
+    global _executor_lock, _load_executor
+    _executor_lock = threading.Lock()
+    _load_executor = None
+
+
+os.register_at_fork(after_in_child=_executor_after_fork_in_child)
 
 
 def _free(handle: int, slot_id: Optional[int]) -> None:

@@ -10,6 +10,16 @@
 //! never waited on, never used, and never dropped in the child (dropping
 //! could act on the shared kernel objects).
 //!
+//! Locks are the other half. A lock held by another thread at the moment of
+//! the fork stays held forever in the child, whose next call through it
+//! would hang. So every object with locks that a call may need registers
+//! itself here ([`register`], trait [`ForkLocks`]), and a `pthread_atfork`
+//! prepare handler takes all of their locks before the fork (waiting for
+//! any thread inside one to leave it, so no structure is copied half
+//! updated), and releases them in both processes after it. No lock of the
+//! library is held while it calls out (getters, log callbacks,
+//! allocators), so taking them cannot wait on the forking thread.
+//!
 //! The generation is bumped by a `pthread_atfork` child handler, installed
 //! by the first call of [`generation`] (or [`install`]). A child made by a
 //! raw `clone` system call, which runs no atfork handlers, is not seen:
@@ -17,7 +27,7 @@
 //! threads or sockets).
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::Once;
+use std::sync::{Arc, Once, Weak};
 
 static GENERATION: AtomicU64 = AtomicU64::new(0);
 /// The pid `GENERATION` was last read in; 0 before the first call and
@@ -25,21 +35,120 @@ static GENERATION: AtomicU64 = AtomicU64::new(0);
 static PID: AtomicU32 = AtomicU32::new(0);
 static INSTALL: Once = Once::new();
 
-extern "C" fn in_child() {
-    // Async-signal-safe: atomics only.
-    GENERATION.fetch_add(1, Ordering::SeqCst);
-    PID.store(0, Ordering::SeqCst);
+/// An object whose locks a forked child must find released.
+pub trait ForkLocks: Send + Sync {
+    /// Takes every lock of the object, in the order the code takes them
+    /// (a lock taken while another is held comes after it). Runs on the
+    /// thread that forks, before the fork.
+    fn lock_for_fork(&self);
+
+    /// Releases what [`ForkLocks::lock_for_fork`] took; runs in the parent
+    /// and in the child after the fork.
+    ///
+    /// # Safety
+    /// Only after `lock_for_fork` on the same object, by the same thread,
+    /// with nothing released in between.
+    unsafe fn unlock_after_fork(&self);
+
+    /// Runs in the child only, after every lock was released: for what
+    /// must happen before the child's own code runs (closing descriptors
+    /// the parent keeps using). Only async-signal-safe work belongs here.
+    fn in_child(&self) {}
 }
 
-/// Installs the `pthread_atfork` handler; idempotent and cheap after the
+struct Registry {
+    /// Process-wide tables (never dropped).
+    statics: Vec<&'static dyn ForkLocks>,
+    objects: Vec<Weak<dyn ForkLocks>>,
+    /// Strong references taken by the prepare handler, held until the
+    /// parent and child handlers have released their locks.
+    held: Vec<Arc<dyn ForkLocks>>,
+}
+
+static REGISTRY: parking_lot::Mutex<Registry> = parking_lot::const_mutex(Registry {
+    statics: Vec::new(),
+    objects: Vec::new(),
+    held: Vec::new(),
+});
+
+/// Adds `object` to what the fork handlers lock. Held weakly: a dropped
+/// object is forgotten. Must not be called while holding a lock of a
+/// registered object (the prepare handler holds the registry while it
+/// takes those).
+pub fn register(object: Weak<dyn ForkLocks>) {
+    install();
+    let mut r = REGISTRY.lock();
+    r.objects.retain(|w| w.strong_count() > 0);
+    r.objects.push(object);
+}
+
+/// As [`register`], for an object that lives as long as the process.
+pub fn register_static(object: &'static dyn ForkLocks) {
+    install();
+    REGISTRY.lock().statics.push(object);
+}
+
+extern "C" fn prepare() {
+    let mut r = REGISTRY.lock();
+    let held: Vec<Arc<dyn ForkLocks>> = r.objects.iter().filter_map(Weak::upgrade).collect();
+    for o in &held {
+        o.lock_for_fork();
+    }
+    for o in &r.statics {
+        o.lock_for_fork();
+    }
+    r.held = held;
+    // Released by `release_all`, in the parent and in the child.
+    std::mem::forget(r);
+}
+
+/// Releases what `prepare` took, the registry last; in the child, runs
+/// the objects' `in_child` first.
+fn release_all(child: bool) {
+    // SAFETY: `prepare` ran on this thread (POSIX runs the prepare, then
+    // the parent or child handlers, on the forking thread) and left the
+    // registry locked, so no other thread can be using it.
+    let r = unsafe { &mut *REGISTRY.data_ptr() };
+    let held = std::mem::take(&mut r.held);
+    if child {
+        for o in &held {
+            o.in_child();
+        }
+    }
+    for o in r.statics.iter().rev() {
+        // SAFETY: each was locked by `prepare` on this thread.
+        unsafe { o.unlock_after_fork() };
+    }
+    for o in held.iter().rev() {
+        // SAFETY: each was locked by `prepare` on this thread.
+        unsafe { o.unlock_after_fork() };
+    }
+    // SAFETY: locked by `prepare`, whose guard was forgotten.
+    unsafe { REGISTRY.force_unlock() };
+    drop(held);
+}
+
+extern "C" fn in_parent() {
+    release_all(false);
+}
+
+extern "C" fn in_child() {
+    GENERATION.fetch_add(1, Ordering::SeqCst);
+    PID.store(0, Ordering::SeqCst);
+    // The child has one thread, and glibc runs these handlers after
+    // re-initialising malloc, so releasing (and dropping) is allowed here.
+    release_all(true);
+}
+
+/// Installs the `pthread_atfork` handlers; idempotent and cheap after the
 /// first call.
 pub fn install() {
     INSTALL.call_once(|| {
-        // SAFETY: registers a handler that only touches atomics, which is
-        // allowed in a child of a multi-threaded process.
-        let rc = unsafe { libc::pthread_atfork(None, None, Some(in_child)) };
+        // SAFETY: registers handlers that run on the forking thread: they
+        // take and release this library's own locks, see `prepare`.
+        let rc = unsafe { libc::pthread_atfork(Some(prepare), Some(in_parent), Some(in_child)) };
         if rc != 0 {
-            log::warn!("pthread_atfork failed ({rc}); fork is detected by pid only");
+            log::warn!("pthread_atfork failed ({rc}): a forked child may inherit held locks");
         }
     });
 }
@@ -81,14 +190,21 @@ mod tests {
         let pid = unsafe { libc::fork() };
         assert!(pid >= 0);
         if pid == 0 {
-            let code = if generation() == before + 1 && is_stale(before) { 0 } else { 1 };
+            let code = if generation() == before + 1 && is_stale(before) {
+                0
+            } else {
+                1
+            };
             // SAFETY: _exit skips the test harness's atexit handlers.
             unsafe { libc::_exit(code) };
         }
         let mut status = 0;
         // SAFETY: waiting for our own child.
         assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
-        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "child status {status}");
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "child status {status}"
+        );
         assert_eq!(generation(), before);
         assert!(!is_stale(before));
     }

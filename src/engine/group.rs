@@ -4,11 +4,14 @@
 use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
 
 use bytes::Bytes;
 
 use super::clock;
+use super::fork;
 use super::reclaim::{self, Pin};
 use super::singleflight::{Flight, Role};
 use super::stats::{Counter, Counters};
@@ -161,7 +164,7 @@ impl Group {
     /// A group bounded by `max_bytes` (main + hot, key + value bytes).
     /// Without a getter, misses are `Error::NotFound` (a set-only cache).
     pub fn new(name: &str, max_bytes: u64, getter: Option<Arc<dyn Getter>>) -> Arc<Group> {
-        Arc::new(Group {
+        let group = Arc::new(Group {
             name: name.to_owned(),
             getter,
             store: Store::new(max_bytes),
@@ -170,7 +173,10 @@ impl Group {
             picker: RwLock::new(None),
             counters: Counters::default(),
             closed: AtomicBool::new(false),
-        })
+        });
+        let weak: std::sync::Weak<dyn fork::ForkLocks> = Arc::downgrade(&group) as _;
+        fork::register(weak);
+        group
     }
 
     pub fn name(&self) -> &str {
@@ -180,11 +186,14 @@ impl Group {
     /// Installs (or clears) the peer picker; done by a pool when the group
     /// joins it.
     pub fn set_peer_picker(&self, picker: Option<Arc<dyn PeerPicker>>) {
-        *self.picker.write().unwrap_or_else(|p| p.into_inner()) = picker;
+        // The old picker is dropped after the lock is released: its drop
+        // may close a pool.
+        let old = std::mem::replace(&mut *self.picker.write(), picker);
+        drop(old);
     }
 
     fn peers(&self) -> Option<Arc<dyn PeerPicker>> {
-        self.picker.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.picker.read().clone()
     }
 
     fn check_open(&self) -> Result<(), Error> {
@@ -581,6 +590,28 @@ impl Group {
 
     pub fn max_bytes(&self) -> u64 {
         self.store.max_bytes()
+    }
+}
+
+impl fork::ForkLocks for Group {
+    fn lock_for_fork(&self) {
+        // The order the code nests them in: the forward flight (invalidate)
+        // before the local one, a flight (finish) before the store. The
+        // picker's lock is never held with another.
+        self.forward.lock_for_fork();
+        self.local.lock_for_fork();
+        self.store.lock_for_fork();
+        std::mem::forget(self.picker.write());
+    }
+
+    unsafe fn unlock_after_fork(&self) {
+        // SAFETY (all four): taken by lock_for_fork on this thread.
+        unsafe {
+            self.picker.force_unlock_write();
+            self.store.unlock_after_fork();
+            self.local.unlock_after_fork();
+            self.forward.unlock_after_fork();
+        }
     }
 }
 

@@ -73,7 +73,7 @@ pub(crate) struct CacheObj {
     membership: Option<Membership>,
 }
 
-pub(crate) static CACHES: Lazy<HandleTable<CacheObj>> = Lazy::new(HandleTable::new);
+pub(crate) static CACHES: Lazy<&'static HandleTable<CacheObj>> = Lazy::new(HandleTable::leaked);
 
 /// Longest key accepted, in bytes.
 pub const CACHE_MAX_KEY_LEN: usize = 8192;

@@ -15,7 +15,9 @@
 //! reclamation back.
 
 use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use crate::engine::reclaim::{self, Pin, LOAD};
 
@@ -60,6 +62,14 @@ impl<T: Send + Sync + 'static> HandleTable<T> {
         }
     }
 
+    /// A table for a process-wide static: never freed, and registered with
+    /// the fork handlers so that a child never inherits its lock held.
+    pub(crate) fn leaked() -> &'static Self {
+        let t: &'static Self = Box::leak(Box::new(Self::new()));
+        crate::engine::fork::register_static(t);
+        t
+    }
+
     fn slot(&self, index: usize) -> Option<&Slot<T>> {
         let seg = self.segments.get(index / SEGMENT)?.load(Ordering::Acquire);
         if seg.is_null() {
@@ -73,7 +83,7 @@ impl<T: Send + Sync + 'static> HandleTable<T> {
     /// Stores `obj` and returns its handle (never 0), or None when the
     /// table is full (a million live objects).
     pub(crate) fn insert(&self, obj: Arc<T>) -> Option<usize> {
-        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        let mut free = self.free.lock();
         let index = match free.slots.pop() {
             Some(i) => i as usize,
             None => {
@@ -143,7 +153,7 @@ impl<T: Send + Sync + 'static> HandleTable<T> {
         if gen & 1 == 0 {
             return None;
         }
-        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        let mut free = self.free.lock();
         let slot = self.slot(index)?;
         if slot.gen.load(Ordering::Relaxed) != gen {
             return None;
@@ -167,6 +177,17 @@ impl<T: Send + Sync + 'static> HandleTable<T> {
         // after they unpin.
         unsafe { reclaim::retire(p, reclaim::drop_arc::<T>, flush_bytes) };
         Some(out)
+    }
+}
+
+impl<T: Send + Sync> crate::engine::fork::ForkLocks for HandleTable<T> {
+    fn lock_for_fork(&self) {
+        std::mem::forget(self.free.lock());
+    }
+
+    unsafe fn unlock_after_fork(&self) {
+        // SAFETY: locked by lock_for_fork, whose guard was forgotten.
+        unsafe { self.free.force_unlock() };
     }
 }
 

@@ -25,7 +25,7 @@ pub(crate) struct PoolObj {
     url: CString,
 }
 
-static POOLS: Lazy<HandleTable<PoolObj>> = Lazy::new(HandleTable::new);
+static POOLS: Lazy<&'static HandleTable<PoolObj>> = Lazy::new(HandleTable::leaked);
 
 pub(crate) fn from_pool_error(e: PoolError) -> cache_status {
     let status = match &e {

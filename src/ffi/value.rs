@@ -31,7 +31,8 @@ const SHARDS: usize = 16;
 const SHARD_SHIFT: u32 = 24;
 const SHARD_MASK: usize = (SHARDS - 1) << SHARD_SHIFT;
 
-static VALUES: Lazy<[HandleTable<Bytes>; SHARDS]> = Lazy::new(|| std::array::from_fn(|_| HandleTable::new()));
+static VALUES: Lazy<[&'static HandleTable<Bytes>; SHARDS]> =
+    Lazy::new(|| std::array::from_fn(|_| HandleTable::leaked()));
 static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
 
 thread_local! {

@@ -95,15 +95,21 @@ pub(crate) struct ClientConfig {
 /// Owns a pool's tokio runtime; shuts it down when the last owner goes.
 pub(crate) struct RuntimeOwner {
     rt: Mutex<Option<tokio::runtime::Runtime>>,
+    handle: tokio::runtime::Handle,
     grace: Duration,
 }
 
 impl RuntimeOwner {
     pub(crate) fn new(rt: tokio::runtime::Runtime, grace: Duration) -> Arc<RuntimeOwner> {
         Arc::new(RuntimeOwner {
+            handle: rt.handle().clone(),
             rt: Mutex::new(Some(rt)),
             grace,
         })
+    }
+
+    pub(crate) fn handle(&self) -> &tokio::runtime::Handle {
+        &self.handle
     }
 }
 
@@ -361,7 +367,38 @@ struct LocalClient {
     rt: tokio::runtime::Runtime,
     /// One idle connection per "host:port" (a thread has one request in
     /// flight at most), shared by every pool that talks to that address.
-    idle: HashMap<Arc<str>, (conn1::SendRequest<Full<Bytes>>, Instant)>,
+    idle: HashMap<Arc<str>, Idle>,
+    /// The process generation (`engine::fork`) it was made in: a forked
+    /// child must not use its parent's connections (both processes would
+    /// read answers from one socket) nor its runtime.
+    generation: u64,
+}
+
+/// An idle keep-alive connection.
+struct Idle {
+    tx: conn1::SendRequest<Full<Bytes>>,
+    since: Instant,
+    /// Its socket's descriptor, closed by a forked child (see
+    /// `LocalClient::abandon`).
+    fd: i32,
+}
+
+impl LocalClient {
+    /// Leaves a parent's client behind in a forked child: closes the
+    /// child's copies of its idle sockets (the parent's stay open: the
+    /// kernel closes a connection when its last descriptor goes), and
+    /// leaks the rest. Dropping it would deregister those sockets from an
+    /// epoll instance that the parent shares, and drop hyper connection
+    /// tasks that might act on them.
+    fn abandon(self) {
+        for idle in self.idle.values() {
+            // SAFETY: the descriptor of a socket this thread opened (in the
+            // parent); the objects that own the number are leaked below,
+            // so nothing closes it a second time.
+            unsafe { libc::close(idle.fd) };
+        }
+        std::mem::forget(self);
+    }
 }
 
 thread_local! {
@@ -384,6 +421,12 @@ where
         let Ok(mut slot) = cell.try_borrow_mut() else {
             return None;
         };
+        let generation = crate::engine::fork::generation();
+        if slot.as_ref().is_some_and(|lc| lc.generation != generation) {
+            if let Some(parents) = slot.take() {
+                parents.abandon();
+            }
+        }
         if slot.is_none() {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_io()
@@ -393,13 +436,14 @@ where
             *slot = Some(LocalClient {
                 rt,
                 idle: HashMap::new(),
+                generation,
             });
         }
         let lc = slot.as_mut()?;
         let now = Instant::now();
         lc.idle
-            .retain(|_, (tx, since)| now.duration_since(*since) < POOL_IDLE_TIMEOUT && !tx.is_closed());
-        let reused = lc.idle.remove(&call.connect_to).map(|(tx, _)| tx);
+            .retain(|_, i| now.duration_since(i.since) < POOL_IDLE_TIMEOUT && !i.tx.is_closed());
+        let reused = lc.idle.remove(&call.connect_to).map(|i| (i.tx, i.fd));
         let handle = handle.take()?;
         IN_FLIGHT.fetch_add(1, Ordering::Relaxed);
         let _in_flight = InFlight;
@@ -409,8 +453,9 @@ where
             (r, keep)
         });
         // Not after a timeout: the connection may be mid-answer.
-        if let (Some(tx), Ok(_) | Err(PeerError::NotFound)) = (keep, &result) {
-            lc.idle.insert(call.connect_to.clone(), (tx, Instant::now()));
+        if let (Some((tx, fd)), Ok(_) | Err(PeerError::NotFound)) = (keep, &result) {
+            let since = Instant::now();
+            lc.idle.insert(call.connect_to.clone(), Idle { tx, since, fd });
         }
         Some(result)
     });
@@ -433,9 +478,12 @@ impl Drop for InFlight {
     }
 }
 
+/// A connection's request side and its socket's descriptor.
+type Conn = (conn1::SendRequest<Full<Bytes>>, i32);
+
 /// Opens a connection to `addr` and starts its hyper connection task on the
 /// current runtime.
-async fn connect(addr: &str, cfg: &ClientConfig) -> Result<conn1::SendRequest<Full<Bytes>>, PeerError> {
+async fn connect(addr: &str, cfg: &ClientConfig) -> Result<Conn, PeerError> {
     // Resolve here, on this (blocking) thread: a host name lookup must not
     // need a blocking pool. Loopback and IP addresses resolve at once.
     let addrs: Vec<SocketAddr> = addr
@@ -454,6 +502,10 @@ async fn connect(addr: &str, cfg: &ClientConfig) -> Result<conn1::SendRequest<Fu
             }
         };
     let _ = stream.set_nodelay(true);
+    let fd = {
+        use std::os::fd::AsRawFd;
+        stream.as_raw_fd()
+    };
     let (tx, conn) = conn1::Builder::new()
         .handshake(TokioIo::new(stream))
         .await
@@ -463,7 +515,7 @@ async fn connect(addr: &str, cfg: &ClientConfig) -> Result<conn1::SendRequest<Fu
     tokio::spawn(async move {
         let _ = conn.await;
     });
-    Ok(tx)
+    Ok((tx, fd))
 }
 
 /// How long a calling thread polls for the answer before it sleeps. A
@@ -548,8 +600,8 @@ impl<F: Future> Future for Spin<F> {
 async fn exchange<T, H, Fut>(
     call: &Call,
     cfg: &ClientConfig,
-    reused: Option<conn1::SendRequest<Full<Bytes>>>,
-    keep: &mut Option<conn1::SendRequest<Full<Bytes>>>,
+    reused: Option<Conn>,
+    keep: &mut Option<Conn>,
     handle: H,
 ) -> Result<T, PeerError>
 where
@@ -559,8 +611,8 @@ where
     let mut conn = reused;
     let resp = loop {
         let fresh = conn.is_none();
-        let mut tx = match conn.take() {
-            Some(tx) => tx,
+        let (mut tx, fd) = match conn.take() {
+            Some(c) => c,
             None => connect(&call.connect_to, cfg).await?,
         };
         let req = call.request(false, cfg.secret.as_deref())?;
@@ -571,7 +623,7 @@ where
         .await;
         match sent {
             Ok(resp) => {
-                *keep = Some(tx);
+                *keep = Some((tx, fd));
                 break resp;
             }
             Err(_) if !fresh => continue, // stale keep-alive connection

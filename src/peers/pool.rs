@@ -24,15 +24,17 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+
+use parking_lot::{Mutex, RwLock};
 use std::time::Duration;
 
 use hyper::Uri;
 
 use super::client::{ClientConfig, ClientShared, HttpPeer, RuntimeOwner};
 use super::server::{self, GroupLookup, PeerService, ServerConfig, ServerHandle};
-use crate::engine::{Group, PeerGetter, PeerPicker};
+use crate::engine::{fork, Group, PeerGetter, PeerPicker};
 use crate::ring::Ring;
 
 /// How long `close` waits for requests being served to finish.
@@ -175,18 +177,145 @@ struct Shared {
     closed: AtomicBool,
     members: RwLock<Arc<Members>>,
     groups: RwLock<HashMap<String, Registered>>,
-    client: Arc<ClientShared>,
+    /// Replaced in a forked child (see [`Shared::after_fork`]).
+    client: RwLock<Arc<ClientShared>>,
+    /// The process generation (`engine::fork`) that the client side, the
+    /// runtime and the server belong to.
+    generation: AtomicU64,
+    /// The listening socket's descriptor, closed in a forked child.
+    listener_fd: i32,
+    /// Serialises `after_fork`.
+    fork_refresh: Mutex<()>,
+    /// Set by `after_fork`: this process is a child of the one that made
+    /// the pool, which serves nothing and treats its own URL as a peer.
+    in_child: AtomicBool,
     /// Taken at close; peers in use hold their own reference.
     runtime: Mutex<Option<Arc<RuntimeOwner>>>,
     server: Mutex<Option<ServerHandle>>,
 }
 
 impl Shared {
+    /// Whether this process is a fork of the one the pool was made in, and
+    /// the client side was not rebuilt yet.
+    #[inline]
+    fn forked(&self) -> bool {
+        fork::is_stale(self.generation.load(Ordering::Acquire))
+    }
+
+    /// In a child of `fork()`: the runtime's threads and the server do not
+    /// exist here, and every connection and the listening socket are
+    /// shared with the parent. This gives the pool a runtime and client of
+    /// its own (fresh connections), abandons the parent's (never dropped:
+    /// dropping would act on objects the parent still uses), and makes it
+    /// a client-only node: it serves nothing (the parent keeps the port),
+    /// and its own URL becomes a remote peer, so keys the parent owns are
+    /// fetched from the parent, as any other node would.
+    #[cold]
+    fn after_fork(&self) {
+        let _serial = self.fork_refresh.lock();
+        if !self.forked() {
+            return;
+        }
+        let now = fork::generation();
+        log::info!(
+            "pool {}: in a forked child (pid {}): serving nothing here, sending to peers on new connections",
+            self.self_url,
+            std::process::id()
+        );
+        // Abandoned, not dropped: the parent's runtime, client and server.
+        if let Some(server) = self.server.lock().take() {
+            std::mem::forget(server);
+        }
+        let old_rt = self.runtime.lock().take();
+        std::mem::forget(old_rt);
+        std::mem::forget(self.client.read().clone());
+        let fresh = if self.closed.load(Ordering::Acquire) {
+            None
+        } else {
+            build_client(&self.opts, &format!("gcfork-{}", self.addr.port())).ok()
+        };
+        match fresh {
+            Some((runtime, client)) => {
+                *self.client.write() = client;
+                *self.runtime.lock() = Some(runtime);
+            }
+            None => {
+                // No runtime: requests to peers fail at once and keys load
+                // here (the engine's rule for a failing peer).
+                self.client.read().close();
+            }
+        }
+        self.in_child.store(true, Ordering::Release);
+        self.generation.store(now, Ordering::Release);
+        let urls = self.members.read().urls.clone();
+        let runtime = self.runtime.lock().clone();
+        let members = match runtime {
+            Some(rt) => self.build_members(&urls, &rt, None, true),
+            None => Members::empty(self.opts.replicas),
+        };
+        *self.members.write() = Arc::new(members);
+    }
+
+    /// The membership for `urls`. `reuse`: the current one, whose peer
+    /// objects are kept for nodes that stay. `self_is_remote`: in a forked
+    /// child, this node's URL is the parent's, a peer like the others.
+    fn build_members(
+        &self,
+        urls: &[String],
+        runtime: &Arc<RuntimeOwner>,
+        reuse: Option<&Members>,
+        self_is_remote: bool,
+    ) -> Members {
+        // Keep the peer objects of nodes that stay (they are cheap, but this
+        // keeps `Arc` identity stable for the engine).
+        let mut existing: HashMap<&str, Arc<dyn PeerGetter>> = reuse
+            .map(|m| m.others.iter().map(|p| (p.url(), p.clone())).collect())
+            .unwrap_or_default();
+        let client = self.client.read().clone();
+        let mut ring = Ring::new(self.opts.replicas);
+        ring.add(urls.iter().cloned());
+        let mut others: Vec<Arc<dyn PeerGetter>> = Vec::new();
+        let mut made: HashMap<String, Arc<dyn PeerGetter>> = HashMap::new();
+        let mut owners = Vec::with_capacity(urls.len());
+        for u in ring.nodes() {
+            if *u == self.self_url && !self_is_remote {
+                owners.push(None);
+                continue;
+            }
+            let peer = match made.get(u.as_str()) {
+                Some(p) => p.clone(),
+                None => {
+                    let p = existing.remove(u.as_str()).unwrap_or_else(|| {
+                        Arc::new(HttpPeer::new(
+                            u,
+                            &self.opts.base_path,
+                            client.clone(),
+                            runtime.clone(),
+                        )) as Arc<dyn PeerGetter>
+                    });
+                    made.insert(u.clone(), p.clone());
+                    others.push(p.clone());
+                    p
+                }
+            };
+            owners.push(Some(peer));
+        }
+        Members {
+            urls: urls.to_vec(),
+            ring,
+            owners,
+            others,
+        }
+    }
+
     fn pick_peer(&self, key: &[u8]) -> Option<Arc<dyn PeerGetter>> {
         if self.closed.load(Ordering::Acquire) {
             return None;
         }
-        let m = self.members.read().unwrap_or_else(|e| e.into_inner());
+        if self.forked() {
+            self.after_fork();
+        }
+        let m = self.members.read();
         let i = m.ring.get_index(key)?;
         m.owners[i].clone()
     }
@@ -195,11 +324,76 @@ impl Shared {
         if self.closed.load(Ordering::Acquire) {
             return Vec::new();
         }
-        self.members
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .others
-            .clone()
+        if self.forked() {
+            self.after_fork();
+        }
+        self.members.read().others.clone()
+    }
+}
+
+impl fork::ForkLocks for Shared {
+    fn lock_for_fork(&self) {
+        // Never held together, except `fork_refresh` (a child's, taken
+        // first) with the others.
+        std::mem::forget(self.fork_refresh.lock());
+        std::mem::forget(self.members.write());
+        std::mem::forget(self.groups.write());
+        std::mem::forget(self.client.write());
+        std::mem::forget(self.runtime.lock());
+        std::mem::forget(self.server.lock());
+    }
+
+    unsafe fn unlock_after_fork(&self) {
+        // SAFETY (all): taken by lock_for_fork on this thread.
+        unsafe {
+            self.server.force_unlock();
+            self.runtime.force_unlock();
+            self.client.force_unlock_write();
+            self.groups.force_unlock_write();
+            self.members.force_unlock_write();
+            self.fork_refresh.force_unlock();
+        }
+    }
+
+    fn in_child(&self) {
+        // The parent keeps serving on the port; the child's copy of the
+        // listening socket would keep it bound after the parent is gone
+        // (connections would queue where nobody accepts). close() is
+        // async-signal-safe; the descriptor number stays owned by the
+        // abandoned listener object, which is never dropped here.
+        if self.listener_fd >= 0 && !self.closed.load(Ordering::Acquire) {
+            // SAFETY: our own listener's descriptor, inherited by this
+            // child; nothing in the child uses it (the server's threads do
+            // not exist here and `after_fork` abandons its objects).
+            unsafe { libc::close(self.listener_fd) };
+        }
+    }
+}
+
+/// A runtime and a client for a pool, named `name`.
+fn build_client(
+    options: &PoolOptions,
+    name: &str,
+) -> Result<(Arc<RuntimeOwner>, Arc<ClientShared>), PoolError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(options.worker_threads)
+        .max_blocking_threads(options.max_blocking_threads)
+        .thread_name(name)
+        .enable_io()
+        .enable_time()
+        .build()
+        .map_err(|e| PoolError::Io(format!("starting the runtime: {e}")))?;
+    let client = ClientShared::new(runtime.handle().clone(), client_config(options));
+    Ok((RuntimeOwner::new(runtime, CLOSE_GRACE), client))
+}
+
+fn client_config(options: &PoolOptions) -> ClientConfig {
+    ClientConfig {
+        timeout: options.timeout,
+        connect_timeout: options.connect_timeout,
+        max_body_bytes: options.max_body_bytes,
+        max_idle_per_peer: options.max_idle_per_peer,
+        secret: options.secret.as_ref().map(|s| Arc::from(s.as_bytes())),
     }
 }
 
@@ -210,7 +404,7 @@ struct Lookup(Weak<Shared>);
 impl GroupLookup for Lookup {
     fn lookup(&self, name: &str) -> Option<Arc<dyn PeerService>> {
         let shared = self.0.upgrade()?;
-        let groups = shared.groups.read().unwrap_or_else(|e| e.into_inner());
+        let groups = shared.groups.read();
         groups.get(name)?.service.upgrade()
     }
 
@@ -219,7 +413,7 @@ impl GroupLookup for Lookup {
             return String::new();
         };
         let mut stats: Vec<(String, crate::engine::Stats)> = {
-            let groups = shared.groups.read().unwrap_or_else(|e| e.into_inner());
+            let groups = shared.groups.read();
             groups
                 .iter()
                 .filter_map(|(name, r)| Some((name.clone(), r.group.as_ref()?.upgrade()?.stats())))
@@ -344,24 +538,12 @@ impl Pool {
             .map(str::to_string)
             .unwrap_or_else(|| format!("http://{addr}"));
 
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(options.worker_threads)
-            .max_blocking_threads(options.max_blocking_threads)
-            .thread_name(format!("gcpool-{}", addr.port()))
-            .enable_io()
-            .enable_time()
-            .build()
-            .map_err(|e| PoolError::Io(format!("starting the runtime: {e}")))?;
-        let client = ClientShared::new(
-            runtime.handle().clone(),
-            ClientConfig {
-                timeout: options.timeout,
-                connect_timeout: options.connect_timeout,
-                max_body_bytes: options.max_body_bytes,
-                max_idle_per_peer: options.max_idle_per_peer,
-                secret: options.secret.as_ref().map(|s| Arc::from(s.as_bytes())),
-            },
-        );
+        let generation = fork::generation();
+        let (runtime, client) = build_client(&options, &format!("gcpool-{}", addr.port()))?;
+        let listener_fd = {
+            use std::os::fd::AsRawFd;
+            listener.as_raw_fd()
+        };
         let server_cfg = ServerConfig {
             base_path: options.base_path.clone(),
             max_body_bytes: options.max_body_bytes,
@@ -373,7 +555,6 @@ impl Pool {
             secret: options.secret.as_ref().map(|s| Arc::from(s.as_bytes())),
         };
         let handle = runtime.handle().clone();
-        let runtime = RuntimeOwner::new(runtime, CLOSE_GRACE);
         let shared = Arc::new(Shared {
             self_url,
             addr,
@@ -381,10 +562,16 @@ impl Pool {
             opts: options,
             closed: AtomicBool::new(false),
             groups: RwLock::new(HashMap::new()),
-            client,
+            client: RwLock::new(client),
+            generation: AtomicU64::new(generation),
+            listener_fd,
+            fork_refresh: Mutex::new(()),
+            in_child: AtomicBool::new(false),
             runtime: Mutex::new(Some(runtime)),
             server: Mutex::new(None),
         });
+        let weak: Weak<dyn fork::ForkLocks> = Arc::downgrade(&shared) as _;
+        fork::register(weak);
         let lookup: Arc<dyn GroupLookup> = Arc::new(Lookup(Arc::downgrade(&shared)));
         let server = match server::start(&handle, listener, server_cfg, lookup) {
             Ok(s) => s,
@@ -393,7 +580,7 @@ impl Pool {
                 return Err(PoolError::Io(format!("serving: {e}")));
             }
         };
-        *shared.server.lock().unwrap() = Some(server);
+        *shared.server.lock() = Some(server);
         log::info!("pool {}: serving the peer protocol on {addr}", shared.self_url);
         let picker = Arc::new(Picker(shared.clone()));
         Ok(Arc::new(Pool { shared, picker }))
@@ -432,60 +619,21 @@ impl Pool {
             check_url(u)?;
         }
         let s = &self.shared;
-        let Some(runtime) = s.runtime.lock().unwrap_or_else(|e| e.into_inner()).clone() else {
+        if s.forked() {
+            s.after_fork();
+        }
+        let Some(runtime) = s.runtime.lock().clone() else {
             return Err(PoolError::Closed);
         };
-        let old = s.members.read().unwrap_or_else(|e| e.into_inner()).clone();
-        // Keep the peer objects of nodes that stay (they are cheap, but this
-        // keeps `Arc` identity stable for the engine).
-        let mut existing: HashMap<&str, Arc<dyn PeerGetter>> =
-            old.others.iter().map(|p| (p.url(), p.clone())).collect();
-        let mut ring = Ring::new(s.opts.replicas);
-        ring.add(urls.iter().cloned());
-        let mut others: Vec<Arc<dyn PeerGetter>> = Vec::new();
-        let mut made: HashMap<String, Arc<dyn PeerGetter>> = HashMap::new();
-        let mut owners = Vec::with_capacity(urls.len());
-        for u in ring.nodes() {
-            if *u == s.self_url {
-                owners.push(None);
-                continue;
-            }
-            let peer = match made.get(u.as_str()) {
-                Some(p) => p.clone(),
-                None => {
-                    let p = existing.remove(u.as_str()).unwrap_or_else(|| {
-                        Arc::new(HttpPeer::new(
-                            u,
-                            &s.opts.base_path,
-                            s.client.clone(),
-                            runtime.clone(),
-                        )) as Arc<dyn PeerGetter>
-                    });
-                    made.insert(u.clone(), p.clone());
-                    others.push(p.clone());
-                    p
-                }
-            };
-            owners.push(Some(peer));
-        }
-        let m = Arc::new(Members {
-            urls: urls.to_vec(),
-            ring,
-            owners,
-            others,
-        });
-        *s.members.write().unwrap_or_else(|e| e.into_inner()) = m;
+        let old = s.members.read().clone();
+        let m = Arc::new(s.build_members(urls, &runtime, Some(&old), s.in_child.load(Ordering::Acquire)));
+        *s.members.write() = m;
         Ok(())
     }
 
     /// The list last given to [`Pool::set_peers`].
     pub fn peers(&self) -> Vec<String> {
-        self.shared
-            .members
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .urls
-            .clone()
+        self.shared.members.read().urls.clone()
     }
 
     /// Serves `group` to peers under its name and installs this pool as its
@@ -527,7 +675,7 @@ impl Pool {
                 "group name {name:?}: must be non-empty, without '/'"
             )));
         }
-        let mut groups = self.shared.groups.write().unwrap_or_else(|e| e.into_inner());
+        let mut groups = self.shared.groups.write();
         if let Some(r) = groups.get(name) {
             if r.service.strong_count() > 0 {
                 return Err(PoolError::AlreadyExists(name.to_string()));
@@ -540,12 +688,7 @@ impl Pool {
     /// Stops serving the group named `name` and clears its picker. Returns
     /// whether a live group was registered under that name.
     pub fn unregister(&self, name: &str) -> bool {
-        let removed = self
-            .shared
-            .groups
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(name);
+        let removed = self.shared.groups.write().remove(name);
         let Some(r) = removed else { return false };
         let live = r.service.strong_count() > 0;
         if let Some(g) = r.group.and_then(|g| g.upgrade()) {
@@ -559,7 +702,7 @@ impl Pool {
     pub fn unregister_group(&self, group: &Group) -> bool {
         let name = group.name();
         {
-            let mut groups = self.shared.groups.write().unwrap_or_else(|e| e.into_inner());
+            let mut groups = self.shared.groups.write();
             let same = groups
                 .get(name)
                 .and_then(|r| r.group.as_ref())
@@ -585,18 +728,18 @@ impl Pool {
             return;
         }
         log::info!("pool {}: closing", s.self_url);
-        s.client.close();
-        if let Some(server) = s.server.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        if s.forked() {
+            // Abandons the parent's runtime, client and server (see
+            // `after_fork`); closing them here would wait on threads that
+            // do not exist in this process.
+            s.after_fork();
+        }
+        s.client.read().close();
+        if let Some(server) = s.server.lock().take() {
             server.shutdown(CLOSE_GRACE);
         }
-        *s.members.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Members::empty(s.opts.replicas));
-        let groups: Vec<Registered> = s
-            .groups
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain()
-            .map(|(_, r)| r)
-            .collect();
+        *s.members.write() = Arc::new(Members::empty(s.opts.replicas));
+        let groups: Vec<Registered> = s.groups.write().drain().map(|(_, r)| r).collect();
         for r in groups {
             if let Some(g) = r.group.and_then(|g| g.upgrade()) {
                 g.set_peer_picker(None);
@@ -604,7 +747,7 @@ impl Pool {
         }
         // The runtime stops when the last peer in use lets go of it too;
         // with no request in flight, that is now.
-        let rt = s.runtime.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let rt = s.runtime.lock().take();
         drop(rt);
     }
 }
