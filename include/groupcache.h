@@ -309,6 +309,9 @@ const char *cache_version(void);
  * - `pool` NULL: a process-local cache. Otherwise the cache joins that
  *   node's cluster; names are unique within a pool.
  * - On CACHE_OK, `*out` receives the handle; otherwise it is untouched.
+ * - fork(): a cache keeps working in a child, with a copy of its contents;
+ *   loads the parent had in flight are not waited on (the child loads
+ *   those keys itself). See cache_pool_new for pools.
  *
  * Returns CACHE_OK, CACHE_INVALID_ARGUMENT (NULL name or out, a name that
  * is empty, longer than 255 bytes, not UTF-8, or has '/' or a control
@@ -522,6 +525,14 @@ enum cache_status cache_pool_options_set_secret(struct cache_pool_options *optio
  *
  * Options come from the environment (see cache_pool_options_new); use
  * cache_pool_new_with_options to set them in code.
+ *
+ * fork(): create pools (and caches) in each worker after the fork. A pool
+ * created before it is, in the child, a client-only node: it sends to its
+ * peers on connections of its own, serves nothing (the parent keeps the
+ * port; the child's copy of the listening socket is closed), and treats
+ * its own URL as a peer, so keys the parent owns are fetched from the
+ * parent. Every call on it works in the child, cache_pool_free included;
+ * the parent keeps serving. A child never gets another process's value.
  *
  * On CACHE_OK `*out` receives the handle. Returns CACHE_OK,
  * CACHE_INVALID_ARGUMENT (NULL listen_addr or out, an address or URL that

@@ -49,6 +49,13 @@ class Pool(Closable):
     that signs every request between nodes, unsigned ones get 401 (the same
     on every node; without one the port serves cache contents to anyone
     who reaches it).
+
+    Prefork servers (gunicorn, uWSGI, multiprocessing): create pools and
+    caches in each worker after the fork (gunicorn's ``post_fork``; see
+    examples/prefork). A pool created before the fork is, in the child, a
+    client-only node: it reaches its peers on connections of its own,
+    serves nothing (the parent keeps the port) and fetches the keys the
+    parent owns from the parent. Every method works in the child.
     """
 
     __slots__ = ("_handle", "_url", "_closed", "_finalizer", "__weakref__")

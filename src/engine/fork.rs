@@ -26,8 +26,9 @@
 //! such a child must not use the library (as with any library that keeps
 //! threads or sockets).
 
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Once, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, Once, Weak};
 
 static GENERATION: AtomicU64 = AtomicU64::new(0);
 /// The pid `GENERATION` was last read in; 0 before the first call and
@@ -38,38 +39,71 @@ static INSTALL: Once = Once::new();
 /// An object whose locks a forked child must find released.
 pub trait ForkLocks: Send + Sync {
     /// Takes every lock of the object, in the order the code takes them
-    /// (a lock taken while another is held comes after it). Runs on the
-    /// thread that forks, before the fork.
-    fn lock_for_fork(&self);
-
-    /// Releases what [`ForkLocks::lock_for_fork`] took; runs in the parent
-    /// and in the child after the fork.
-    ///
-    /// # Safety
-    /// Only after `lock_for_fork` on the same object, by the same thread,
-    /// with nothing released in between.
-    unsafe fn unlock_after_fork(&self);
+    /// (a lock taken while another is held comes after it), and hands each
+    /// guard to `guards`. Runs on the thread that forks, before the fork;
+    /// the guards are dropped (the locks released) in the parent and in
+    /// the child after it.
+    fn lock_for_fork(&self, guards: &mut Guards);
 
     /// Runs in the child only, after every lock was released: for what
     /// must happen before the child's own code runs (closing descriptors
-    /// the parent keeps using). Only async-signal-safe work belongs here.
+    /// the parent keeps using).
     fn in_child(&self) {}
+}
+
+/// Anything, for type erasure of lock guards.
+trait Erased {}
+impl<T> Erased for T {}
+
+/// Lock guards held across a fork.
+///
+/// Why guards and std's locks: std's futex-based `Mutex` and `RwLock`
+/// release by clearing a word and waking (a no-op where the waiters were
+/// threads of the parent), so dropping a guard in the child leaves the
+/// lock free. Locks that hand ownership to a parked waiter on release
+/// (parking_lot's fair unlocks) would hand it, in the child, to a thread
+/// that does not exist.
+#[derive(Default)]
+pub struct Guards {
+    list: Vec<Box<dyn Erased>>,
+}
+
+impl Guards {
+    /// Keeps `guard` until after the fork.
+    ///
+    /// # Safety
+    /// The lock `guard` borrows must outlive the fork handlers: it belongs
+    /// to a registered object (held alive by the registry while the fork
+    /// runs) or to a static.
+    pub unsafe fn keep<'a, G: 'a>(&mut self, guard: G) {
+        let b: Box<dyn Erased + 'a> = Box::new(guard);
+        // SAFETY: only the lifetime bound changes (same fat-pointer
+        // layout); the caller promises that what the guard borrows lives
+        // until the guard is dropped by `release_all`.
+        let b: Box<dyn Erased + 'static> = unsafe { std::mem::transmute(b) };
+        self.list.push(b);
+    }
 }
 
 struct Registry {
     /// Process-wide tables (never dropped).
     statics: Vec<&'static dyn ForkLocks>,
     objects: Vec<Weak<dyn ForkLocks>>,
-    /// Strong references taken by the prepare handler, held until the
-    /// parent and child handlers have released their locks.
-    held: Vec<Arc<dyn ForkLocks>>,
 }
 
-static REGISTRY: parking_lot::Mutex<Registry> = parking_lot::const_mutex(Registry {
+static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
     statics: Vec::new(),
     objects: Vec::new(),
-    held: Vec::new(),
 });
+
+/// What the prepare handler took, on the forking thread, until the parent
+/// or child handler releases it: the registry's own guard, the objects
+/// (kept alive, so their guards stay valid), and the guards.
+type Held = (MutexGuard<'static, Registry>, Vec<Arc<dyn ForkLocks>>, Guards);
+
+thread_local! {
+    static HELD: RefCell<Option<Held>> = const { RefCell::new(None) };
+}
 
 /// Adds `object` to what the fork handlers lock. Held weakly: a dropped
 /// object is forgotten. Must not be called while holding a lock of a
@@ -77,7 +111,7 @@ static REGISTRY: parking_lot::Mutex<Registry> = parking_lot::const_mutex(Registr
 /// takes those).
 pub fn register(object: Weak<dyn ForkLocks>) {
     install();
-    let mut r = REGISTRY.lock();
+    let mut r = REGISTRY.lock().unwrap_or_else(|p| p.into_inner());
     r.objects.retain(|w| w.strong_count() > 0);
     r.objects.push(object);
 }
@@ -85,47 +119,42 @@ pub fn register(object: Weak<dyn ForkLocks>) {
 /// As [`register`], for an object that lives as long as the process.
 pub fn register_static(object: &'static dyn ForkLocks) {
     install();
-    REGISTRY.lock().statics.push(object);
+    REGISTRY
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .statics
+        .push(object);
 }
 
 extern "C" fn prepare() {
-    let mut r = REGISTRY.lock();
-    let held: Vec<Arc<dyn ForkLocks>> = r.objects.iter().filter_map(Weak::upgrade).collect();
-    for o in &held {
-        o.lock_for_fork();
+    let r = REGISTRY.lock().unwrap_or_else(|p| p.into_inner());
+    let objects: Vec<Arc<dyn ForkLocks>> = r.objects.iter().filter_map(Weak::upgrade).collect();
+    let mut guards = Guards::default();
+    for o in &objects {
+        o.lock_for_fork(&mut guards);
     }
     for o in &r.statics {
-        o.lock_for_fork();
+        o.lock_for_fork(&mut guards);
     }
-    r.held = held;
-    // Released by `release_all`, in the parent and in the child.
-    std::mem::forget(r);
+    let _ = HELD.try_with(|h| *h.borrow_mut() = Some((r, objects, guards)));
 }
 
-/// Releases what `prepare` took, the registry last; in the child, runs
-/// the objects' `in_child` first.
+/// Releases what `prepare` took: the guards in reverse order, then the
+/// registry. In the child, runs the objects' `in_child` first.
 fn release_all(child: bool) {
-    // SAFETY: `prepare` ran on this thread (POSIX runs the prepare, then
-    // the parent or child handlers, on the forking thread) and left the
-    // registry locked, so no other thread can be using it.
-    let r = unsafe { &mut *REGISTRY.data_ptr() };
-    let held = std::mem::take(&mut r.held);
+    let Ok(Some((registry, objects, mut guards))) = HELD.try_with(|h| h.borrow_mut().take()) else {
+        return;
+    };
     if child {
-        for o in &held {
+        for o in &objects {
             o.in_child();
         }
     }
-    for o in r.statics.iter().rev() {
-        // SAFETY: each was locked by `prepare` on this thread.
-        unsafe { o.unlock_after_fork() };
+    while let Some(g) = guards.list.pop() {
+        drop(g);
     }
-    for o in held.iter().rev() {
-        // SAFETY: each was locked by `prepare` on this thread.
-        unsafe { o.unlock_after_fork() };
-    }
-    // SAFETY: locked by `prepare`, whose guard was forgotten.
-    unsafe { REGISTRY.force_unlock() };
-    drop(held);
+    drop(registry);
+    drop(objects);
 }
 
 extern "C" fn in_parent() {

@@ -4,9 +4,7 @@
 use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-
-use parking_lot::RwLock;
+use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 
@@ -188,12 +186,15 @@ impl Group {
     pub fn set_peer_picker(&self, picker: Option<Arc<dyn PeerPicker>>) {
         // The old picker is dropped after the lock is released: its drop
         // may close a pool.
-        let old = std::mem::replace(&mut *self.picker.write(), picker);
+        let old = std::mem::replace(
+            &mut *self.picker.write().unwrap_or_else(|p| p.into_inner()),
+            picker,
+        );
         drop(old);
     }
 
     fn peers(&self) -> Option<Arc<dyn PeerPicker>> {
-        self.picker.read().clone()
+        self.picker.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     fn check_open(&self) -> Result<(), Error> {
@@ -594,23 +595,17 @@ impl Group {
 }
 
 impl fork::ForkLocks for Group {
-    fn lock_for_fork(&self) {
+    fn lock_for_fork(&self, guards: &mut fork::Guards) {
         // The order the code nests them in: the forward flight (invalidate)
         // before the local one, a flight (finish) before the store. The
         // picker's lock is never held with another.
-        self.forward.lock_for_fork();
-        self.local.lock_for_fork();
-        self.store.lock_for_fork();
-        std::mem::forget(self.picker.write());
-    }
-
-    unsafe fn unlock_after_fork(&self) {
-        // SAFETY (all four): taken by lock_for_fork on this thread.
+        // SAFETY (all four): the registry holds this group alive until the
+        // guards are dropped.
         unsafe {
-            self.picker.force_unlock_write();
-            self.store.unlock_after_fork();
-            self.local.unlock_after_fork();
-            self.forward.unlock_after_fork();
+            self.forward.lock_for_fork(guards);
+            self.local.lock_for_fork(guards);
+            self.store.lock_for_fork(guards);
+            guards.keep(self.picker.write().unwrap_or_else(|p| p.into_inner()));
         }
     }
 }

@@ -58,7 +58,7 @@ pub enum Role<T> {
 type Map<T> = HashMap<Box<[u8]>, Arc<Call<T>>>;
 
 pub struct Flight<T> {
-    shards: Box<[parking_lot::Mutex<Map<T>>]>,
+    shards: Box<[Mutex<Map<T>>]>,
 }
 
 /// Threads blocked in `Call::wait`, and the leader of the call each waits
@@ -68,34 +68,27 @@ static WAITING: Lazy<Mutex<HashMap<ThreadId, ThreadId>>> = Lazy::new(Default::de
 impl<T: Clone> Default for Flight<T> {
     fn default() -> Self {
         Flight {
-            shards: (0..SHARDS)
-                .map(|_| parking_lot::Mutex::new(HashMap::new()))
-                .collect(),
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
         }
     }
 }
 
 impl<T: Clone> Flight<T> {
-    fn shard(&self, hash: u64) -> parking_lot::MutexGuard<'_, Map<T>> {
-        self.shards[(hash as usize) % SHARDS].lock()
+    fn shard(&self, hash: u64) -> std::sync::MutexGuard<'_, Map<T>> {
+        self.shards[(hash as usize) % SHARDS]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// Takes every shard's lock (no code path holds two at once), for
     /// `fork::ForkLocks`.
-    pub(crate) fn lock_for_fork(&self) {
-        for s in self.shards.iter() {
-            std::mem::forget(s.lock());
-        }
-    }
-
-    /// Releases what [`Flight::lock_for_fork`] took.
     ///
     /// # Safety
-    /// Only after `lock_for_fork`, on the same thread, once.
-    pub(crate) unsafe fn unlock_after_fork(&self) {
+    /// As [`super::fork::Guards::keep`]: `self` outlives the guards.
+    pub(crate) unsafe fn lock_for_fork(&self, guards: &mut super::fork::Guards) {
         for s in self.shards.iter() {
-            // SAFETY: locked by lock_for_fork, whose guard was forgotten.
-            unsafe { s.force_unlock() };
+            // SAFETY: the caller's promise.
+            unsafe { guards.keep(s.lock().unwrap_or_else(|p| p.into_inner())) };
         }
     }
 

@@ -8,9 +8,9 @@
 //! counts stay exact. Threads beyond `STRIPES` share one overflow stripe and
 //! use atomic adds.
 
-use parking_lot::Mutex;
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use crossbeam_utils::CachePadded;
 
@@ -46,24 +46,19 @@ pub struct Counters {
     stripes: Box<[Stripe]>,
 }
 
-static FREE_IDS: Mutex<Vec<usize>> = parking_lot::const_mutex(Vec::new());
-static NEXT_ID: Mutex<usize> = parking_lot::const_mutex(0);
+static FREE_IDS: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+static NEXT_ID: Mutex<usize> = Mutex::new(0);
 
 /// The stripe allocator's locks, for the fork handlers (see
 /// `super::fork`): registered once, by the first `Counters::default`.
 struct StripeLocks;
 
 impl super::fork::ForkLocks for StripeLocks {
-    fn lock_for_fork(&self) {
-        std::mem::forget(FREE_IDS.lock());
-        std::mem::forget(NEXT_ID.lock());
-    }
-
-    unsafe fn unlock_after_fork(&self) {
-        // SAFETY: both locked by lock_for_fork, guards forgotten.
+    fn lock_for_fork(&self, guards: &mut super::fork::Guards) {
+        // SAFETY: statics.
         unsafe {
-            NEXT_ID.force_unlock();
-            FREE_IDS.force_unlock();
+            guards.keep(FREE_IDS.lock().unwrap_or_else(|p| p.into_inner()));
+            guards.keep(NEXT_ID.lock().unwrap_or_else(|p| p.into_inner()));
         }
     }
 }
@@ -74,10 +69,10 @@ static REGISTER: std::sync::Once = std::sync::Once::new();
 struct StripeOwner(usize);
 
 fn acquire() -> usize {
-    if let Some(id) = FREE_IDS.lock().pop() {
+    if let Some(id) = FREE_IDS.lock().unwrap_or_else(|p| p.into_inner()).pop() {
         return id;
     }
-    let mut next = NEXT_ID.lock();
+    let mut next = NEXT_ID.lock().unwrap_or_else(|p| p.into_inner());
     if *next < STRIPES {
         *next += 1;
         *next - 1
@@ -92,7 +87,7 @@ impl Drop for StripeOwner {
         // stripe, atomically: the id may already belong to another thread.
         let _ = STRIPE.try_with(|s| s.set(STRIPES));
         if self.0 < STRIPES {
-            FREE_IDS.lock().push(self.0);
+            FREE_IDS.lock().unwrap_or_else(|p| p.into_inner()).push(self.0);
         }
     }
 }

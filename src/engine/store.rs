@@ -26,11 +26,11 @@
 //!   the shards round-robin and follows groupcache's rule: evict from hot
 //!   while hot > main / 8, else from main.
 
-use parking_lot::{Mutex, MutexGuard};
 use std::alloc::{self, Layout};
 use std::collections::VecDeque;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
 use crossbeam_utils::CachePadded;
 
@@ -445,28 +445,20 @@ impl Store {
     }
 
     fn lock(shard: &Shard) -> MutexGuard<'_, Locked> {
-        // parking_lot does not poison: a panic while holding the lock cannot
-        // leave the structure half updated in a way that matters more than
-        // a crash would.
-        shard.locked.lock()
+        // A panic while holding the lock cannot leave the structure half
+        // updated in a way that matters more than a crash would; recover.
+        shard.locked.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Takes every shard's lock, in shard order (no code path holds two
     /// at once), for `fork::ForkLocks`.
-    pub(crate) fn lock_for_fork(&self) {
-        for shard in self.shards.iter() {
-            std::mem::forget(shard.locked.lock());
-        }
-    }
-
-    /// Releases what [`Store::lock_for_fork`] took.
     ///
     /// # Safety
-    /// Only after `lock_for_fork`, on the same thread, once.
-    pub(crate) unsafe fn unlock_after_fork(&self) {
+    /// As [`super::fork::Guards::keep`]: `self` outlives the guards.
+    pub(crate) unsafe fn lock_for_fork(&self, guards: &mut super::fork::Guards) {
         for shard in self.shards.iter() {
-            // SAFETY: locked by lock_for_fork, whose guard was forgotten.
-            unsafe { shard.locked.force_unlock() };
+            // SAFETY: the caller's promise.
+            unsafe { guards.keep(Self::lock(shard)) };
         }
     }
 

@@ -144,6 +144,9 @@ fn cache_arc(c: *const cache) -> Result<Arc<CacheObj>, cache_status> {
 /// - `pool` NULL: a process-local cache. Otherwise the cache joins that
 ///   node's cluster; names are unique within a pool.
 /// - On CACHE_OK, `*out` receives the handle; otherwise it is untouched.
+/// - fork(): a cache keeps working in a child, with a copy of its contents;
+///   loads the parent had in flight are not waited on (the child loads
+///   those keys itself). See cache_pool_new for pools.
 ///
 /// Returns CACHE_OK, CACHE_INVALID_ARGUMENT (NULL name or out, a name that
 /// is empty, longer than 255 bytes, not UTF-8, or has '/' or a control

@@ -15,9 +15,7 @@
 //! reclamation back.
 
 use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
-use std::sync::Arc;
-
-use parking_lot::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::engine::reclaim::{self, Pin, LOAD};
 
@@ -83,7 +81,7 @@ impl<T: Send + Sync + 'static> HandleTable<T> {
     /// Stores `obj` and returns its handle (never 0), or None when the
     /// table is full (a million live objects).
     pub(crate) fn insert(&self, obj: Arc<T>) -> Option<usize> {
-        let mut free = self.free.lock();
+        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
         let index = match free.slots.pop() {
             Some(i) => i as usize,
             None => {
@@ -153,7 +151,7 @@ impl<T: Send + Sync + 'static> HandleTable<T> {
         if gen & 1 == 0 {
             return None;
         }
-        let mut free = self.free.lock();
+        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
         let slot = self.slot(index)?;
         if slot.gen.load(Ordering::Relaxed) != gen {
             return None;
@@ -181,13 +179,9 @@ impl<T: Send + Sync + 'static> HandleTable<T> {
 }
 
 impl<T: Send + Sync> crate::engine::fork::ForkLocks for HandleTable<T> {
-    fn lock_for_fork(&self) {
-        std::mem::forget(self.free.lock());
-    }
-
-    unsafe fn unlock_after_fork(&self) {
-        // SAFETY: locked by lock_for_fork, whose guard was forgotten.
-        unsafe { self.free.force_unlock() };
+    fn lock_for_fork(&self, guards: &mut crate::engine::fork::Guards) {
+        // SAFETY: registered tables are leaked statics (`leaked`).
+        unsafe { guards.keep(self.free.lock().unwrap_or_else(|p| p.into_inner())) };
     }
 }
 

@@ -277,6 +277,14 @@ pub unsafe extern "C" fn cache_pool_options_set_secret(
 /// Options come from the environment (see cache_pool_options_new); use
 /// cache_pool_new_with_options to set them in code.
 ///
+/// fork(): create pools (and caches) in each worker after the fork. A pool
+/// created before it is, in the child, a client-only node: it sends to its
+/// peers on connections of its own, serves nothing (the parent keeps the
+/// port; the child's copy of the listening socket is closed), and treats
+/// its own URL as a peer, so keys the parent owns are fetched from the
+/// parent. Every call on it works in the child, cache_pool_free included;
+/// the parent keeps serving. A child never gets another process's value.
+///
 /// On CACHE_OK `*out` receives the handle. Returns CACHE_OK,
 /// CACHE_INVALID_ARGUMENT (NULL listen_addr or out, an address or URL that
 /// does not parse, a malformed GROUPCACHE_* variable), CACHE_IO (the

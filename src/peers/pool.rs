@@ -25,9 +25,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
-
-use parking_lot::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 use std::time::Duration;
 
 use hyper::Uri;
@@ -39,6 +37,20 @@ use crate::ring::Ring;
 
 /// How long `close` waits for requests being served to finish.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+// The pool's locks never stay poisoned: every critical section leaves its
+// data consistent (a replaced `Arc`, a map entry).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|e| e.into_inner())
+}
 
 /// Settings of a [`Pool`]. `PoolOptions::default()` gives the values below.
 #[derive(Clone, Debug)]
@@ -212,7 +224,7 @@ impl Shared {
     /// fetched from the parent, as any other node would.
     #[cold]
     fn after_fork(&self) {
-        let _serial = self.fork_refresh.lock();
+        let _serial = lock(&self.fork_refresh);
         if !self.forked() {
             return;
         }
@@ -223,12 +235,12 @@ impl Shared {
             std::process::id()
         );
         // Abandoned, not dropped: the parent's runtime, client and server.
-        if let Some(server) = self.server.lock().take() {
+        if let Some(server) = lock(&self.server).take() {
             std::mem::forget(server);
         }
-        let old_rt = self.runtime.lock().take();
+        let old_rt = lock(&self.runtime).take();
         std::mem::forget(old_rt);
-        std::mem::forget(self.client.read().clone());
+        std::mem::forget(read(&self.client).clone());
         let fresh = if self.closed.load(Ordering::Acquire) {
             None
         } else {
@@ -236,24 +248,24 @@ impl Shared {
         };
         match fresh {
             Some((runtime, client)) => {
-                *self.client.write() = client;
-                *self.runtime.lock() = Some(runtime);
+                *write(&self.client) = client;
+                *lock(&self.runtime) = Some(runtime);
             }
             None => {
                 // No runtime: requests to peers fail at once and keys load
                 // here (the engine's rule for a failing peer).
-                self.client.read().close();
+                read(&self.client).close();
             }
         }
         self.in_child.store(true, Ordering::Release);
         self.generation.store(now, Ordering::Release);
-        let urls = self.members.read().urls.clone();
-        let runtime = self.runtime.lock().clone();
+        let urls = read(&self.members).urls.clone();
+        let runtime = lock(&self.runtime).clone();
         let members = match runtime {
             Some(rt) => self.build_members(&urls, &rt, None, true),
             None => Members::empty(self.opts.replicas),
         };
-        *self.members.write() = Arc::new(members);
+        *write(&self.members) = Arc::new(members);
     }
 
     /// The membership for `urls`. `reuse`: the current one, whose peer
@@ -271,7 +283,7 @@ impl Shared {
         let mut existing: HashMap<&str, Arc<dyn PeerGetter>> = reuse
             .map(|m| m.others.iter().map(|p| (p.url(), p.clone())).collect())
             .unwrap_or_default();
-        let client = self.client.read().clone();
+        let client = read(&self.client).clone();
         let mut ring = Ring::new(self.opts.replicas);
         ring.add(urls.iter().cloned());
         let mut others: Vec<Arc<dyn PeerGetter>> = Vec::new();
@@ -315,7 +327,7 @@ impl Shared {
         if self.forked() {
             self.after_fork();
         }
-        let m = self.members.read();
+        let m = read(&self.members);
         let i = m.ring.get_index(key)?;
         m.owners[i].clone()
     }
@@ -327,31 +339,22 @@ impl Shared {
         if self.forked() {
             self.after_fork();
         }
-        self.members.read().others.clone()
+        read(&self.members).others.clone()
     }
 }
 
 impl fork::ForkLocks for Shared {
-    fn lock_for_fork(&self) {
-        // Never held together, except `fork_refresh` (a child's, taken
-        // first) with the others.
-        std::mem::forget(self.fork_refresh.lock());
-        std::mem::forget(self.members.write());
-        std::mem::forget(self.groups.write());
-        std::mem::forget(self.client.write());
-        std::mem::forget(self.runtime.lock());
-        std::mem::forget(self.server.lock());
-    }
-
-    unsafe fn unlock_after_fork(&self) {
-        // SAFETY (all): taken by lock_for_fork on this thread.
+    fn lock_for_fork(&self, guards: &mut fork::Guards) {
+        // Never held together, except `fork_refresh` (taken first) with
+        // the others. SAFETY (all): the registry holds `self` alive until
+        // the guards are dropped.
         unsafe {
-            self.server.force_unlock();
-            self.runtime.force_unlock();
-            self.client.force_unlock_write();
-            self.groups.force_unlock_write();
-            self.members.force_unlock_write();
-            self.fork_refresh.force_unlock();
+            guards.keep(lock(&self.fork_refresh));
+            guards.keep(write(&self.members));
+            guards.keep(write(&self.groups));
+            guards.keep(write(&self.client));
+            guards.keep(lock(&self.runtime));
+            guards.keep(lock(&self.server));
         }
     }
 
@@ -404,7 +407,7 @@ struct Lookup(Weak<Shared>);
 impl GroupLookup for Lookup {
     fn lookup(&self, name: &str) -> Option<Arc<dyn PeerService>> {
         let shared = self.0.upgrade()?;
-        let groups = shared.groups.read();
+        let groups = read(&shared.groups);
         groups.get(name)?.service.upgrade()
     }
 
@@ -413,7 +416,7 @@ impl GroupLookup for Lookup {
             return String::new();
         };
         let mut stats: Vec<(String, crate::engine::Stats)> = {
-            let groups = shared.groups.read();
+            let groups = read(&shared.groups);
             groups
                 .iter()
                 .filter_map(|(name, r)| Some((name.clone(), r.group.as_ref()?.upgrade()?.stats())))
@@ -580,7 +583,7 @@ impl Pool {
                 return Err(PoolError::Io(format!("serving: {e}")));
             }
         };
-        *shared.server.lock() = Some(server);
+        *lock(&shared.server) = Some(server);
         log::info!("pool {}: serving the peer protocol on {addr}", shared.self_url);
         let picker = Arc::new(Picker(shared.clone()));
         Ok(Arc::new(Pool { shared, picker }))
@@ -622,18 +625,18 @@ impl Pool {
         if s.forked() {
             s.after_fork();
         }
-        let Some(runtime) = s.runtime.lock().clone() else {
+        let Some(runtime) = lock(&s.runtime).clone() else {
             return Err(PoolError::Closed);
         };
-        let old = s.members.read().clone();
+        let old = read(&s.members).clone();
         let m = Arc::new(s.build_members(urls, &runtime, Some(&old), s.in_child.load(Ordering::Acquire)));
-        *s.members.write() = m;
+        *write(&s.members) = m;
         Ok(())
     }
 
     /// The list last given to [`Pool::set_peers`].
     pub fn peers(&self) -> Vec<String> {
-        self.shared.members.read().urls.clone()
+        read(&self.shared.members).urls.clone()
     }
 
     /// Serves `group` to peers under its name and installs this pool as its
@@ -675,7 +678,7 @@ impl Pool {
                 "group name {name:?}: must be non-empty, without '/'"
             )));
         }
-        let mut groups = self.shared.groups.write();
+        let mut groups = write(&self.shared.groups);
         if let Some(r) = groups.get(name) {
             if r.service.strong_count() > 0 {
                 return Err(PoolError::AlreadyExists(name.to_string()));
@@ -688,7 +691,7 @@ impl Pool {
     /// Stops serving the group named `name` and clears its picker. Returns
     /// whether a live group was registered under that name.
     pub fn unregister(&self, name: &str) -> bool {
-        let removed = self.shared.groups.write().remove(name);
+        let removed = write(&self.shared.groups).remove(name);
         let Some(r) = removed else { return false };
         let live = r.service.strong_count() > 0;
         if let Some(g) = r.group.and_then(|g| g.upgrade()) {
@@ -702,7 +705,7 @@ impl Pool {
     pub fn unregister_group(&self, group: &Group) -> bool {
         let name = group.name();
         {
-            let mut groups = self.shared.groups.write();
+            let mut groups = write(&self.shared.groups);
             let same = groups
                 .get(name)
                 .and_then(|r| r.group.as_ref())
@@ -734,12 +737,14 @@ impl Pool {
             // do not exist in this process.
             s.after_fork();
         }
-        s.client.read().close();
-        if let Some(server) = s.server.lock().take() {
+        read(&s.client).close();
+        // Taken out first: the lock is not held while connections drain.
+        let server = lock(&s.server).take();
+        if let Some(server) = server {
             server.shutdown(CLOSE_GRACE);
         }
-        *s.members.write() = Arc::new(Members::empty(s.opts.replicas));
-        let groups: Vec<Registered> = s.groups.write().drain().map(|(_, r)| r).collect();
+        *write(&s.members) = Arc::new(Members::empty(s.opts.replicas));
+        let groups: Vec<Registered> = write(&s.groups).drain().map(|(_, r)| r).collect();
         for r in groups {
             if let Some(g) = r.group.and_then(|g| g.upgrade()) {
                 g.set_peer_picker(None);
@@ -747,7 +752,7 @@ impl Pool {
         }
         // The runtime stops when the last peer in use lets go of it too;
         // with no request in flight, that is now.
-        let rt = s.runtime.lock().take();
+        let rt = lock(&s.runtime).take();
         drop(rt);
     }
 }
