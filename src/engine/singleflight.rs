@@ -518,19 +518,21 @@ mod tests {
 
     #[test]
     fn waiters_time_out_and_the_next_caller_loads_again() {
+        // Long enough for the waiter to join before the deadline on a loaded
+        // machine (a later one rightly leads a load of its own).
         let f = Arc::new(Flight::<u32>::new(
             "test".into(),
-            Some(Duration::from_millis(100)),
+            Some(Duration::from_millis(1000)),
         ));
         let (release, stuck) = stuck_leader(&f, b"k", 1);
         let t0 = Instant::now();
         let waited = run(&f, b"k", || panic!("a waiter must not load"));
         let took = t0.elapsed();
         assert!(
-            matches!(&waited, Err(Error::Timeout(m)) if m.contains("100 ms")),
+            matches!(&waited, Err(Error::Timeout(m)) if m.contains("1000 ms")),
             "{waited:?}"
         );
-        assert!(took >= Duration::from_millis(50), "waited only {took:?}");
+        assert!(took >= Duration::from_millis(500), "waited only {took:?}");
         // The stuck call is detached: the next caller leads its own load.
         assert_eq!(run(&f, b"k", || Ok(2)), Ok(2));
         // The stuck leader finishes late: it gets its own value, and does
@@ -543,10 +545,10 @@ mod tests {
     fn a_caller_after_the_deadline_replaces_the_stuck_call_without_waiting() {
         let f = Arc::new(Flight::<u32>::new(
             "test".into(),
-            Some(Duration::from_millis(300)),
+            Some(Duration::from_millis(1000)),
         ));
         let (release, stuck) = stuck_leader(&f, b"k", 1);
-        thread::sleep(Duration::from_millis(350));
+        thread::sleep(Duration::from_millis(1100));
         let Role::Leader(fresh) = f.join(b"k", 7) else {
             panic!("joined a call past its deadline")
         };
