@@ -489,13 +489,16 @@ mod tests {
         assert!(cached);
     }
 
+    /// What a leader's caller got, and whether it cached it.
+    type Outcome = (Result<u32, Error>, bool);
+
     /// Starts a call of `key` on another thread whose load blocks until the
     /// returned sender sends (or is dropped); returns once it leads.
     fn stuck_leader(
         f: &Arc<Flight<u32>>,
         key: &'static [u8],
         value: u32,
-    ) -> (mpsc::Sender<()>, thread::JoinHandle<(Result<u32, Error>, bool)>) {
+    ) -> (mpsc::Sender<()>, thread::JoinHandle<Outcome>) {
         let (release, wait) = mpsc::channel::<()>();
         let (led, leading) = mpsc::channel::<()>();
         let f = f.clone();
