@@ -121,6 +121,14 @@ typedef enum cache_status {
 typedef struct cache cache;
 
 /**
+ * Options for cache_new_with_options: an opaque builder, so that new
+ * options never change the ABI. Defaults, then the environment (see
+ * cache_options_new), then the setters. A handle, not a pointer: a freed
+ * or double-freed one is CACHE_INVALID_ARGUMENT, never memory corruption.
+ */
+typedef struct cache_options cache_options;
+
+/**
  * A node of a groupcache cluster: serves the peer protocol and knows the
  * other nodes. Opaque; get one from cache_pool_new, give it back with
  * cache_pool_free.
@@ -153,7 +161,21 @@ typedef struct cache_value cache_value;
  * cache_sink_set, CACHE_NOT_FOUND if the key does not exist; any other
  * value is a failure and the caller gets CACHE_LOADER_FAILED. Neither
  * failures nor "not found" are cached. `key` is valid only during the call.
- * May be called from several threads at once, for different keys.
+ * May be called from several threads at once, for different keys (and,
+ * after a load timeout abandoned a stuck call, for the same key).
+ *
+ * A getter must return normally. Nothing may unwind or jump out of it
+ * across the library's frames: no C++ exception, no Lua error (lua_error
+ * is a longjmp), no longjmp, no Go panic, no Rust panic, no
+ * pthread_exit or thread cancellation. Catch everything inside the getter
+ * and turn it into a status (cache_sink_fail, then return
+ * CACHE_LOADER_FAILED). If one does escape, the behaviour is undefined:
+ * the process may abort, or the library's frames are skipped without
+ * their cleanup, leaving its locks and the key's in-flight load held:
+ * other gets of that key then wait forever (or, with a load timeout, until
+ * it), cache_getters_stop waits for a getter that never returns, and
+ * memory leaks. The Python package's loaders already catch every
+ * exception.
  */
 typedef int32_t (*cache_getter_fn)(void *user_data,
                                    const uint8_t *key,
@@ -306,6 +328,7 @@ const char *cache_version(void);
  * - `getter` is called on misses, with `user_data`, from any thread; NULL
  *   makes a set-only cache whose misses are CACHE_NOT_FOUND. `user_data`
  *   must stay valid until cache_free and any call in progress return.
+ *   The getter must return (see cache_getter_fn).
  * - `pool` NULL: a process-local cache. Otherwise the cache joins that
  *   node's cluster; names are unique within a pool.
  * - On CACHE_OK, `*out` receives the handle; otherwise it is untouched.
@@ -313,10 +336,14 @@ const char *cache_version(void);
  *   loads the parent had in flight are not waited on (the child loads
  *   those keys itself). See cache_pool_new for pools.
  *
+ * Options (a load timeout) come from the environment (see
+ * cache_options_new); use cache_new_with_options to set them in code.
+ *
  * Returns CACHE_OK, CACHE_INVALID_ARGUMENT (NULL name or out, a name that
  * is empty, longer than 255 bytes, not UTF-8, or has '/' or a control
- * character), CACHE_ALREADY_EXISTS (the pool has a cache of that name),
- * CACHE_CLOSED (the pool was freed). Never blocks.
+ * character, a malformed GROUPCACHE_* variable), CACHE_ALREADY_EXISTS
+ * (the pool has a cache of that name), CACHE_CLOSED (the pool was freed).
+ * Never blocks.
  */
 enum cache_status cache_new(const char *name,
                             uint64_t max_bytes,
@@ -324,6 +351,20 @@ enum cache_status cache_new(const char *name,
                             void *user_data,
                             struct cache_pool *pool,
                             struct cache **out);
+
+/**
+ * cache_new with explicit options (from cache_options_new; NULL means the
+ * defaults and the environment). The options are copied: free them
+ * whenever. Same statuses as cache_new, plus CACHE_INVALID_ARGUMENT for
+ * options that were freed. Never blocks.
+ */
+enum cache_status cache_new_with_options(const char *name,
+                                         uint64_t max_bytes,
+                                         cache_getter_fn getter,
+                                         void *user_data,
+                                         struct cache_pool *pool,
+                                         const struct cache_options *options,
+                                         struct cache **out);
 
 /**
  * Frees a cache. Safe while other threads are inside calls on it: they
@@ -344,8 +385,13 @@ void cache_free(struct cache *c);
  * Returns CACHE_OK, CACHE_NOT_FOUND, CACHE_LOADER_FAILED,
  * CACHE_INVALID_ARGUMENT (NULL c or out, NULL key with a non-zero length,
  * a key over 8 KiB, a getter waiting on its own load), CACHE_CLOSED,
- * CACHE_TIMEOUT. May block: on a miss it waits for the load (and may call
- * the getter on this thread, or fetch from a peer). A hit never blocks.
+ * CACHE_TIMEOUT (this call waited on a load by another thread that ran
+ * past the cache's load timeout, see cache_options_set_load_timeout_ms;
+ * the load was abandoned and the next get loads the key again),
+ * CACHE_PANIC. May block: on a miss it waits for the load (and may call
+ * the getter on this thread, or fetch from a peer), at most the load
+ * timeout when it waits on another thread's load; a call that runs the
+ * getter itself waits for it whatever the timeout. A hit never blocks.
  */
 enum cache_status cache_get(struct cache *c,
                             const uint8_t *key,
@@ -401,6 +447,36 @@ enum cache_status cache_remove(struct cache *c, const uint8_t *key, size_t key_l
  * CACHE_INVALID_ARGUMENT (NULL), CACHE_CLOSED. Never blocks.
  */
 enum cache_status cache_stats_get(struct cache *c, struct cache_stats *out);
+
+/**
+ * New cache options: the defaults (no load timeout, as golang/groupcache),
+ * then the environment: GROUPCACHE_LOAD_TIMEOUT_MS (0: none). Returns
+ * NULL (with cache_last_error) if a variable is malformed. Free with
+ * cache_options_free. Never blocks.
+ */
+struct cache_options *cache_options_new(void);
+
+/**
+ * Frees options; NULL, or options already freed, is a no-op. Caches
+ * created from them are unaffected. Never blocks.
+ */
+void cache_options_free(struct cache_options *options);
+
+/**
+ * How long a load may take, in milliseconds; 0: no limit (the default).
+ *
+ * The getter runs on the thread of the call that started the load and
+ * is never interrupted: that caller waits for it and gets what it
+ * returns.
+ * Other callers waiting on the same load get CACHE_TIMEOUT once the load
+ * is older than this, and the load is abandoned: a get after that starts
+ * a fresh load (so the getter may run twice at once for the key), and
+ * the abandoned load's result, if it ever comes, is not cached.
+ *
+ * Returns CACHE_OK, or CACHE_INVALID_ARGUMENT (NULL or freed options).
+ * Never blocks.
+ */
+enum cache_status cache_options_set_load_timeout_ms(struct cache_options *options, uint32_t ms);
 
 /**
  * The value's bytes: `cache_value_len(v)` of them, valid until

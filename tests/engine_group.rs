@@ -1,13 +1,14 @@
 //! The load algorithm of a group, through the engine's public Rust API.
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Barrier, Mutex};
+use std::sync::{mpsc, Arc, Barrier, Mutex};
 use std::thread;
 use std::time::Duration;
 
 use bytes::Bytes;
-use groupcache::engine::{Error, Group, PeerError, PeerGetter, PeerPicker, PeerValue, Sink};
+use groupcache::engine::{Error, Group, GroupOptions, PeerError, PeerGetter, PeerPicker, PeerValue, Sink};
 
 fn counting_group(max_bytes: u64, delay_ms: u64) -> (Arc<Group>, Arc<AtomicUsize>) {
     let calls = Arc::new(AtomicUsize::new(0));
@@ -384,4 +385,196 @@ fn set_goes_to_the_owner_and_remove_reaches_every_peer() {
     );
     peer.fail.store(true, Ordering::SeqCst);
     assert!(matches!(g.set(b"r9", b"x", 0), Err(Error::PeerFailed(_))));
+}
+
+// ---- stuck and misbehaving loads ----
+
+/// A getter whose first call blocks until released (a loader stuck on a
+/// dead database); later calls answer at once with "fresh".
+struct Stuck {
+    entered: Mutex<mpsc::Sender<()>>,
+    release: Mutex<mpsc::Receiver<()>>,
+    first: AtomicBool,
+    calls: AtomicUsize,
+}
+
+fn stuck_group(
+    load_timeout: Option<Duration>,
+) -> (Arc<Group>, Arc<Stuck>, mpsc::Receiver<()>, mpsc::Sender<()>) {
+    let (entered, entered_rx) = mpsc::channel();
+    let (release_tx, release) = mpsc::channel();
+    let st = Arc::new(Stuck {
+        entered: Mutex::new(entered),
+        release: Mutex::new(release),
+        first: AtomicBool::new(true),
+        calls: AtomicUsize::new(0),
+    });
+    let s2 = st.clone();
+    let getter = move |_: &[u8], sink: &mut Sink| -> Result<(), Error> {
+        s2.calls.fetch_add(1, Ordering::SeqCst);
+        if s2.first.swap(false, Ordering::SeqCst) {
+            s2.entered.lock().unwrap().send(()).unwrap();
+            let _ = s2.release.lock().unwrap().recv();
+            return sink.set(b"stale", 0);
+        }
+        sink.set(b"fresh", 0)
+    };
+    let g = Group::with_options(
+        "stuck",
+        1 << 20,
+        Some(Arc::new(getter)),
+        GroupOptions { load_timeout },
+    );
+    (g, st, entered_rx, release_tx)
+}
+
+#[test]
+fn a_stuck_getter_times_out_its_waiters_and_the_key_loads_again() {
+    // Long enough for the waiter to reach the load before its deadline on
+    // a loaded machine (one that comes later rightly loads for itself).
+    let (g, st, entered, release) = stuck_group(Some(Duration::from_millis(1000)));
+    let g1 = g.clone();
+    let leader = thread::spawn(move || g1.get(b"k"));
+    entered.recv().unwrap();
+    let g2 = g.clone();
+    let waiter = thread::spawn(move || g2.get(b"k"));
+    let r = waiter.join().unwrap();
+    assert!(
+        matches!(&r, Err(Error::Timeout(m)) if m.contains("1000 ms")),
+        "{r:?}"
+    );
+    // Detached: the next get runs a load of its own.
+    assert_eq!(g.get(b"k").unwrap(), Bytes::from_static(b"fresh"));
+    assert_eq!(st.calls.load(Ordering::SeqCst), 2);
+    // The stuck getter finally returns: its own caller gets what it loaded,
+    // and it is not cached over the newer value.
+    release.send(()).unwrap();
+    assert_eq!(leader.join().unwrap().unwrap(), Bytes::from_static(b"stale"));
+    assert_eq!(g.get(b"k").unwrap(), Bytes::from_static(b"fresh"));
+    assert_eq!(st.calls.load(Ordering::SeqCst), 2, "the fresh value was cached");
+}
+
+#[test]
+fn a_get_after_the_load_timeout_does_not_wait_for_the_stuck_load() {
+    let (g, st, entered, release) = stuck_group(Some(Duration::from_millis(100)));
+    let g1 = g.clone();
+    let leader = thread::spawn(move || g1.get(b"k"));
+    entered.recv().unwrap();
+    thread::sleep(Duration::from_millis(150));
+    // No waiter timed out to detach it: the late caller replaces it itself.
+    assert_eq!(g.get(b"k").unwrap(), Bytes::from_static(b"fresh"));
+    assert_eq!(st.calls.load(Ordering::SeqCst), 2);
+    release.send(()).unwrap();
+    assert_eq!(leader.join().unwrap().unwrap(), Bytes::from_static(b"stale"));
+    assert_eq!(g.get(b"k").unwrap(), Bytes::from_static(b"fresh"));
+}
+
+#[test]
+fn an_abandoned_load_does_not_overwrite_a_newer_set() {
+    let (g, _, entered, release) = stuck_group(Some(Duration::from_millis(1000)));
+    let g1 = g.clone();
+    let leader = thread::spawn(move || g1.get(b"k"));
+    entered.recv().unwrap();
+    assert!(matches!(g.get_with(b"k", |_| ()), Err(Error::Timeout(_))));
+    g.set(b"k", b"newer", 0).unwrap();
+    release.send(()).unwrap();
+    assert_eq!(leader.join().unwrap().unwrap(), Bytes::from_static(b"stale"));
+    assert_eq!(g.get(b"k").unwrap(), Bytes::from_static(b"newer"));
+}
+
+#[test]
+fn without_a_load_timeout_waiters_wait_as_long_as_the_load_takes() {
+    let (g, st, entered, release) = stuck_group(None);
+    assert_eq!(g.options().load_timeout, None);
+    let g1 = g.clone();
+    let leader = thread::spawn(move || g1.get(b"k"));
+    entered.recv().unwrap();
+    let g2 = g.clone();
+    let waiter = thread::spawn(move || g2.get(b"k"));
+    thread::sleep(Duration::from_millis(300));
+    assert!(!waiter.is_finished(), "the waiter gave up without a timeout set");
+    release.send(()).unwrap();
+    assert_eq!(waiter.join().unwrap().unwrap(), Bytes::from_static(b"stale"));
+    assert_eq!(leader.join().unwrap().unwrap(), Bytes::from_static(b"stale"));
+    assert_eq!(st.calls.load(Ordering::SeqCst), 1);
+}
+
+/// An owner whose client panics (a bug in the peer client) once released.
+struct PanickingPeer {
+    entered: Mutex<mpsc::Sender<()>>,
+    release: Mutex<mpsc::Receiver<()>>,
+    panics: AtomicBool,
+}
+
+impl PeerGetter for PanickingPeer {
+    fn get(&self, _: &str, _: &[u8]) -> Result<PeerValue, PeerError> {
+        if self.panics.swap(false, Ordering::SeqCst) {
+            self.entered.lock().unwrap().send(()).unwrap();
+            let _ = self.release.lock().unwrap().recv();
+            panic!("a bug in the peer client");
+        }
+        Err(PeerError::Failed("connection refused".into()))
+    }
+    fn set(&self, _: &str, _: &[u8], _: &PeerValue) -> Result<(), PeerError> {
+        Ok(())
+    }
+    fn remove(&self, _: &str, _: &[u8]) -> Result<(), PeerError> {
+        Ok(())
+    }
+    fn url(&self) -> &str {
+        "http://panicking"
+    }
+}
+
+struct PickAll(Arc<PanickingPeer>);
+impl PeerPicker for PickAll {
+    fn pick_peer(&self, _: &[u8]) -> Option<Arc<dyn PeerGetter>> {
+        Some(self.0.clone())
+    }
+    fn all_peers(&self) -> Vec<Arc<dyn PeerGetter>> {
+        vec![self.0.clone()]
+    }
+}
+
+#[test]
+fn a_panicking_peer_client_fails_the_waiters_and_leaves_the_key_loadable() {
+    let (g, calls) = counting_group(1 << 20, 0);
+    let (entered, entered_rx) = mpsc::channel();
+    let (release_tx, release) = mpsc::channel();
+    let peer = Arc::new(PanickingPeer {
+        entered: Mutex::new(entered),
+        release: Mutex::new(release),
+        panics: AtomicBool::new(true),
+    });
+    g.set_peer_picker(Some(Arc::new(PickAll(peer))));
+    let g1 = g.clone();
+    let leader = thread::spawn(move || g1.get(b"r1"));
+    entered_rx.recv().unwrap();
+    let (done, results) = mpsc::channel();
+    for _ in 0..3 {
+        let (g, done) = (g.clone(), done.clone());
+        thread::spawn(move || done.send(g.get(b"r1")).unwrap());
+    }
+    thread::sleep(Duration::from_millis(100)); // let them join the fetch
+    release_tx.send(()).unwrap();
+    assert!(leader.join().is_err(), "the panic reaches the leader's caller");
+    let mut failed = 0;
+    for _ in 0..3 {
+        // A hung waiter fails the test instead of hanging it.
+        let r = results
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a waiter hung");
+        // A waiter that joined the panicking fetch gets an error; one that
+        // came late loads the key itself (the owner now refuses: locally).
+        match &r {
+            Err(Error::LoaderFailed(m)) if m.contains("panicked") => failed += 1,
+            Ok(v) if v == &b"v:r1"[..] => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(failed >= 1, "no waiter joined the panicking fetch");
+    // Not hung: the next get fetches again (the owner refuses, so it loads
+    // locally).
+    assert_eq!(g.get(b"r1").unwrap(), Bytes::from_static(b"v:r1"));
+    assert!(calls.load(Ordering::SeqCst) >= 1);
 }

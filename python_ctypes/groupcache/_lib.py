@@ -248,6 +248,35 @@ def cache_new(
 ) -> int: ...
 
 
+@_bind(
+    "cache_new_with_options",
+    [c_char_p, c_uint64, GETTER_FN, c_void_p, c_void_p, c_void_p, POINTER(c_void_p)],
+    c_int32,
+    status=True,
+)
+def cache_new_with_options(
+    name: bytes,
+    max_bytes: int,
+    getter: Any,
+    user_data: Optional[int],
+    pool: Optional[Handle],
+    options: Optional[int],
+    out: Any,
+) -> int: ...
+
+
+@_bind("cache_options_new", [], c_void_p)
+def cache_options_new() -> Optional[int]: ...
+
+
+@_bind("cache_options_free", [c_void_p], None)
+def cache_options_free(options: Optional[int]) -> None: ...
+
+
+@_bind("cache_options_set_load_timeout_ms", [c_void_p, ctypes.c_uint32], c_int32, status=True)
+def cache_options_set_load_timeout_ms(options: Optional[int], ms: int) -> int: ...
+
+
 @_bind("cache_free", [c_void_p], None)
 def cache_free(c: Any) -> None: ...
 

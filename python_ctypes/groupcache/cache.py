@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import ctypes
+import math
 import os
 import threading
 import weakref
@@ -33,7 +34,14 @@ from typing import (
 from . import _lib
 from ._log import sync_log_level
 from ._handle import Closable
-from ._errors import CACHE_NOT_FOUND, ClosedError, LoaderError, NotFoundError
+from ._errors import (
+    CACHE_INVALID_ARGUMENT,
+    CACHE_NOT_FOUND,
+    ClosedError,
+    InvalidArgumentError,
+    LoaderError,
+    NotFoundError,
+)
 from ._loader import TRAMPOLINE, Loader, LoaderSlot, Value, register, ttl_to_ms, unregister
 
 if TYPE_CHECKING:
@@ -175,6 +183,22 @@ def _executor_after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_executor_after_fork_in_child)
 
 
+def _load_timeout_ms(load_timeout: Optional[float]) -> Optional[int]:
+    """``load_timeout`` seconds as the library's milliseconds (0: no limit),
+    or None for "the environment's, else none"."""
+    if load_timeout is None:
+        return None
+    if isinstance(load_timeout, bool) or not isinstance(load_timeout, (int, float)):
+        raise TypeError("load_timeout is a number of seconds or None, not %s" % type(load_timeout).__name__)
+    if math.isinf(load_timeout) and load_timeout > 0:
+        return 0
+    if not 0 < load_timeout * 1000 < 2**32:  # also NaN
+        raise ValueError(
+            "load_timeout must be between 1 ms and 49 days (or math.inf: none), not %r s" % load_timeout
+        )
+    return max(1, math.ceil(load_timeout * 1000))
+
+
 def _free(handle: int, slot_id: Optional[int]) -> None:
     # A finalizer: must not refer to the Cache. Safe while other threads are
     # inside calls on the handle (they finish or get CACHE_CLOSED).
@@ -195,6 +219,15 @@ class Cache(Closable):
     a peer), at most once at a time per key; several keys may load at once
     on several threads. Without a loader the cache only holds what ``set``
     put there.
+
+    ``load_timeout``: seconds a load may take before the callers waiting on
+    it give up with ``groupcache.TimeoutError`` (a built-in
+    ``TimeoutError``); the load is then abandoned: the next get loads the
+    key again, and what the stuck loader returns, if it ever does, is not
+    cached. The caller whose thread runs the loader cannot be interrupted:
+    it waits for its loader and gets its result. None (the default): the
+    environment's ``GROUPCACHE_LOAD_TIMEOUT_MS``, else no limit (as
+    golang/groupcache); ``math.inf``: no limit whatever the environment.
     """
 
     __slots__ = (
@@ -217,6 +250,8 @@ class Cache(Closable):
         max_bytes: int = 64 << 20,
         loader: Optional[Loader] = None,
         pool: Optional[Pool] = None,
+        *,
+        load_timeout: Optional[float] = None,
     ) -> None:
         self._closed = True  # until the handle exists (__del__-free: see _free)
         if not isinstance(name, str):
@@ -227,24 +262,35 @@ class Cache(Closable):
             raise ValueError("max_bytes must be in 0 .. 2**64-1, not %d" % max_bytes)
         if loader is not None and not callable(loader):
             raise TypeError("loader must be callable or None")
+        timeout_ms = _load_timeout_ms(load_timeout)
         pool_handle = None
         if pool is not None:
             pool_handle = pool._live_handle()
         slot: Optional[LoaderSlot] = register(name, loader) if loader is not None else None
         out = _lib.Handle()
+        opts: Optional[int] = None
         try:
-            _lib.cache_new(
+            if timeout_ms is not None:
+                opts = _lib.cache_options_new()
+                if not opts:  # a malformed GROUPCACHE_* variable
+                    raise InvalidArgumentError(_lib._last_error(), CACHE_INVALID_ARGUMENT)
+                _lib.cache_options_set_load_timeout_ms(opts, timeout_ms)
+            # NULL options: the defaults and the environment.
+            _lib.cache_new_with_options(
                 name.encode("utf-8", "surrogateescape"),
                 max_bytes,
                 TRAMPOLINE if slot is not None else _NO_GETTER,
                 slot.id if slot is not None else None,
                 pool_handle,
+                opts,
                 ctypes.byref(out),
             )
         except BaseException:
             if slot is not None:
                 unregister(slot.id)
             raise
+        finally:
+            _lib.cache_options_free(opts)
         self._handle = out
         self._harg = _lib.handle_arg(out)  # for the hit path
         self._name = name
@@ -266,7 +312,9 @@ class Cache(Closable):
         owner, else from the loader.
 
         Raises ``KeyError`` (``NotFoundError``) when the loader returned
-        None, ``LoaderError`` when it failed, ``ClosedError`` after close().
+        None, ``LoaderError`` when it failed, ``TimeoutError`` when it waited
+        on another thread's load past ``load_timeout``, ``ClosedError``
+        after close().
         """
         try:
             k = key.encode()

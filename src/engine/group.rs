@@ -5,6 +5,7 @@ use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -73,6 +74,17 @@ where
     }
 }
 
+/// A group's settings beyond name, size and getter.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GroupOptions {
+    /// How long a load may take before the callers waiting on it give up
+    /// with `Error::Timeout` and the load is abandoned: detached, so the
+    /// next get loads the key again, and never cached. `None` (the
+    /// default, as golang/groupcache): no limit. The thread running the
+    /// getter cannot be interrupted; its own caller waits for it.
+    pub load_timeout: Option<Duration>,
+}
+
 /// groupcache's Stats plus both caches' CacheStats.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -126,6 +138,7 @@ pub struct Group {
     picker: RwLock<Option<Arc<dyn PeerPicker>>>,
     counters: Counters,
     closed: AtomicBool,
+    options: GroupOptions,
 }
 
 thread_local! {
@@ -162,19 +175,36 @@ impl Group {
     /// A group bounded by `max_bytes` (main + hot, key + value bytes).
     /// Without a getter, misses are `Error::NotFound` (a set-only cache).
     pub fn new(name: &str, max_bytes: u64, getter: Option<Arc<dyn Getter>>) -> Arc<Group> {
+        Group::with_options(name, max_bytes, getter, GroupOptions::default())
+    }
+
+    /// As `new`, with options (a load timeout).
+    pub fn with_options(
+        name: &str,
+        max_bytes: u64,
+        getter: Option<Arc<dyn Getter>>,
+        options: GroupOptions,
+    ) -> Arc<Group> {
+        let flight = |what: &str| Flight::new(format!("cache {name:?} ({what})"), options.load_timeout);
         let group = Arc::new(Group {
             name: name.to_owned(),
             getter,
             store: Store::new(max_bytes),
-            local: Flight::default(),
-            forward: Flight::default(),
+            local: flight("local load"),
+            forward: flight("fetch from the owner"),
             picker: RwLock::new(None),
             counters: Counters::default(),
             closed: AtomicBool::new(false),
+            options,
         });
         let weak: std::sync::Weak<dyn fork::ForkLocks> = Arc::downgrade(&group) as _;
         fork::register(weak);
         group
+    }
+
+    /// The options the group was made with.
+    pub fn options(&self) -> &GroupOptions {
+        &self.options
     }
 
     pub fn name(&self) -> &str {
@@ -318,9 +348,9 @@ impl Group {
     }
 
     fn load_local(&self, key: &[u8], hash: u64, count_dedup: bool) -> Result<Loaded, Error> {
-        let call = match self.local.join(key, hash) {
+        let leader = match self.local.join(key, hash) {
             Role::Waited(r) => return r,
-            Role::Leader(call) => call,
+            Role::Leader(leader) => leader,
         };
         let result = match self.lookup_again(key, hash) {
             Some(hit) => Ok(hit),
@@ -337,16 +367,18 @@ impl Group {
                 r
             }
         };
-        self.local.finish(key, hash, &call, result.clone(), |v| {
+        leader.finish(result.clone(), |v| {
             self.store.insert(key, &v.value, v.expire, Kind::Main);
         });
         result
     }
 
     fn load_forward(&self, key: &[u8], hash: u64, peer: Arc<dyn PeerGetter>) -> Result<Loaded, Error> {
-        let call = match self.forward.join(key, hash) {
+        // Held until finish; should the peer client or the store panic, its
+        // Drop still completes the call, so the key is never left hung.
+        let leader = match self.forward.join(key, hash) {
             Role::Waited(r) => return r,
-            Role::Leader(call) => call,
+            Role::Leader(leader) => leader,
         };
         let mut keep_hot = false;
         let result = match self.lookup_again(key, hash) {
@@ -380,7 +412,7 @@ impl Group {
                 }
             }
         };
-        self.forward.finish(key, hash, &call, result.clone(), |v| {
+        leader.finish(result.clone(), |v| {
             if keep_hot {
                 self.store.insert(key, &v.value, v.expire, Kind::Hot);
             }

@@ -11,5 +11,5 @@ mod stats;
 pub mod store;
 
 pub use error::Error;
-pub use group::{Getter, Group, Sink, Stats, MAX_KEY_LEN, MAX_VALUE_LEN};
+pub use group::{Getter, Group, GroupOptions, Sink, Stats, MAX_KEY_LEN, MAX_VALUE_LEN};
 pub use peers::{PeerError, PeerGetter, PeerPicker, PeerValue};

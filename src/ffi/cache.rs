@@ -9,6 +9,8 @@ use once_cell::sync::Lazy;
 
 use crate::engine::Group;
 
+use super::options::{self, cache_options};
+
 use super::boundary::{bytes, guard, require, str_arg};
 use super::handles::HandleTable;
 use super::pool::{self, cache_pool, Membership};
@@ -141,6 +143,7 @@ fn cache_arc(c: *const cache) -> Result<Arc<CacheObj>, cache_status> {
 /// - `getter` is called on misses, with `user_data`, from any thread; NULL
 ///   makes a set-only cache whose misses are CACHE_NOT_FOUND. `user_data`
 ///   must stay valid until cache_free and any call in progress return.
+///   The getter must return (see cache_getter_fn).
 /// - `pool` NULL: a process-local cache. Otherwise the cache joins that
 ///   node's cluster; names are unique within a pool.
 /// - On CACHE_OK, `*out` receives the handle; otherwise it is untouched.
@@ -148,10 +151,14 @@ fn cache_arc(c: *const cache) -> Result<Arc<CacheObj>, cache_status> {
 ///   loads the parent had in flight are not waited on (the child loads
 ///   those keys itself). See cache_pool_new for pools.
 ///
+/// Options (a load timeout) come from the environment (see
+/// cache_options_new); use cache_new_with_options to set them in code.
+///
 /// Returns CACHE_OK, CACHE_INVALID_ARGUMENT (NULL name or out, a name that
 /// is empty, longer than 255 bytes, not UTF-8, or has '/' or a control
-/// character), CACHE_ALREADY_EXISTS (the pool has a cache of that name),
-/// CACHE_CLOSED (the pool was freed). Never blocks.
+/// character, a malformed GROUPCACHE_* variable), CACHE_ALREADY_EXISTS
+/// (the pool has a cache of that name), CACHE_CLOSED (the pool was freed).
+/// Never blocks.
 #[no_mangle]
 pub unsafe extern "C" fn cache_new(
     name: *const c_char,
@@ -161,13 +168,32 @@ pub unsafe extern "C" fn cache_new(
     pool: *mut cache_pool,
     out: *mut *mut cache,
 ) -> cache_status {
+    // SAFETY: forwarded with the caller's promises.
+    unsafe { cache_new_with_options(name, max_bytes, getter, user_data, pool, std::ptr::null(), out) }
+}
+
+/// cache_new with explicit options (from cache_options_new; NULL means the
+/// defaults and the environment). The options are copied: free them
+/// whenever. Same statuses as cache_new, plus CACHE_INVALID_ARGUMENT for
+/// options that were freed. Never blocks.
+#[no_mangle]
+pub unsafe extern "C" fn cache_new_with_options(
+    name: *const c_char,
+    max_bytes: u64,
+    getter: cache_getter_fn,
+    user_data: *mut c_void,
+    pool: *mut cache_pool,
+    options: *const cache_options,
+    out: *mut *mut cache,
+) -> cache_status {
     guard(|| {
         require!(out);
         // SAFETY: the caller promises a NUL-terminated string.
         let name = tri!(unsafe { str_arg(name, "name") });
         tri!(check_name(name));
+        let options = tri!(options::resolve(options));
         let getter = CGetter::new(getter, user_data).map(|g| Arc::new(g) as _);
-        let group = Group::new(name, max_bytes, getter);
+        let group = Group::with_options(name, max_bytes, getter, options);
         let membership = if pool.is_null() {
             None
         } else {
@@ -214,8 +240,13 @@ pub extern "C" fn cache_free(c: *mut cache) {
 /// Returns CACHE_OK, CACHE_NOT_FOUND, CACHE_LOADER_FAILED,
 /// CACHE_INVALID_ARGUMENT (NULL c or out, NULL key with a non-zero length,
 /// a key over 8 KiB, a getter waiting on its own load), CACHE_CLOSED,
-/// CACHE_TIMEOUT. May block: on a miss it waits for the load (and may call
-/// the getter on this thread, or fetch from a peer). A hit never blocks.
+/// CACHE_TIMEOUT (this call waited on a load by another thread that ran
+/// past the cache's load timeout, see cache_options_set_load_timeout_ms;
+/// the load was abandoned and the next get loads the key again),
+/// CACHE_PANIC. May block: on a miss it waits for the load (and may call
+/// the getter on this thread, or fetch from a peer), at most the load
+/// timeout when it waits on another thread's load; a call that runs the
+/// getter itself waits for it whatever the timeout. A hit never blocks.
 #[no_mangle]
 pub unsafe extern "C" fn cache_get(
     c: *mut cache,

@@ -10,6 +10,8 @@ pub mod version; // say_hi, cache_version
 
 pub mod cache; // cache_new ... cache_stats_get
 
+pub mod options; // cache_options: what cache_new_with_options takes
+
 pub mod value; // what cache_get returns
 
 pub mod sink; // what a getter fills

@@ -19,7 +19,21 @@ pub struct cache_sink {
 /// cache_sink_set, CACHE_NOT_FOUND if the key does not exist; any other
 /// value is a failure and the caller gets CACHE_LOADER_FAILED. Neither
 /// failures nor "not found" are cached. `key` is valid only during the call.
-/// May be called from several threads at once, for different keys.
+/// May be called from several threads at once, for different keys (and,
+/// after a load timeout abandoned a stuck call, for the same key).
+///
+/// A getter must return normally. Nothing may unwind or jump out of it
+/// across the library's frames: no C++ exception, no Lua error (lua_error
+/// is a longjmp), no longjmp, no Go panic, no Rust panic, no
+/// pthread_exit or thread cancellation. Catch everything inside the getter
+/// and turn it into a status (cache_sink_fail, then return
+/// CACHE_LOADER_FAILED). If one does escape, the behaviour is undefined:
+/// the process may abort, or the library's frames are skipped without
+/// their cleanup, leaving its locks and the key's in-flight load held:
+/// other gets of that key then wait forever (or, with a load timeout, until
+/// it), cache_getters_stop waits for a getter that never returns, and
+/// memory leaks. The Python package's loaders already catch every
+/// exception.
 #[allow(non_camel_case_types)]
 pub type cache_getter_fn = Option<
     unsafe extern "C" fn(

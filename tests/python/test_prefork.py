@@ -66,6 +66,16 @@ def _wait_for(cond, what: str, timeout: float = 30.0) -> None:  # noqa: ANN001
     raise AssertionError("timed out waiting for " + what)
 
 
+def _workers_seen(port: int, n: int) -> set:
+    """The pids of the workers that answered n /health requests with 200."""
+    seen = set()
+    for _ in range(n):
+        status, body = _get(port, "/health")
+        if status == 200:
+            seen.add(int(body.split()[0]))
+    return seen
+
+
 def _listening(port: int) -> bool:
     try:
         socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
@@ -98,6 +108,9 @@ def service(tmp_path: Path) -> Iterator[Dict[str, object]]:
             lambda: all(_listening(peer_port + i) for i in range(WORKERS)) and _listening(http_port),
             "the workers' peer ports and the service",
         )
+        # Every worker has its cache (a worker answers /health only then):
+        # before that, a peer asking it for "items" would load locally.
+        _wait_for(lambda: len(_workers_seen(http_port, 8)) == WORKERS, "every worker's node")
         yield {"proc": proc, "port": http_port, "peer_port": peer_port, "ids": ids, "log": load_log}
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -146,11 +159,19 @@ def test_a_killed_worker_is_replaced_and_takes_its_port_back(service: Dict[str, 
     assert status == 200
     victim = int(body.split()[0])
     os.kill(victim, signal.SIGKILL)
-    _wait_for(lambda: all(_listening(peer_port + i) for i in range(WORKERS)), "the replacement's port")
-    _wait_for(
-        lambda: victim not in {int(_get(port, "/health")[1].split()[0]) for _ in range(20)},
-        "the replacement worker",
-    )
+    # Up again when WORKERS distinct workers answer, none of them the
+    # victim: the replacement made its node in post_fork, before serving.
+    seen: set = set()
+
+    def replaced() -> bool:
+        status, body = _get(port, "/health")
+        if status == 200:
+            seen.add(int(body.split()[0]))
+        seen.discard(victim)
+        return len(seen) == WORKERS
+
+    _wait_for(replaced, "the replacement worker")
+    assert all(_listening(peer_port + i) for i in range(WORKERS))
     # Every key still reads right; the victim's keys were loaded again by
     # the replacement (its cache died with it), the others were not.
     _check_all(port, ids, 2)
