@@ -196,9 +196,13 @@ impl Getter for CGetter {
         // key is valid for the call, the sink pointer only while ACTIVE
         // lists it.
         let status = unsafe { (self.f)(self.user_data, key.as_ptr(), key.len(), addr as *mut cache_sink) };
+        // The getter returns an int32_t (a C enum's width is the compiler's
+        // choice, so the callback type cannot be the enum itself).
+        const OK: i32 = CACHE_OK as i32;
+        const NOT_FOUND: i32 = CACHE_NOT_FOUND as i32;
         match status {
-            0 => Ok(()),
-            1 => Err(Error::NotFound),
+            OK => Ok(()),
+            NOT_FOUND => Err(Error::NotFound),
             other => Err(Error::LoaderFailed(format!("the getter returned status {other}"))),
         }
     }

@@ -76,18 +76,18 @@ static int32_t rude_getter(void *ud, const uint8_t *key, size_t len, cache_sink 
   if (is(key, len, "int-min")) return INT32_MIN;
   if (is(key, len, "fail-null-msg")) {
     inner_status = cache_sink_fail(sink, NULL);
-    return 5;
+    return CACHE_LOADER_FAILED;
   }
   if (is(key, len, "reenter-same")) {
     cache_value *v = NULL;
     inner_status = cache_get(self_cache, key, len, &v);
     if (inner_status == CACHE_OK) cache_value_free(v);
-    return inner_status == CACHE_OK ? CACHE_OK : 3;
+    return inner_status == CACHE_OK ? CACHE_OK : CACHE_LOADER_FAILED;
   }
   if (is(key, len, "reenter-other")) {
     cache_value *v = NULL;
     inner_status = cache_get(self_cache, K("plain"), &v);
-    if (inner_status != CACHE_OK) return 3;
+    if (inner_status != CACHE_OK) return CACHE_LOADER_FAILED;
     int32_t st = cache_sink_set(sink, cache_value_data(v), cache_value_len(v), 0);
     cache_value_free(v);
     return st;

@@ -40,7 +40,7 @@ static atomic_int stop_churn;
 static int32_t getter(void *ud, const uint8_t *key, size_t len, cache_sink *sink) {
   char tag = (char)(intptr_t)ud;
   char v[128];
-  if (len > 100) return 3;
+  if (len > 100) return CACHE_LOADER_FAILED;
   int n = snprintf(v, sizeof v, "%c:%.*s", tag, (int)len, (const char *)key);
   return cache_sink_set(sink, (const uint8_t *)v, (size_t)n, 0);
 }

@@ -21,7 +21,7 @@ static int32_t getter(void *ud, const uint8_t *key, size_t len, cache_sink *sink
   int node = (int)(intptr_t)ud;
   atomic_fetch_add(&loads_per_node[node], 1);
   char k[32];
-  if (len >= sizeof k) return 3;
+  if (len >= sizeof k) return CACHE_LOADER_FAILED;
   memcpy(k, key, len);
   k[len] = 0;
   if (strncmp(k, "nope", 4) == 0) return CACHE_NOT_FOUND;

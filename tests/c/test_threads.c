@@ -21,7 +21,7 @@ static int32_t getter(void *ud, const uint8_t *key, size_t len, cache_sink *sink
   atomic_fetch_add(&loads, 1);
   if (len == 4 && memcmp(key, "slow", 4) == 0) usleep(200 * 1000);
   uint8_t buf[64];
-  if (len > sizeof buf - 9) return 3;
+  if (len > sizeof buf - 9) return CACHE_LOADER_FAILED;
   memcpy(buf, "value-of:", 9);
   memcpy(buf + 9, key, len);
   return cache_sink_set(sink, buf, len + 9, 0);
