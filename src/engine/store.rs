@@ -48,8 +48,31 @@ pub enum Kind {
 
 const SHARDS: usize = 64;
 const INITIAL_SLOTS: usize = 8;
+/// Entry addresses must fit in the low 48 bits of a slot: the top 16 hold
+/// a tag of the key's hash. True of every x86-64 and AArch64 Linux heap
+/// (user space below 2^47 or 2^48) unless the process opts into 5-level
+/// paging addresses or tags its heap pointers (AArch64 TBI/MTE); an entry
+/// at such an address panics in `Entry::new` rather than silently not
+/// being cached. (32-bit targets are refused at compile time, in lib.rs.)
 const ADDR_BITS: u32 = 48;
 const ADDR_MASK: usize = (1 << ADDR_BITS) - 1;
+
+/// Whether an entry at `addr` leaves the tag bits free.
+fn taggable(addr: usize) -> bool {
+    addr & !ADDR_MASK == 0
+}
+
+/// The loud failure for an address `taggable` refuses.
+#[cold]
+#[inline(never)]
+fn untaggable(addr: usize) -> ! {
+    panic!(
+        "groupcache cannot store an entry at address {addr:#x}: its cache tables keep entry \
+         addresses in the low {ADDR_BITS} bits of a word (the high bits hold a hash tag), and this \
+         allocator returned an address above that (5-level paging with high addresses enabled, or \
+         tagged heap pointers such as AArch64 MTE); such a heap is not supported"
+    )
+}
 
 const F_HOT: u8 = 1;
 const F_TTL: u8 = 2;
@@ -86,7 +109,8 @@ impl Entry {
     }
 
     /// Allocates and fills an entry. `None` if the lengths do not fit the
-    /// header, or the address cannot be tagged (see `ADDR_BITS`).
+    /// header. Panics if the allocator returned an address that cannot be
+    /// tagged (see `ADDR_BITS`).
     fn new(key: &[u8], value: &[u8], expire: Option<i64>, kind: Kind) -> Option<Entry> {
         let key_len = u32::try_from(key.len()).ok()?;
         let val_len = u32::try_from(value.len()).ok()?;
@@ -96,10 +120,10 @@ impl Entry {
         if p.is_null() {
             alloc::handle_alloc_error(layout);
         }
-        if (p as usize) & !ADDR_MASK != 0 {
+        if !taggable(p as usize) {
             // SAFETY: p was just allocated with this layout.
             unsafe { alloc::dealloc(p as *mut u8, layout) };
-            return None;
+            untaggable(p as usize);
         }
         let mut flags = 0;
         if kind == Kind::Hot {
@@ -721,6 +745,25 @@ mod tests {
 
     fn get(s: &Store, k: &[u8]) -> Option<Vec<u8>> {
         s.get_locked(k, s.hash(k), |v| v.to_vec()).map(|h| h.result)
+    }
+
+    #[test]
+    fn addresses_above_the_tag_bits_are_refused() {
+        assert!(taggable(0x7fff_ffff_fff8)); // the top of a 47-bit user space
+        assert!(taggable(0xffff_ffff_fff8)); // of a 48-bit one
+        assert!(!taggable(1 << 48)); // 5-level paging, high addresses
+        assert!(!taggable(0x0a00_aaaa_bbbb_ccd0)); // an AArch64 pointer with an MTE tag
+                                                   // Every entry this test allocates fits (or the store would panic).
+        let s = Store::new(1 << 20);
+        for i in 0..1000u32 {
+            assert!(s.insert(&i.to_le_bytes(), &[7; 100], None, Kind::Main));
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "cannot store an entry at address 0x1000000000000")]
+    fn an_untaggable_address_panics_with_the_reason() {
+        untaggable(1 << 48);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Handles: what C holds instead of pointers to caches and pools.
 //!
-//! A handle is `(generation << 32) | slot`, cast to an opaque pointer. It is
+//! A handle is `(generation << 32) | slot`, cast to an opaque pointer (so
+//! pointers must be 64 bits: lib.rs refuses to build otherwise). It is
 //! never dereferenced: a lookup checks that the slot still holds that
 //! generation. So a freed or double-freed handle finds nothing (the caller
 //! gets `CACHE_CLOSED`), even after its slot was reused by a newer object,
