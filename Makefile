@@ -15,7 +15,7 @@ CFLAGS_ALL := -std=c11 -D_DEFAULT_SOURCE -g -O1 -Wall -Wextra -Werror -Iinclude 
 LDFLAGS_ALL:= -L$(LIBDIR) -lgroupcache -lpthread -Wl,-rpath,$(LIBDIR)
 VALGRIND   := valgrind -q --leak-check=full --errors-for-leak-kinds=definite \
               --show-leak-kinds=definite --error-exitcode=99
-C_TESTS    := test_api test_threads test_pool test_options test_adversarial test_load_timeout test_fork
+C_TESTS    := test_api test_abi test_threads test_pool test_options test_adversarial test_load_timeout test_fork
 EXAMPLES   := say_hi loader
 
 .PHONY: all lib demo test test-rust test-c test-c-valgrind test-c-asan \
@@ -70,6 +70,7 @@ test-c: $(addprefix $(BUILD)/,$(C_TESTS)) test-c-valgrind test-c-asan
 test-c-valgrind: $(addprefix $(BUILD)/,$(C_TESTS))
 	@command -v valgrind >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind; }
 	$(VALGRIND) $(BUILD)/test_api
+	$(VALGRIND) $(BUILD)/test_abi
 	$(VALGRIND) $(BUILD)/test_threads 5
 	$(VALGRIND) $(BUILD)/test_pool
 	$(VALGRIND) $(BUILD)/test_options
@@ -84,6 +85,7 @@ test-c-valgrind: $(addprefix $(BUILD)/,$(C_TESTS))
 
 test-c-asan: $(addprefix $(BUILD)/asan/,$(C_TESTS))
 	$(BUILD)/asan/test_api
+	$(BUILD)/asan/test_abi
 	$(BUILD)/asan/test_threads 10
 	$(BUILD)/asan/test_pool
 	$(BUILD)/asan/test_options

@@ -31,20 +31,25 @@ fn main() {
     }
 }
 
-/// Gives the library an ELF soname with the major version,
-/// libgroupcache.so.0: programs linked against it record that name, so a
-/// compatible upgrade (libgroupcache.so.0.1.0 -> 0.1.1 behind the .so.0
-/// link `make install` lays out) needs no relink. Since such programs look
-/// for libgroupcache.so.0 at run time, the same name is linked next to the
-/// library cargo builds, for programs linked against the build tree
-/// (`-Ltarget/release -lgroupcache -Wl,-rpath,...`).
+/// Gives the library an ELF soname with the version part that promises
+/// ABI compatibility: major.minor while the major is 0
+/// (libgroupcache.so.0.1: a 0.x minor release may change the ABI), the
+/// major alone from 1.0 on. Programs linked against it record that name,
+/// so a compatible upgrade (libgroupcache.so.0.1.0 -> 0.1.1 behind the
+/// .so.0.1 link `make install` lays out) needs no relink, and an
+/// incompatible one is refused by the loader instead of misbehaving. Since
+/// such programs look for the soname at run time, the same name is linked
+/// next to the library cargo builds, for programs linked against the build
+/// tree (`-Ltarget/release -lgroupcache -Wl,-rpath,...`).
 fn soname() {
     let env = |k: &str| std::env::var(k).unwrap_or_default();
     let unix = env("CARGO_CFG_TARGET_FAMILY").split(',').any(|f| f == "unix");
     if !unix || env("CARGO_CFG_TARGET_VENDOR") == "apple" {
         return; // not ELF
     }
-    let soname = format!("libgroupcache.so.{}", env("CARGO_PKG_VERSION_MAJOR"));
+    let (major, minor) = (env("CARGO_PKG_VERSION_MAJOR"), env("CARGO_PKG_VERSION_MINOR"));
+    let soversion = if major == "0" { format!("0.{minor}") } else { major };
+    let soname = format!("libgroupcache.so.{soversion}");
     println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,{soname}");
     // OUT_DIR is <target>/<profile>/build/groupcache-<hash>/out.
     #[cfg(unix)]

@@ -22,6 +22,30 @@
 #include <stddef.h>
 
 /**
+ * The major version of this header. 0.x releases may change the ABI
+ * between minor versions, so the library's soname carries major.minor
+ * (libgroupcache.so.0.1); from 1.0 on it carries the major alone.
+ */
+#define GROUPCACHE_VERSION_MAJOR 0
+
+/**
+ * The minor version of this header.
+ */
+#define GROUPCACHE_VERSION_MINOR 1
+
+/**
+ * The patch version of this header.
+ */
+#define GROUPCACHE_VERSION_PATCH 0
+
+/**
+ * This header's version as one number, MAJOR * 1000000 + MINOR * 1000 +
+ * PATCH (0.1.0 is 1000), for `#if` and for comparing with
+ * cache_version_number() at run time.
+ */
+#define GROUPCACHE_VERSION_NUMBER (((GROUPCACHE_VERSION_MAJOR * 1000000) + (GROUPCACHE_VERSION_MINOR * 1000)) + GROUPCACHE_VERSION_PATCH)
+
+/**
  * Longest key accepted, in bytes.
  */
 #define CACHE_MAX_KEY_LEN 8192
@@ -185,6 +209,11 @@ typedef int32_t (*cache_getter_fn)(void *user_data,
 /**
  * groupcache's Stats and CacheStats, as counters since cache_new (bytes
  * and items are current sizes).
+ *
+ * New counters are only ever added at the end. Read them with
+ * cache_stats_get_sized, passing sizeof(struct cache_stats): the library
+ * fills the counters both sides know, so programs and libraries of
+ * different versions never write past each other's struct.
  */
 typedef struct cache_stats {
   /**
@@ -318,6 +347,15 @@ void say_hi(void);
 const char *cache_version(void);
 
 /**
+ * The library's version as one number, as GROUPCACHE_VERSION_NUMBER is
+ * the header's: a program can check at run time that the library it
+ * loaded is the one it was compiled against, e.g.
+ * `cache_version_number() / 1000 == GROUPCACHE_VERSION_NUMBER / 1000` for
+ * the same major and minor version. Never fails; never blocks.
+ */
+uint32_t cache_version_number(void);
+
+/**
  * Creates a cache (one groupcache group) named `name`.
  *
  * - `max_bytes` bounds the main and hot caches together, counting key +
@@ -443,10 +481,28 @@ enum cache_status cache_set(struct cache *c,
 enum cache_status cache_remove(struct cache *c, const uint8_t *key, size_t key_len);
 
 /**
- * Copies the cache's counters into `*out`. Returns CACHE_OK,
+ * Copies the cache's first 19 counters (struct cache_stats as of 0.1, 152
+ * bytes) into `*out`, and never writes more: a program built against 0.1
+ * keeps working as counters are added. Counters added later are not
+ * written: use cache_stats_get_sized. Returns CACHE_OK,
  * CACHE_INVALID_ARGUMENT (NULL), CACHE_CLOSED. Never blocks.
  */
 enum cache_status cache_stats_get(struct cache *c, struct cache_stats *out);
+
+/**
+ * Copies the cache's counters into `*out`, a struct cache_stats of
+ * `out_size` bytes: pass sizeof(struct cache_stats) as your header
+ * declares it. Writes exactly `out_size` bytes: the counters that both
+ * your header and this library know, and 0 in any counter your header
+ * has and this (older) library does not. Counters this library has and
+ * your (older) header does not are left out. So programs built against
+ * any version work with libraries of any other.
+ *
+ * Returns CACHE_OK, CACHE_INVALID_ARGUMENT (NULL c or out, an `out_size`
+ * that is 0 or not a multiple of 8: no struct cache_stats has that size;
+ * nothing is written then), CACHE_CLOSED. Never blocks.
+ */
+enum cache_status cache_stats_get_sized(struct cache *c, struct cache_stats *out, size_t out_size);
 
 /**
  * New cache options: the defaults (no load timeout, as golang/groupcache),

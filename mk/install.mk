@@ -7,9 +7,10 @@
 #   make uninstall PREFIX=/opt/gc
 #
 # Installs, under PREFIX (directories overridable, GNU-style):
-#   lib/libgroupcache.so.X.Y.Z             the library; its soname is
-#   lib/libgroupcache.so.X -> .so.X.Y.Z    libgroupcache.so.X (build.rs)
-#   lib/libgroupcache.so   -> .so.X        what `-lgroupcache` finds
+#   lib/libgroupcache.so.X.Y.Z             the library; its soname (build.rs)
+#   lib/libgroupcache.so.S -> .so.X.Y.Z    is libgroupcache.so.S, S = X.Y
+#                                          while X is 0, X from 1.0 on
+#   lib/libgroupcache.so   -> .so.S        what `-lgroupcache` finds
 #   include/groupcache.h
 #   lib/pkgconfig/groupcache.pc            from groupcache.pc.in
 #
@@ -33,9 +34,12 @@ STRIP                ?= strip
 
 GC_BUILT_LIB := $(CURDIR)/target/release/libgroupcache.so
 GC_VERSION   := $(shell sed -n 's/^version *= *"\([^"]*\)".*/\1/p' $(CURDIR)/Cargo.toml | head -n1)
-GC_SOMAJOR   := $(firstword $(subst ., ,$(GC_VERSION)))
+GC_VMAJOR    := $(word 1,$(subst ., ,$(GC_VERSION)))
+GC_VMINOR    := $(word 2,$(subst ., ,$(GC_VERSION)))
+# 0.x minor releases may break the ABI: the soname carries major.minor.
+GC_SOVERSION := $(if $(filter 0,$(GC_VMAJOR)),$(GC_VMAJOR).$(GC_VMINOR),$(GC_VMAJOR))
 GC_REALNAME  := libgroupcache.so.$(GC_VERSION)
-GC_SONAME    := libgroupcache.so.$(GC_SOMAJOR)
+GC_SONAME    := libgroupcache.so.$(GC_SOVERSION)
 # In the .pc file, paths under PREFIX are written relative to ${prefix}.
 GC_PC_LIBDIR := $(patsubst $(PREFIX)/%,$${prefix}/%,$(INSTALL_LIBDIR))
 GC_PC_INCDIR := $(patsubst $(PREFIX)/%,$${prefix}/%,$(INSTALL_INCLUDEDIR))

@@ -26,6 +26,11 @@ pub struct cache {
 
 /// groupcache's Stats and CacheStats, as counters since cache_new (bytes
 /// and items are current sizes).
+///
+/// New counters are only ever added at the end. Read them with
+/// cache_stats_get_sized, passing sizeof(struct cache_stats): the library
+/// fills the counters both sides know, so programs and libraries of
+/// different versions never write past each other's struct.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct cache_stats {
@@ -406,12 +411,51 @@ pub unsafe extern "C" fn cache_remove(c: *mut cache, key: *const u8, key_len: us
     })
 }
 
-/// Copies the cache's counters into `*out`. Returns CACHE_OK,
+/// The size of struct cache_stats in 0.1: its first 19 counters, all that
+/// cache_stats_get writes, in this version and every later one.
+const STATS_SIZE_0_1: usize = 19 * 8;
+// Every field is a u64, so the struct has no padding and the fields of an
+// older, shorter struct are a prefix of it.
+const _: () = assert!(std::mem::size_of::<cache_stats>() % 8 == 0);
+const _: () = assert!(std::mem::size_of::<cache_stats>() >= STATS_SIZE_0_1);
+
+/// Copies the cache's first 19 counters (struct cache_stats as of 0.1, 152
+/// bytes) into `*out`, and never writes more: a program built against 0.1
+/// keeps working as counters are added. Counters added later are not
+/// written: use cache_stats_get_sized. Returns CACHE_OK,
 /// CACHE_INVALID_ARGUMENT (NULL), CACHE_CLOSED. Never blocks.
 #[no_mangle]
 pub unsafe extern "C" fn cache_stats_get(c: *mut cache, out: *mut cache_stats) -> cache_status {
+    // SAFETY: the caller promises a writable struct cache_stats of 0.1 or
+    // later at out: at least STATS_SIZE_0_1 bytes.
+    unsafe { cache_stats_get_sized(c, out, STATS_SIZE_0_1) }
+}
+
+/// Copies the cache's counters into `*out`, a struct cache_stats of
+/// `out_size` bytes: pass sizeof(struct cache_stats) as your header
+/// declares it. Writes exactly `out_size` bytes: the counters that both
+/// your header and this library know, and 0 in any counter your header
+/// has and this (older) library does not. Counters this library has and
+/// your (older) header does not are left out. So programs built against
+/// any version work with libraries of any other.
+///
+/// Returns CACHE_OK, CACHE_INVALID_ARGUMENT (NULL c or out, an `out_size`
+/// that is 0 or not a multiple of 8: no struct cache_stats has that size;
+/// nothing is written then), CACHE_CLOSED. Never blocks.
+#[no_mangle]
+pub unsafe extern "C" fn cache_stats_get_sized(
+    c: *mut cache,
+    out: *mut cache_stats,
+    out_size: usize,
+) -> cache_status {
     guard(|| {
         require!(c, out);
+        if out_size == 0 || out_size % 8 != 0 {
+            return fail(
+                CACHE_INVALID_ARGUMENT,
+                format!("out_size {out_size} is not the size of a struct cache_stats (a multiple of 8)"),
+            );
+        }
         let s = tri!(with_cache(c, |obj| obj.group.stats()));
         let st = cache_stats {
             gets: s.gets,
@@ -434,8 +478,16 @@ pub unsafe extern "C" fn cache_stats_get(c: *mut cache, out: *mut cache_stats) -
             hot_hits: s.hot_hits,
             hot_evictions: s.hot_evictions,
         };
-        // SAFETY: out is non-NULL (checked) and writable (promise).
-        unsafe { *out = st };
+        let known = out_size.min(std::mem::size_of::<cache_stats>());
+        let out = out as *mut u8;
+        // SAFETY: out is non-NULL (checked) and the caller promises out_size
+        // writable bytes there; `known` bytes of st are read, at most its
+        // size, and the rest up to out_size is zeroed: nothing past out_size
+        // is written. u8 writes need no alignment.
+        unsafe {
+            std::ptr::copy_nonoverlapping(&st as *const cache_stats as *const u8, out, known);
+            std::ptr::write_bytes(out.add(known), 0, out_size - known);
+        }
         CACHE_OK
     })
 }

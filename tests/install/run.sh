@@ -7,8 +7,9 @@
 #
 #   bash tests/install/run.sh          (make test runs it)
 #
-# Installs pkg-config with apt-get when it is missing. Builds the library
-# through `make install` (its `lib` prerequisite) if needed.
+# Installs pkg-config with apt-get when it is missing, and Go through
+# examples/cgo/run.sh. Builds the library through `make install` (its
+# `lib` prerequisite) if needed.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
@@ -31,7 +32,7 @@ if ! command -v pkg-config >/dev/null; then
   $SUDO apt-get install -y -qq --no-install-recommends pkg-config >/dev/null \
     || { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends pkg-config >/dev/null; }
 fi
-for tool in pkg-config readelf "${CC:-cc}"; do
+for tool in pkg-config readelf "${CC:-cc}" "${CXX:-c++}"; do
   command -v "$tool" >/dev/null || { echo "install test: $tool is missing" >&2; exit 1; }
 done
 
@@ -39,7 +40,11 @@ tmp="$(mktemp -d /tmp/groupcache-install.XXXXXX)"
 trap 'rm -rf "$tmp"' EXIT
 prefix="$tmp/prefix"
 version="$(sed -n 's/^version *= *"\([^"]*\)".*/\1/p' Cargo.toml | head -n1)"
+# The soname's version: major.minor for 0.x (whose minor releases may
+# change the ABI), the major alone from 1.0 on.
 major="${version%%.*}"
+minor="${version#*.}"; minor="${minor%%.*}"
+if [ "$major" = 0 ]; then so="$major.$minor"; else so="$major"; fi
 
 # Until the Makefile includes mk/install.mk, read it alongside.
 mkf=()
@@ -53,12 +58,12 @@ echo "== make install PREFIX=$prefix"
 lib="$prefix/lib"
 real="$lib/libgroupcache.so.$version"
 check "installed $real (a file)" test -f "$real" -a ! -L "$real"
-check "libgroupcache.so.$major -> libgroupcache.so.$version" \
-  test "$(readlink "$lib/libgroupcache.so.$major")" = "libgroupcache.so.$version"
-check "libgroupcache.so -> libgroupcache.so.$major" \
-  test "$(readlink "$lib/libgroupcache.so")" = "libgroupcache.so.$major"
-check "readelf -d: soname libgroupcache.so.$major" \
-  bash -c 'readelf -d "$1" | grep -q "Library soname: \[libgroupcache.so.$2\]"' _ "$real" "$major"
+check "libgroupcache.so.$so -> libgroupcache.so.$version" \
+  test "$(readlink "$lib/libgroupcache.so.$so")" = "libgroupcache.so.$version"
+check "libgroupcache.so -> libgroupcache.so.$so" \
+  test "$(readlink "$lib/libgroupcache.so")" = "libgroupcache.so.$so"
+check "readelf -d: soname libgroupcache.so.$so" \
+  bash -c 'readelf -d "$1" | grep -q "Library soname: \[libgroupcache.so.$2\]"' _ "$real" "$so"
 check "installed header = include/groupcache.h" cmp -s include/groupcache.h "$prefix/include/groupcache.h"
 
 export PKG_CONFIG_PATH="$lib/pkgconfig"
@@ -78,11 +83,32 @@ printf '#include <groupcache.h>\nint main(void) { return cache_version() == 0; }
 # shellcheck disable=SC2046
 check "header compiles alone: -std=c99 -Wall -Wextra -Wpedantic -Werror" \
   "${CC:-cc}" -std=c99 -Wall -Wextra -Wpedantic -Werror -fsyntax-only $(pkg-config --cflags groupcache) "$tmp/hdr.c"
-if command -v "${CXX:-c++}" >/dev/null; then
+# shellcheck disable=SC2046
+check "header compiles as C++: -Wall -Wextra -Werror" \
+  "${CXX:-c++}" -x c++ -Wall -Wextra -Werror -fsyntax-only $(pkg-config --cflags groupcache) "$tmp/hdr.c"
+
+# The installed header's version macros, the installed library's version
+# functions and Cargo.toml's version are one version.
+cat >"$tmp/version.c" <<'EOF'
+#include <groupcache.h>
+#include <stdio.h>
+#include <string.h>
+int main(void) {
+  char header[40];
+  snprintf(header, sizeof header, "%d.%d.%d", GROUPCACHE_VERSION_MAJOR, GROUPCACHE_VERSION_MINOR,
+           GROUPCACHE_VERSION_PATCH);
+  printf("%s\n", header);
+  if (strcmp(header, cache_version()) != 0) return 1;
+  if (cache_version_number() != GROUPCACHE_VERSION_NUMBER) return 2;
+  return 0;
+}
+EOF
+version_agrees() {
   # shellcheck disable=SC2046
-  check "header compiles as C++: -Wall -Wextra -Werror" \
-    "${CXX:-c++}" -x c++ -Wall -Wextra -Werror -fsyntax-only $(pkg-config --cflags groupcache) "$tmp/hdr.c"
-fi
+  "${CC:-cc}" "$tmp/version.c" $(pkg-config --cflags --libs groupcache) -Wl,-rpath,"$libdir" -o "$tmp/version" \
+    && test "$(env -u LD_LIBRARY_PATH "$tmp/version")" = "$version"
+}
+check "header macros = cache_version() = cache_version_number() = $version" version_agrees
 
 echo "== cc examples/loader.c \$(pkg-config --cflags --libs groupcache)"
 # shellcheck disable=SC2046
@@ -91,15 +117,15 @@ check "loader builds against the installed library" \
 # shellcheck disable=SC2046
 check "loader builds with rpath = pkg-config libdir" \
   "${CC:-cc}" examples/loader.c $(pkg-config --cflags --libs groupcache) -Wl,-rpath,"$libdir" -o "$tmp/loader-rpath"
-check "loader NEEDs libgroupcache.so.$major" \
-  bash -c 'readelf -d "$1" | grep -q "Shared library: \[libgroupcache.so.$2\]"' _ "$tmp/loader" "$major"
+check "loader NEEDs libgroupcache.so.$so" \
+  bash -c 'readelf -d "$1" | grep -q "Shared library: \[libgroupcache.so.$2\]"' _ "$tmp/loader" "$so"
 
 # Which copy the loader resolves: the installed one, not target/release.
 resolved() { "$@" ldd "$tmp/$LOADER" | awk '/libgroupcache/ {print $3}'; }
 check "LD_LIBRARY_PATH: resolves to the installed copy" \
-  test "$(LOADER=loader resolved env LD_LIBRARY_PATH="$libdir")" = "$lib/libgroupcache.so.$major"
+  test "$(LOADER=loader resolved env LD_LIBRARY_PATH="$libdir")" = "$lib/libgroupcache.so.$so"
 check "rpath: resolves to the installed copy" \
-  test "$(LOADER=loader-rpath resolved env -u LD_LIBRARY_PATH)" = "$lib/libgroupcache.so.$major"
+  test "$(LOADER=loader-rpath resolved env -u LD_LIBRARY_PATH)" = "$lib/libgroupcache.so.$so"
 
 run_loader() { # run_loader OUT ENV... : runs a loader build, keeps its output
   local out="$1"; shift
@@ -112,17 +138,16 @@ check "loader runs with LD_LIBRARY_PATH=libdir" \
 check "loader runs with rpath" run_loader "$tmp/out2" env -u LD_LIBRARY_PATH "$tmp/loader-rpath"
 
 # Another language through the installed header and pkg-config: the cgo
-# example with -tags pkgconfig (when a Go toolchain is already here).
-if [ -x /usr/lib/go-1.19/bin/go ] || command -v go >/dev/null; then
-  echo "== examples/cgo/run.sh --pkgconfig"
-  cgo_installed() {
-    LD_LIBRARY_PATH="$libdir" bash examples/cgo/run.sh --pkgconfig >"$tmp/cgo.log" 2>&1 \
-      && LD_LIBRARY_PATH="$libdir" ldd target/go/cgo-example-pkgconfig | grep -q "=> $libdir/libgroupcache.so.$major" \
-      || { cat "$tmp/cgo.log"; return 1; }
-    tail -n1 "$tmp/cgo.log" | sed 's/^/       /'
-  }
-  check "cgo example builds and runs against the installed library" cgo_installed
-fi
+# example with -tags pkgconfig (examples/cgo/run.sh installs Debian's Go
+# when it is missing).
+echo "== examples/cgo/run.sh --pkgconfig"
+cgo_installed() {
+  LD_LIBRARY_PATH="$libdir" bash examples/cgo/run.sh --pkgconfig >"$tmp/cgo.log" 2>&1 \
+    && LD_LIBRARY_PATH="$libdir" ldd target/go/cgo-example-pkgconfig | grep -q "=> $libdir/libgroupcache.so.$so" \
+    || { cat "$tmp/cgo.log"; return 1; }
+  tail -n1 "$tmp/cgo.log" | sed 's/^/       /'
+}
+check "cgo example builds and runs against the installed library" cgo_installed
 
 echo "== make uninstall PREFIX=$prefix"
 "$make" --no-print-directory "${mkf[@]}" uninstall PREFIX="$prefix" >"$tmp/uninstall.log" 2>&1 \
