@@ -8,8 +8,8 @@ Redis.
     .venv/bin/python bench/python/bench.py --quick    # a smoke run
 
 Writes bench/out/python.md (the tables) and bench/python/hits.png (a chart
-of the per-hit costs). Needs a C compiler (the floor and the prototypes in
-shim.c), redis-server (Debian package redis-server), and for the Go row
+of the per-hit costs). Needs a C compiler (the floor, shim.c),
+redis-server (Debian package redis-server), and for the Go row
 bench/go/cshared/build.sh (run here when its library is missing).
 
 How hits are timed: every contestant's loop does one pass of `get(key)`
@@ -237,9 +237,23 @@ def contestants(args: argparse.Namespace, scratch: Path, redis_srv: Optional[Red
          lambda cache, keys, size: ((lambda: cache.get_many(keys)), len(keys)))  # fmt: skip
 
     look = _lib.lookup
+    look3 = _lib.lookup3
     alloc = _lib.LOOKUP_ALLOC
 
     def raw(cache: Any, keys: List[str], size: int) -> Tuple[Loop, int]:
+        h = cache._harg
+        for i in (0, len(keys) - 1):
+            k = keys[i].encode()
+            assert look3(h, k, len(k)) == value_of(i, size)
+
+        def loop() -> None:
+            for k in keys:
+                kb = k.encode()
+                look3(h, kb, len(kb))
+
+        return loop, len(keys)
+
+    def raw_alloc(cache: Any, keys: List[str], size: int) -> Tuple[Loop, int]:
         h = cache._harg
 
         def loop() -> None:
@@ -272,54 +286,10 @@ def contestants(args: argparse.Namespace, scratch: Path, redis_srv: Optional[Red
 
         return loop, len(keys)
 
-    ours("  the lookup call alone, as get makes it", "encode + cache_lookup_alloc, pointers as ctypes cparams", raw)
-    ours("  the lookup call, c_void_p arguments", "the same, ctypes converting c_void_p objects on each call", raw_void_p)
-    ours("  the lookup call, argtypes declared", "the same through declared argtypes", raw_argtypes)
-
-    # -- prototypes of proposed library functions (FFI-PROPOSAL.md)
-    shim.gcb_init.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
-    shim.gcb_init.restype = None
-    shim.gcb_init(ctypes.cast(ctypes.PyDLL(_lib.library_path).cache_lookup_alloc, ctypes.c_void_p).value,
-                  _lib._ALLOC_ADDR)  # fmt: skip
-    pshim = ctypes.PyDLL(shim._name)
-    lookup3 = pshim.gcb_lookup3
-    lookup3.restype = ctypes.py_object
-    many = pshim.gcb_lookup_many
-    many.restype = ctypes.c_ssize_t
-
-    def proto_call(cache: Any, keys: List[str], size: int) -> Tuple[Loop, int]:
-        h = cache._harg
-        for i in (0, len(keys) - 1):
-            k = keys[i].encode()
-            assert lookup3(h, k, len(k)) == value_of(i, size)
-
-        def loop() -> None:
-            for k in keys:
-                kb = k.encode()
-                lookup3(h, kb, len(kb))
-
-        return loop, len(keys)
-
-    def proto_many(cache: Any, keys: List[str], size: int) -> Tuple[Loop, int]:
-        saved = _lib.lookup_many
-        _lib.lookup_many = many  # the package's own batch path, on the prototype
-        try:
-            assert cache.get_many(keys) == {k: value_of(i, size) for i, k in enumerate(keys)}
-        finally:
-            _lib.lookup_many = saved
-
-        def loop() -> None:
-            saved = _lib.lookup_many
-            _lib.lookup_many = many
-            try:
-                cache.get_many(keys)
-            finally:
-                _lib.lookup_many = saved
-
-        return loop, len(keys)
-
-    ours("  proposed A: the lookup call without the alloc argument", "prototype in shim.c (FFI-PROPOSAL.md, A)", proto_call)
-    ours("  proposed B: get_many per key, one batch lookup", "Cache.get_many on the prototype in shim.c (FFI-PROPOSAL.md, B)", proto_many)
+    ours("  the lookup call alone, as get makes it", "encode + cache_lookup, pointers as ctypes cparams", raw)
+    ours("  the lookup call, the allocator passed", "the same through cache_lookup_alloc (one argument more)", raw_alloc)
+    ours("  the lookup call, c_void_p arguments", "cache_lookup_alloc, ctypes converting c_void_p objects on each call", raw_void_p)
+    ours("  the lookup call, argtypes declared", "cache_lookup_alloc through declared argtypes", raw_argtypes)
 
     # -- Python caches
     def python_cache(name: str, note: str, build: Callable[[List[str], int], Callable[[str], Any]]) -> None:

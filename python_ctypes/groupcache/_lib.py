@@ -1,8 +1,11 @@
 # The stubs below carry signatures only; their bodies never run.
 # mypy: disable-error-code="empty-body"
-"""Finds and loads libgroupcache, and declares its C functions once.
+"""Finds and loads libgroupcache, and declares its C functions and
+constants once, spelled as in include/groupcache.h (tests/python/
+test_header.py checks that every function and constant of the header is
+here, and nothing else).
 
-Where the library is looked for, in this order (API.md):
+Where the library is looked for, in this order:
 
 1. ``$GROUPCACHE_LIB``, a path to the shared library (an error if it is set
    and wrong: a silent fallback would hide which library is in use);
@@ -22,8 +25,8 @@ The library is opened twice, which dlopen makes one mapping:
 
 Each function is declared once with ``argtypes``, ``restype`` and, for those
 returning a ``cache_status``, an ``errcheck`` that raises the matching
-exception with ``cache_last_error()``'s text.  The one exception is the hot
-``lookup`` below, which has no ``argtypes`` on purpose (see there).
+exception with ``cache_last_error()``'s text.  The exceptions are the hit
+paths (``cache_lookup*``), which have no ``argtypes`` on purpose (see there).
 """
 
 from __future__ import annotations
@@ -39,13 +42,14 @@ from ctypes import (
     c_int32,
     c_int64,
     c_size_t,
+    c_uint32,
     c_uint64,
     c_void_p,
 )
 from pathlib import Path
 from typing import Any, Callable, List, Optional, Sequence, Tuple, TypeVar
 
-from ._errors import CACHE_OK, GroupcacheError, error_for_status
+from ._errors import CACHE_OK, error_for_status
 
 __all__ = ["library_path", "Handle", "CacheStats", "GETTER_FN"]
 
@@ -128,25 +132,18 @@ def _bind(
     restype: Any,
     *,
     status: bool = False,
-    optional: bool = False,
 ) -> Callable[[F], F]:
     """Declares the C function ``name`` once, in the style of
     llama-cpp-python: the decorated stub carries the Python signature for
-    type checkers; the call goes straight to ctypes.
+    type checkers; the call goes straight to ctypes. A library without the
+    function fails the import (AttributeError): it is not the library this
+    package was written for.
 
     ``status``: the function returns a cache_status; a non-OK one raises.
-    ``optional``: the function may be missing from an older library (the
-    pool API); calling it then raises GroupcacheError instead of failing at
-    import.
     """
 
     def decorate(stub: F) -> F:
-        try:
-            fn = getattr(_cdll, name)
-        except AttributeError:
-            if not optional:
-                raise
-            return _missing(name, stub)
+        fn = getattr(_cdll, name)
         fn.argtypes = list(argtypes)
         fn.restype = restype
         if status:
@@ -157,22 +154,28 @@ def _bind(
     return decorate
 
 
-def _missing(name: str, stub: F) -> F:
-    def unavailable(*args: Any, **kwargs: Any) -> Any:
-        raise GroupcacheError(
-            "%s has no %s(): it was built before that function existed; "
-            "rebuild it (cargo build --release)" % (library_path, name)
-        )
+# ---- the header's constants ----------------------------------------------------
+# (the cache_status values are in _errors)
 
-    unavailable.__name__ = name
-    unavailable.__doc__ = stub.__doc__
-    unavailable.available = False  # type: ignore[attr-defined]
-    return unavailable  # type: ignore[return-value]
+CACHE_MAX_KEY_LEN = 8192
+"""Longest key accepted, in bytes."""
+CACHE_MAX_NAME_LEN = 255
+"""Longest cache name accepted, in bytes."""
 
+# cache_log_set's levels.
+CACHE_LOG_OFF = 0
+CACHE_LOG_ERROR = 1
+CACHE_LOG_WARN = 2
+CACHE_LOG_INFO = 3
+CACHE_LOG_DEBUG = 4
+CACHE_LOG_TRACE = 5
 
-def available(fn: Callable[..., Any]) -> bool:
-    """Whether a function bound with ``optional=True`` exists."""
-    return getattr(fn, "available", True) is not False
+# The version of the header this package was written against; the
+# library's is cache_version_number().
+GROUPCACHE_VERSION_MAJOR = 0
+GROUPCACHE_VERSION_MINOR = 1
+GROUPCACHE_VERSION_PATCH = 0
+GROUPCACHE_VERSION_NUMBER = GROUPCACHE_VERSION_MAJOR * 1000000 + GROUPCACHE_VERSION_MINOR * 1000 + GROUPCACHE_VERSION_PATCH
 
 
 # ---- errors, version, demo -------------------------------------------------
@@ -190,6 +193,13 @@ def cache_version() -> bytes:
     ...
 
 
+@_bind("cache_version_number", [], c_uint32)
+def cache_version_number() -> int:
+    """The library version as one number, MAJOR * 1000000 + MINOR * 1000 +
+    PATCH."""
+    ...
+
+
 @_bind("say_hi", [], None)
 def say_hi() -> None:
     """Prints one greeting line to stdout."""
@@ -204,7 +214,9 @@ GETTER_FN = CFUNCTYPE(c_int32, c_void_p, c_void_p, c_size_t, c_void_p)
 
 
 class CacheStats(Structure):
-    """struct cache_stats."""
+    """struct cache_stats, as this package knows it; read it with
+    cache_stats_get_sized, giving its size, so that a library with more or
+    fewer counters fills only what both know."""
 
     _fields_ = [
         (name, c_uint64)
@@ -311,7 +323,13 @@ def cache_remove(c: Handle, key: bytes, key_len: int) -> int: ...
 
 
 @_bind("cache_stats_get", [c_void_p, POINTER(CacheStats)], c_int32, status=True)
-def cache_stats_get(c: Handle, out: Any) -> int: ...
+def cache_stats_get(c: Handle, out: Any) -> int:
+    """The first 19 counters only (0.1's struct); use cache_stats_get_sized."""
+    ...
+
+
+@_bind("cache_stats_get_sized", [c_void_p, POINTER(CacheStats), c_size_t], c_int32, status=True)
+def cache_stats_get_sized(c: Handle, out: Any, out_size: int) -> int: ...
 
 
 @_bind("cache_sink_set", [c_void_p, c_char_p, c_size_t, c_int64], c_int32, status=True)
@@ -342,9 +360,10 @@ def cache_sink_fail(sink: Optional[int], message: bytes) -> int:
 # restype py_object takes over the reference alloc created (ctypes' O_get
 # adds one and GetResult drops it again), so nothing leaks; a test checks.
 #
-# No argtypes, on purpose: converting through declared argtypes costs about
-# as much as the rest of the call (PERFORMANCE-NOTES.md; bench/python
-# measures both).  Callers pass pre-converted arguments:
+# No argtypes, on purpose: converting each argument through declared
+# argtypes costs about as much as the rest of the call (~25 ns an argument
+# against ~25 ns for the engine's hit; bench/python/bench.py measures the
+# call with and without them).  Callers pass pre-converted arguments:
 #   lookup(handle_arg(h), key: bytes, len(key): int, LOOKUP_ALLOC)
 # The pointers go as ctypes "cparam" objects (c_void_p.from_param(int)),
 # which ctypes copies as they are, cheaper than a c_void_p instance (which
@@ -354,8 +373,9 @@ def cache_sink_fail(sink: Optional[int], message: bytes) -> int:
 # function reads (libffi sign-extends it; keys are at most 8 KiB, and a
 # longer one is only looked up with a wrong length, a miss, before
 # cache_get rejects it).
-lookup: Callable[[Any, bytes, int, Any], bytes] = _pydll.cache_lookup_alloc
-_pydll.cache_lookup_alloc.restype = ctypes.py_object
+cache_lookup_alloc: Callable[[Any, bytes, int, Any], bytes] = _pydll.cache_lookup_alloc
+cache_lookup_alloc.restype = ctypes.py_object  # type: ignore[attr-defined]
+lookup = cache_lookup_alloc
 
 
 # cache_lookup(cache *c, const uint8_t *key, size_t key_len): the same with
@@ -363,8 +383,9 @@ _pydll.cache_lookup_alloc.restype = ctypes.py_object
 # argument less (~20 ns a hit).  Once set it is never unset, so it never
 # returns NULL (which ctypes 3.11 would crash on for a py_object result):
 # a freed cache is alloc(NULL, 0) = b"" as with cache_lookup_alloc.
-lookup3: Callable[[Any, bytes, int], bytes] = _pydll.cache_lookup
-_pydll.cache_lookup.restype = ctypes.py_object
+cache_lookup: Callable[[Any, bytes, int], bytes] = _pydll.cache_lookup
+cache_lookup.restype = ctypes.py_object  # type: ignore[attr-defined]
+lookup3 = cache_lookup
 
 
 def handle_arg(handle: Handle) -> Any:
@@ -383,14 +404,16 @@ _ALLOC_ADDR = ctypes.cast(ctypes.pythonapi.PyBytes_FromStringAndSize, c_void_p).
 LOOKUP_ALLOC: Any = c_void_p.from_param(_ALLOC_ADDR)
 """``PyBytes_FromStringAndSize`` as a cache_alloc_fn, pre-converted."""
 
-_set_default_alloc = _cdll.cache_set_default_alloc
-_set_default_alloc.argtypes = [c_void_p]
-_set_default_alloc.restype = c_int32
-DEFAULT_ALLOC_SET: bool = _set_default_alloc(_ALLOC_ADDR) == 0
+# cache_status cache_set_default_alloc(cache_alloc_fn alloc); no errcheck:
+# CACHE_ALREADY_EXISTS is an answer (another binding was first).
+cache_set_default_alloc: Callable[[Any], int] = _cdll.cache_set_default_alloc
+cache_set_default_alloc.argtypes = [c_void_p]  # type: ignore[attr-defined]
+cache_set_default_alloc.restype = c_int32  # type: ignore[attr-defined]
+DEFAULT_ALLOC_SET: bool = cache_set_default_alloc(_ALLOC_ADDR) == CACHE_OK
 """Whether ``lookup3`` may be used: False only if another binding in this
 process registered a different allocator first (then ``lookup`` is used)."""
 
-# The batch hit path, if the library has it (bench/python/FFI-PROPOSAL.md):
+# The batch hit path:
 #   ptrdiff_t cache_lookup_many_alloc(cache *c, const uint8_t *keys,
 #       size_t keys_len, size_t n, uint8_t sep, cache_alloc_fn alloc,
 #       cache_store_fn store, void *ctx)
@@ -398,20 +421,17 @@ process registered a different allocator first (then ``lookup`` is used)."""
 #   lookup_many(handle_arg(h), keys, len(keys), n, 0, LOOKUP_ALLOC,
 #               STORE_LIST_ITEM, py_object(list_of_n))
 # store is PyList_SetItem, which takes over the reference alloc made.
-lookup_many: Optional[Callable[..., int]]
-try:
-    lookup_many = _pydll.cache_lookup_many_alloc
-    _pydll.cache_lookup_many_alloc.restype = ctypes.c_ssize_t
-except AttributeError:
-    lookup_many = None
+cache_lookup_many_alloc: Callable[..., int] = _pydll.cache_lookup_many_alloc
+cache_lookup_many_alloc.restype = ctypes.c_ssize_t  # type: ignore[attr-defined]
+lookup_many = cache_lookup_many_alloc
 
 STORE_LIST_ITEM: Any = c_void_p.from_param(ctypes.cast(ctypes.pythonapi.PyList_SetItem, c_void_p).value)
 """``PyList_SetItem`` as a cache_store_fn, pre-converted."""
 
-# ---- pools (optional until the peers work lands in the library) -------------
+# ---- pools ---------------------------------------------------------------------
 
 
-@_bind("cache_pool_new", [c_char_p, c_char_p, POINTER(c_void_p)], c_int32, status=True, optional=True)
+@_bind("cache_pool_new", [c_char_p, c_char_p, POINTER(c_void_p)], c_int32, status=True)
 def cache_pool_new(listen_addr: bytes, self_url: Optional[bytes], out: Any) -> int: ...
 
 
@@ -452,7 +472,7 @@ def cache_pool_options_set_base_path(options: Optional[int], base_path: bytes) -
 def cache_pool_options_set_secret(options: Optional[int], secret: bytes) -> int: ...
 
 
-@_bind("cache_pool_url", [c_void_p], c_char_p, optional=True)
+@_bind("cache_pool_url", [c_void_p], c_char_p)
 def cache_pool_url(p: Handle) -> Optional[bytes]: ...
 
 
@@ -461,12 +481,11 @@ def cache_pool_url(p: Handle) -> Optional[bytes]: ...
     [c_void_p, POINTER(c_char_p), c_size_t],
     c_int32,
     status=True,
-    optional=True,
 )
 def cache_pool_set_peers(p: Handle, urls: Any, n: int) -> int: ...
 
 
-@_bind("cache_pool_free", [c_void_p], None, optional=True)
+@_bind("cache_pool_free", [c_void_p], None)
 def cache_pool_free(p: Any) -> None: ...
 
 
@@ -478,7 +497,6 @@ def cache_pool_free(p: Any) -> None: ...
     "cache_pool_owner",
     [c_void_p, c_char_p, c_size_t, c_char_p, c_size_t, POINTER(c_size_t)],
     c_int32,
-    optional=True,
 )
 def cache_pool_owner(p: Handle, key: bytes, key_len: int, buf: Any, cap: int, out_len: Any) -> int: ...
 
@@ -490,14 +508,14 @@ def cache_pool_owner(p: Handle, key: bytes, key_len: int, buf: Any, cap: int, ou
 LOG_FN = CFUNCTYPE(None, c_void_p, c_int32, c_char_p, c_char_p)
 
 
-@_bind("cache_log_set", [LOG_FN, c_void_p, c_int32], c_int32, status=True, optional=True)
+@_bind("cache_log_set", [LOG_FN, c_void_p, c_int32], c_int32, status=True)
 def cache_log_set(log_fn: Any, user_data: Optional[int], min_level: int) -> int:
     """Installs (or, with a NULL log_fn, removes) the log callback; waits
     for calls of the previous one in progress (GIL released: CDLL)."""
     ...
 
 
-@_bind("cache_log_set_level", [c_int32], c_int32, optional=True)
+@_bind("cache_log_set_level", [c_int32], c_int32)
 def cache_log_set_level(min_level: int) -> int:
     """Changes the installed callback's minimum level; never blocks. No
     errcheck: it is called from the log callback, which must not raise."""

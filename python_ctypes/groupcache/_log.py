@@ -39,12 +39,19 @@ CACHE_LOG_TRACE), below ``logging.DEBUG``. To see them:
 logger = logging.getLogger("groupcache")
 """Where the library's messages go (``logging.getLogger("groupcache")``)."""
 
-# Index: the library's level (CACHE_LOG_ERROR = 1 .. CACHE_LOG_TRACE = 5).
-_PY_LEVELS = (logging.NOTSET, logging.ERROR, logging.WARNING, logging.INFO, logging.DEBUG, TRACE)
+# The library's levels (CACHE_LOG_ERROR .. CACHE_LOG_TRACE) as logging's.
+_PY_LEVELS = {
+    _lib.CACHE_LOG_ERROR: logging.ERROR,
+    _lib.CACHE_LOG_WARN: logging.WARNING,
+    _lib.CACHE_LOG_INFO: logging.INFO,
+    _lib.CACHE_LOG_DEBUG: logging.DEBUG,
+    _lib.CACHE_LOG_TRACE: TRACE,
+}
+_LIB_LEVELS = sorted(_PY_LEVELS)  # most severe first
 
 _lock = threading.Lock()
 _installed = False  # the callback is in the library
-_level = 0  # the minimum level the library was last given (0: none)
+_level = _lib.CACHE_LOG_OFF  # the minimum level the library was last given
 _closed = False  # the interpreter is exiting: never install again
 
 
@@ -57,11 +64,11 @@ os.register_at_fork(after_in_child=_lock_after_fork_in_child)
 
 
 def _wanted() -> int:
-    """The most verbose library level the logger would emit, 0 for none.
-    Levels are ordered, so the first disabled one ends the search."""
+    """The most verbose library level the logger would emit, CACHE_LOG_OFF
+    for none. Levels are ordered, so the first disabled one ends the search."""
     enabled = logger.isEnabledFor
-    want = 0
-    for lib_level in range(1, 6):
+    want = _lib.CACHE_LOG_OFF
+    for lib_level in _LIB_LEVELS:
         if not enabled(_PY_LEVELS[lib_level]):
             break
         want = lib_level
@@ -78,13 +85,11 @@ def sync_log_level() -> None:
     want = _wanted()
     if want == _level or _closed:
         return
-    if not _lib.available(_lib.cache_log_set):
-        return  # a library without logging: nothing to forward
     with _lock:
         if _closed:
             return
         if not _installed:
-            if want == 0:
+            if want == _lib.CACHE_LOG_OFF:
                 return
             # Waits for nothing (no callback yet); GIL released (CDLL).
             _lib.cache_log_set(CALLBACK, None, want)
@@ -103,15 +108,15 @@ def _uninstall() -> None:
     with _lock:
         _closed = True
         if _installed:
-            _lib.cache_log_set(_lib.LOG_FN(), None, 0)  # a NULL cache_log_fn
+            _lib.cache_log_set(_lib.LOG_FN(), None, _lib.CACHE_LOG_OFF)  # a NULL cache_log_fn
             _installed = False
-            _level = 0
+            _level = _lib.CACHE_LOG_OFF
 
 
 def _on_log(user_data: Optional[int], level: int, target: Optional[bytes], message: Optional[bytes]) -> None:
     global _level
     try:
-        py_level = _PY_LEVELS[level] if 1 <= level <= 5 else logging.ERROR
+        py_level = _PY_LEVELS.get(level, logging.ERROR)
         if logger.isEnabledFor(py_level):
             text = message.decode("utf-8", "replace") if message else ""
             where = target.decode("utf-8", "replace") if target else ""

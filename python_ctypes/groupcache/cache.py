@@ -51,6 +51,7 @@ __all__ = ["Cache", "Stats", "CacheInfo"]
 
 _lookup = _lib.lookup
 _lookup3 = _lib.lookup3
+_lookup_many = _lib.lookup_many
 _ALLOC = _lib.LOOKUP_ALLOC
 _STORE = _lib.STORE_LIST_ITEM
 _NO_GETTER = _lib.GETTER_FN()  # a NULL cache_getter_fn: a set-only cache
@@ -340,12 +341,11 @@ class Cache(Closable):
         """``{key: value}`` for the keys that exist (the loader returning
         None leaves a key out); other failures raise as in get(). Hits are
         served first, in one pass; the misses then load one by one."""
-        if _lib.lookup_many is not None:
-            if not isinstance(keys, list):
-                keys = list(keys)
-            got = self._lookup_batch(keys)
-            if got is not None:
-                return got
+        if not isinstance(keys, list):
+            keys = list(keys)
+        got = self._lookup_batch(keys)
+        if got is not None:
+            return got
         out: Dict[str, bytes] = {}
         misses: List[Any] = []
         h = self._harg
@@ -388,9 +388,7 @@ class Cache(Closable):
             except UnicodeEncodeError:
                 return None
         values: List[Any] = [None] * n
-        many = _lib.lookup_many
-        assert many is not None
-        misses = many(self._harg, kb, len(kb), n, 0, _ALLOC, _STORE, ctypes.py_object(values))
+        misses = _lookup_many(self._harg, kb, len(kb), n, 0, _ALLOC, _STORE, ctypes.py_object(values))
         if misses == 0:
             return dict(zip(keys, values))
         if misses < 0:
@@ -544,7 +542,9 @@ class Cache(Closable):
         self._check_open()
         s = _lib.CacheStats()
         try:
-            _lib.cache_stats_get(self._handle, ctypes.byref(s))
+            # With the size of the struct this package knows: a library with
+            # more counters fills only these, an older one zeroes the rest.
+            _lib.cache_stats_get_sized(self._handle, ctypes.byref(s), ctypes.sizeof(s))
         except ClosedError:
             raise ClosedError("the cache %r is closed" % self._name, None) from None
         return Stats(*(getattr(s, f) for f in _STATS_FIELDS))

@@ -3,9 +3,6 @@
 A pool binds ``listen`` and serves the peer protocol there on the library's
 own threads; caches created with ``pool=`` share their keys with the
 cluster set by ``set_peers``.  Several pools may live in one process.
-
-The cache_pool_* functions are bound as optional: a library built before
-they existed still imports, and only ``Pool()`` raises GroupcacheError.
 """
 
 from __future__ import annotations
@@ -16,7 +13,7 @@ from typing import Iterable, List, Optional
 
 from . import _lib
 from ._handle import Closable
-from ._errors import CACHE_BUFFER_TOO_SMALL, CACHE_OK, ClosedError, GroupcacheError, error_for_status
+from ._errors import CACHE_BUFFER_TOO_SMALL, CACHE_OK, ClosedError, error_for_status
 from ._log import sync_log_level
 
 __all__ = ["Pool"]
@@ -72,11 +69,6 @@ class Pool(Closable):
         secret: Optional[str] = None,
     ) -> None:
         self._closed = True  # until the handle exists
-        if not available():
-            raise GroupcacheError(
-                "%s has no peer pools yet (cache_pool_new is missing): rebuild "
-                "it from a checkout that has them" % _lib.library_path
-            )
         sync_log_level()  # before: the new pool logs that it serves
         opts = _lib.cache_pool_options_new()
         if not opts:  # a malformed GROUPCACHE_* variable
@@ -179,15 +171,3 @@ class Pool(Closable):
             return "<groupcache.Pool closed>"
         return "<groupcache.Pool %s>" % self._url
 
-
-def available() -> bool:
-    """Whether the loaded library has the pool API."""
-    return all(
-        _lib.available(f)
-        for f in (
-            _lib.cache_pool_new,
-            _lib.cache_pool_url,
-            _lib.cache_pool_set_peers,
-            _lib.cache_pool_free,
-        )
-    )

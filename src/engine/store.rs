@@ -3,7 +3,7 @@
 //!
 //! Why not `lru::LruCache` behind a mutex: a strict LRU writes on every hit
 //! (it moves the entry), and every hit then takes an exclusive lock; on two
-//! cores hits got *slower* than on one (see PERFORMANCE-NOTES.md). Here:
+//! cores hits got *slower* than on one when that design was measured. Here:
 //!
 //! - Each entry is one allocation: a 16-byte header, an optional 8-byte
 //!   expiry, then the key and the value inline. Entries are immutable once

@@ -60,8 +60,9 @@ pub const PROTOBUF: &str = "application/x-protobuf";
 /// A response header our servers send on every answer, naming the methods
 /// beyond GET that they implement. golang/groupcache serves every method as
 /// a GET (a DELETE would make it load the key) and sends no such header, so
-/// a peer that never sent it gets no PUT or DELETE (API.md: "set and remove
-/// reach our nodes only": both are no-ops for such a peer).
+/// a peer that never sent it gets no PUT or DELETE ("set and remove reach
+/// our nodes only", see the protocol in peers/mod.rs: both are no-ops for
+/// such a peer).
 /// mailgun/groupcache implements both but does not send the header either;
 /// it is treated like golang/groupcache.
 pub const PEER_HEADER: &str = "x-groupcache-peer";
@@ -764,7 +765,7 @@ impl PeerGetter for HttpPeer {
 
     /// A no-op for a peer without set (golang/groupcache, which would
     /// serve the PUT as a GET): "set and remove reach our nodes only"
-    /// (API.md). The engine still keeps the value in this node's cache.
+    /// (peers/mod.rs). The engine still keeps the value in this node's cache.
     fn set(&self, group: &str, key: &[u8], value: &PeerValue) -> Result<(), PeerError> {
         if !self.supports_set_remove()? {
             return Ok(());

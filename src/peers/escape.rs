@@ -1,4 +1,5 @@
-//! Path escaping of group names and keys in peer URLs (API.md, "Escaping").
+//! Path escaping of group names and keys in peer URLs (the protocol is in
+//! peers/mod.rs).
 //!
 //! Sending: every byte outside `A-Za-z0-9-._~` becomes `%XX` (upper-case
 //! hex), so a space is `%20`, `+` is `%2B` and `/` is `%2F`. This is stricter

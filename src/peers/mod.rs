@@ -1,5 +1,27 @@
 //! The HTTP peer protocol: golang/groupcache's `HTTPPool`, with mailgun's
-//! set and remove, interoperable with Go nodes (API.md, "Peer protocol").
+//! set and remove, interoperable with Go nodes.
+//!
+//! # The protocol
+//!
+//! - Ownership: golang/groupcache's consistent hash (crate::ring): crc32
+//!   (IEEE) of `decimal(i) + peer URL` for i in 0..replicas (default 50),
+//!   sorted; a key belongs to the first point >= crc32(key), wrapping.
+//! - Get: `GET {peer}{base path}{escaped group}/{escaped key}` (base path
+//!   `/_groupcache/` by default), answered with `Content-Type:
+//!   application/x-protobuf` and a `GetResponse` body (`bytes value = 1;
+//!   double minute_qps = 2; int64 expire = 3`, the last mailgun's expiry
+//!   in Unix nanoseconds, sent when the value has a TTL). "Not found" is
+//!   404 and final; other failures are 5xx.
+//! - Escaping ([`escape`]): our client percent-encodes every byte outside
+//!   `A-Za-z0-9-._~`; our server decodes `%XX` once and reads `+` as a
+//!   space, as Go's client sends spaces. Group names cannot contain `/`;
+//!   keys can.
+//! - Set and remove: `PUT` with a protobuf `SetRequest` body (`string group
+//!   = 1; string key = 2; bytes value = 3; int64 expire = 4`) and `DELETE`
+//!   on the same path, as mailgun/groupcache. golang/groupcache nodes know
+//!   neither, so set and remove reach our nodes only (see [`PEER_HEADER`]).
+//! - A peer that fails or times out: the get loads locally (groupcache's
+//!   rule). Values fetched from a peer may be kept in the hot cache.
 //!
 //! - [`escape`]: group and key escaping in URLs.
 //! - [`proto`]: the protobuf bodies (prost, declared by hand).

@@ -26,7 +26,6 @@ Logs of the nodes: target/interop/logs/.
 from __future__ import annotations
 
 import bisect
-import ctypes
 import http.client
 import json
 import os
@@ -397,7 +396,6 @@ class PyNode(Node):
         self.pool = gc.Pool("127.0.0.1:0")
         self.url = self.pool.url
         self.cache = gc.Cache(GROUP, max_bytes=64 << 20, loader=self._load, pool=self.pool)
-        self._owner_fn: Optional[Callable[[bytes], str]] = None
 
     def _load(self, key: str) -> Optional[bytes]:
         k = key.encode("utf-8", "surrogateescape")
@@ -435,30 +433,7 @@ class PyNode(Node):
         self.pool.set_peers(list(urls))
 
     def owners(self, keys: Sequence[bytes]) -> List[str]:
-        owner = getattr(self.pool, "owner", None)
-        if callable(owner):
-            return [owner(self._key(k)) for k in keys]
-        # The package has no Pool.owner (yet): cache_pool_owner directly.
-        lib = ctypes.CDLL(self.gc.library_path)
-        fn = lib.cache_pool_owner
-        fn.restype = ctypes.c_int
-        fn.argtypes = [
-            ctypes.c_void_p,
-            ctypes.c_char_p,
-            ctypes.c_size_t,
-            ctypes.c_char_p,
-            ctypes.c_size_t,
-            ctypes.POINTER(ctypes.c_size_t),
-        ]
-        handle = self.pool._live_handle()
-        buf = ctypes.create_string_buffer(1024)
-        n = ctypes.c_size_t()
-        out = []
-        for k in keys:
-            st = fn(handle, k, len(k), buf, len(buf), ctypes.byref(n))
-            assert st == 0, st
-            out.append(buf.raw[: n.value].decode())
-        return out
+        return [self.pool.owner(self._key(k)) for k in keys]
 
     def loads(self) -> Dict[bytes, int]:
         with self.counts_lock:
@@ -477,17 +452,11 @@ class PyNode(Node):
 
 
 def _python_package():  # type: ignore[no-untyped-def]
-    """(module, None), or (None, why the Python node is left out)."""
-    try:
-        import groupcache  # type: ignore[import-not-found]
-    except Exception as e:  # ImportError, or OSError loading the library
-        return None, "the groupcache Python package cannot be imported: %s: %s" % (type(e).__name__, e)
-    if not hasattr(groupcache, "Pool"):
-        return None, "the groupcache Python package has no Pool yet"
-    pool_mod = getattr(groupcache, "pool", None)
-    if pool_mod is not None and hasattr(pool_mod, "available") and not pool_mod.available():
-        return None, "%s has no cache_pool_* functions" % groupcache.library_path
-    return groupcache, None
+    """The groupcache package (tests/interop/run.sh puts the checkout's on
+    PYTHONPATH); failing to import it fails the tests."""
+    import groupcache  # type: ignore[import-not-found]
+
+    return groupcache
 
 
 # ---- the cluster ---------------------------------------------------------------
@@ -497,7 +466,6 @@ class Cluster:
     def __init__(self) -> None:
         self.nodes: List[Node] = []
         self.py: Optional[PyNode] = None
-        self.py_skip_reason: Optional[str] = None
         self.ring: Optional[Ring] = None
 
     @property
@@ -583,10 +551,8 @@ def cluster() -> Iterator[Cluster]:
     cl = Cluster()
     started: List[Node] = []
     try:
-        gc, cl.py_skip_reason = _python_package()
-        if gc is not None:
-            cl.py = PyNode("py", gc)
-            started.append(cl.py)
+        cl.py = PyNode("py", _python_package())
+        started.append(cl.py)
         cs = [CNode("c%d" % i, cnode) for i in (1, 2)]
         started.extend(cs)
         for c in cs:
@@ -595,7 +561,7 @@ def cluster() -> Iterator[Cluster]:
         for attempt in range(3):
             ports = _free_ports(4)
             go_urls = ["http://127.0.0.1:%d" % p for p in ports[:2]]
-            urls = go_urls + [c.url for c in cs] + ([cl.py.url] if cl.py else [])
+            urls = go_urls + [c.url for c in cs] + [cl.py.url]
             gos = [GoNode("g%d" % (i + 1), gonode, urls, ports[i], ports[2 + i]) for i in range(2)]
             started.extend(gos)
             try:
@@ -608,7 +574,7 @@ def cluster() -> Iterator[Cluster]:
                 for g in gos:
                     g.stop()
                     started.remove(g)
-        ours: List[Node] = [*cs, *([cl.py] if cl.py else [])]
+        ours: List[Node] = [*cs, cl.py]
         for n in ours:
             n.set_peers(urls)  # the Go nodes got theirs with -peers
         cl.nodes = [*gos, *ours]
@@ -633,10 +599,8 @@ def _check_all_ok(results: Dict[str, Result], want: bytes, what: str) -> None:
 
 
 def test_python_node(cluster: Cluster) -> None:
-    """The Python node is part of the cluster (skipped, with the reason, when
-    the package cannot provide one; the other tests then run without it)."""
-    if cluster.py is None:
-        pytest.skip(cluster.py_skip_reason or "no Python node")
+    """The Python node is part of the cluster and gets a Go-owned key."""
+    assert cluster.py is not None
     k = cluster.find_key(lambda i: b"pyprobe:%d" % i, lambda n: n.kind == "go")
     assert cluster.py.get(k) == ("ok", b"v:" + k)
 
@@ -878,7 +842,7 @@ def test_set_remove_reach_our_nodes(cluster: Cluster) -> None:
 
 
 def test_set_remove_of_go_owned_key(cluster: Cluster) -> None:
-    """Go nodes know neither set nor remove (API.md). Set at one of ours of a
+    """Go nodes know neither set nor remove (src/peers/mod.rs). Set at one of ours of a
     key a Go node owns: the Go owner answers the PUT like a GET (200), so it
     is CACHE_OK, the writer keeps the value in its own cache and the Go owner
     keeps its own. Remove: the owner was reached, so CACHE_OK per the header

@@ -57,8 +57,6 @@ def rss_bytes() -> int:
 
 @pytest.fixture
 def pool() -> Iterator[groupcache.Pool]:
-    if not groupcache.pool.available():
-        pytest.skip("this libgroupcache has no peer pools")
     p = groupcache.Pool("127.0.0.1:0")
     try:
         yield p

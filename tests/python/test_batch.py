@@ -1,43 +1,19 @@
-"""get_many through a batch lookup (cache_lookup_many_alloc, proposed in
-bench/python/FFI-PROPOSAL.md). Until the library has it, the prototype in
-bench/python/shim.c stands in for it, so the package's code path is tested
-now."""
+"""get_many through the batch hit path (cache_lookup_many_alloc): hits in
+one call, misses loaded one by one, keys the batch cannot carry (a NUL in
+a key) on the per-key path."""
 
 from __future__ import annotations
 
-import ctypes
-import shutil
-import subprocess
 import sys
-from pathlib import Path
-from typing import Iterator, List
+from typing import List
 
 import pytest
 
 import groupcache
-from groupcache import Cache, _lib
+from groupcache import Cache
 
 
-@pytest.fixture
-def batch(root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    if _lib.lookup_many is None:
-        cc = shutil.which("cc")
-        if cc is None:
-            pytest.skip("no C compiler for the prototype")
-        so = tmp_path / "libshim.so"
-        subprocess.run([cc, "-O2", "-shared", "-fPIC", "-o", str(so), str(root / "bench/python/shim.c")], check=True)
-        shim = ctypes.PyDLL(str(so))
-        shim.gcb_init.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
-        shim.gcb_init.restype = None
-        real = ctypes.cast(ctypes.PyDLL(_lib.library_path).cache_lookup_alloc, ctypes.c_void_p).value
-        shim.gcb_init(real, _lib._ALLOC_ADDR)
-        fn = shim.gcb_lookup_many
-        fn.restype = ctypes.c_ssize_t
-        monkeypatch.setattr(_lib, "lookup_many", fn)
-    yield
-
-
-def test_get_many_batch(name: str, batch: None) -> None:
+def test_get_many_batch(name: str) -> None:
     calls: List[str] = []
 
     def load(key: str) -> object:
@@ -64,7 +40,7 @@ def test_get_many_batch(name: str, batch: None) -> None:
             c.get_many(["k1", 2])  # type: ignore[list-item]
 
 
-def test_get_many_batch_refcounts(name: str, batch: None) -> None:
+def test_get_many_batch_refcounts(name: str) -> None:
     with Cache(name) as c:
         c.set("a", b"x" * 50)
         c.set("b", b"y" * 50)
@@ -74,7 +50,7 @@ def test_get_many_batch_refcounts(name: str, batch: None) -> None:
         assert refs == 2  # the dict, getrefcount's argument
 
 
-def test_get_many_batch_after_close(name: str, batch: None) -> None:
+def test_get_many_batch_after_close(name: str) -> None:
     c = Cache(name)
     c.set("a", b"1")
     c.close()

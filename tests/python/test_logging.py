@@ -12,13 +12,8 @@ from typing import Iterator, List
 import pytest
 
 import groupcache
-from groupcache import Cache, Pool, _lib, _log
+from groupcache import Cache, Pool, _log
 from conftest import PRELUDE
-
-pytestmark = [
-    pytest.mark.skipif(not groupcache.pool.available(), reason="no peer pools in this library"),
-    pytest.mark.skipif(not _lib.available(_lib.cache_log_set), reason="no cache_log_set in this library"),
-]
 
 logger = logging.getLogger("groupcache")
 

@@ -11,9 +11,6 @@ import pytest
 import groupcache
 from groupcache import Cache, Pool
 
-pytestmark = pytest.mark.skipif(not groupcache.pool.available(), reason="no peer pools in this library")
-
-
 def test_pool_basics(pool: Pool) -> None:
     assert pool.url.startswith("http://127.0.0.1:")
     assert repr(pool) == "<groupcache.Pool %s>" % pool.url
