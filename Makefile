@@ -5,6 +5,7 @@
 SHELL      := /bin/bash
 CARGO      ?= cargo
 CC         ?= cc
+CXX        ?= c++
 PYTHON     ?= python3
 VENV       := .venv
 VPY        := $(VENV)/bin/python
@@ -19,7 +20,7 @@ C_TESTS    := test_api test_abi test_threads test_pool test_options test_adversa
 EXAMPLES   := say_hi loader
 
 .PHONY: all lib demo test test-rust test-c test-c-valgrind test-c-asan \
-        test-fuzz test-python test-python-wheel test-service test-interop test-install test-cgo check-header bench clean venv examples
+        test-header test-fuzz test-python test-python-wheel test-service test-interop test-install test-cgo check-header bench clean venv examples
 
 all: lib
 
@@ -64,8 +65,26 @@ test: check-header test-rust test-c test-python test-python-wheel test-service t
 test-rust:
 	$(CARGO) test --release
 
-test-c: $(addprefix $(BUILD)/,$(C_TESTS)) test-c-valgrind test-c-asan
+test-c: $(addprefix $(BUILD)/,$(C_TESTS)) test-c-valgrind test-c-asan test-header
 	@for t in $(C_TESTS); do $(BUILD)/$$t || exit 1; done
+
+# The header in every language mode a user may pick, strictly: C89 (it
+# needs <stdint.h>, which C89 lacks but every C89 compiler in use ships),
+# C99, C11, C++98 and C++17. Each build of tests/c/header_compat.c runs.
+HEADER_STDS_C   := c89 c99 c11
+HEADER_STDS_CXX := c++98 c++17
+test-header: tests/c/header_compat.c include/groupcache.h | lib
+	@mkdir -p $(BUILD)/header
+	@for std in $(HEADER_STDS_C); do \
+	  echo "header as $$std"; \
+	  $(CC) -std=$$std -Wall -Wextra -pedantic -Werror -Iinclude $< $(LDFLAGS_ALL) -o $(BUILD)/header/$$std \
+	    && $(BUILD)/header/$$std || exit 1; \
+	done
+	@for std in $(HEADER_STDS_CXX); do \
+	  echo "header as $$std"; \
+	  $(CXX) -x c++ -std=$$std -Wall -Wextra -pedantic -Werror -Iinclude $< $(LDFLAGS_ALL) -o $(BUILD)/header/$$std \
+	    && $(BUILD)/header/$$std || exit 1; \
+	done
 
 test-c-valgrind: $(addprefix $(BUILD)/,$(C_TESTS))
 	@command -v valgrind >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind; }

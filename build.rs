@@ -24,11 +24,48 @@ fn main() {
     };
     let mut text = Vec::new();
     header.write(&mut text);
+    let text = without_trailing_enum_commas(&String::from_utf8(text).expect("cbindgen writes UTF-8"));
+    let text = text.into_bytes();
     let path = dir.join("include/groupcache.h");
     if std::fs::read(&path).ok().as_deref() != Some(&text[..]) {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, text).unwrap();
     }
+}
+
+/// cbindgen ends every enum's last enumerator with a comma, which C89 and
+/// C++98 do not allow (-pedantic warns): this drops it. An enum body is
+/// the lines from one starting with `typedef enum`/`enum` and ending with
+/// `{` to the next starting with `}`; its last enumerator is the last line
+/// before that `}` that is not blank and not part of a comment.
+fn without_trailing_enum_commas(text: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    let mut fixed: Vec<(usize, &str)> = Vec::new();
+    let mut in_enum = false;
+    for line in text.lines() {
+        let t = line.trim();
+        if (t.starts_with("typedef enum") || t.starts_with("enum ")) && t.ends_with('{') {
+            in_enum = true;
+        } else if in_enum && t.starts_with('}') {
+            in_enum = false;
+            let last = out.iter().rposition(|l| {
+                let l = l.trim();
+                !(l.is_empty() || l.starts_with("/*") || l.starts_with('*') || l.starts_with("//"))
+            });
+            if let Some(i) = last {
+                if let Some(stripped) = out[i].strip_suffix(',') {
+                    fixed.push((i, stripped));
+                }
+            }
+        }
+        out.push(line);
+    }
+    for (i, line) in fixed {
+        out[i] = line;
+    }
+    let mut s = out.join("\n");
+    s.push('\n');
+    s
 }
 
 /// Gives the library an ELF soname with the version part that promises

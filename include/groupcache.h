@@ -21,6 +21,10 @@
 #include <stdint.h>
 #include <stddef.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /**
  * The major version of this header. 0.x releases may change the ABI
  * between minor versions, so the library's soname carries major.minor
@@ -135,7 +139,7 @@ typedef enum cache_status {
   /**
    * An internal bug was caught at the library boundary.
    */
-  CACHE_PANIC = 10,
+  CACHE_PANIC = 10
 } cache_status;
 
 /**
@@ -323,10 +327,6 @@ typedef int32_t (*cache_store_fn)(void *ctx, ptrdiff_t index, void *object);
  * (use cache_log_set_level).
  */
 typedef void (*cache_log_fn)(void *user_data, int32_t level, const char *target, const char *message);
-
-#ifdef __cplusplus
-extern "C" {
-#endif // __cplusplus
 
 /**
  * The message for the last non-OK status returned on the calling thread
@@ -827,7 +827,7 @@ enum cache_status cache_log_set(cache_log_fn log_fn, void *user_data, int32_t mi
 enum cache_status cache_log_set_level(int32_t min_level);
 
 #ifdef __cplusplus
-}  // extern "C"
-#endif  // __cplusplus
+}  /* extern "C" */
+#endif
 
 #endif  /* GROUPCACHE_H */
