@@ -297,6 +297,17 @@ def cache_free(c: Any) -> None: ...
 def cache_get(c: Handle, key: bytes, key_len: int, out: Any) -> int: ...
 
 
+# No errcheck: CACHE_BUFFER_TOO_SMALL is an answer (the length needed).
+# The package reads values with cache_get; this is bound for callers that
+# bring their own buffer.
+@_bind(
+    "cache_get_into",
+    [c_void_p, c_char_p, c_size_t, c_void_p, c_size_t, POINTER(c_size_t)],
+    c_int32,
+)
+def cache_get_into(c: Handle, key: bytes, key_len: int, buf: Any, cap: int, out_len: Any) -> int: ...
+
+
 @_bind("cache_value_data", [c_void_p], c_void_p)
 def cache_value_data(v: Handle) -> Optional[int]: ...
 
