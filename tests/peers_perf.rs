@@ -273,11 +273,10 @@ fn remote_load(
 /// Node B in a child process: serves until stdin closes; "stats" on stdin
 /// prints the owner's counters as one JSON line. Not a test on its own.
 #[test]
-#[ignore]
+#[ignore = "not a test: the owner node remote_fetch_rate runs in a child process"]
 fn owner_node() {
-    let Ok(a_url) = std::env::var("PEERS_PERF_OWNER") else {
-        return;
-    };
+    let a_url = std::env::var("PEERS_PERF_OWNER")
+        .expect("PEERS_PERF_OWNER is not set: owner_node runs only as remote_fetch_rate's child");
     let b = Pool::new("127.0.0.1:0", None, opts()).unwrap();
     let g = Group::new(GROUP, CACHE_BYTES, Some(getter()));
     b.set_peers(&[a_url, b.url().to_string()]).unwrap();
@@ -302,7 +301,7 @@ fn owner_node() {
 }
 
 #[test]
-#[ignore]
+#[ignore = "a measurement, not a test: run by bench/peers.sh"]
 fn remote_fetch_rate() {
     let dur = Duration::from_millis(
         std::env::var("PEERS_PERF_MS")

@@ -10,7 +10,7 @@ import itertools
 import os
 import sys
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator, List
 
 import pytest
 
@@ -48,6 +48,34 @@ def root() -> Path:
 def prelude() -> str:
     """``PRELUDE``: prepend it to the code of a ``python -c`` subprocess."""
     return PRELUDE
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item]) -> None:
+    """Tests marked for another run are deselected here (and listed at the
+    end): ``installed`` ones run under tests/python/wheel.sh, ``pip_install``
+    ones with GROUPCACHE_TEST_PIP=1 (make test-python-wheel)."""
+    pip = os.environ.get("GROUPCACHE_TEST_PIP") == "1"
+    keep: List[pytest.Item] = []
+    drop: List[pytest.Item] = []
+    for item in items:
+        if item.get_closest_marker("installed") and not INSTALLED:
+            drop.append(item)
+        elif item.get_closest_marker("pip_install") and (INSTALLED or not pip):
+            drop.append(item)
+        else:
+            keep.append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+        _deselected.extend(item.nodeid for item in drop)
+
+
+_deselected: List[str] = []
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    for nodeid in _deselected:
+        terminalreporter.write_line("deselected (marked for another run, see pytest.ini): %s" % nodeid)
 
 
 def rss_bytes() -> int:

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import urllib.request
 
-import pytest
+from prometheus_client import parser
 
 import groupcache
-
-parser = pytest.importorskip("prometheus_client.parser")
 
 
 def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -62,7 +62,6 @@ def test_versions_agree(root: Path) -> None:
 
 
 def test_mypy_strict(root: Path) -> None:
-    pytest.importorskip("mypy")
     r = run(
         [sys.executable, "-m", "mypy", "--strict", "--no-incremental",
          str(root / "python_ctypes" / "groupcache"), str(root / "examples" / "loader.py")],
@@ -85,7 +84,7 @@ def test_examples(root: Path) -> None:
     assert "3 loads" in r.stdout and "user 9: no such user" in r.stdout
 
 
-@pytest.mark.skipif(os.environ.get("GROUPCACHE_TEST_PIP") != "1", reason="set GROUPCACHE_TEST_PIP=1: runs cargo (minutes)")
+@pytest.mark.pip_install
 def test_pip_install_builds_the_library_into_the_package(root: Path, tmp_path: Path) -> None:
     venv = tmp_path / "venv"
     r = run([sys.executable, "-m", "venv", str(venv)])
@@ -101,7 +100,7 @@ def test_pip_install_builds_the_library_into_the_package(root: Path, tmp_path: P
     assert value == "b'ok'"
 
 
-@pytest.mark.skipif(not INSTALLED, reason="tests the installed package (tests/python/wheel.sh)")
+@pytest.mark.installed
 def test_the_installed_package_is_tested() -> None:
     """Under wheel.sh: the package and its library come from the venv's
     site-packages, not from the checkout."""

@@ -505,7 +505,13 @@ impl ChildNode {
     pub fn spawn(delay_ms: u64) -> ChildNode {
         let exe = std::env::current_exe().unwrap();
         let mut child = Command::new(exe)
-            .args(["--exact", "child_node", "--nocapture", "--test-threads=1"])
+            .args([
+                "--ignored",
+                "--exact",
+                "child_node",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(CHILD_ENV, delay_ms.to_string())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -549,12 +555,13 @@ extern "C" {
     fn libc_kill(pid: i32, sig: i32) -> i32;
 }
 
-/// Body of the `child_node` test: when `CHILD_ENV` is set, serves group "g"
-/// (loader delay from the variable) until killed.
+/// Body of the `child_node` test: with `CHILD_ENV` set (by
+/// `ChildNode::spawn`), serves group "g" (loader delay from the variable)
+/// until killed.
 pub fn child_node_main() {
-    let Ok(delay) = std::env::var(CHILD_ENV) else {
-        return;
-    };
+    let delay = std::env::var(CHILD_ENV).unwrap_or_else(|_| {
+        panic!("{CHILD_ENV} is not set: child_node runs only as ChildNode::spawn's child")
+    });
     let node = Node::new(opts(2000));
     node.loader
         .delay_ms
