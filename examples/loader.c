@@ -91,7 +91,7 @@ int main(void) {
   show("1");
 
   cache_stats s;
-  cache_stats_get(users, &s);
+  cache_stats_get_sized(users, &s, sizeof s);
   printf("stats: gets=%" PRIu64 " hits=%" PRIu64 " loads=%" PRIu64 " loads_deduped=%" PRIu64
          " local_loads=%" PRIu64 " local_load_errs=%" PRIu64 " items=%" PRIu64 " bytes=%" PRIu64 "\n",
          s.gets, s.cache_hits, s.loads, s.loads_deduped, s.local_loads, s.local_load_errs,

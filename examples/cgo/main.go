@@ -181,7 +181,7 @@ func (c *Cache) Remove(key string) error {
 
 // Stats returns the cache's counters.
 func (c *Cache) Stats() (s C.cache_stats, err error) {
-	err = call(func() C.enum_cache_status { return C.cache_stats_get(c.c, &s) })
+	err = call(func() C.enum_cache_status { return C.cache_stats_get_sized(c.c, &s, C.size_t(unsafe.Sizeof(s))) })
 	return s, err
 }
 

@@ -305,7 +305,7 @@ int main(int argc, char **argv) {
       puts("ok");
     } else if (strcmp(cmd, "stats") == 0) {
       cache_stats s;
-      if ((st = cache_stats_get(c, &s)) != CACHE_OK) {
+      if ((st = cache_stats_get_sized(c, &s, sizeof s)) != CACHE_OK) {
         reply_err(st);
       } else {
 #define F(name) (unsigned long long)s.name
