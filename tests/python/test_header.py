@@ -8,7 +8,6 @@ from __future__ import annotations
 import ast
 import ctypes
 import importlib
-import pkgutil
 import re
 from pathlib import Path
 from typing import Dict, List, NamedTuple, Set
@@ -166,8 +165,11 @@ def test_every_function_is_bound_with_its_name_and_arity(header: Header) -> None
 
 
 def _package_modules() -> List[object]:
+    """The package's Python modules (not the library, which an installed
+    package keeps beside them under an extension module's name)."""
+    pkg = Path(groupcache.__file__).parent
     return [groupcache] + [
-        importlib.import_module("groupcache." + m.name) for m in pkgutil.iter_modules(groupcache.__path__)
+        importlib.import_module("groupcache." + p.stem) for p in sorted(pkg.glob("*.py")) if p.stem != "__init__"
     ]
 
 
