@@ -399,6 +399,18 @@ enum cache_status cache_get(struct cache *c,
                             struct cache_value **out);
 
 /**
+ * Whether this node's cache holds `key` (binary-safe, `key_len` bytes)
+ * now: CACHE_OK if it does, CACHE_NOT_FOUND if not. Never loads, never
+ * asks a peer (a key another node owns counts only if this node keeps a
+ * hot copy), and counts no get. An expired value is not held.
+ *
+ * Returns CACHE_OK, CACHE_NOT_FOUND, CACHE_INVALID_ARGUMENT (NULL c, NULL
+ * key with a non-zero length, a key over 8 KiB), CACHE_CLOSED. Never
+ * blocks beyond a concurrent insert of the same key.
+ */
+enum cache_status cache_contains(const struct cache *c, const uint8_t *key, size_t key_len);
+
+/**
  * Like cache_get, but copies the value into `buf` (`cap` bytes; `buf` may
  * be NULL when `cap` is 0) and allocates nothing. `*out_len` receives the
  * value's length on CACHE_OK, and the size needed on

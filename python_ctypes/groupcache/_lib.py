@@ -310,6 +310,12 @@ def cache_set(c: Handle, key: bytes, key_len: int, value: bytes, value_len: int,
 def cache_remove(c: Handle, key: bytes, key_len: int) -> int: ...
 
 
+@_bind("cache_contains", [c_void_p, c_char_p, c_size_t], c_int32)
+def cache_contains(c: Handle, key: bytes, key_len: int) -> int:
+    """CACHE_OK if this node holds the key, CACHE_NOT_FOUND if not (not
+    raised: the caller sorts the statuses)."""
+
+
 @_bind("cache_stats_get", [c_void_p, POINTER(CacheStats)], c_int32, status=True)
 def cache_stats_get(c: Handle, out: Any) -> int: ...
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import ctypes
+import inspect
 import math
 import os
 import threading
@@ -26,6 +27,7 @@ from typing import (
     Any,
     Dict,
     Iterable,
+    Iterator,
     List,
     NamedTuple,
     Optional,
@@ -37,10 +39,12 @@ from ._handle import Closable
 from ._errors import (
     CACHE_INVALID_ARGUMENT,
     CACHE_NOT_FOUND,
+    CACHE_OK,
     ClosedError,
     InvalidArgumentError,
     LoaderError,
     NotFoundError,
+    error_for_status,
 )
 from ._loader import TRAMPOLINE, Loader, LoaderSlot, Value, register, ttl_to_ms, unregister
 
@@ -207,6 +211,10 @@ def _free(handle: int, slot_id: Optional[int]) -> None:
         unregister(slot_id)
 
 
+_NO_DEFAULT: Any = object()
+"""get()'s "no default given"."""
+
+
 class Cache(Closable):
     """A groupcache group: values loaded by ``loader`` on a miss, kept in
     up to ``max_bytes`` (keys + values), shared with the cluster of ``pool``
@@ -262,6 +270,14 @@ class Cache(Closable):
             raise ValueError("max_bytes must be in 0 .. 2**64-1, not %d" % max_bytes)
         if loader is not None and not callable(loader):
             raise TypeError("loader must be callable or None")
+        if inspect.iscoroutinefunction(loader) or inspect.iscoroutinefunction(
+            getattr(loader, "__call__", None)
+        ):
+            raise TypeError(
+                "loader is a coroutine function, but loaders run on library threads "
+                "without an event loop: pass a plain function (it may block), and "
+                "use aget() to get from asyncio code"
+            )
         timeout_ms = _load_timeout_ms(load_timeout)
         pool_handle = None
         if pool is not None:
@@ -307,14 +323,16 @@ class Cache(Closable):
 
     # ---- reads -------------------------------------------------------------
 
-    def get(self, key: str) -> bytes:
+    def get(self, key: str, default: Any = _NO_DEFAULT) -> Any:
         """The value of ``key``: from this node's cache, else from the key's
         owner, else from the loader.
 
         Raises ``KeyError`` (``NotFoundError``) when the loader returned
-        None, ``LoaderError`` when it failed, ``TimeoutError`` when it waited
-        on another thread's load past ``load_timeout``, ``ClosedError``
-        after close().
+        None, unless ``default`` is given: then returns it, as ``dict.get``
+        does (only for a missing key: other failures still raise).
+        Raises ``LoaderError`` when the loader failed, ``TimeoutError`` when
+        it waited on another thread's load past ``load_timeout``,
+        ``ClosedError`` after close().
         """
         try:
             k = key.encode()
@@ -322,19 +340,68 @@ class Cache(Closable):
             k = _encode_key(key)
         # One foreign call, GIL kept: a new bytes on a hit, b"" otherwise
         # (a miss, an empty value, a closed cache), which _load sorts out.
-        return _lookup3(self._harg, k, len(k)) or self._load(k)
+        return _lookup3(self._harg, k, len(k)) or (
+            self._load(k) if default is _NO_DEFAULT else self._load_or(k, default)
+        )
 
-    def _get_explicit_alloc(self, key: str) -> bytes:
+    def _get_explicit_alloc(self, key: str, default: Any = _NO_DEFAULT) -> Any:
+        try:
+            k = key.encode()
+        except (AttributeError, UnicodeEncodeError):
+            k = _encode_key(key)
+        return _lookup(self._harg, k, len(k), _ALLOC) or (
+            self._load(k) if default is _NO_DEFAULT else self._load_or(k, default)
+        )
+
+    if not _lib.DEFAULT_ALLOC_SET:  # another binding owns the default allocator
+        get = _get_explicit_alloc  # noqa: F811
+
+    def __getitem__(self, key: str) -> bytes:
+        """``cache[key]``: get() without a default (``KeyError`` when the
+        key does not exist)."""
         try:
             k = key.encode()
         except (AttributeError, UnicodeEncodeError):
             k = _encode_key(key)
         return _lookup(self._harg, k, len(k), _ALLOC) or self._load(k)
 
-    if not _lib.DEFAULT_ALLOC_SET:  # another binding owns the default allocator
-        get = _get_explicit_alloc  # noqa: F811
+    def __contains__(self, key: object) -> bool:
+        """``key in cache``: whether this node holds a value for ``key``
+        now. Never loads and never asks a peer: a key another node owns is
+        "in" only while this node keeps a hot copy."""
+        if not isinstance(key, str):
+            return False
+        k = _encode_key(key)
+        if self._closed:
+            raise ClosedError("the cache %r is closed" % self._name, None)
+        status = _lib.cache_contains(self._handle, k, len(k))
+        if status == CACHE_OK:
+            return True
+        if status == CACHE_NOT_FOUND:
+            return False
+        raise error_for_status(status, _lib._last_error())
 
-    __getitem__ = get
+    def __iter__(self) -> Iterator[str]:
+        raise TypeError(
+            "a Cache is not a container of its keys: it holds what was loaded "
+            "lately, on several nodes; use get(), get_many() or `key in cache`"
+        )
+
+    def __len__(self) -> int:
+        raise TypeError(
+            "a Cache has no len(): it is not a container of its keys; "
+            "stats() has main_items and hot_items for this node"
+        )
+
+    def __bool__(self) -> bool:
+        # Without this, bool() would call __len__ and raise.
+        return True
+
+    def _load_or(self, k: bytes, default: Any) -> Any:
+        try:
+            return self._load(k)
+        except NotFoundError:
+            return default
 
     def get_many(self, keys: Iterable[str]) -> Dict[str, bytes]:
         """``{key: value}`` for the keys that exist (the loader returning

@@ -262,6 +262,15 @@ impl Group {
         Some(hit.result)
     }
 
+    /// Whether this node's cache holds a live (unexpired) value for `key`:
+    /// never loads, never asks a peer, counts nothing. Authoritative (under
+    /// the key's shard lock), so it may wait for a concurrent insert.
+    pub fn contains(&self, key: &[u8]) -> Result<bool, Error> {
+        self.check_open()?;
+        check_key(key)?;
+        Ok(self.store.get_locked(key, self.store.hash(key), |_| ()).is_some())
+    }
+
     /// The full groupcache get: cache, then owner peer, then local getter.
     /// Calls `f` with the value (from the cache without an extra copy).
     pub fn get_with<R>(&self, key: &[u8], f: impl FnOnce(&[u8]) -> R) -> Result<R, Error> {

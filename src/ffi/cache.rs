@@ -289,6 +289,35 @@ pub unsafe extern "C" fn cache_get(
     })
 }
 
+/// Whether this node's cache holds `key` (binary-safe, `key_len` bytes)
+/// now: CACHE_OK if it does, CACHE_NOT_FOUND if not. Never loads, never
+/// asks a peer (a key another node owns counts only if this node keeps a
+/// hot copy), and counts no get. An expired value is not held.
+///
+/// Returns CACHE_OK, CACHE_NOT_FOUND, CACHE_INVALID_ARGUMENT (NULL c, NULL
+/// key with a non-zero length, a key over 8 KiB), CACHE_CLOSED. Never
+/// blocks beyond a concurrent insert of the same key.
+#[no_mangle]
+pub unsafe extern "C" fn cache_contains(c: *const cache, key: *const u8, key_len: usize) -> cache_status {
+    guard(|| {
+        require!(c);
+        // SAFETY: the caller promises key_len readable bytes at key.
+        let key = tri!(unsafe { bytes(key, key_len, "key") });
+        let pin = reclaim::pin();
+        let Some(obj) = CACHES.get(c as usize, &pin) else {
+            return fail(
+                CACHE_CLOSED,
+                "the cache was freed (or this is not a cache handle)",
+            );
+        };
+        match obj.group.contains(key) {
+            Ok(true) => CACHE_OK,
+            Ok(false) => fail(CACHE_NOT_FOUND, "not in this node's cache"),
+            Err(e) => from_error(e),
+        }
+    })
+}
+
 /// Like cache_get, but copies the value into `buf` (`cap` bytes; `buf` may
 /// be NULL when `cap` is 0) and allocates nothing. `*out_len` receives the
 /// value's length on CACHE_OK, and the size needed on
