@@ -112,6 +112,11 @@ typedef enum cache_status {
    * An internal bug was caught at the library boundary.
    */
   CACHE_PANIC = 10,
+  /**
+   * cache_get_slice only: the wait slice ended while another thread's
+   * load of the key goes on; call again to wait more.
+   */
+  CACHE_IN_PROGRESS = 11,
 } cache_status;
 
 /**
@@ -397,6 +402,25 @@ enum cache_status cache_get(struct cache *c,
                             const uint8_t *key,
                             size_t key_len,
                             struct cache_value **out);
+
+/**
+ * Like cache_get, but a wait on another thread's load of `key` lasts at
+ * most `slice_ms` milliseconds (at least 1): then it returns
+ * CACHE_IN_PROGRESS and the load goes on; call again to keep waiting (the
+ * call joins the same load). For a thread that must stay responsive while
+ * it waits, e.g. the one that handles signals (Python's main thread uses
+ * it so that Ctrl-C is not held up by a slow load). Each call counts as a
+ * get in the stats. A fetch this call makes from a peer, or a getter it
+ * runs itself, is not sliced.
+ *
+ * Returns what cache_get returns, plus CACHE_IN_PROGRESS (`*out` is then
+ * untouched).
+ */
+enum cache_status cache_get_slice(struct cache *c,
+                                  const uint8_t *key,
+                                  size_t key_len,
+                                  uint32_t slice_ms,
+                                  struct cache_value **out);
 
 /**
  * Whether this node's cache holds `key` (binary-safe, `key_len` bytes)

@@ -285,6 +285,12 @@ def cache_free(c: Any) -> None: ...
 def cache_get(c: Handle, key: bytes, key_len: int, out: Any) -> int: ...
 
 
+@_bind("cache_get_slice", [c_void_p, c_char_p, c_size_t, ctypes.c_uint32, POINTER(c_void_p)], c_int32)
+def cache_get_slice(c: Handle, key: bytes, key_len: int, slice_ms: int, out: Any) -> int:
+    """cache_get that returns CACHE_IN_PROGRESS after ``slice_ms`` of waiting
+    on another thread's load (not raised: the caller loops)."""
+
+
 @_bind("cache_value_data", [c_void_p], c_void_p)
 def cache_value_data(v: Handle) -> Optional[int]: ...
 

@@ -37,6 +37,7 @@ from . import _lib
 from ._log import sync_log_level
 from ._handle import Closable
 from ._errors import (
+    CACHE_IN_PROGRESS,
     CACHE_INVALID_ARGUMENT,
     CACHE_NOT_FOUND,
     CACHE_OK,
@@ -211,6 +212,10 @@ def _free(handle: int, slot_id: Optional[int]) -> None:
         unregister(slot_id)
 
 
+_WAIT_SLICE_MS = 100
+"""How long the main thread waits on another thread's load between two
+chances for a signal handler (Ctrl-C) to run."""
+
 _NO_DEFAULT: Any = object()
 """get()'s "no default given"."""
 
@@ -332,7 +337,9 @@ class Cache(Closable):
         does (only for a missing key: other failures still raise).
         Raises ``LoaderError`` when the loader failed, ``TimeoutError`` when
         it waited on another thread's load past ``load_timeout``,
-        ``ClosedError`` after close().
+        ``ClosedError`` after close(). On the main thread, Ctrl-C
+        interrupts a wait on another thread's load within about 0.1 s
+        (``KeyboardInterrupt``; the load goes on for its other callers).
         """
         try:
             k = key.encode()
@@ -485,7 +492,19 @@ class Cache(Closable):
         sync_log_level()  # cheap; a miss may log (a peer that fails)
         out = ctypes.c_void_p()
         try:
-            _lib.cache_get(self._handle, k, len(k), ctypes.byref(out))
+            if threading.current_thread() is threading.main_thread():
+                # Signals reach Python code only on the main thread, and only
+                # between bytecodes: wait on other threads' loads in slices,
+                # so that Ctrl-C interrupts the wait (KeyboardInterrupt
+                # raised here, between two slices) instead of waiting it out.
+                while True:
+                    status = _lib.cache_get_slice(self._handle, k, len(k), _WAIT_SLICE_MS, ctypes.byref(out))
+                    if status != CACHE_IN_PROGRESS:
+                        break
+                if status != CACHE_OK:
+                    raise error_for_status(status, _lib._last_error())
+            else:
+                _lib.cache_get(self._handle, k, len(k), ctypes.byref(out))
         except NotFoundError:
             raise NotFoundError(_decode_key(k), CACHE_NOT_FOUND) from None
         except LoaderError as e:

@@ -289,6 +289,30 @@ pub unsafe extern "C" fn cache_get(
     })
 }
 
+/// Like cache_get, but a wait on another thread's load of `key` lasts at
+/// most `slice_ms` milliseconds (at least 1): then it returns
+/// CACHE_IN_PROGRESS and the load goes on; call again to keep waiting (the
+/// call joins the same load). For a thread that must stay responsive while
+/// it waits, e.g. the one that handles signals (Python's main thread uses
+/// it so that Ctrl-C is not held up by a slow load). Each call counts as a
+/// get in the stats. A fetch this call makes from a peer, or a getter it
+/// runs itself, is not sliced.
+///
+/// Returns what cache_get returns, plus CACHE_IN_PROGRESS (`*out` is then
+/// untouched).
+#[no_mangle]
+pub unsafe extern "C" fn cache_get_slice(
+    c: *mut cache,
+    key: *const u8,
+    key_len: usize,
+    slice_ms: u32,
+    out: *mut *mut cache_value,
+) -> cache_status {
+    let slice = std::time::Duration::from_millis(u64::from(slice_ms.max(1)));
+    // SAFETY: the same arguments, passed on with the caller's promises.
+    crate::engine::singleflight::with_wait_slice(slice, || unsafe { cache_get(c, key, key_len, out) })
+}
+
 /// Whether this node's cache holds `key` (binary-safe, `key_len` bytes)
 /// now: CACHE_OK if it does, CACHE_NOT_FOUND if not. Never loads, never
 /// asks a peer (a key another node owns counts only if this node keeps a

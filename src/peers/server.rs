@@ -481,7 +481,7 @@ fn error_response(e: &Error) -> Response<Chunks> {
     let status = match e {
         Error::NotFound => StatusCode::NOT_FOUND,
         Error::Closed => StatusCode::SERVICE_UNAVAILABLE,
-        Error::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+        Error::Timeout(_) | Error::InProgress => StatusCode::GATEWAY_TIMEOUT,
         Error::InvalidArgument(_) => StatusCode::BAD_REQUEST,
         Error::LoaderFailed(_) | Error::PeerFailed(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };

@@ -98,3 +98,39 @@ def test_in_after_close_raises_closed(name: str) -> None:
     c.close()
     with pytest.raises(groupcache.ClosedError):
         "k" in c  # noqa: B015
+
+
+def test_ctrl_c_interrupts_a_main_thread_waiting_on_another_threads_load(prelude: str) -> None:
+    import subprocess
+    import sys
+    import textwrap
+
+    code = prelude + textwrap.dedent(
+        """
+        import os, signal, threading, time, groupcache
+        entered = threading.Event()
+        def loader(k):
+            entered.set()
+            time.sleep(5)  # a slow load, on another thread
+            return b"v"
+        c = groupcache.Cache("slow", loader=loader)
+        threading.Thread(target=c.get, args=("k",), daemon=True).start()
+        entered.wait()
+        sent = []
+        def interrupt():
+            time.sleep(0.3)
+            sent.append(time.monotonic())
+            os.kill(os.getpid(), signal.SIGINT)
+        threading.Thread(target=interrupt, daemon=True).start()
+        try:
+            c.get("k")  # waits on the other thread's load
+            print("not interrupted")
+        except KeyboardInterrupt:
+            print("%.3f" % (time.monotonic() - sent[0]))
+        os._exit(0)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    # Reached within the wait slice (0.1 s) plus scheduling, not after 5 s.
+    assert float(out.stdout.strip()) < 0.2, out.stdout
