@@ -370,7 +370,11 @@ impl Pool {
             idle_timeout: options.idle_timeout,
             body_timeout: options.body_timeout,
             thread_name: format!("gcconn-{}", addr.port()),
-            secret: options.secret.as_ref().map(|s| Arc::from(s.as_bytes())),
+            // Bound to this node as the peer lists name it: its self URL.
+            auth: options.secret.as_ref().map(|s| {
+                let node = super::auth::node_of(&self_url).expect("a checked or derived URL");
+                Arc::new(super::auth::Verifier::new(s.as_bytes(), &node))
+            }),
         };
         let handle = runtime.handle().clone();
         let runtime = RuntimeOwner::new(runtime, CLOSE_GRACE);
