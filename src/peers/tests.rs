@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::server::PeerService;
+use super::server::{self, PeerService};
 use super::*;
 use crate::engine::{Error, PeerError, PeerGetter, PeerPicker, PeerValue};
 
@@ -1223,4 +1223,117 @@ fn a_signed_put_larger_than_the_limit_is_413_and_metrics_stay_open() {
         b"DELETE /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
     );
     assert_eq!(status, 401);
+}
+
+// ---- seeds of the signed fuzz target ------------------------------------------
+
+/// The secret of fuzz/fuzz_targets/http_request_signed.rs.
+const FUZZ_SECRET: &[u8] = b"fuzz-secret";
+const SIGNED_SEEDS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/seeds/http_request_signed");
+
+/// A request signed for the signed fuzzing server (fixed node and clock).
+fn fuzz_signed(method: &str, target: &str, body: &[u8], nonce: u64, extra: &str) -> Vec<u8> {
+    let sig = auth::sign(
+        FUZZ_SECRET,
+        method,
+        server::FUZZ_NODE,
+        target,
+        &auth::body_digest(body),
+        server::FUZZ_NOW_MS,
+        nonce,
+    );
+    let head = format!(
+        "{method} {target} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\nx-groupcache-auth: {sig}\r\n{extra}\r\n",
+        server::FUZZ_NODE,
+        body.len()
+    );
+    [head.as_bytes(), body].concat()
+}
+
+/// The seeds, with the status of each answer the server gives them.
+fn signed_fuzz_seeds() -> Vec<(&'static str, Vec<u8>, Vec<u16>)> {
+    let put_body = set_request(b"k", b"new value");
+    let put = fuzz_signed("PUT", "/_groupcache/g/k", &put_body, 2, "");
+    vec![
+        (
+            "get",
+            fuzz_signed("GET", "/_groupcache/g/k", b"", 1, ""),
+            vec![200],
+        ),
+        ("put", put.clone(), vec![200]),
+        ("put_replayed", [&put[..], &put[..]].concat(), vec![200, 401]),
+        (
+            "put_other_body",
+            with_body(&put, &set_request(b"k", b"evil")),
+            vec![401],
+        ),
+        (
+            "delete",
+            fuzz_signed("DELETE", "/_groupcache/g/k", b"", 3, ""),
+            vec![200],
+        ),
+        (
+            "query",
+            fuzz_signed("GET", "/_groupcache/g/k?x=1", b"", 4, ""),
+            vec![200],
+        ),
+        (
+            "pipelined",
+            [
+                fuzz_signed("GET", "/_groupcache/g/k", b"", 5, ""),
+                fuzz_signed("PUT", "/_groupcache/g/k2", &set_request(b"k2", b"v"), 6, ""),
+                fuzz_signed("GET", "/_groupcache/g/k2", b"", 7, ""),
+                fuzz_signed("DELETE", "/_groupcache/g/k2", b"", 8, ""),
+                b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+                fuzz_signed("GET", "/_groupcache/nope/k", b"", 9, "Connection: close\r\n"),
+            ]
+            .concat(),
+            vec![200, 200, 200, 200, 200, 404],
+        ),
+        (
+            "unsigned",
+            b"GET /_groupcache/g/k HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+            vec![401],
+        ),
+    ]
+}
+
+fn statuses(out: &[u8]) -> Vec<u16> {
+    let text = String::from_utf8_lossy(out);
+    text.match_indices("HTTP/1.1 ")
+        .filter_map(|(i, _)| text[i + 9..].get(..3)?.parse().ok())
+        .collect()
+}
+
+#[test]
+fn signed_fuzz_seeds_are_current_and_reach_the_engine() {
+    let mut stale = Vec::new();
+    for (name, seed, want) in signed_fuzz_seeds() {
+        let path = format!("{SIGNED_SEEDS}/{name}");
+        if std::fs::read(&path).ok().as_deref() != Some(&seed[..]) {
+            stale.push(path);
+        }
+        let g = crate::engine::Group::new("g", 1 << 20, None);
+        g.set(b"k", b"value", 0).unwrap();
+        let (out, reached) = server::serve_raw_signed_for_fuzzing(&g, &seed, FUZZ_SECRET);
+        assert_eq!(statuses(&out), want, "{name}: {}", String::from_utf8_lossy(&out));
+        let expect_reached = want.iter().filter(|&&s| s != 401).count() - usize::from(name == "pipelined");
+        assert_eq!(reached, expect_reached, "{name}");
+        // Under another secret nothing gets through.
+        let (out, reached) = server::serve_raw_signed_for_fuzzing(&g, &seed, b"another secret");
+        assert_eq!(reached, 0, "{name}: {}", String::from_utf8_lossy(&out));
+    }
+    assert!(
+        stale.is_empty(),
+        "stale seeds {stale:?}: cargo test --release --lib -- --ignored write_signed_fuzz_seeds"
+    );
+}
+
+#[test]
+#[ignore = "writes fuzz/seeds/http_request_signed/"]
+fn write_signed_fuzz_seeds() {
+    std::fs::create_dir_all(SIGNED_SEEDS).unwrap();
+    for (name, seed, _) in signed_fuzz_seeds() {
+        std::fs::write(format!("{SIGNED_SEEDS}/{name}"), seed).unwrap();
+    }
 }
