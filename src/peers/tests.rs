@@ -590,6 +590,88 @@ fn bad_arguments() {
         timeout: Duration::ZERO,
         ..opts()
     }));
+    // Every numeric option within its range, the error naming it.
+    let named = |o: PoolOptions, name: &str| match Pool::new("127.0.0.1:0", None, o) {
+        Err(PoolError::InvalidArgument(m)) => assert!(m.contains(name), "{m}"),
+        r => panic!("{name}: {r:?}"),
+    };
+    named(
+        PoolOptions {
+            replicas: pool::MAX_REPLICAS + 1,
+            ..opts()
+        },
+        "replicas",
+    );
+    named(
+        PoolOptions {
+            replicas: usize::MAX,
+            ..opts()
+        },
+        "replicas",
+    );
+    let too_long = pool::MAX_TIMEOUT + Duration::from_millis(1);
+    named(
+        PoolOptions {
+            timeout: too_long,
+            ..opts()
+        },
+        "timeout",
+    );
+    named(
+        PoolOptions {
+            connect_timeout: Duration::MAX,
+            ..opts()
+        },
+        "connect_timeout",
+    );
+    named(
+        PoolOptions {
+            idle_timeout: Duration::MAX,
+            ..opts()
+        },
+        "idle_timeout",
+    );
+    named(
+        PoolOptions {
+            body_timeout: too_long,
+            ..opts()
+        },
+        "body_timeout",
+    );
+    named(
+        PoolOptions {
+            max_header_bytes: usize::MAX,
+            ..opts()
+        },
+        "max_header_bytes",
+    );
+    named(
+        PoolOptions {
+            worker_threads: 1 << 20,
+            ..opts()
+        },
+        "worker_threads",
+    );
+    named(
+        PoolOptions {
+            secret: Some(String::new()),
+            ..opts()
+        },
+        "secret",
+    );
+    // The limits themselves are fine.
+    Pool::new(
+        "127.0.0.1:0",
+        None,
+        PoolOptions {
+            replicas: pool::MAX_REPLICAS,
+            timeout: pool::MAX_TIMEOUT,
+            idle_timeout: pool::MAX_TIMEOUT,
+            max_header_bytes: pool::MAX_HEADER_BYTES,
+            ..opts()
+        },
+    )
+    .unwrap();
     let r = Pool::new("not an address", None, opts());
     assert!(matches!(r, Err(PoolError::InvalidArgument(_))), "{r:?}");
     assert!(matches!(
