@@ -75,9 +75,15 @@ class Pool(Closable):
     ``replicas``: points per node on the consistent hash (50; the same on
     every node); ``base_path``: the protocol's path prefix
     ("/_groupcache/"; the same on every node); ``secret``: a shared secret
-    that signs every request between nodes, unsigned ones get 401 (the same
-    on every node; without one the port serves cache contents to anyone
+    that signs every request between nodes, bound to the node it is
+    addressed to; requests not signed for this node get 401 (the same on
+    every node, and ``self_url`` must be this node's URL as the peer lists
+    spell it; without a secret the port serves cache contents to anyone
     who reaches it).
+
+    Arguments are checked here: a NUL inside a string, or ``replicas``
+    outside 1 to 10000, or a timeout outside 1 ms to about 49.7 days, is
+    a ``ValueError`` naming it.
     """
 
     __slots__ = ("_handle", "_url", "_closed", "_finalizer", "__weakref__")

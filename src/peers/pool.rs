@@ -86,9 +86,11 @@ pub struct PoolOptions {
     /// peer URLs). Default 64.
     pub max_blocking_threads: usize,
     /// A shared secret: when set, every request to and from this node is
-    /// signed (see `peers::auth`) and unsigned ones get 401. Every node of
-    /// the cluster needs the same one; Go nodes cannot take part. Default
-    /// none: the port serves cache contents to anyone who reaches it.
+    /// signed (see `peers::auth`), bound to the node it is addressed to,
+    /// and requests not signed for this node get 401. Every node of the
+    /// cluster needs the same one, and each node's self URL must be its URL
+    /// as the peer lists spell it; Go nodes cannot take part. Default none:
+    /// the port serves cache contents to anyone who reaches it.
     pub secret: Option<String>,
 }
 
