@@ -557,9 +557,13 @@ async fn route(req: Request<Incoming>, cfg: &ServerConfig, groups: &dyn GroupLoo
         Err(why) => return unauthorized(req.method(), why),
     };
     let (parts, body) = req.into_parts();
-    let body = match read_request_body(body, cfg).await {
-        Ok(b) => b,
-        Err(resp) => return resp,
+    let body = if body.is_end_stream() {
+        Bytes::new() // a GET or DELETE: no timer, no collecting
+    } else {
+        match read_request_body(body, cfg).await {
+            Ok(b) => b,
+            Err(resp) => return resp,
+        }
     };
     if let Err(why) = auth.check_body(head, &body) {
         return unauthorized(&parts.method, why);
