@@ -46,12 +46,24 @@ fn is_http(out: &[u8]) -> bool {
 
 fuzz_target!(|data: &[u8]| {
     let (out, _) = serve_raw_signed(group(), data, SECRET);
-    assert!(is_http(&out), "not an HTTP response: {:?}", &out[..out.len().min(64)]);
+    assert!(
+        is_http(&out),
+        "not an HTTP response: {:?}",
+        &out[..out.len().min(64)]
+    );
     let before = group().stats();
     let (out, reached) = serve_raw_signed(group(), data, b"not the secret");
-    assert!(is_http(&out), "not an HTTP response: {:?}", &out[..out.len().min(64)]);
+    assert!(
+        is_http(&out),
+        "not an HTTP response: {:?}",
+        &out[..out.len().min(64)]
+    );
     assert_eq!(reached, 0, "a request got past authentication without the secret");
-    assert_eq!(group().stats(), before, "the engine was reached without the secret");
+    assert_eq!(
+        group().stats(),
+        before,
+        "the engine was reached without the secret"
+    );
     let s = group().stats();
     assert!(s.main_bytes + s.hot_bytes <= 64 << 10, "{s:?}");
 });
