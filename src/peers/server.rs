@@ -15,6 +15,10 @@
 //!   the key is the body's (exact bytes, no escaping involved); a body whose
 //!   group differs from the path's is a 400.
 //! - `DELETE` → `remove_from_peer` → 200.
+//! - With a secret (`ServerConfig::auth`), every request but `GET /metrics`
+//!   is checked first, its head before its body is read (see
+//!   [`super::auth`]): a bare 401 for anything not signed for this node, or
+//!   a replayed PUT or DELETE.
 //! - 404 "no such group: NAME" for a group this node does not serve (Go's
 //!   text; our client reads it as a failure, not as a missing key), 400 for a
 //!   malformed path, 405 for another method.

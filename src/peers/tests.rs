@@ -1098,6 +1098,27 @@ fn signed_nodes_round_trip_tricky_keys() {
     // The same value set twice in a row: two signatures, both accepted.
     peer.set("g", b"twice", &value(b"x")).unwrap();
     peer.set("g", b"twice", &value(b"x")).unwrap();
+    // From inside a runtime, through the pool's pooled client (absolute
+    // URIs on its side, origin form on the wire): the same signatures.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let r = rt.block_on(async move {
+        tokio::task::spawn_blocking(move || {
+            for key in tricky_keys() {
+                peer.get("g", &key)?;
+                peer.set("g", &key, &value(b"rt"))?;
+                peer.remove("g", &key)?;
+            }
+            Ok::<_, PeerError>(())
+        })
+        .await
+        .unwrap()
+    });
+    assert_eq!(r, Ok(()));
+    assert_eq!(fake.removes.lock().unwrap().len(), 2 * tricky_keys().len());
 }
 
 #[test]
