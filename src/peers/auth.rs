@@ -365,9 +365,11 @@ impl Verifier {
         ) else {
             return Err(Refusal::Malformed);
         };
+        // Decimal, canonical (no sign, no leading zero), within u64.
         if version != VERSION.as_bytes()
             || ms.is_empty()
             || ms.len() > 19
+            || (ms.len() > 1 && ms[0] == b'0')
             || !ms.iter().all(u8::is_ascii_digit)
         {
             return Err(Refusal::Malformed);
@@ -602,6 +604,7 @@ mod tests {
         cases.push(format!("{good}.").into_bytes());
         cases.push(good.to_uppercase().into_bytes());
         cases.push(good.replacen("v2", "V2", 1).into_bytes());
+        cases.push(good.replacen("v2.", "v2.0", 1).into_bytes());
         // The panic of version 1: multi-byte UTF-8 where hex belongs, so
         // that byte offsets fall inside characters.
         cases.push(format!("v2.{NOW}.0000000000000000.{digest}.a{}a", "é".repeat(31)).into_bytes());
