@@ -269,6 +269,9 @@ class Cache(Closable):
         self._closed = True  # until the handle exists (__del__-free: see _free)
         if not isinstance(name, str):
             raise TypeError("name is str, not %s" % type(name).__name__)
+        if "\0" in name:
+            # C takes the name NUL-terminated: "a\0b" would register "a".
+            raise ValueError("name contains a NUL character: %r" % name)
         if isinstance(max_bytes, bool) or not isinstance(max_bytes, int):
             raise TypeError("max_bytes is an int, not %s" % type(max_bytes).__name__)
         if not 0 <= max_bytes < 1 << 64:

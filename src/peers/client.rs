@@ -171,6 +171,8 @@ struct Call {
     authority: Arc<str>,
     /// Where to connect (the URL's host and port, 80 by default).
     connect_to: Arc<str>,
+    /// The node a signature is bound to (`auth::node_of` the peer URL).
+    node: Arc<str>,
     /// Path and escaped segments: "/_groupcache/g/k".
     path: String,
     body: Bytes,
@@ -193,7 +195,16 @@ impl Call {
             b = b.header(header::CONTENT_TYPE, PROTOBUF);
         }
         if let Some(secret) = secret {
-            let sig = super::auth::sign(secret, self.method.as_str(), &self.path, super::auth::now_secs());
+            // Signed afresh for every attempt (a retry gets a new nonce).
+            let sig = super::auth::sign(
+                secret,
+                self.method.as_str(),
+                &self.node,
+                &self.path,
+                &super::auth::body_digest(&self.body),
+                super::auth::now_ms(),
+                super::auth::next_nonce(),
+            );
             b = b.header(super::auth::AUTH_HEADER, sig);
         }
         b.body(Full::new(self.body.clone()))
@@ -206,6 +217,7 @@ pub struct HttpPeer {
     url: String,
     authority: Arc<str>,
     connect_to: Arc<str>,
+    node: Arc<str>,
     /// The URL's path without a trailing '/', then the base path:
     /// "/_groupcache/".
     prefix: String,
@@ -236,10 +248,14 @@ impl HttpPeer {
         let host = auth.host();
         let connect_to: Arc<str> = format!("{}:{}", host, auth.port_u16().unwrap_or(80)).into();
         let prefix = format!("{}{}", uri.path().trim_end_matches('/'), base_path);
+        let node: Arc<str> = super::auth::node_of(url)
+            .expect("the pool checks peer URLs")
+            .into();
         HttpPeer {
             url: url.to_string(),
             authority,
             connect_to,
+            node,
             prefix,
             shared,
             _runtime: runtime,
@@ -261,6 +277,7 @@ impl HttpPeer {
             method: Method::GET,
             authority: self.authority.clone(),
             connect_to: self.connect_to.clone(),
+            node: self.node.clone(),
             path: self.prefix.clone(),
             body: Bytes::new(),
         };
@@ -282,6 +299,7 @@ impl HttpPeer {
             method,
             authority: self.authority.clone(),
             connect_to: self.connect_to.clone(),
+            node: self.node.clone(),
             path,
             body,
         }
@@ -674,6 +692,14 @@ async fn snippet(mut body: Incoming, limit: usize) -> String {
 }
 
 fn status_error(status: StatusCode, text: &str) -> PeerError {
+    if status == StatusCode::UNAUTHORIZED {
+        // The server says no more, on purpose (see `auth`): the usual causes.
+        return PeerError::Failed(format!(
+            "server returned {status}: the request was not accepted as signed (every node needs \
+             the same secret and software version, clocks within 5 minutes of each other, and \
+             each node's self_url must be its URL as the peer lists spell it)"
+        ));
+    }
     if text.is_empty() {
         PeerError::Failed(format!("server returned {status}"))
     } else {
