@@ -409,9 +409,11 @@ impl Group {
                         Err(Error::NotFound)
                     }
                     // groupcache's rule: a failing peer means load locally.
+                    // Per key at debug level only: the peer logs its own
+                    // failing and recovering once (see peers::client).
                     Err(PeerError::Failed(m)) => {
                         self.counters.inc(Counter::PeerErrors);
-                        log::warn!(
+                        log::debug!(
                             "cache {:?}: {m}; loading key {:?} here instead",
                             self.name,
                             lossy(key)
@@ -499,7 +501,7 @@ impl Group {
                     // Our copy would now disagree with the owner's: drop it.
                     self.invalidate(key, hash, || self.store.remove(key));
                     let msg = peer_msg(e);
-                    log::warn!(
+                    log::debug!(
                         "cache {:?}: storing key {:?} at its owner failed: {msg}",
                         self.name,
                         lossy(key)
@@ -532,7 +534,7 @@ impl Group {
             if let Err(e) = owner.remove(&self.name, key) {
                 self.counters.inc(Counter::PeerErrors);
                 let msg = peer_msg(e);
-                log::warn!(
+                log::debug!(
                     "cache {:?}: removing key {:?} at its owner failed: {msg}",
                     self.name,
                     lossy(key)
@@ -560,7 +562,7 @@ impl Group {
             }
             if let Err(e) = peer.remove(&self.name, key) {
                 self.counters.inc(Counter::PeerErrors);
-                log::warn!(
+                log::debug!(
                     "cache {:?}: dropping key {:?} at a peer failed: {}",
                     self.name,
                     lossy(key),

@@ -226,6 +226,8 @@ pub struct HttpPeer {
     /// KIND_*: learnt from any answer (our header or its absence) or, before
     /// a first PUT or DELETE, from a probe.
     kind: Arc<AtomicU8>,
+    /// Whether the peer is failing, for logging changes of state only.
+    health: Health,
 }
 
 impl std::fmt::Debug for HttpPeer {
@@ -260,6 +262,7 @@ impl HttpPeer {
             shared,
             _runtime: runtime,
             kind: Arc::new(AtomicU8::new(KIND_UNKNOWN)),
+            health: Health::default(),
         }
     }
 
@@ -267,7 +270,10 @@ impl HttpPeer {
     /// the bare base path: every groupcache server answers that with a 400
     /// ("bad request"), ours with its header. A peer that cannot be reached
     /// stays unknown (the caller's request then fails the usual way).
-    fn supports_set_remove(&self) -> Result<bool, PeerError> {
+    ///
+    /// `op` is the method that needs to know ("PUT", "DELETE"): a failing
+    /// probe is reported as that request's failure.
+    fn supports_set_remove(&self, op: Method) -> Result<bool, PeerError> {
         match self.kind.load(Ordering::Relaxed) {
             KIND_OURS => return Ok(true),
             KIND_GET_ONLY => return Ok(false),
@@ -282,7 +288,7 @@ impl HttpPeer {
             body: Bytes::new(),
         };
         let kind = self.kind.clone();
-        self.exec(probe, move |resp, _max| async move {
+        self.exec_as(op, probe, move |resp, _max| async move {
             note_kind(&kind, &resp);
             let _ = snippet(resp.into_body(), ERROR_SNIPPET).await;
             Ok(kind.load(Ordering::Relaxed) == KIND_OURS)
@@ -312,8 +318,18 @@ impl HttpPeer {
         H: FnOnce(Response<Incoming>, usize) -> Fut + Send + 'static,
         Fut: Future<Output = Result<T, PeerError>> + Send,
     {
-        let s = &self.shared;
         let what = call.method.clone();
+        self.exec_as(what, call, handle)
+    }
+
+    /// `exec`, naming the request `what` in an error message.
+    fn exec_as<T, H, Fut>(&self, what: Method, call: Call, handle: H) -> Result<T, PeerError>
+    where
+        T: Send + 'static,
+        H: FnOnce(Response<Incoming>, usize) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, PeerError>> + Send,
+    {
+        let s = &self.shared;
         let r = if s.closed.load(Ordering::Acquire) {
             Err(PeerError::Failed("the pool is closed".to_string()))
         } else if tokio::runtime::Handle::try_current().is_err() {
@@ -326,10 +342,67 @@ impl HttpPeer {
         } else {
             exec_on_pool(s, call, handle)
         };
-        r.map_err(|e| match e {
+        let r = r.map_err(|e| match e {
             PeerError::Failed(m) => PeerError::Failed(format!("{what} at {}: {m}", self.url)),
             nf => nf,
-        })
+        });
+        if !s.closed.load(Ordering::Acquire) {
+            self.health.note(&self.url, &r);
+        }
+        r
+    }
+}
+
+/// How often a peer that keeps failing gets a summary line in the log.
+const FAILING_SUMMARY_EVERY: Duration = Duration::from_secs(60);
+
+/// A peer's state for the log: a dead peer must not log once per key
+/// (every get of its keys fails over to a local load). Its failures are
+/// logged when it starts failing and when it answers again, and meanwhile
+/// in one summary line a minute.
+#[derive(Default)]
+struct Health {
+    failing: AtomicBool,
+    /// Failures since the state changed or the last summary.
+    failures: AtomicUsize,
+    /// When the state changed or the last summary was logged.
+    since: Mutex<Option<Instant>>,
+}
+
+impl Health {
+    fn note<T>(&self, url: &str, r: &Result<T, PeerError>) {
+        match r {
+            Ok(_) | Err(PeerError::NotFound) => {
+                if self.failing.load(Ordering::Relaxed) && self.failing.swap(false, Ordering::AcqRel) {
+                    let n = self.failures.swap(0, Ordering::AcqRel);
+                    log::info!("peer {url} answers again ({n} failed requests since the last report)");
+                }
+            }
+            Err(PeerError::Failed(m)) => {
+                let now = Instant::now();
+                if !self.failing.swap(true, Ordering::AcqRel) {
+                    self.failures.store(0, Ordering::Release);
+                    *self.since.lock().unwrap_or_else(|e| e.into_inner()) = Some(now);
+                    log::warn!(
+                        "peer {url} is failing: {m}; gets of the keys it owns load locally until it \
+                         answers again; further failures are summed up once a minute"
+                    );
+                    return;
+                }
+                let n = self.failures.fetch_add(1, Ordering::AcqRel) + 1;
+                let mut since = self.since.lock().unwrap_or_else(|e| e.into_inner());
+                let start = *since.get_or_insert(now);
+                if now.duration_since(start) >= FAILING_SUMMARY_EVERY {
+                    *since = Some(now);
+                    self.failures.store(0, Ordering::Release);
+                    drop(since);
+                    log::warn!(
+                        "peer {url} is still failing: {n} failed requests in the last {} s; the last: {m}",
+                        now.duration_since(start).as_secs()
+                    );
+                }
+            }
+        }
     }
 }
 
@@ -792,7 +865,7 @@ impl PeerGetter for HttpPeer {
     /// serve the PUT as a GET): "set and remove reach our nodes only"
     /// (API.md). The engine still keeps the value in this node's cache.
     fn set(&self, group: &str, key: &[u8], value: &PeerValue) -> Result<(), PeerError> {
-        if !self.supports_set_remove()? {
+        if !self.supports_set_remove(Method::PUT)? {
             return Ok(());
         }
         let body = SetRequest {
@@ -810,7 +883,7 @@ impl PeerGetter for HttpPeer {
     /// the DELETE as a GET and load the key. Its copies expire or get
     /// evicted as golang/groupcache's always do.
     fn remove(&self, group: &str, key: &[u8]) -> Result<(), PeerError> {
-        if !self.supports_set_remove()? {
+        if !self.supports_set_remove(Method::DELETE)? {
             return Ok(());
         }
         self.exec(self.call(Method::DELETE, group, key, Bytes::new()), ok_response)
