@@ -100,7 +100,7 @@ test-c-valgrind: $(addprefix $(BUILD)/,$(C_TESTS))
 	@# pool_free_races (four threads in tight loops while a pool shuts down) takes
 	@# 0.4 s natively but over its 60 s alarm under valgrind, which runs one
 	@# thread at a time; it runs plain and under ASan below.
-	$(VALGRIND) $(BUILD)/test_adversarial null_pointers lengths names urls stale_handles getters cache_free_races
+	$(VALGRIND) $(BUILD)/test_adversarial null_pointers lengths names urls stale_handles options_handles getters cache_free_races
 
 test-c-asan: $(addprefix $(BUILD)/asan/,$(C_TESTS))
 	$(BUILD)/asan/test_api

@@ -139,7 +139,12 @@ typedef enum cache_status {
   /**
    * An internal bug was caught at the library boundary.
    */
-  CACHE_PANIC = 10
+  CACHE_PANIC = 10,
+  /**
+   * cache_get_slice only: the wait slice ended while another thread's
+   * load of the key goes on; call again to wait more.
+   */
+  CACHE_IN_PROGRESS = 11
 } cache_status;
 
 /**
@@ -166,7 +171,9 @@ typedef struct cache_pool cache_pool;
 /**
  * Options for cache_pool_new_with_options: an opaque builder, so that new
  * options never change the ABI. Defaults, then the environment (see
- * cache_pool_options_new), then the setters.
+ * cache_pool_options_new), then the setters. A handle like a cache or a
+ * pool: never dereferenced, so a freed (or twice freed) one is refused,
+ * even after a new options object took its place.
  */
 typedef struct cache_pool_options cache_pool_options;
 
@@ -437,6 +444,37 @@ enum cache_status cache_get(struct cache *c,
                             struct cache_value **out);
 
 /**
+ * Like cache_get, but a wait on another thread's load of `key` lasts at
+ * most `slice_ms` milliseconds (at least 1): then it returns
+ * CACHE_IN_PROGRESS and the load goes on; call again to keep waiting (the
+ * call joins the same load). For a thread that must stay responsive while
+ * it waits, e.g. the one that handles signals (Python's main thread uses
+ * it so that Ctrl-C is not held up by a slow load). Each call counts as a
+ * get in the stats. A fetch this call makes from a peer, or a getter it
+ * runs itself, is not sliced.
+ *
+ * Returns what cache_get returns, plus CACHE_IN_PROGRESS (`*out` is then
+ * untouched).
+ */
+enum cache_status cache_get_slice(struct cache *c,
+                                  const uint8_t *key,
+                                  size_t key_len,
+                                  uint32_t slice_ms,
+                                  struct cache_value **out);
+
+/**
+ * Whether this node's cache holds `key` (binary-safe, `key_len` bytes)
+ * now: CACHE_OK if it does, CACHE_NOT_FOUND if not. Never loads, never
+ * asks a peer (a key another node owns counts only if this node keeps a
+ * hot copy), and counts no get. An expired value is not held.
+ *
+ * Returns CACHE_OK, CACHE_NOT_FOUND, CACHE_INVALID_ARGUMENT (NULL c, NULL
+ * key with a non-zero length, a key over 8 KiB), CACHE_CLOSED. Never
+ * blocks beyond a concurrent insert of the same key.
+ */
+enum cache_status cache_contains(const struct cache *c, const uint8_t *key, size_t key_len);
+
+/**
  * Like cache_get, but copies the value into `buf` (`cap` bytes; `buf` may
  * be NULL when `cap` is 0) and allocates nothing. `*out_len` receives the
  * value's length on CACHE_OK, and the size needed on
@@ -589,22 +627,31 @@ enum cache_status cache_getters_stop(uint32_t timeout_ms);
 /**
  * New pool options: the defaults (peer timeout 2000 ms, connect timeout
  * 1000 ms, 50 replicas, base path "/_groupcache/", no secret), then the
- * environment: GROUPCACHE_TIMEOUT_MS, GROUPCACHE_CONNECT_TIMEOUT_MS,
- * GROUPCACHE_REPLICAS, GROUPCACHE_BASE_PATH, GROUPCACHE_SECRET. Returns NULL (with
- * cache_last_error) if a variable is malformed. Free with
- * cache_pool_options_free. Never blocks.
+ * environment: GROUPCACHE_TIMEOUT_MS and GROUPCACHE_CONNECT_TIMEOUT_MS (1
+ * to 4294967295), GROUPCACHE_REPLICAS (1 to 10000), GROUPCACHE_BASE_PATH,
+ * GROUPCACHE_SECRET (not empty). Returns NULL (with cache_last_error
+ * naming the variable) if a variable is malformed or out of range.
+ *
+ * The result is a handle, not a pointer to memory: like cache and pool
+ * handles it is checked at each use, so a freed one is refused
+ * (CACHE_INVALID_ARGUMENT) and freeing it again does nothing, even after
+ * another options object was made. Free with cache_pool_options_free.
+ * Never blocks.
  */
 struct cache_pool_options *cache_pool_options_new(void);
 
 /**
- * Frees options; NULL is a no-op. Pools created from them are unaffected.
+ * Frees options; NULL is a no-op, and so is a handle already freed (even
+ * after a new options object was made: handles are never reused). Pools
+ * created from them are unaffected. Never blocks.
  */
 void cache_pool_options_free(struct cache_pool_options *options);
 
 /**
  * Deadline for a whole request to a peer, in milliseconds (1 or more).
  * Past it the get loads locally (groupcache's rule). Every node may use
- * its own. Returns CACHE_OK or CACHE_INVALID_ARGUMENT.
+ * its own. Returns CACHE_OK or CACHE_INVALID_ARGUMENT (0; NULL or freed
+ * options).
  */
 enum cache_status cache_pool_options_set_timeout_ms(struct cache_pool_options *options,
                                                     uint32_t ms);
@@ -612,7 +659,7 @@ enum cache_status cache_pool_options_set_timeout_ms(struct cache_pool_options *o
 /**
  * Deadline for opening a connection to a peer, in milliseconds (1 or
  * more; within the request timeout). Returns CACHE_OK or
- * CACHE_INVALID_ARGUMENT.
+ * CACHE_INVALID_ARGUMENT (0; NULL or freed options).
  */
 enum cache_status cache_pool_options_set_connect_timeout_ms(struct cache_pool_options *options,
                                                             uint32_t ms);
@@ -620,7 +667,8 @@ enum cache_status cache_pool_options_set_connect_timeout_ms(struct cache_pool_op
 /**
  * Points per node on the consistent hash (golang/groupcache: 50). Every
  * node of a cluster must use the same number, or they disagree on owners.
- * Returns CACHE_OK or CACHE_INVALID_ARGUMENT (0, or over 10,000).
+ * Returns CACHE_OK or CACHE_INVALID_ARGUMENT (0, or over 10,000; NULL or
+ * freed options).
  */
 enum cache_status cache_pool_options_set_replicas(struct cache_pool_options *options,
                                                   uint32_t replicas);
@@ -628,19 +676,26 @@ enum cache_status cache_pool_options_set_replicas(struct cache_pool_options *opt
 /**
  * The URL path prefix of the peer protocol, with leading and trailing
  * '/' (golang/groupcache: "/_groupcache/"). Every node must use the same.
- * The string is copied. Returns CACHE_OK or CACHE_INVALID_ARGUMENT.
+ * The string is copied. Returns CACHE_OK or CACHE_INVALID_ARGUMENT (NULL
+ * or not UTF-8; NULL or freed options). A malformed path is refused by
+ * cache_pool_new_with_options.
  */
 enum cache_status cache_pool_options_set_base_path(struct cache_pool_options *options,
                                                    const char *base_path);
 
 /**
  * A shared secret (1 byte or more; copied): every request this node sends
- * is signed with it (HMAC-SHA256 over method, path and time), and every
- * request it receives must be, or it gets 401 and learns nothing. All
- * nodes of the cluster need the same secret; golang/groupcache nodes
- * cannot join such a cluster. `GET /metrics` stays open (counts only).
- * Without a secret the port serves cache contents to anyone who reaches
- * it. Returns CACHE_OK or CACHE_INVALID_ARGUMENT (NULL, empty, not UTF-8).
+ * is signed with it (HMAC-SHA256 over method, whole request target, a
+ * SHA-256 of the body, the node it is addressed to, and the time), and
+ * every request it receives must be signed for this node, or it gets 401
+ * and learns nothing; a PUT or DELETE is accepted once (README, "Peer
+ * authentication"). All nodes of the cluster need the same secret and
+ * the same library version, and each node's self_url must be its URL as
+ * the peer lists spell it; golang/groupcache nodes cannot join such a
+ * cluster. `GET /metrics` stays open (names and counts only). Without a
+ * secret the port serves cache contents to anyone who reaches it.
+ * Returns CACHE_OK or CACHE_INVALID_ARGUMENT (NULL, empty, not UTF-8;
+ * NULL or freed options).
  */
 enum cache_status cache_pool_options_set_secret(struct cache_pool_options *options,
                                                 const char *secret);
@@ -679,7 +734,8 @@ enum cache_status cache_pool_new(const char *listen_addr,
  * cache_pool_new with explicit options (from cache_pool_options_new; NULL
  * means the defaults and environment). The options are copied: free them
  * whenever. Same statuses as cache_pool_new, plus CACHE_INVALID_ARGUMENT
- * for options the pool rejects (e.g. a base path without '/' at both ends).
+ * for freed options and for options the pool rejects (e.g. a base path
+ * without '/' at both ends).
  */
 enum cache_status cache_pool_new_with_options(const char *listen_addr,
                                               const char *self_url,

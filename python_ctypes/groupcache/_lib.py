@@ -308,6 +308,12 @@ def cache_get(c: Handle, key: bytes, key_len: int, out: Any) -> int: ...
 def cache_get_into(c: Handle, key: bytes, key_len: int, buf: Any, cap: int, out_len: Any) -> int: ...
 
 
+@_bind("cache_get_slice", [c_void_p, c_char_p, c_size_t, ctypes.c_uint32, POINTER(c_void_p)], c_int32)
+def cache_get_slice(c: Handle, key: bytes, key_len: int, slice_ms: int, out: Any) -> int:
+    """cache_get that returns CACHE_IN_PROGRESS after ``slice_ms`` of waiting
+    on another thread's load (not raised: the caller loops)."""
+
+
 @_bind("cache_value_data", [c_void_p], c_void_p)
 def cache_value_data(v: Handle) -> Optional[int]: ...
 
@@ -331,6 +337,12 @@ def cache_set(c: Handle, key: bytes, key_len: int, value: bytes, value_len: int,
 
 @_bind("cache_remove", [c_void_p, c_char_p, c_size_t], c_int32, status=True)
 def cache_remove(c: Handle, key: bytes, key_len: int) -> int: ...
+
+
+@_bind("cache_contains", [c_void_p, c_char_p, c_size_t], c_int32)
+def cache_contains(c: Handle, key: bytes, key_len: int) -> int:
+    """CACHE_OK if this node holds the key, CACHE_NOT_FOUND if not (not
+    raised: the caller sorts the statuses)."""
 
 
 @_bind("cache_stats_get", [c_void_p, POINTER(CacheStats)], c_int32, status=True)

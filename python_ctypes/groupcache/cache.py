@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import ctypes
+import inspect
 import math
 import os
 import threading
@@ -26,6 +27,7 @@ from typing import (
     Any,
     Dict,
     Iterable,
+    Iterator,
     List,
     NamedTuple,
     Optional,
@@ -35,12 +37,15 @@ from . import _lib
 from ._log import sync_log_level
 from ._handle import Closable
 from ._errors import (
+    CACHE_IN_PROGRESS,
     CACHE_INVALID_ARGUMENT,
     CACHE_NOT_FOUND,
+    CACHE_OK,
     ClosedError,
     InvalidArgumentError,
     LoaderError,
     NotFoundError,
+    error_for_status,
 )
 from ._loader import TRAMPOLINE, Loader, LoaderSlot, Value, register, ttl_to_ms, unregister
 
@@ -208,6 +213,14 @@ def _free(handle: int, slot_id: Optional[int]) -> None:
         unregister(slot_id)
 
 
+_WAIT_SLICE_MS = 100
+"""How long the main thread waits on another thread's load between two
+chances for a signal handler (Ctrl-C) to run."""
+
+_NO_DEFAULT: Any = object()
+"""get()'s "no default given"."""
+
+
 class Cache(Closable):
     """A groupcache group: values loaded by ``loader`` on a miss, kept in
     up to ``max_bytes`` (keys + values), shared with the cluster of ``pool``
@@ -257,12 +270,23 @@ class Cache(Closable):
         self._closed = True  # until the handle exists (__del__-free: see _free)
         if not isinstance(name, str):
             raise TypeError("name is str, not %s" % type(name).__name__)
+        if "\0" in name:
+            # C takes the name NUL-terminated: "a\0b" would register "a".
+            raise ValueError("name contains a NUL character: %r" % name)
         if isinstance(max_bytes, bool) or not isinstance(max_bytes, int):
             raise TypeError("max_bytes is an int, not %s" % type(max_bytes).__name__)
         if not 0 <= max_bytes < 1 << 64:
             raise ValueError("max_bytes must be in 0 .. 2**64-1, not %d" % max_bytes)
         if loader is not None and not callable(loader):
             raise TypeError("loader must be callable or None")
+        if inspect.iscoroutinefunction(loader) or inspect.iscoroutinefunction(
+            getattr(loader, "__call__", None)
+        ):
+            raise TypeError(
+                "loader is a coroutine function, but loaders run on library threads "
+                "without an event loop: pass a plain function (it may block), and "
+                "use aget() to get from asyncio code"
+            )
         timeout_ms = _load_timeout_ms(load_timeout)
         pool_handle = None
         if pool is not None:
@@ -308,14 +332,18 @@ class Cache(Closable):
 
     # ---- reads -------------------------------------------------------------
 
-    def get(self, key: str) -> bytes:
+    def get(self, key: str, default: Any = _NO_DEFAULT) -> Any:
         """The value of ``key``: from this node's cache, else from the key's
         owner, else from the loader.
 
         Raises ``KeyError`` (``NotFoundError``) when the loader returned
-        None, ``LoaderError`` when it failed, ``TimeoutError`` when it waited
-        on another thread's load past ``load_timeout``, ``ClosedError``
-        after close().
+        None, unless ``default`` is given: then returns it, as ``dict.get``
+        does (only for a missing key: other failures still raise).
+        Raises ``LoaderError`` when the loader failed, ``TimeoutError`` when
+        it waited on another thread's load past ``load_timeout``,
+        ``ClosedError`` after close(). On the main thread, Ctrl-C
+        interrupts a wait on another thread's load within about 0.1 s
+        (``KeyboardInterrupt``; the load goes on for its other callers).
         """
         try:
             k = key.encode()
@@ -323,19 +351,68 @@ class Cache(Closable):
             k = _encode_key(key)
         # One foreign call, GIL kept: a new bytes on a hit, b"" otherwise
         # (a miss, an empty value, a closed cache), which _load sorts out.
-        return _lookup3(self._harg, k, len(k)) or self._load(k)
+        return _lookup3(self._harg, k, len(k)) or (
+            self._load(k) if default is _NO_DEFAULT else self._load_or(k, default)
+        )
 
-    def _get_explicit_alloc(self, key: str) -> bytes:
+    def _get_explicit_alloc(self, key: str, default: Any = _NO_DEFAULT) -> Any:
+        try:
+            k = key.encode()
+        except (AttributeError, UnicodeEncodeError):
+            k = _encode_key(key)
+        return _lookup(self._harg, k, len(k), _ALLOC) or (
+            self._load(k) if default is _NO_DEFAULT else self._load_or(k, default)
+        )
+
+    if not _lib.DEFAULT_ALLOC_SET:  # another binding owns the default allocator
+        get = _get_explicit_alloc  # noqa: F811
+
+    def __getitem__(self, key: str) -> bytes:
+        """``cache[key]``: get() without a default (``KeyError`` when the
+        key does not exist)."""
         try:
             k = key.encode()
         except (AttributeError, UnicodeEncodeError):
             k = _encode_key(key)
         return _lookup(self._harg, k, len(k), _ALLOC) or self._load(k)
 
-    if not _lib.DEFAULT_ALLOC_SET:  # another binding owns the default allocator
-        get = _get_explicit_alloc  # noqa: F811
+    def __contains__(self, key: object) -> bool:
+        """``key in cache``: whether this node holds a value for ``key``
+        now. Never loads and never asks a peer: a key another node owns is
+        "in" only while this node keeps a hot copy."""
+        if not isinstance(key, str):
+            return False
+        k = _encode_key(key)
+        if self._closed:
+            raise ClosedError("the cache %r is closed" % self._name, None)
+        status = _lib.cache_contains(self._handle, k, len(k))
+        if status == CACHE_OK:
+            return True
+        if status == CACHE_NOT_FOUND:
+            return False
+        raise error_for_status(status, _lib._last_error())
 
-    __getitem__ = get
+    def __iter__(self) -> Iterator[str]:
+        raise TypeError(
+            "a Cache is not a container of its keys: it holds what was loaded "
+            "lately, on several nodes; use get(), get_many() or `key in cache`"
+        )
+
+    def __len__(self) -> int:
+        raise TypeError(
+            "a Cache has no len(): it is not a container of its keys; "
+            "stats() has main_items and hot_items for this node"
+        )
+
+    def __bool__(self) -> bool:
+        # Without this, bool() would call __len__ and raise.
+        return True
+
+    def _load_or(self, k: bytes, default: Any) -> Any:
+        try:
+            return self._load(k)
+        except NotFoundError:
+            return default
 
     def get_many(self, keys: Iterable[str]) -> Dict[str, bytes]:
         """``{key: value}`` for the keys that exist (the loader returning
@@ -416,7 +493,19 @@ class Cache(Closable):
         sync_log_level()  # cheap; a miss may log (a peer that fails)
         out = ctypes.c_void_p()
         try:
-            _lib.cache_get(self._handle, k, len(k), ctypes.byref(out))
+            if threading.current_thread() is threading.main_thread():
+                # Signals reach Python code only on the main thread, and only
+                # between bytecodes: wait on other threads' loads in slices,
+                # so that Ctrl-C interrupts the wait (KeyboardInterrupt
+                # raised here, between two slices) instead of waiting it out.
+                while True:
+                    status = _lib.cache_get_slice(self._handle, k, len(k), _WAIT_SLICE_MS, ctypes.byref(out))
+                    if status != CACHE_IN_PROGRESS:
+                        break
+                if status != CACHE_OK:
+                    raise error_for_status(status, _lib._last_error())
+            else:
+                _lib.cache_get(self._handle, k, len(k), ctypes.byref(out))
         except NotFoundError:
             raise NotFoundError(_decode_key(k), CACHE_NOT_FOUND) from None
         except LoaderError as e:

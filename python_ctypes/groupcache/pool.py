@@ -25,9 +25,38 @@ def _free(handle: int) -> None:
 
 
 def _encode(text: str, what: str) -> bytes:
+    """A string argument as the NUL-terminated bytes C takes. A NUL inside
+    would cut it short there (``"a\\0b"`` would mean ``"a"``): refused."""
     if not isinstance(text, str):
         raise TypeError("%s is str, not %s" % (what, type(text).__name__))
+    if "\0" in text:
+        raise ValueError("%s contains a NUL character: %r" % (what, text))
     return text.encode("utf-8")
+
+
+MAX_REPLICAS = 10_000
+"""The most points per node on the consistent hash (``replicas``)."""
+
+_MAX_MS = 2**32 - 1  # the C setters take uint32_t milliseconds
+
+
+def _timeout_ms(value: object, what: str) -> int:
+    """Seconds to the library's milliseconds: 1 ms to about 49.7 days,
+    checked here, before ctypes would wrap or truncate it."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError("%s is a number of seconds, not %s" % (what, type(value).__name__))
+    ms = value * 1000
+    if not 0 < ms <= _MAX_MS:  # also NaN and infinities
+        raise ValueError("%s must be more than 0 and at most %d seconds, not %r" % (what, _MAX_MS // 1000, value))
+    return min(_MAX_MS, max(1, round(ms)))
+
+
+def _replicas(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError("replicas is an int, not %s" % type(value).__name__)
+    if not 1 <= value <= MAX_REPLICAS:
+        raise ValueError("replicas must be 1 to %d, not %d" % (MAX_REPLICAS, value))
+    return value
 
 
 class Pool(Closable):
@@ -43,8 +72,10 @@ class Pool(Closable):
     ``replicas``: points per node on the consistent hash (50; the same on
     every node); ``base_path``: the protocol's path prefix
     ("/_groupcache/"; the same on every node); ``secret``: a shared secret
-    that signs every request between nodes, unsigned ones get 401 (the same
-    on every node; without one the port serves cache contents to anyone
+    that signs every request between nodes, bound to the node it is
+    addressed to; requests not signed for this node get 401 (the same on
+    every node, and ``self_url`` must be this node's URL as the peer lists
+    spell it; without a secret the port serves cache contents to anyone
     who reaches it).
 
     Prefork servers (gunicorn, uWSGI, multiprocessing): create pools and
@@ -53,6 +84,10 @@ class Pool(Closable):
     client-only node: it reaches its peers on connections of its own,
     serves nothing (the parent keeps the port) and fetches the keys the
     parent owns from the parent. Every method works in the child.
+
+    Arguments are checked here: a NUL inside a string, or ``replicas``
+    outside 1 to 10000, or a timeout outside 1 ms to about 49.7 days, is
+    a ``ValueError`` naming it.
     """
 
     __slots__ = ("_handle", "_url", "_closed", "_finalizer", "__weakref__")
@@ -69,32 +104,32 @@ class Pool(Closable):
         secret: Optional[str] = None,
     ) -> None:
         self._closed = True  # until the handle exists
+        # Every argument is checked before anything is made: ctypes would
+        # wrap an int to 32 bits and C would stop a string at a NUL.
+        timeout_ms = None if timeout is None else _timeout_ms(timeout, "timeout")
+        connect_ms = None if connect_timeout is None else _timeout_ms(connect_timeout, "connect_timeout")
+        replicas = None if replicas is None else _replicas(replicas)
+        base_path_b = None if base_path is None else _encode(base_path, "base_path")
+        secret_b = None if secret is None else _encode(secret, "secret")
+        listen_b = _encode(listen, "listen")
+        self_url_b = None if self_url is None else _encode(self_url, "self_url")
         sync_log_level()  # before: the new pool logs that it serves
         opts = _lib.cache_pool_options_new()
         if not opts:  # a malformed GROUPCACHE_* variable
             raise ValueError((_lib.cache_last_error() or b"").decode("utf-8", "replace"))
         out = _lib.Handle()
         try:
-            for value, setter in (
-                (timeout, _lib.cache_pool_options_set_timeout_ms),
-                (connect_timeout, _lib.cache_pool_options_set_connect_timeout_ms),
-            ):
-                if value is not None:
-                    if not 0 < value * 1000 < 2**32:
-                        raise ValueError("a timeout must be between 1 ms and 49 days, not %r s" % value)
-                    setter(opts, max(1, round(value * 1000)))
+            if timeout_ms is not None:
+                _lib.cache_pool_options_set_timeout_ms(opts, timeout_ms)
+            if connect_ms is not None:
+                _lib.cache_pool_options_set_connect_timeout_ms(opts, connect_ms)
             if replicas is not None:
                 _lib.cache_pool_options_set_replicas(opts, replicas)
-            if base_path is not None:
-                _lib.cache_pool_options_set_base_path(opts, _encode(base_path, "base_path"))
-            if secret is not None:
-                _lib.cache_pool_options_set_secret(opts, _encode(secret, "secret"))
-            _lib.cache_pool_new_with_options(
-                _encode(listen, "listen"),
-                None if self_url is None else _encode(self_url, "self_url"),
-                opts,
-                ctypes.byref(out),
-            )
+            if base_path_b is not None:
+                _lib.cache_pool_options_set_base_path(opts, base_path_b)
+            if secret_b is not None:
+                _lib.cache_pool_options_set_secret(opts, secret_b)
+            _lib.cache_pool_new_with_options(listen_b, self_url_b, opts, ctypes.byref(out))
         finally:
             _lib.cache_pool_options_free(opts)
         self._handle = out

@@ -13,6 +13,10 @@ pub enum Error {
     PeerFailed(String),
     /// A wait exceeded its deadline.
     Timeout(String),
+    /// The caller's wait slice (see `singleflight::with_wait_slice`) ended
+    /// while another thread's load of the key goes on: call again to wait
+    /// more. Only calls made with a wait slice see it.
+    InProgress,
     /// The group (or its pool) is closed.
     Closed,
     /// Bad input: too long a key, a getter re-entering its own load, ...
@@ -26,6 +30,7 @@ impl fmt::Display for Error {
             Error::LoaderFailed(m) => write!(f, "loader failed: {m}"),
             Error::PeerFailed(m) => write!(f, "peer failed: {m}"),
             Error::Timeout(m) => write!(f, "timeout: {m}"),
+            Error::InProgress => f.write_str("another thread's load of this key is still in progress"),
             Error::Closed => f.write_str("closed"),
             Error::InvalidArgument(m) => write!(f, "invalid argument: {m}"),
         }

@@ -262,6 +262,15 @@ impl Group {
         Some(hit.result)
     }
 
+    /// Whether this node's cache holds a live (unexpired) value for `key`:
+    /// never loads, never asks a peer, counts nothing. Authoritative (under
+    /// the key's shard lock), so it may wait for a concurrent insert.
+    pub fn contains(&self, key: &[u8]) -> Result<bool, Error> {
+        self.check_open()?;
+        check_key(key)?;
+        Ok(self.store.get_locked(key, self.store.hash(key), |_| ()).is_some())
+    }
+
     /// The full groupcache get: cache, then owner peer, then local getter.
     /// Calls `f` with the value (from the cache without an extra copy).
     pub fn get_with<R>(&self, key: &[u8], f: impl FnOnce(&[u8]) -> R) -> Result<R, Error> {
@@ -400,9 +409,11 @@ impl Group {
                         Err(Error::NotFound)
                     }
                     // groupcache's rule: a failing peer means load locally.
+                    // Per key at debug level only: the peer logs its own
+                    // failing and recovering once (see peers::client).
                     Err(PeerError::Failed(m)) => {
                         self.counters.inc(Counter::PeerErrors);
-                        log::warn!(
+                        log::debug!(
                             "cache {:?}: {m}; loading key {:?} here instead",
                             self.name,
                             lossy(key)
@@ -490,7 +501,7 @@ impl Group {
                     // Our copy would now disagree with the owner's: drop it.
                     self.invalidate(key, hash, || self.store.remove(key));
                     let msg = peer_msg(e);
-                    log::warn!(
+                    log::debug!(
                         "cache {:?}: storing key {:?} at its owner failed: {msg}",
                         self.name,
                         lossy(key)
@@ -523,7 +534,7 @@ impl Group {
             if let Err(e) = owner.remove(&self.name, key) {
                 self.counters.inc(Counter::PeerErrors);
                 let msg = peer_msg(e);
-                log::warn!(
+                log::debug!(
                     "cache {:?}: removing key {:?} at its owner failed: {msg}",
                     self.name,
                     lossy(key)
@@ -551,7 +562,7 @@ impl Group {
             }
             if let Err(e) = peer.remove(&self.name, key) {
                 self.counters.inc(Counter::PeerErrors);
-                log::warn!(
+                log::debug!(
                     "cache {:?}: dropping key {:?} at a peer failed: {}",
                     self.name,
                     lossy(key),

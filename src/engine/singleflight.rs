@@ -24,6 +24,7 @@
 //!   other threads' loads, on a call its own thread leads) fails instead of
 //!   deadlocking.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -34,6 +35,27 @@ use super::fork;
 use super::Error;
 
 const SHARDS: usize = 16;
+
+thread_local! {
+    /// How long a wait on another thread's call may last before it returns
+    /// `Error::InProgress` (the call goes on); `None`: as long as the call.
+    static WAIT_SLICE: Cell<Option<Duration>> = const { Cell::new(None) };
+}
+
+/// Runs `f` with waits on other threads' calls cut into slices of `slice`:
+/// a wait that outlasts it returns `Error::InProgress`, leaving the call
+/// to go on, so that the caller can do something else (such as let a
+/// Python signal handler run) and call again to keep waiting.
+pub fn with_wait_slice<R>(slice: Duration, f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<Duration>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            WAIT_SLICE.with(|s| s.set(self.0));
+        }
+    }
+    let _restore = Restore(WAIT_SLICE.with(|s| s.replace(Some(slice))));
+    f()
+}
 
 /// One in-flight call.
 pub struct Call<T> {
@@ -339,8 +361,16 @@ impl<T: Clone> Flight<T> {
             waiting.insert(me, call.leader);
         }
         let _edge = Edge { graph, me };
-        if let Some(r) = call.wait(call.deadline) {
+        let slice_end = WAIT_SLICE
+            .with(|s| s.get())
+            .and_then(|s| Instant::now().checked_add(s))
+            .filter(|&end| call.deadline.is_none_or(|d| end < d));
+        if let Some(r) = call.wait(slice_end.or(call.deadline)) {
             return r;
+        }
+        if slice_end.is_some() {
+            // The caller's slice ended, not the load: it goes on.
+            return Err(Error::InProgress);
         }
         // Past the deadline: abandon the call, unless its leader finished
         // in the meantime (then its result is as good as any).
@@ -644,5 +674,34 @@ mod tests {
         let g = wait_graph();
         assert_eq!(g.generation, fork::generation());
         assert!(std::ptr::eq(g, wait_graph()));
+    }
+
+    #[test]
+    fn a_wait_slice_returns_in_progress_and_the_call_goes_on() {
+        let f = Arc::new(Flight::<u32>::default());
+        let (started_tx, started_rx) = mpsc::channel();
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let leader = {
+            let (f, calls) = (f.clone(), calls.clone());
+            thread::spawn(move || {
+                run(&f, b"k", || {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    started_tx.send(()).unwrap();
+                    release_rx.recv().unwrap();
+                    Ok(7)
+                })
+            })
+        };
+        started_rx.recv().unwrap();
+        let sliced = |f: &Flight<u32>| with_wait_slice(Duration::from_millis(20), || run(f, b"k", || Ok(0)));
+        // Twice: each slice ends with the call still running, not abandoned.
+        assert_eq!(sliced(&f), Err(Error::InProgress));
+        assert_eq!(sliced(&f), Err(Error::InProgress));
+        release_tx.send(()).unwrap();
+        assert_eq!(leader.join().unwrap(), Ok(7));
+        // Outside with_wait_slice, waits are whole again.
+        assert!(WAIT_SLICE.with(|s| s.get()).is_none());
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "the slices never started a load");
     }
 }

@@ -294,6 +294,59 @@ pub unsafe extern "C" fn cache_get(
     })
 }
 
+/// Like cache_get, but a wait on another thread's load of `key` lasts at
+/// most `slice_ms` milliseconds (at least 1): then it returns
+/// CACHE_IN_PROGRESS and the load goes on; call again to keep waiting (the
+/// call joins the same load). For a thread that must stay responsive while
+/// it waits, e.g. the one that handles signals (Python's main thread uses
+/// it so that Ctrl-C is not held up by a slow load). Each call counts as a
+/// get in the stats. A fetch this call makes from a peer, or a getter it
+/// runs itself, is not sliced.
+///
+/// Returns what cache_get returns, plus CACHE_IN_PROGRESS (`*out` is then
+/// untouched).
+#[no_mangle]
+pub unsafe extern "C" fn cache_get_slice(
+    c: *mut cache,
+    key: *const u8,
+    key_len: usize,
+    slice_ms: u32,
+    out: *mut *mut cache_value,
+) -> cache_status {
+    let slice = std::time::Duration::from_millis(u64::from(slice_ms.max(1)));
+    // SAFETY: the same arguments, passed on with the caller's promises.
+    crate::engine::singleflight::with_wait_slice(slice, || unsafe { cache_get(c, key, key_len, out) })
+}
+
+/// Whether this node's cache holds `key` (binary-safe, `key_len` bytes)
+/// now: CACHE_OK if it does, CACHE_NOT_FOUND if not. Never loads, never
+/// asks a peer (a key another node owns counts only if this node keeps a
+/// hot copy), and counts no get. An expired value is not held.
+///
+/// Returns CACHE_OK, CACHE_NOT_FOUND, CACHE_INVALID_ARGUMENT (NULL c, NULL
+/// key with a non-zero length, a key over 8 KiB), CACHE_CLOSED. Never
+/// blocks beyond a concurrent insert of the same key.
+#[no_mangle]
+pub unsafe extern "C" fn cache_contains(c: *const cache, key: *const u8, key_len: usize) -> cache_status {
+    guard(|| {
+        require!(c);
+        // SAFETY: the caller promises key_len readable bytes at key.
+        let key = tri!(unsafe { bytes(key, key_len, "key") });
+        let pin = reclaim::pin();
+        let Some(obj) = CACHES.get(c as usize, &pin) else {
+            return fail(
+                CACHE_CLOSED,
+                "the cache was freed (or this is not a cache handle)",
+            );
+        };
+        match obj.group.contains(key) {
+            Ok(true) => CACHE_OK,
+            Ok(false) => fail(CACHE_NOT_FOUND, "not in this node's cache"),
+            Err(e) => from_error(e),
+        }
+    })
+}
+
 /// Like cache_get, but copies the value into `buf` (`cap` bytes; `buf` may
 /// be NULL when `cap` is 0) and allocates nothing. `*out_len` receives the
 /// value's length on CACHE_OK, and the size needed on

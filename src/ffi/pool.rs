@@ -1,12 +1,13 @@
 //! `cache_pool`: one node of a cluster, behind a handle.
 
 use std::ffi::{c_char, CString};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, Weak};
 
 use crate::engine::reclaim;
 use once_cell::sync::Lazy;
 
 use crate::engine::{Group, PeerPicker};
+use crate::peers::pool::MAX_REPLICAS;
 use crate::peers::{Pool, PoolError, PoolOptions};
 
 use super::boundary::{guard, require, str_arg};
@@ -68,13 +69,19 @@ pub(crate) fn join(p: *mut cache_pool, group: &Arc<Group>) -> Result<Membership,
 
 /// Options for cache_pool_new_with_options: an opaque builder, so that new
 /// options never change the ABI. Defaults, then the environment (see
-/// cache_pool_options_new), then the setters.
+/// cache_pool_options_new), then the setters. A handle like a cache or a
+/// pool: never dereferenced, so a freed (or twice freed) one is refused,
+/// even after a new options object took its place.
 pub struct cache_pool_options {
-    magic: u64,
-    opts: PoolOptions,
+    _private: [u8; 0],
 }
 
-const OPTS_LIVE: u64 = 0x6763_6f70_7469_6f6e; // "gcoption"
+/// What a `cache_pool_options` handle refers to.
+pub(crate) struct OptionsObj {
+    opts: Mutex<PoolOptions>,
+}
+
+static OPTIONS: Lazy<HandleTable<OptionsObj>> = Lazy::new(HandleTable::new);
 
 /// The environment variables a pool reads, with the option each sets.
 const ENV: [(&str, &str); 5] = [
@@ -90,18 +97,25 @@ const ENV: [(&str, &str); 5] = [
 fn options_from_env() -> Result<PoolOptions, String> {
     let mut o = PoolOptions::default();
     for (var, opt) in ENV {
-        let Ok(v) = std::env::var(var) else { continue };
-        let num = || {
+        let v = match std::env::var(var) {
+            Ok(v) => v,
+            Err(std::env::VarError::NotPresent) => continue,
+            Err(std::env::VarError::NotUnicode(_)) => return Err(format!("{var} is not valid UTF-8")),
+        };
+        // A whole number within [min, max], or an error naming the variable.
+        let num = |min: u32, max: u32| {
             v.trim()
                 .parse::<u32>()
-                .map_err(|_| format!("{var}={v:?} is not a whole number"))
+                .ok()
+                .filter(|n| (min..=max).contains(n))
+                .ok_or_else(|| format!("{var}={v:?}: {opt} must be a whole number from {min} to {max}"))
         };
         match opt {
-            "timeout_ms" => o.timeout = std::time::Duration::from_millis(num()?.max(1) as u64),
+            "timeout_ms" => o.timeout = std::time::Duration::from_millis(num(1, u32::MAX)? as u64),
             "connect_timeout_ms" => {
-                o.connect_timeout = std::time::Duration::from_millis(num()?.max(1) as u64)
+                o.connect_timeout = std::time::Duration::from_millis(num(1, u32::MAX)? as u64)
             }
-            "replicas" => o.replicas = num()? as usize,
+            "replicas" => o.replicas = num(1, MAX_REPLICAS as u32)? as usize,
             "secret" if v.is_empty() => return Err(format!("{var} is set but empty")),
             "secret" => o.secret = Some(v.clone()),
             _ => o.base_path = v.clone(),
@@ -110,29 +124,45 @@ fn options_from_env() -> Result<PoolOptions, String> {
     Ok(o)
 }
 
-fn opts_mut<'a>(o: *mut cache_pool_options) -> Result<&'a mut PoolOptions, cache_status> {
-    // SAFETY: a non-NULL pointer from C is one we returned (the caller's
-    // promise, checked by the magic for the common misuse).
-    match unsafe { o.as_mut() } {
-        Some(b) if b.magic == OPTS_LIVE => Ok(&mut b.opts),
-        Some(_) => Err(fail(CACHE_INVALID_ARGUMENT, "not a live cache_pool_options")),
-        None => Err(fail(CACHE_INVALID_ARGUMENT, "`options` is NULL")),
+/// Runs `f` on the options behind the handle `o`.
+fn with_opts(o: *const cache_pool_options, f: impl FnOnce(&mut PoolOptions) -> cache_status) -> cache_status {
+    if o.is_null() {
+        return fail(CACHE_INVALID_ARGUMENT, "`options` is NULL");
+    }
+    let pin = reclaim::pin();
+    match OPTIONS.get(o as usize, &pin) {
+        Some(obj) => f(&mut obj.opts.lock().unwrap_or_else(|e| e.into_inner())),
+        None => fail(
+            CACHE_INVALID_ARGUMENT,
+            "not a live cache_pool_options (freed, or not one)",
+        ),
     }
 }
 
 /// New pool options: the defaults (peer timeout 2000 ms, connect timeout
 /// 1000 ms, 50 replicas, base path "/_groupcache/", no secret), then the
-/// environment: GROUPCACHE_TIMEOUT_MS, GROUPCACHE_CONNECT_TIMEOUT_MS,
-/// GROUPCACHE_REPLICAS, GROUPCACHE_BASE_PATH, GROUPCACHE_SECRET. Returns NULL (with
-/// cache_last_error) if a variable is malformed. Free with
-/// cache_pool_options_free. Never blocks.
+/// environment: GROUPCACHE_TIMEOUT_MS and GROUPCACHE_CONNECT_TIMEOUT_MS (1
+/// to 4294967295), GROUPCACHE_REPLICAS (1 to 10000), GROUPCACHE_BASE_PATH,
+/// GROUPCACHE_SECRET (not empty). Returns NULL (with cache_last_error
+/// naming the variable) if a variable is malformed or out of range.
+///
+/// The result is a handle, not a pointer to memory: like cache and pool
+/// handles it is checked at each use, so a freed one is refused
+/// (CACHE_INVALID_ARGUMENT) and freeing it again does nothing, even after
+/// another options object was made. Free with cache_pool_options_free.
+/// Never blocks.
 #[no_mangle]
 pub extern "C" fn cache_pool_options_new() -> *mut cache_pool_options {
     guard(|| match options_from_env() {
-        Ok(opts) => Box::into_raw(Box::new(cache_pool_options {
-            magic: OPTS_LIVE,
-            opts,
-        })),
+        Ok(opts) => match OPTIONS.insert(Arc::new(OptionsObj {
+            opts: Mutex::new(opts),
+        })) {
+            Some(h) => h as *mut cache_pool_options,
+            None => {
+                fail(CACHE_INVALID_ARGUMENT, "too many live cache_pool_options");
+                std::ptr::null_mut()
+            }
+        },
         Err(m) => {
             fail(CACHE_INVALID_ARGUMENT, m);
             std::ptr::null_mut()
@@ -140,16 +170,14 @@ pub extern "C" fn cache_pool_options_new() -> *mut cache_pool_options {
     })
 }
 
-/// Frees options; NULL is a no-op. Pools created from them are unaffected.
+/// Frees options; NULL is a no-op, and so is a handle already freed (even
+/// after a new options object was made: handles are never reused). Pools
+/// created from them are unaffected. Never blocks.
 #[no_mangle]
 pub extern "C" fn cache_pool_options_free(options: *mut cache_pool_options) {
     guard(|| {
-        if opts_mut(options).is_ok() {
-            // SAFETY: a live options box we allocated in _new.
-            let mut b = unsafe { Box::from_raw(options) };
-            // SAFETY: a valid field of a live box; volatile so the store
-            // before the free is not elided.
-            unsafe { std::ptr::write_volatile(&mut b.magic, 0) };
+        if !options.is_null() {
+            drop(OPTIONS.remove(options as usize, 0));
         }
     })
 }
@@ -157,64 +185,75 @@ pub extern "C" fn cache_pool_options_free(options: *mut cache_pool_options) {
 /// Sets a duration option of at least 1 ms.
 fn set_ms(
     options: *mut cache_pool_options,
+    name: &str,
     ms: u32,
     set: impl FnOnce(&mut PoolOptions, std::time::Duration),
 ) -> cache_status {
-    guard(|| match opts_mut(options) {
-        Ok(_) if ms == 0 => fail(CACHE_INVALID_ARGUMENT, "a timeout of 0 ms"),
-        Ok(o) => {
+    guard(|| {
+        with_opts(options, |o| {
+            if ms == 0 {
+                return fail(
+                    CACHE_INVALID_ARGUMENT,
+                    format!("{name} must be at least 1 ms, not 0"),
+                );
+            }
             set(o, std::time::Duration::from_millis(ms as u64));
             CACHE_OK
-        }
-        Err(s) => s,
+        })
     })
 }
 
 /// Deadline for a whole request to a peer, in milliseconds (1 or more).
 /// Past it the get loads locally (groupcache's rule). Every node may use
-/// its own. Returns CACHE_OK or CACHE_INVALID_ARGUMENT.
+/// its own. Returns CACHE_OK or CACHE_INVALID_ARGUMENT (0; NULL or freed
+/// options).
 #[no_mangle]
 pub extern "C" fn cache_pool_options_set_timeout_ms(
     options: *mut cache_pool_options,
     ms: u32,
 ) -> cache_status {
-    set_ms(options, ms, |o, d| o.timeout = d)
+    set_ms(options, "timeout_ms", ms, |o, d| o.timeout = d)
 }
 
 /// Deadline for opening a connection to a peer, in milliseconds (1 or
 /// more; within the request timeout). Returns CACHE_OK or
-/// CACHE_INVALID_ARGUMENT.
+/// CACHE_INVALID_ARGUMENT (0; NULL or freed options).
 #[no_mangle]
 pub extern "C" fn cache_pool_options_set_connect_timeout_ms(
     options: *mut cache_pool_options,
     ms: u32,
 ) -> cache_status {
-    set_ms(options, ms, |o, d| o.connect_timeout = d)
+    set_ms(options, "connect_timeout_ms", ms, |o, d| o.connect_timeout = d)
 }
 
 /// Points per node on the consistent hash (golang/groupcache: 50). Every
 /// node of a cluster must use the same number, or they disagree on owners.
-/// Returns CACHE_OK or CACHE_INVALID_ARGUMENT (0, or over 10,000).
+/// Returns CACHE_OK or CACHE_INVALID_ARGUMENT (0, or over 10,000; NULL or
+/// freed options).
 #[no_mangle]
 pub extern "C" fn cache_pool_options_set_replicas(
     options: *mut cache_pool_options,
     replicas: u32,
 ) -> cache_status {
-    guard(|| match opts_mut(options) {
-        Ok(_) if replicas == 0 || replicas > 10_000 => {
-            fail(CACHE_INVALID_ARGUMENT, format!("{replicas} replicas"))
-        }
-        Ok(o) => {
+    guard(|| {
+        with_opts(options, |o| {
+            if !(1..=MAX_REPLICAS as u32).contains(&replicas) {
+                return fail(
+                    CACHE_INVALID_ARGUMENT,
+                    format!("replicas must be 1 to {MAX_REPLICAS}, not {replicas}"),
+                );
+            }
             o.replicas = replicas as usize;
             CACHE_OK
-        }
-        Err(s) => s,
+        })
     })
 }
 
 /// The URL path prefix of the peer protocol, with leading and trailing
 /// '/' (golang/groupcache: "/_groupcache/"). Every node must use the same.
-/// The string is copied. Returns CACHE_OK or CACHE_INVALID_ARGUMENT.
+/// The string is copied. Returns CACHE_OK or CACHE_INVALID_ARGUMENT (NULL
+/// or not UTF-8; NULL or freed options). A malformed path is refused by
+/// cache_pool_new_with_options.
 #[no_mangle]
 pub unsafe extern "C" fn cache_pool_options_set_base_path(
     options: *mut cache_pool_options,
@@ -226,23 +265,25 @@ pub unsafe extern "C" fn cache_pool_options_set_base_path(
             Ok(p) => p,
             Err(s) => return s,
         };
-        match opts_mut(options) {
-            Ok(o) => {
-                o.base_path = p.to_owned();
-                CACHE_OK
-            }
-            Err(s) => s,
-        }
+        with_opts(options, |o| {
+            o.base_path = p.to_owned();
+            CACHE_OK
+        })
     })
 }
 
 /// A shared secret (1 byte or more; copied): every request this node sends
-/// is signed with it (HMAC-SHA256 over method, path and time), and every
-/// request it receives must be, or it gets 401 and learns nothing. All
-/// nodes of the cluster need the same secret; golang/groupcache nodes
-/// cannot join such a cluster. `GET /metrics` stays open (counts only).
-/// Without a secret the port serves cache contents to anyone who reaches
-/// it. Returns CACHE_OK or CACHE_INVALID_ARGUMENT (NULL, empty, not UTF-8).
+/// is signed with it (HMAC-SHA256 over method, whole request target, a
+/// SHA-256 of the body, the node it is addressed to, and the time), and
+/// every request it receives must be signed for this node, or it gets 401
+/// and learns nothing; a PUT or DELETE is accepted once (README, "Peer
+/// authentication"). All nodes of the cluster need the same secret and
+/// the same library version, and each node's self_url must be its URL as
+/// the peer lists spell it; golang/groupcache nodes cannot join such a
+/// cluster. `GET /metrics` stays open (names and counts only). Without a
+/// secret the port serves cache contents to anyone who reaches it.
+/// Returns CACHE_OK or CACHE_INVALID_ARGUMENT (NULL, empty, not UTF-8;
+/// NULL or freed options).
 #[no_mangle]
 pub unsafe extern "C" fn cache_pool_options_set_secret(
     options: *mut cache_pool_options,
@@ -255,13 +296,10 @@ pub unsafe extern "C" fn cache_pool_options_set_secret(
             Ok(v) => v,
             Err(s) => return s,
         };
-        match opts_mut(options) {
-            Ok(o) => {
-                o.secret = Some(v.to_owned());
-                CACHE_OK
-            }
-            Err(s) => s,
-        }
+        with_opts(options, |o| {
+            o.secret = Some(v.to_owned());
+            CACHE_OK
+        })
     })
 }
 
@@ -302,7 +340,8 @@ pub unsafe extern "C" fn cache_pool_new(
 /// cache_pool_new with explicit options (from cache_pool_options_new; NULL
 /// means the defaults and environment). The options are copied: free them
 /// whenever. Same statuses as cache_pool_new, plus CACHE_INVALID_ARGUMENT
-/// for options the pool rejects (e.g. a base path without '/' at both ends).
+/// for freed options and for options the pool rejects (e.g. a base path
+/// without '/' at both ends).
 #[no_mangle]
 pub unsafe extern "C" fn cache_pool_new_with_options(
     listen_addr: *const c_char,
@@ -332,11 +371,14 @@ pub unsafe extern "C" fn cache_pool_new_with_options(
                 Err(m) => return fail(CACHE_INVALID_ARGUMENT, m),
             }
         } else {
-            // SAFETY: non-NULL; a pointer from cache_pool_options_new (the
-            // caller's promise, checked by the magic).
-            match unsafe { options.as_ref() } {
-                Some(b) if b.magic == OPTS_LIVE => b.opts.clone(),
-                _ => return fail(CACHE_INVALID_ARGUMENT, "not a live cache_pool_options"),
+            let mut copy = None;
+            let s = with_opts(options, |o| {
+                copy = Some(o.clone());
+                CACHE_OK
+            });
+            match copy {
+                Some(o) => o,
+                None => return s,
             }
         };
         let pool = match Pool::new(listen, self_url, opts) {

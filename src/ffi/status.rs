@@ -33,6 +33,9 @@ pub enum cache_status {
     CACHE_IO = 9,
     /// An internal bug was caught at the library boundary.
     CACHE_PANIC = 10,
+    /// cache_get_slice only: the wait slice ended while another thread's
+    /// load of the key goes on; call again to wait more.
+    CACHE_IN_PROGRESS = 11,
 }
 
 pub use cache_status::*;
@@ -57,6 +60,7 @@ pub(crate) fn from_error(e: Error) -> cache_status {
         Error::LoaderFailed(_) => CACHE_LOADER_FAILED,
         Error::PeerFailed(_) => CACHE_PEER_FAILED,
         Error::Timeout(_) => CACHE_TIMEOUT,
+        Error::InProgress => CACHE_IN_PROGRESS,
         Error::Closed => CACHE_CLOSED,
         Error::InvalidArgument(_) => CACHE_INVALID_ARGUMENT,
     };

@@ -172,6 +172,8 @@ struct Call {
     authority: Arc<str>,
     /// Where to connect (the URL's host and port, 80 by default).
     connect_to: Arc<str>,
+    /// The node a signature is bound to (`auth::node_of` the peer URL).
+    node: Arc<str>,
     /// Path and escaped segments: "/_groupcache/g/k".
     path: String,
     body: Bytes,
@@ -194,7 +196,16 @@ impl Call {
             b = b.header(header::CONTENT_TYPE, PROTOBUF);
         }
         if let Some(secret) = secret {
-            let sig = super::auth::sign(secret, self.method.as_str(), &self.path, super::auth::now_secs());
+            // Signed afresh for every attempt (a retry gets a new nonce).
+            let sig = super::auth::sign(
+                secret,
+                self.method.as_str(),
+                &self.node,
+                &self.path,
+                &super::auth::body_digest(&self.body),
+                super::auth::now_ms(),
+                super::auth::next_nonce(),
+            );
             b = b.header(super::auth::AUTH_HEADER, sig);
         }
         b.body(Full::new(self.body.clone()))
@@ -207,6 +218,7 @@ pub struct HttpPeer {
     url: String,
     authority: Arc<str>,
     connect_to: Arc<str>,
+    node: Arc<str>,
     /// The URL's path without a trailing '/', then the base path:
     /// "/_groupcache/".
     prefix: String,
@@ -215,6 +227,8 @@ pub struct HttpPeer {
     /// KIND_*: learnt from any answer (our header or its absence) or, before
     /// a first PUT or DELETE, from a probe.
     kind: Arc<AtomicU8>,
+    /// Whether the peer is failing, for logging changes of state only.
+    health: Health,
 }
 
 impl std::fmt::Debug for HttpPeer {
@@ -237,14 +251,19 @@ impl HttpPeer {
         let host = auth.host();
         let connect_to: Arc<str> = format!("{}:{}", host, auth.port_u16().unwrap_or(80)).into();
         let prefix = format!("{}{}", uri.path().trim_end_matches('/'), base_path);
+        let node: Arc<str> = super::auth::node_of(url)
+            .expect("the pool checks peer URLs")
+            .into();
         HttpPeer {
             url: url.to_string(),
             authority,
             connect_to,
+            node,
             prefix,
             shared,
             _runtime: runtime,
             kind: Arc::new(AtomicU8::new(KIND_UNKNOWN)),
+            health: Health::default(),
         }
     }
 
@@ -252,7 +271,10 @@ impl HttpPeer {
     /// the bare base path: every groupcache server answers that with a 400
     /// ("bad request"), ours with its header. A peer that cannot be reached
     /// stays unknown (the caller's request then fails the usual way).
-    fn supports_set_remove(&self) -> Result<bool, PeerError> {
+    ///
+    /// `op` is the method that needs to know ("PUT", "DELETE"): a failing
+    /// probe is reported as that request's failure.
+    fn supports_set_remove(&self, op: Method) -> Result<bool, PeerError> {
         match self.kind.load(Ordering::Relaxed) {
             KIND_OURS => return Ok(true),
             KIND_GET_ONLY => return Ok(false),
@@ -262,11 +284,12 @@ impl HttpPeer {
             method: Method::GET,
             authority: self.authority.clone(),
             connect_to: self.connect_to.clone(),
+            node: self.node.clone(),
             path: self.prefix.clone(),
             body: Bytes::new(),
         };
         let kind = self.kind.clone();
-        self.exec(probe, move |resp, _max| async move {
+        self.exec_as(op, probe, move |resp, _max| async move {
             note_kind(&kind, &resp);
             let _ = snippet(resp.into_body(), ERROR_SNIPPET).await;
             Ok(kind.load(Ordering::Relaxed) == KIND_OURS)
@@ -283,6 +306,7 @@ impl HttpPeer {
             method,
             authority: self.authority.clone(),
             connect_to: self.connect_to.clone(),
+            node: self.node.clone(),
             path,
             body,
         }
@@ -295,8 +319,18 @@ impl HttpPeer {
         H: FnOnce(Response<Incoming>, usize) -> Fut + Send + 'static,
         Fut: Future<Output = Result<T, PeerError>> + Send,
     {
-        let s = &self.shared;
         let what = call.method.clone();
+        self.exec_as(what, call, handle)
+    }
+
+    /// `exec`, naming the request `what` in an error message.
+    fn exec_as<T, H, Fut>(&self, what: Method, call: Call, handle: H) -> Result<T, PeerError>
+    where
+        T: Send + 'static,
+        H: FnOnce(Response<Incoming>, usize) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, PeerError>> + Send,
+    {
+        let s = &self.shared;
         let r = if s.closed.load(Ordering::Acquire) {
             Err(PeerError::Failed("the pool is closed".to_string()))
         } else if tokio::runtime::Handle::try_current().is_err() {
@@ -309,10 +343,67 @@ impl HttpPeer {
         } else {
             exec_on_pool(s, call, handle)
         };
-        r.map_err(|e| match e {
+        let r = r.map_err(|e| match e {
             PeerError::Failed(m) => PeerError::Failed(format!("{what} at {}: {m}", self.url)),
             nf => nf,
-        })
+        });
+        if !s.closed.load(Ordering::Acquire) {
+            self.health.note(&self.url, &r);
+        }
+        r
+    }
+}
+
+/// How often a peer that keeps failing gets a summary line in the log.
+const FAILING_SUMMARY_EVERY: Duration = Duration::from_secs(60);
+
+/// A peer's state for the log: a dead peer must not log once per key
+/// (every get of its keys fails over to a local load). Its failures are
+/// logged when it starts failing and when it answers again, and meanwhile
+/// in one summary line a minute.
+#[derive(Default)]
+struct Health {
+    failing: AtomicBool,
+    /// Failures since the state changed or the last summary.
+    failures: AtomicUsize,
+    /// When the state changed or the last summary was logged.
+    since: Mutex<Option<Instant>>,
+}
+
+impl Health {
+    fn note<T>(&self, url: &str, r: &Result<T, PeerError>) {
+        match r {
+            Ok(_) | Err(PeerError::NotFound) => {
+                if self.failing.load(Ordering::Relaxed) && self.failing.swap(false, Ordering::AcqRel) {
+                    let n = self.failures.swap(0, Ordering::AcqRel);
+                    log::info!("peer {url} answers again ({n} failed requests since the last report)");
+                }
+            }
+            Err(PeerError::Failed(m)) => {
+                let now = Instant::now();
+                if !self.failing.swap(true, Ordering::AcqRel) {
+                    self.failures.store(0, Ordering::Release);
+                    *self.since.lock().unwrap_or_else(|e| e.into_inner()) = Some(now);
+                    log::warn!(
+                        "peer {url} is failing: {m}; gets of the keys it owns load locally until it \
+                         answers again; further failures are summed up once a minute"
+                    );
+                    return;
+                }
+                let n = self.failures.fetch_add(1, Ordering::AcqRel) + 1;
+                let mut since = self.since.lock().unwrap_or_else(|e| e.into_inner());
+                let start = *since.get_or_insert(now);
+                if now.duration_since(start) >= FAILING_SUMMARY_EVERY {
+                    *since = Some(now);
+                    self.failures.store(0, Ordering::Release);
+                    drop(since);
+                    log::warn!(
+                        "peer {url} is still failing: {n} failed requests in the last {} s; the last: {m}",
+                        now.duration_since(start).as_secs()
+                    );
+                }
+            }
+        }
     }
 }
 
@@ -675,6 +766,14 @@ async fn snippet(mut body: Incoming, limit: usize) -> String {
 }
 
 fn status_error(status: StatusCode, text: &str) -> PeerError {
+    if status == StatusCode::UNAUTHORIZED {
+        // The server says no more, on purpose (see `auth`): the usual causes.
+        return PeerError::Failed(format!(
+            "server returned {status}: the request was not accepted as signed (every node needs \
+             the same secret and software version, clocks within 5 minutes of each other, and \
+             each node's self_url must be its URL as the peer lists spell it)"
+        ));
+    }
     if text.is_empty() {
         PeerError::Failed(format!("server returned {status}"))
     } else {
@@ -767,7 +866,7 @@ impl PeerGetter for HttpPeer {
     /// serve the PUT as a GET): "set and remove reach our nodes only"
     /// (peers/mod.rs). The engine still keeps the value in this node's cache.
     fn set(&self, group: &str, key: &[u8], value: &PeerValue) -> Result<(), PeerError> {
-        if !self.supports_set_remove()? {
+        if !self.supports_set_remove(Method::PUT)? {
             return Ok(());
         }
         let body = SetRequest {
@@ -785,7 +884,7 @@ impl PeerGetter for HttpPeer {
     /// the DELETE as a GET and load the key. Its copies expire or get
     /// evicted as golang/groupcache's always do.
     fn remove(&self, group: &str, key: &[u8]) -> Result<(), PeerError> {
-        if !self.supports_set_remove()? {
+        if !self.supports_set_remove(Method::DELETE)? {
             return Ok(());
         }
         self.exec(self.call(Method::DELETE, group, key, Bytes::new()), ok_response)

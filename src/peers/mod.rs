@@ -52,6 +52,8 @@ mod tests;
 #[doc(hidden)]
 pub mod fuzzing {
     pub use super::server::serve_raw_for_fuzzing as serve_raw;
+    pub use super::server::serve_raw_signed_for_fuzzing as serve_raw_signed;
+    pub use super::server::{FUZZ_NODE, FUZZ_NOW_MS};
 }
 
 pub use client::HttpPeer;

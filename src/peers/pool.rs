@@ -100,9 +100,11 @@ pub struct PoolOptions {
     /// peer URLs). Default 64.
     pub max_blocking_threads: usize,
     /// A shared secret: when set, every request to and from this node is
-    /// signed (see `peers::auth`) and unsigned ones get 401. Every node of
-    /// the cluster needs the same one; Go nodes cannot take part. Default
-    /// none: the port serves cache contents to anyone who reaches it.
+    /// signed (see `peers::auth`), bound to the node it is addressed to,
+    /// and requests not signed for this node get 401. Every node of the
+    /// cluster needs the same one, and each node's self URL must be its URL
+    /// as the peer lists spell it; Go nodes cannot take part. Default none:
+    /// the port serves cache contents to anyone who reaches it.
     pub secret: Option<String>,
 }
 
@@ -484,10 +486,26 @@ fn check_url(url: &str) -> Result<(), PoolError> {
     Ok(())
 }
 
+/// The most points per node on the consistent hash.
+pub const MAX_REPLICAS: usize = 10_000;
+
+/// The largest request head the server may be told to accept.
+pub const MAX_HEADER_BYTES: usize = 64 << 20;
+
+/// The most async worker threads a pool's runtime may have.
+pub const MAX_WORKER_THREADS: usize = 1024;
+
+/// The longest timeout (about 49.7 days: what the C API's `uint32_t`
+/// milliseconds can say).
+pub const MAX_TIMEOUT: Duration = Duration::from_millis(u32::MAX as u64);
+
 fn check_options(o: &PoolOptions) -> Result<(), PoolError> {
     let bad = |m: &str| Err(PoolError::InvalidArgument(m.to_string()));
-    if o.replicas == 0 {
-        return bad("replicas must be at least 1");
+    if !(1..=MAX_REPLICAS).contains(&o.replicas) {
+        return bad(&format!(
+            "replicas must be 1 to {MAX_REPLICAS}, not {}",
+            o.replicas
+        ));
     }
     if !o.base_path.starts_with('/') || !o.base_path.ends_with('/') {
         return bad("base_path must start and end with '/'");
@@ -502,14 +520,36 @@ fn check_options(o: &PoolOptions) -> Result<(), PoolError> {
     {
         return bad("timeouts must be positive");
     }
+    for (name, d) in [
+        ("timeout", o.timeout),
+        ("connect_timeout", o.connect_timeout),
+        ("idle_timeout", o.idle_timeout),
+        ("body_timeout", o.body_timeout),
+    ] {
+        if d > MAX_TIMEOUT {
+            return bad(&format!("{name} must be at most {MAX_TIMEOUT:?}, not {d:?}"));
+        }
+    }
     if o.worker_threads == 0 || o.max_blocking_threads == 0 || o.max_connections == 0 {
         return bad("worker_threads, max_blocking_threads and max_connections must be at least 1");
     }
     if o.max_connections > tokio::sync::Semaphore::MAX_PERMITS {
         return bad("max_connections is too large");
     }
-    if o.max_header_bytes < 8192 {
-        return bad("max_header_bytes must be at least 8192");
+    if !(8192..=MAX_HEADER_BYTES).contains(&o.max_header_bytes) {
+        return bad(&format!(
+            "max_header_bytes must be 8192 to {MAX_HEADER_BYTES}, not {}",
+            o.max_header_bytes
+        ));
+    }
+    if o.worker_threads > MAX_WORKER_THREADS {
+        return bad(&format!(
+            "worker_threads must be at most {MAX_WORKER_THREADS}, not {}",
+            o.worker_threads
+        ));
+    }
+    if o.secret.as_deref().is_some_and(str::is_empty) {
+        return bad("secret must not be empty (None for no secret)");
     }
     Ok(())
 }
@@ -555,7 +595,11 @@ impl Pool {
             idle_timeout: options.idle_timeout,
             body_timeout: options.body_timeout,
             thread_name: format!("gcconn-{}", addr.port()),
-            secret: options.secret.as_ref().map(|s| Arc::from(s.as_bytes())),
+            // Bound to this node as the peer lists name it: its self URL.
+            auth: options.secret.as_ref().map(|s| {
+                let node = super::auth::node_of(&self_url).expect("a checked or derived URL");
+                Arc::new(super::auth::Verifier::new(s.as_bytes(), &node))
+            }),
         };
         let handle = runtime.handle().clone();
         let shared = Arc::new(Shared {

@@ -15,6 +15,10 @@
 //!   the key is the body's (exact bytes, no escaping involved); a body whose
 //!   group differs from the path's is a 400.
 //! - `DELETE` → `remove_from_peer` → 200.
+//! - With a secret (`ServerConfig::auth`), every request but `GET /metrics`
+//!   is checked first, its head before its body is read (see
+//!   [`super::auth`]): a bare 401 for anything not signed for this node, or
+//!   a replayed PUT or DELETE.
 //! - 404 "no such group: NAME" for a group this node does not serve (Go's
 //!   text; our client reads it as a failure, not as a missing key), 400 for a
 //!   malformed path, 405 for another method.
@@ -36,7 +40,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -45,6 +49,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use prost::Message;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
+use super::auth::Verifier;
 use super::client::{PEER_HEADER, PEER_HEADER_VALUE, PROTOBUF};
 use super::escape::unescape;
 use super::proto::{expire_from_wire, GetResponse, SetRequest};
@@ -89,8 +94,9 @@ pub(crate) struct ServerConfig {
     pub body_timeout: Duration,
     /// Name of the connection threads (at most 15 bytes show on Linux).
     pub thread_name: String,
-    /// When set, requests must be signed with it (see `peers::auth`).
-    pub secret: Option<Arc<[u8]>>,
+    /// When set, requests must be signed for this node under its secret
+    /// (see `peers::auth`).
+    pub auth: Option<Arc<Verifier>>,
 }
 
 /// Controls a running server.
@@ -481,7 +487,7 @@ fn error_response(e: &Error) -> Response<Chunks> {
     let status = match e {
         Error::NotFound => StatusCode::NOT_FOUND,
         Error::Closed => StatusCode::SERVICE_UNAVAILABLE,
-        Error::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+        Error::Timeout(_) | Error::InProgress => StatusCode::GATEWAY_TIMEOUT,
         Error::InvalidArgument(_) => StatusCode::BAD_REQUEST,
         Error::LoaderFailed(_) | Error::PeerFailed(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
@@ -535,21 +541,46 @@ async fn blocking<T>(f: impl FnOnce() -> T) -> Result<T, Response<Chunks>> {
 }
 
 async fn route(req: Request<Incoming>, cfg: &ServerConfig, groups: &dyn GroupLookup) -> Response<Chunks> {
-    // /metrics is left open for scrapers: it names groups and counts, no
-    // cache contents.
-    if let Some(secret) = &cfg.secret {
-        let sig = req.headers().get(super::auth::AUTH_HEADER).map(|v| v.as_bytes());
-        let ok = super::auth::verify(
-            secret,
-            req.method().as_str(),
-            req.uri().path(),
-            sig,
-            super::auth::now_secs(),
-        );
-        if !ok && req.uri().path() != "/metrics" {
-            return text(StatusCode::UNAUTHORIZED, "unauthorized");
-        }
+    let Some(auth) = &cfg.auth else {
+        return serve(req, cfg, groups).await;
+    };
+    // GET /metrics is left open for scrapers, which cannot sign: it names
+    // groups and counts, no keys or values (README, "Metrics").
+    if req.method() == Method::GET && req.uri().path() == "/metrics" {
+        return serve(req, cfg, groups).await;
     }
+    // The head first: a request that is not signed for this node reads no
+    // body and never reaches the engine. Then the body, within the usual
+    // limits, which must be the one signed.
+    let unauthorized = |method: &Method, why: super::auth::Refusal| {
+        log::debug!("peer server: refused a {method} request: {why}");
+        text(StatusCode::UNAUTHORIZED, "unauthorized")
+    };
+    let head = match auth.check_request(req.method(), req.uri(), req.headers()) {
+        Ok(h) => h,
+        Err(why) => return unauthorized(req.method(), why),
+    };
+    let (parts, body) = req.into_parts();
+    let body = if body.is_end_stream() {
+        Bytes::new() // a GET or DELETE: no timer, no collecting
+    } else {
+        match read_request_body(body, cfg).await {
+            Ok(b) => b,
+            Err(resp) => return resp,
+        }
+    };
+    if let Err(why) = auth.check_body(head, &body) {
+        return unauthorized(&parts.method, why);
+    }
+    serve(Request::from_parts(parts, Full::new(body)), cfg, groups).await
+}
+
+/// Routes a request that is authorised (or needs no authorisation).
+async fn serve<B>(req: Request<B>, cfg: &ServerConfig, groups: &dyn GroupLookup) -> Response<Chunks>
+where
+    B: Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let (group, key) = match parse_target(req.uri().path(), &cfg.base_path) {
         Target::Ok { group, key } => (group, key),
         Target::NotOurs if req.uri().path() == "/metrics" && req.method() == Method::GET => {
@@ -589,7 +620,7 @@ async fn route(req: Request<Incoming>, cfg: &ServerConfig, groups: &dyn GroupLoo
             Err(resp) => resp,
         },
         Method::PUT => {
-            let body = match read_request_body(req, cfg).await {
+            let body = match read_request_body(req.into_body(), cfg).await {
                 Ok(b) => b,
                 Err(resp) => return resp,
             };
@@ -628,7 +659,11 @@ async fn route(req: Request<Incoming>, cfg: &ServerConfig, groups: &dyn GroupLoo
     }
 }
 
-async fn read_request_body(req: Request<Incoming>, cfg: &ServerConfig) -> Result<Bytes, Response<Chunks>> {
+async fn read_request_body<B>(body: B, cfg: &ServerConfig) -> Result<Bytes, Response<Chunks>>
+where
+    B: Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let max = cfg.max_body_bytes;
     let too_large = || {
         text(
@@ -636,7 +671,6 @@ async fn read_request_body(req: Request<Incoming>, cfg: &ServerConfig) -> Result
             &format!("body larger than {max} bytes"),
         )
     };
-    let body = req.into_body();
     if body.size_hint().lower() > max as u64 {
         return Err(too_large());
     }
@@ -655,9 +689,35 @@ async fn read_request_body(req: Request<Incoming>, cfg: &ServerConfig) -> Result
 /// Panics if the server neither answers nor closes within 5 s.
 #[doc(hidden)]
 pub fn serve_raw_for_fuzzing(group: &Arc<Group>, raw: &[u8]) -> Vec<u8> {
-    struct OneGroup(Arc<Group>);
+    serve_raw(group, raw, None).0
+}
+
+/// For fuzz/ only: [`serve_raw_for_fuzzing`] with a server that requires
+/// requests signed under `secret` for node [`FUZZ_NODE`] at the fixed
+/// time [`FUZZ_NOW_MS`] (so that signed seeds stay valid). Also returns how
+/// many requests got past authentication to a group lookup.
+#[doc(hidden)]
+pub fn serve_raw_signed_for_fuzzing(group: &Arc<Group>, raw: &[u8], secret: &[u8]) -> (Vec<u8>, usize) {
+    fn fixed_clock() -> u64 {
+        FUZZ_NOW_MS
+    }
+    let auth = Verifier::with_clock(secret, FUZZ_NODE, fixed_clock, 64);
+    serve_raw(group, raw, Some(Arc::new(auth)))
+}
+
+/// The node the signed fuzzing server answers as.
+#[doc(hidden)]
+pub const FUZZ_NODE: &str = "127.0.0.1:7000";
+/// The signed fuzzing server's clock, Unix milliseconds.
+#[doc(hidden)]
+pub const FUZZ_NOW_MS: u64 = 1_800_000_000_000;
+
+fn serve_raw(group: &Arc<Group>, raw: &[u8], auth: Option<Arc<Verifier>>) -> (Vec<u8>, usize) {
+    use std::sync::atomic::AtomicUsize;
+    struct OneGroup(Arc<Group>, AtomicUsize);
     impl GroupLookup for OneGroup {
         fn lookup(&self, name: &str) -> Option<Arc<dyn PeerService>> {
+            self.1.fetch_add(1, Ordering::Relaxed);
             (name == self.0.name()).then(|| self.0.clone() as Arc<dyn PeerService>)
         }
         fn metrics(&self) -> String {
@@ -711,9 +771,10 @@ pub fn serve_raw_for_fuzzing(group: &Arc<Group>, raw: &[u8]) -> Vec<u8> {
         idle_timeout: Duration::from_millis(50),
         body_timeout: Duration::from_millis(50),
         thread_name: "fuzz".to_string(),
-        secret: None,
+        auth,
     });
-    let groups: Arc<dyn GroupLookup> = Arc::new(OneGroup(group.clone()));
+    let one = Arc::new(OneGroup(group.clone(), AtomicUsize::new(0)));
+    let groups: Arc<dyn GroupLookup> = one.clone();
     let output = Arc::new(Mutex::new(Vec::new()));
     let io = MemIo {
         input: Bytes::copy_from_slice(raw),
@@ -741,7 +802,7 @@ pub fn serve_raw_for_fuzzing(group: &Arc<Group>, raw: &[u8]) -> Vec<u8> {
         })
     });
     let out = std::mem::take(&mut *output.lock().unwrap());
-    out
+    (out, one.1.load(Ordering::Relaxed))
 }
 
 #[cfg(test)]

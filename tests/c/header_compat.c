@@ -27,8 +27,8 @@ static const char *name_of(enum cache_status st) {
     case CACHE_ALREADY_EXISTS: return "CACHE_ALREADY_EXISTS";
     case CACHE_IO: return "CACHE_IO";
     case CACHE_PANIC: return "CACHE_PANIC";
+    default: return "another status";
   }
-  return "?";
 }
 
 /* Compile-time checks that work in C89: a negative array size fails. */

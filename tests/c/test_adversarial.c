@@ -292,7 +292,11 @@ static void case_lengths(void) {
   CHECK_STATUS(cache_pool_options_set_replicas(o, 0), CACHE_INVALID_ARGUMENT);
   CHECK_STATUS(cache_pool_options_set_replicas(o, 10000), CACHE_OK);
   CHECK_STATUS(cache_pool_options_set_replicas(o, 10001), CACHE_INVALID_ARGUMENT);
+  CHECK(strstr(cache_last_error(), "replicas") != NULL);
   CHECK_STATUS(cache_pool_options_set_replicas(o, UINT32_MAX), CACHE_INVALID_ARGUMENT);
+  CHECK(strstr(cache_last_error(), "replicas") != NULL && strstr(cache_last_error(), "4294967295") != NULL);
+  CHECK_STATUS(cache_pool_options_set_connect_timeout_ms(o, 0), CACHE_INVALID_ARGUMENT);
+  CHECK(strstr(cache_last_error(), "connect_timeout_ms") != NULL);
   cache_pool_options_free(o);
   cache_free(c);
   cache_free(z);
@@ -454,8 +458,55 @@ static void case_stale_handles(void) {
   CHECK_STATUS(cache_stats_get(pc, &st), CACHE_OK);
   CHECK(st.peer_errors == 0);
   cache_free(pc);
-  /* Stale options handle: freeing NULL only; double free of options is a
-     caller bug like free() and not tested. */
+  /* Options are handles too: see case_options_handles. */
+}
+
+static void case_options_handles(void) {
+  /* A double free after another options object took the first one's place
+   * must not free the new one (it did when options were a raw pointer: the
+   * new object usually got the freed one's address). */
+  cache_pool_options *o1 = cache_pool_options_new();
+  CHECK(o1 != NULL);
+  CHECK_STATUS(cache_pool_options_set_replicas(o1, 7), CACHE_OK);
+  cache_pool_options_free(o1);
+  cache_pool_options *o2 = cache_pool_options_new();
+  CHECK(o2 != NULL);
+  CHECK(o2 != o1); /* a handle is never reused */
+  cache_pool_options_free(o1); /* double free: a no-op */
+  CHECK_STATUS(cache_pool_options_set_timeout_ms(o2, 300), CACHE_OK);
+  CHECK_STATUS(cache_pool_options_set_replicas(o2, 60), CACHE_OK);
+  /* The freed handle is refused by every call. */
+  CHECK_STATUS(cache_pool_options_set_replicas(o1, 7), CACHE_INVALID_ARGUMENT);
+  CHECK(strstr(cache_last_error(), "cache_pool_options") != NULL);
+  CHECK_STATUS(cache_pool_options_set_timeout_ms(o1, 7), CACHE_INVALID_ARGUMENT);
+  CHECK_STATUS(cache_pool_options_set_connect_timeout_ms(o1, 7), CACHE_INVALID_ARGUMENT);
+  CHECK_STATUS(cache_pool_options_set_base_path(o1, "/x/"), CACHE_INVALID_ARGUMENT);
+  CHECK_STATUS(cache_pool_options_set_secret(o1, "s"), CACHE_INVALID_ARGUMENT);
+  cache_pool *p = NULL;
+  CHECK_STATUS(cache_pool_new_with_options("127.0.0.1:0", NULL, o1, &p), CACHE_INVALID_ARGUMENT);
+  CHECK(p == NULL);
+  /* The new one is intact and works. */
+  CHECK_STATUS(cache_pool_new_with_options("127.0.0.1:0", NULL, o2, &p), CACHE_OK);
+  cache_pool_free(p);
+  cache_pool_options_free(o2);
+  cache_pool_options_free(o2);
+  /* Many rounds of new/free/double free: each new object stays live. */
+  for (int i = 0; i < 100; i++) {
+    cache_pool_options *a = cache_pool_options_new();
+    cache_pool_options_free(a);
+    cache_pool_options *b = cache_pool_options_new();
+    cache_pool_options_free(a);
+    CHECK_STATUS(cache_pool_options_set_replicas(b, 1 + (uint32_t)i), CACHE_OK);
+    cache_pool_options_free(b);
+  }
+  /* Values that were never handles: refused, never dereferenced. */
+  cache_pool_options *bogus[] = {(cache_pool_options *)(uintptr_t)1, (cache_pool_options *)(uintptr_t)0xdeadbeef,
+                                 (cache_pool_options *)(uintptr_t)UINTPTR_MAX, (cache_pool_options *)&p};
+  for (size_t i = 0; i < sizeof bogus / sizeof bogus[0]; i++) {
+    CHECK_STATUS(cache_pool_options_set_timeout_ms(bogus[i], 5), CACHE_INVALID_ARGUMENT);
+    CHECK_STATUS(cache_pool_new_with_options("127.0.0.1:0", NULL, bogus[i], &p), CACHE_INVALID_ARGUMENT);
+    cache_pool_options_free(bogus[i]);
+  }
 }
 
 static void case_getters(void) {
@@ -638,6 +689,7 @@ static const struct test_case cases[] = {
     {"names", case_names},
     {"urls", case_urls},
     {"stale_handles", case_stale_handles},
+    {"options_handles", case_options_handles},
     {"getters", case_getters},
     {"cache_free_races", case_cache_free_races},
     {"pool_free_races", case_pool_free_races},

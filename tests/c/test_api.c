@@ -227,11 +227,18 @@ static void test_set_remove_ttl(void) {
   cache *c = NULL;
   cache_value *v = NULL;
   CHECK_STATUS(cache_new("inv", 1 << 20, getter, (void *)0xfeed, NULL, &c), CACHE_OK);
+  int calls = atomic_load(&getter_calls);
+  CHECK_STATUS(cache_contains(c, K("k")), CACHE_NOT_FOUND);
+  CHECK(atomic_load(&getter_calls) == calls); /* contains never loads */
   CHECK_STATUS(cache_set(c, K("k"), K("set value"), 0), CACHE_OK);
+  CHECK_STATUS(cache_contains(c, K("k")), CACHE_OK);
   CHECK_STATUS(cache_get(c, K("k"), &v), CACHE_OK);
   CHECK(value_is(v, "set value", 9));
   cache_value_free(v);
   CHECK_STATUS(cache_remove(c, K("k")), CACHE_OK);
+  CHECK_STATUS(cache_contains(c, K("k")), CACHE_NOT_FOUND);
+  CHECK_STATUS(cache_contains(NULL, K("k")), CACHE_INVALID_ARGUMENT);
+  CHECK_STATUS(cache_contains(c, NULL, 1), CACHE_INVALID_ARGUMENT);
   CHECK_STATUS(cache_remove(c, K("k")), CACHE_OK); /* absent: still OK */
   CHECK_STATUS(cache_get(c, K("k"), &v), CACHE_OK);
   CHECK(value_is(v, "v:k", 3)); /* reloaded */
@@ -398,6 +405,7 @@ static void test_stale_handles(void) {
   CHECK_STATUS(cache_get_into(old, K("k"), NULL, 0, &n), CACHE_CLOSED);
   CHECK_STATUS(cache_set(old, K("k"), K("v"), 0), CACHE_CLOSED);
   CHECK_STATUS(cache_remove(old, K("k")), CACHE_CLOSED);
+  CHECK_STATUS(cache_contains(old, K("k")), CACHE_CLOSED);
   CHECK_STATUS(cache_stats_get(old, &s), CACHE_CLOSED);
   cache_free(old);
   CHECK_STATUS(cache_get(fresh, K("k"), &v), CACHE_OK);

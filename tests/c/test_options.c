@@ -168,5 +168,35 @@ int main(void) {
   setenv("GROUPCACHE_SECRET", "", 1);
   CHECK_STATUS(cache_pool_new("127.0.0.1:0", NULL, &p), CACHE_INVALID_ARGUMENT);
   unsetenv("GROUPCACHE_SECRET");
+  /* Numbers out of range are refused with the variable's name, never
+   * wrapped or clamped (4294967346 is 2^32 + 50, which a 32-bit wrap would
+   * read as 50; 0 ms was once raised to 1 ms silently). */
+  {
+    const struct {
+      const char *var, *value;
+    } bad[] = {
+        {"GROUPCACHE_REPLICAS", "0"},          {"GROUPCACHE_REPLICAS", "10001"},
+        {"GROUPCACHE_REPLICAS", "4294967346"}, {"GROUPCACHE_REPLICAS", "-1"},
+        {"GROUPCACHE_REPLICAS", "5x"},         {"GROUPCACHE_TIMEOUT_MS", "0"},
+        {"GROUPCACHE_TIMEOUT_MS", "-5"},       {"GROUPCACHE_TIMEOUT_MS", "4294967296"},
+        {"GROUPCACHE_CONNECT_TIMEOUT_MS", "0"}, {"GROUPCACHE_CONNECT_TIMEOUT_MS", "1e3"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+      setenv(bad[i].var, bad[i].value, 1);
+      p = NULL;
+      CHECK_STATUS(cache_pool_new("127.0.0.1:0", NULL, &p), CACHE_INVALID_ARGUMENT);
+      CHECK(p == NULL);
+      CHECK(strstr(cache_last_error(), bad[i].var) != NULL);
+      CHECK(cache_pool_options_new() == NULL);
+      CHECK(strstr(cache_last_error(), bad[i].var) != NULL);
+      unsetenv(bad[i].var);
+    }
+    setenv("GROUPCACHE_REPLICAS", "10000", 1);
+    setenv("GROUPCACHE_CONNECT_TIMEOUT_MS", "1", 1);
+    CHECK_STATUS(cache_pool_new("127.0.0.1:0", NULL, &p), CACHE_OK);
+    cache_pool_free(p);
+    unsetenv("GROUPCACHE_REPLICAS");
+    unsetenv("GROUPCACHE_CONNECT_TIMEOUT_MS");
+  }
   return checks_report("test_options");
 }

@@ -254,6 +254,11 @@ def test_constructor_arguments(name: str) -> None:
             Cache(bad)
         assert e.value.status == 2
         assert str(e.value)  # the library's message
+    # A NUL would end the name early in C ("a\0b" registered "a").
+    for bad in ["a\0b", "\0", name + "\0"]:
+        with pytest.raises(ValueError, match="name contains a NUL") as e:
+            Cache(bad)
+        assert not isinstance(e.value, groupcache.GroupcacheError)  # refused before the library
     c = Cache(name, max_bytes=123)
     assert (c.name, c.max_bytes, c.loader, c.pool, c.closed) == (name, 123, None, None, False)
     assert repr(c) == "<groupcache.Cache %r max_bytes=123 open>" % name

@@ -39,7 +39,7 @@ PEER = PRELUDE + textwrap.dedent(
         elif cmd == "get":
             print(cache.get(arg).decode(), flush=True)
         elif cmd == "loads":
-            print(cache.stats()["local_loads"], flush=True)
+            print(cache.stats().local_loads, flush=True)
         else:
             break
     """

@@ -59,9 +59,10 @@ def test_a_dead_peer_is_a_warning(caplog: pytest.LogCaptureFixture, name: str) -
     warnings = [r for r in ours(caplog) if r.levelno == logging.WARNING]
     assert len(warnings) == 1, [r.getMessage() for r in ours(caplog)]
     w = warnings[0]
-    assert dead in w.getMessage() and repr(key).replace("'", '"') in w.getMessage()
-    assert "loading key" in w.getMessage()
-    assert w.groupcache_target.startswith("groupcache::engine")  # type: ignore[attr-defined]
+    # The peer's "is failing" line (the per-key "loading key here" line is
+    # at debug level: a dead peer is not logged once per key).
+    assert dead in w.getMessage() and "is failing" in w.getMessage()
+    assert w.groupcache_target.startswith("groupcache::peers")  # type: ignore[attr-defined]
     assert w.threadName == threading.current_thread().name  # logged on the caller's thread
     assert not [r for r in ours(caplog) if r.levelno < logging.WARNING]  # filtered out
 
@@ -172,3 +173,58 @@ def test_exit_while_library_threads_log() -> None:
         assert r.stdout == "exiting\n"
         assert "WARNING:groupcache:" in r.stderr
         assert "Traceback" not in r.stderr and "Exception ignored" not in r.stderr, r.stderr[-2000:]
+
+
+def test_a_dead_peer_is_logged_once_not_once_per_key(caplog: pytest.LogCaptureFixture, name: str) -> None:
+    caplog.set_level(logging.INFO, logger="groupcache")
+    dead = dead_url()
+    with Pool() as p:
+        p.set_peers([p.url, dead])
+        keys = [k for k in ("key-%d" % i for i in range(2000)) if p.owner(k) == dead][:50]
+        assert len(keys) == 50
+        with Cache(name, loader=lambda k: k.encode(), pool=p) as c:
+            for k in keys:
+                assert c.get(k) == k.encode()  # loaded here: the owner is down
+            about_dead = [r for r in ours(caplog) if dead in r.getMessage()]
+            warnings = [r for r in about_dead if r.levelno >= logging.WARNING]
+            # One "is failing" line, not fifty; the per-key lines are debug.
+            assert len(warnings) == 1, [r.getMessage() for r in warnings]
+            assert "is failing" in warnings[0].getMessage()
+            assert c.stats().peer_errors == 50
+
+
+def test_a_peer_that_answers_again_is_logged_once(caplog: pytest.LogCaptureFixture, name: str) -> None:
+    caplog.set_level(logging.INFO, logger="groupcache")
+    dead = dead_url()
+    port = int(dead.rsplit(":", 1)[1])
+    with Pool() as p:
+        p.set_peers([p.url, dead])
+        keys = [k for k in ("key-%d" % i for i in range(2000)) if p.owner(k) == dead][:4]
+        with Cache(name, loader=lambda k: k.encode(), pool=p) as c:
+            c.get(keys[0])
+            c.get(keys[1])
+            # The peer comes up (on the dead URL's port) and answers.
+            with Pool("127.0.0.1:%d" % port) as q, Cache(name, loader=lambda k: b"q", pool=q):
+                q.set_peers([p.url, dead])
+                assert c.get(keys[2]) == b"q"
+                assert c.get(keys[3]) == b"q"
+            msgs = [r.getMessage() for r in ours(caplog) if dead in r.getMessage() and r.levelno >= logging.INFO]
+            assert sum("is failing" in m for m in msgs) == 1, "\n".join(msgs)
+            assert sum(" answers again (" in m for m in msgs) == 1, "\n".join(msgs)
+
+
+def test_a_set_at_a_dead_owner_names_the_set_not_a_get(name: str) -> None:
+    dead = dead_url()
+    with Pool() as p:
+        p.set_peers([p.url, dead])
+        key = key_owned_by(p, dead)
+        with Cache(name, pool=p) as c:
+            with pytest.raises(groupcache.PeerError) as e:
+                c.set(key, b"v")
+            assert "PUT at " + dead in str(e.value), str(e.value)
+            assert "GET" not in str(e.value), str(e.value)
+            # Nothing was stored: set and remove leave no local copy behind.
+            assert key not in c
+            with pytest.raises(groupcache.PeerError) as e:
+                c.remove(key)
+            assert "DELETE at " + dead in str(e.value), str(e.value)

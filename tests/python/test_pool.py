@@ -254,3 +254,90 @@ def test_pool_options_and_secret() -> None:
         groupcache.Pool(timeout=0)
     with pytest.raises(ValueError):
         groupcache.Pool(secret="")
+
+
+def test_a_nul_inside_a_string_argument_is_refused(name: str) -> None:
+    """C takes NUL-terminated strings: "a\\0b" used to reach it as "a"."""
+    cases = [
+        (lambda: Pool("127.0.0.1:0\0junk"), "listen"),
+        (lambda: Pool(self_url="http://a:1\0/b"), "self_url"),
+        (lambda: Pool(base_path="/_groupcache/\0x/"), "base_path"),
+        (lambda: Pool(secret="s3\0cret"), "secret"),
+    ]
+    for make, what in cases:
+        with pytest.raises(ValueError, match=what + " contains a NUL"):
+            make()
+    with Pool() as p:
+        with pytest.raises(ValueError, match="peer URL contains a NUL"):
+            p.set_peers([p.url, "http://127.0.0.1:1\0x"])
+        assert p.owner("k") == p.url  # the list was not changed
+        with pytest.raises(ValueError, match="name contains a NUL"):
+            Cache(name + "\0b", pool=p)
+        Cache(name, pool=p).close()  # the cut-off name was never registered
+
+
+def test_out_of_range_options_are_refused_naming_them() -> None:
+    """ctypes passes ints as uint32_t: 2**32 + 50 became 50 and -1 became
+    4294967295. Each is refused in Python, naming the option."""
+    for value in (2**32 + 50, -1, 0, groupcache.pool.MAX_REPLICAS + 1, 2**64):
+        with pytest.raises(ValueError, match="replicas") as e:
+            Pool(replicas=value)
+        assert str(value) in str(e.value)
+    for bad_type in (True, 5.0, "5", None.__class__):
+        with pytest.raises(TypeError, match="replicas"):
+            Pool(replicas=bad_type)  # type: ignore[arg-type]
+    for opt in ("timeout", "connect_timeout"):
+        for value in (0, -1, 2**32, float("nan"), float("inf"), -float("inf"), 4294967.296):
+            with pytest.raises(ValueError, match=opt):
+                Pool(**{opt: value})  # type: ignore[arg-type]
+        for bad_type in (True, "1", b"1"):
+            with pytest.raises(TypeError, match=opt):
+                Pool(**{opt: bad_type})  # type: ignore[arg-type]
+    # The limits themselves are fine; a tiny positive timeout is 1 ms.
+    with Pool(replicas=groupcache.pool.MAX_REPLICAS, timeout=4294967.295, connect_timeout=0.0001):
+        pass
+    with Pool(replicas=1):
+        pass
+
+
+def test_out_of_range_environment_is_refused_naming_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var, value in [
+        ("GROUPCACHE_REPLICAS", "4294967346"),
+        ("GROUPCACHE_REPLICAS", "0"),
+        ("GROUPCACHE_REPLICAS", "10001"),
+        ("GROUPCACHE_TIMEOUT_MS", "0"),
+        ("GROUPCACHE_CONNECT_TIMEOUT_MS", "-1"),
+    ]:
+        monkeypatch.setenv(var, value)
+        with pytest.raises(ValueError, match=var):
+            Pool()
+        monkeypatch.delenv(var)
+    Pool().close()
+
+
+def test_garbage_auth_headers_get_401_not_a_dead_connection() -> None:
+    """A header with multi-byte characters where hex belongs once panicked
+    the server's connection thread: no answer, and close() then waited out
+    its grace period for the thread that never ended."""
+    import http.client
+    import time
+
+    p = Pool(secret="s3cret")
+    host, port = p.url[len("http://") :].rsplit(":", 1)
+    secs = int(time.time())
+    for value in [
+        "%d.a%sa" % (secs, "\u00e9" * 31),
+        "v2.%d000.%s.%s.%s" % (secs, "a" + "\u00e9" * 7 + "a", "0" * 64, "0" * 64),
+        "\u00ff" * 200,
+        "v2....",
+    ]:
+        conn = http.client.HTTPConnection(host, int(port), timeout=5)
+        conn.putrequest("GET", "/_groupcache/g/k")
+        conn.putheader("x-groupcache-auth", value.encode("utf-8"))
+        conn.endheaders()
+        resp = conn.getresponse()
+        assert (resp.status, resp.read()) == (401, b"unauthorized\n")
+        conn.close()
+    t0 = time.monotonic()
+    p.close()
+    assert time.monotonic() - t0 < 0.9
