@@ -42,7 +42,10 @@ const PUTS: usize = 32;
 /// GC_ATTACK_PUTS say otherwise (for measuring one half alone; the checks
 /// then still apply).
 fn knob(var: &str, default: usize) -> usize {
-    std::env::var(var).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 const PUT_BYTES: usize = 64 << 20;
 
@@ -248,7 +251,8 @@ fn stalled_connections(addr: SocketAddr, n: usize, deadline: Instant) -> Vec<Tcp
 fn stalled_put(addr: SocketAddr, i: usize, deadline: Instant) -> Option<(TcpStream, usize)> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
     let _ = s.set_write_timeout(Some(Duration::from_secs(5)));
-    let head = format!("PUT /_groupcache/g/big-{i} HTTP/1.1\r\nHost: x\r\nContent-Length: {PUT_BYTES}\r\n\r\n");
+    let head =
+        format!("PUT /_groupcache/g/big-{i} HTTP/1.1\r\nHost: x\r\nContent-Length: {PUT_BYTES}\r\n\r\n");
     if s.write_all(head.as_bytes()).is_err() {
         return Some((s, 0));
     }
@@ -292,7 +296,13 @@ impl Drop for Child {
 fn under_attack() {
     raise_own_fd_limit(8192);
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--ignored", "--exact", "attack_node", "--nocapture", "--test-threads=1"])
+        .args([
+            "--ignored",
+            "--exact",
+            "attack_node",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(NODE_ENV, "1")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -313,12 +323,11 @@ fn under_attack() {
         }
     });
     let pid = child.id();
-    let mut node = Child {
-        child,
-        stdin,
-        lines,
-    };
-    let ready = node.lines.recv_timeout(Duration::from_secs(30)).expect("the node started");
+    let mut node = Child { child, stdin, lines };
+    let ready = node
+        .lines
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the node started");
     let addr: SocketAddr = ready.trim_start_matches("ready ").trim().parse().unwrap();
 
     // Warm up: the runtime's threads exist, "hot" is cached.
