@@ -413,10 +413,17 @@ fn under_attack() {
     std::thread::sleep(Duration::from_secs(2));
     let after = proc_of(pid);
     let logs_after = node.ask("logs");
+    // The sampler's peaks, and the two looks taken during the attack.
     let (peak_rss, peak_threads, peak_fds) = (
-        peak_rss.load(Ordering::Relaxed),
-        peak_threads.load(Ordering::Relaxed),
-        peak_fds.load(Ordering::Relaxed),
+        peak_rss
+            .load(Ordering::Relaxed)
+            .max(during.rss_kib)
+            .max(under.rss_kib),
+        peak_threads
+            .load(Ordering::Relaxed)
+            .max(during.threads)
+            .max(under.threads),
+        peak_fds.load(Ordering::Relaxed).max(during.fds).max(under.fds),
     );
     let opened_n: u64 = opened
         .split_whitespace()

@@ -8,7 +8,10 @@
 //! as a task (an idle or slow connection costs no thread), answers cache
 //! hits on those workers, and hands what may block (a miss, which calls the
 //! getter) to at most `server_workers` threads (`gcwork-<port>`, made when
-//! needed, ended after 10 s idle). It also runs the client for callers
+//! needed, ended after 10 s idle); misses of groups whose loads have been
+//! fast run on a runtime worker, one at a time, watched by a thread
+//! (`gcwatch-<port>`) that keeps the runtime serving if such a call turns
+//! slow (see `server/inline.rs`). It also runs the client for callers
 //! inside a runtime context (plain calling threads drive their own
 //! requests). [`Pool::close`] (or dropping the pool) stops the server,
 //! clears the membership, detaches the groups and shuts the runtime down,
@@ -417,6 +420,8 @@ impl Pool {
             body_budget_bytes: options.body_budget_bytes,
             server_workers: options.server_workers,
             worker_name: format!("gcwork-{}", addr.port()),
+            inline: options.worker_threads > 1,
+            watchdog_name: format!("gcwatch-{}", addr.port()),
             secret: options.secret.as_ref().map(|s| Arc::from(s.as_bytes())),
         };
         let handle = runtime.handle().clone();

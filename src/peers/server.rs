@@ -28,8 +28,11 @@
 //! sends a request; a stalled client costs a socket and a small buffer.
 //! Cache hits, PUTs of small values and DELETEs are answered on the runtime
 //! (short, non-blocking engine calls); misses and large PUTs run on a pool
-//! of at most `server_workers` threads (see [`workers`]), and requests
-//! beyond that wait for a turn as tasks.
+//! of at most `server_workers` threads, and requests beyond that wait for a
+//! turn as tasks. Misses of a group whose loads have been fast run on the
+//! runtime thread itself, one at a time, as a thread hop costs more than
+//! such a load; a slow load sends the group back to the workers (see
+//! [`inline`]).
 //!
 //! Limits (all in [`ServerConfig`], defaults in [`super::PoolOptions`]):
 //! - connections (`max_connections`, by default derived from the fd limit;
@@ -47,8 +50,10 @@
 
 mod budget;
 mod conns;
+mod inline;
 mod workers;
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -68,6 +73,7 @@ use tokio::sync::watch;
 
 use self::budget::{BodyBudget, Reservation};
 use self::conns::{Admit, ConnGuard, ConnIo, ConnTable, Phase, Slot, Throttle, Timeouts};
+use self::inline::{Inline, Speed};
 use self::workers::Workers;
 use super::client::{PEER_HEADER, PEER_HEADER_VALUE, PROTOBUF};
 use super::escape::unescape;
@@ -75,6 +81,7 @@ use super::proto::{expire_from_wire, GetResponse, SetRequest};
 use crate::engine::{Error, Group, PeerValue};
 
 pub(crate) use self::conns::auto_max_connections;
+pub(crate) use self::inline::inline_call_running;
 
 /// What the server needs of a group: the peer entry points.
 /// Implemented by [`Group`]; tests use doubles.
@@ -130,6 +137,11 @@ pub(crate) struct ServerConfig {
     pub server_workers: usize,
     /// Name of the worker threads (at most 15 bytes show on Linux).
     pub worker_name: String,
+    /// Whether misses of fast groups may run on the runtime (see
+    /// [`inline`]): only with two runtime workers or more.
+    pub inline: bool,
+    /// Name of the inline calls' watchdog thread.
+    pub watchdog_name: String,
     /// When set, requests must be signed with it (see `peers::auth`).
     pub secret: Option<Arc<[u8]>>,
 }
@@ -148,6 +160,7 @@ pub(crate) struct ServerHandle {
     table: Arc<ConnTable>,
     listener_closed: Arc<AtomicBool>,
     workers: Arc<Workers>,
+    inline: Arc<Inline>,
 }
 
 impl ServerHandle {
@@ -166,6 +179,7 @@ impl ServerHandle {
             std::thread::sleep(Duration::from_millis(2));
         }
         self.workers.close(deadline);
+        self.inline.close();
     }
 }
 
@@ -178,6 +192,19 @@ struct ServeCtx {
     table: Arc<ConnTable>,
     budget: Arc<BodyBudget>,
     workers: Arc<Workers>,
+    inline: Arc<Inline>,
+    /// How long each group's misses take (where the next one runs).
+    speeds: Mutex<HashMap<String, Arc<Speed>>>,
+}
+
+impl ServeCtx {
+    fn speed_of(&self, group: &str) -> Arc<Speed> {
+        let mut m = self.speeds.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = m.get(group) {
+            return s.clone();
+        }
+        m.entry(group.to_string()).or_default().clone()
+    }
 }
 
 /// Starts serving on `listener` (already bound) on the runtime `handle`.
@@ -202,16 +229,23 @@ pub(crate) fn start(
     );
     let listener_closed = Arc::new(AtomicBool::new(false));
     let workers = Arc::new(Workers::new(cfg.server_workers, cfg.worker_name.clone()));
+    let inline = Arc::new(Inline::new(
+        cfg.inline.then(|| handle.clone()),
+        cfg.watchdog_name.clone(),
+    ));
     let h = ServerHandle {
         shutdown: tx,
         table: table.clone(),
         listener_closed: listener_closed.clone(),
         workers: workers.clone(),
+        inline: inline.clone(),
     };
     let ctx = Arc::new(ServeCtx {
         builder: http1_builder(&cfg),
         budget: BodyBudget::new(cfg.body_budget_bytes),
         workers,
+        inline,
+        speeds: Mutex::default(),
         cfg,
         groups,
         shutdown: rx.clone(),
@@ -623,7 +657,19 @@ async fn route(req: Request<Incoming>, ctx: &ServeCtx, slot: &Slot) -> Response<
                 Ok(Err(e)) => return failed("GET", &e),
                 Err(resp) => return resp,
             }
-            match on_worker(ctx, move || svc.get_for_peer(&key)).await {
+            // A miss: here if its group's loads are fast (see `inline`),
+            // else on a worker.
+            let speed = ctx.speed_of(&group);
+            let r = match ctx.inline.try_run(&speed, || svc.get_for_peer(&key)) {
+                Ok(r) => r,
+                Err(_) => {
+                    let speed = speed.clone();
+                    ctx.workers
+                        .run(move || speed.time(|| svc.get_for_peer(&key)))
+                        .await
+                }
+            };
+            match r.map_err(|_| panicked()) {
                 Ok(Ok(v)) => protobuf(v),
                 Ok(Err(e)) => failed("GET", &e),
                 Err(resp) => resp,
@@ -824,6 +870,8 @@ pub fn serve_raw_for_fuzzing(group: &Arc<Group>, raw: &[u8]) -> Vec<u8> {
         body_budget_bytes: 64 << 10,
         server_workers: 1,
         worker_name: "fuzz".to_string(),
+        inline: false,
+        watchdog_name: "fuzz".to_string(),
         secret: None,
     };
     let table = ConnTable::new(
@@ -844,6 +892,8 @@ pub fn serve_raw_for_fuzzing(group: &Arc<Group>, raw: &[u8]) -> Vec<u8> {
         builder: builder.clone(),
         budget: BodyBudget::new(cfg.body_budget_bytes),
         workers: Arc::new(Workers::inline()),
+        inline: Arc::new(Inline::new(None, String::new())),
+        speeds: Mutex::default(),
         cfg,
         groups: Arc::new(OneGroup(group.clone())),
         shutdown: watch::channel(false).1,

@@ -21,6 +21,8 @@ struct Fake {
     gets: Mutex<Vec<Vec<u8>>>,
     removes: Mutex<Vec<Vec<u8>>>,
     delay: Mutex<Option<Duration>>,
+    /// The thread each get_for_peer ran on.
+    threads: Mutex<Vec<String>>,
 }
 
 impl PeerService for Fake {
@@ -31,6 +33,8 @@ impl PeerService for Fake {
     }
     fn get_for_peer(&self, key: &[u8]) -> Result<PeerValue, Error> {
         self.gets.lock().unwrap().push(key.to_vec());
+        let name = std::thread::current().name().unwrap_or("").to_string();
+        self.threads.lock().unwrap().push(name);
         let delay = *self.delay.lock().unwrap(); // not held while sleeping
         if let Some(d) = delay {
             std::thread::sleep(d);
@@ -747,6 +751,74 @@ fn misses_queue_for_workers_while_hits_are_answered() {
         4,
         "the hit did not reach get_for_peer"
     );
+}
+
+#[test]
+fn a_fast_group_turning_slow_does_not_stall_hits() {
+    // Two runtime workers: misses of a fast group run on one of them.
+    let (server, fake, _svc) = server_with(PoolOptions {
+        worker_threads: 2,
+        ..opts()
+    });
+    fake.values.lock().unwrap().insert(
+        b"cached".to_vec(),
+        PeerValue {
+            value: Bytes::from_static(b"hit"),
+            expire_unix_nanos: None,
+        },
+    );
+    let a = server.local_addr();
+    let get = |key: &str| {
+        raw(
+            a,
+            format!("GET /_groupcache/g/{key} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+    };
+    for i in 0..20 {
+        assert_eq!(get(&format!("fast{i}")).0, 200);
+    }
+    // Now the getter blocks: the next miss runs inline and holds a runtime
+    // worker for 600 ms; the other one keeps answering.
+    *fake.delay.lock().unwrap() = Some(Duration::from_millis(600));
+    let slow = std::thread::spawn(move || {
+        raw(
+            a,
+            b"GET /_groupcache/g/slow HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    for _ in 0..5 {
+        let t = Instant::now();
+        let (st, body) = get("cached");
+        assert_eq!(st, 200);
+        assert!(body.ends_with(b"hit"));
+        assert!(
+            t.elapsed() < Duration::from_millis(200),
+            "a hit took {:?}",
+            t.elapsed()
+        );
+    }
+    assert_eq!(slow.join().unwrap().0, 200);
+    let ran_on = fake.threads.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(ran_on, format!("gcpool-{}", a.port()), "the slow call ran inline");
+    // The slow call sent the group to the workers: misses run in parallel.
+    let t = Instant::now();
+    let hs: Vec<_> = (0..3)
+        .map(|i| {
+            std::thread::spawn(move || {
+                raw(
+                    a,
+                    format!("GET /_groupcache/g/after{i} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                        .as_bytes(),
+                )
+            })
+        })
+        .collect();
+    for h in hs {
+        assert_eq!(h.join().unwrap().0, 200);
+    }
+    assert!(t.elapsed() < Duration::from_millis(1100), "{:?}", t.elapsed());
+    assert!(threads_named(&format!("gcwork-{}", a.port())) >= 3);
 }
 
 /// Reads until EOF or `wait`; true if the server closed the connection.

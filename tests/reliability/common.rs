@@ -42,7 +42,7 @@ pub fn threads_named(prefixes: &[&str]) -> usize {
 /// The library's threads (pool runtimes, server workers) and ours
 /// (helpers are named "rel-...").
 pub fn lib_threads() -> usize {
-    threads_named(&["gcpool-", "gcwork-", "tokio-", "rel-"])
+    threads_named(&["gcpool-", "gcwork-", "gcwatch-", "tokio-", "rel-"])
 }
 
 pub fn thread_count() -> usize {
