@@ -42,9 +42,11 @@ use crate::ring::Ring;
 /// How long `close` waits for requests being served to finish.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
-/// Bounds of `server_workers` and `max_connections`.
+/// Upper bounds of `server_workers`, `max_connections` and
+/// `max_header_bytes`.
 pub const MAX_SERVER_WORKERS: usize = 4096;
 pub const MAX_CONNECTIONS: usize = 1 << 20;
+pub const MAX_HEADER_BYTES: usize = 16 << 20;
 
 /// Settings of a [`Pool`]. `PoolOptions::default()` gives the values below.
 #[derive(Clone, Debug)]
@@ -348,8 +350,10 @@ fn check_options(o: &PoolOptions) -> Result<(), PoolError> {
             "max_connections must be at most {MAX_CONNECTIONS} (0: from the fd limit)"
         ));
     }
-    if o.max_header_bytes < 8192 {
-        return bad("max_header_bytes must be at least 8192");
+    if o.max_header_bytes < 8192 || o.max_header_bytes > MAX_HEADER_BYTES {
+        return bad(&format!(
+            "max_header_bytes must be from 8192 to {MAX_HEADER_BYTES}"
+        ));
     }
     if o.max_body_bytes < 1024 {
         return bad("max_body_bytes must be at least 1024");
@@ -446,10 +450,8 @@ impl Pool {
             }
         };
         *shared.server.lock().unwrap() = Some(server);
-        log::info!(
-            "pool {}: serving the peer protocol on {addr} (at most {max_connections} connections)",
-            shared.self_url
-        );
+        log::info!("pool {}: serving the peer protocol on {addr}", shared.self_url);
+        log::debug!("pool {}: at most {max_connections} connections", shared.self_url);
         let picker = Arc::new(Picker(shared.clone()));
         Ok(Arc::new(Pool { shared, picker }))
     }
