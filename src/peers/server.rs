@@ -399,10 +399,14 @@ async fn serve_conn(stream: tokio::net::TcpStream, guard: ConnGuard, ctx: Arc<Se
         _ = conn.as_mut() => {}
         _ = slot.closed() => {}
         _ = wait_shutdown(&mut shutdown) => {
-            conn.as_mut().graceful_shutdown();
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = slot.closed() => {}
+            // Waiting connections close now; a request being sent (a body)
+            // or served finishes first.
+            if !slot.close_if_idle() {
+                conn.as_mut().graceful_shutdown();
+                tokio::select! {
+                    _ = conn.as_mut() => {}
+                    _ = slot.closed() => {}
+                }
             }
         }
     }

@@ -1198,3 +1198,24 @@ fn our_peers_are_recognised_by_their_header() {
     assert_eq!(p.fake.gets.lock().unwrap().len(), 1);
     assert_eq!(p.fake.removes.lock().unwrap().len(), 1);
 }
+
+#[test]
+fn close_does_not_wait_for_stalled_clients() {
+    let (server, _fake, _svc) = server_with(opts());
+    let a = server.local_addr();
+    let mut stalled: Vec<TcpStream> = (0..20)
+        .map(|_| {
+            let mut s = TcpStream::connect(a).unwrap();
+            s.write_all(b"GET /_groupcache/g/k HTTP/1.1\r\nHost:").unwrap();
+            s
+        })
+        .collect();
+    stalled.push(TcpStream::connect(a).unwrap()); // and one that sent nothing
+    std::thread::sleep(Duration::from_millis(100));
+    let t = Instant::now();
+    server.close();
+    assert!(t.elapsed() < Duration::from_millis(300), "{:?}", t.elapsed());
+    for s in &mut stalled {
+        assert!(closed_within(s, Duration::from_secs(1)));
+    }
+}

@@ -161,6 +161,17 @@ impl Slot {
         r.is_ok()
     }
 
+    /// Marks the connection for closing if no request of it has arrived
+    /// whole (at shutdown: a request being sent or served may finish).
+    pub(crate) fn close_if_idle(&self) -> bool {
+        self.phase
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |p| {
+                matches!(Phase::from_u8(p), Phase::Fresh | Phase::Idle | Phase::Head)
+                    .then_some(Phase::Closing as u8)
+            })
+            .is_ok()
+    }
+
     /// Completes when the connection was chosen to be closed.
     pub(crate) async fn closed(&self) {
         self.close.notified().await
