@@ -22,7 +22,7 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -80,6 +80,9 @@ pub(crate) struct Slot {
     /// When the connection was accepted or last completed a request (ms
     /// since the epoch): the eviction order, oldest first.
     waiting_since: AtomicU64,
+    /// Bytes arrived while a request was being served: the start of the
+    /// next one (pipelined), which gets the head deadline, not the idle one.
+    ahead: AtomicBool,
     /// Wakes the connection's task to close it.
     close: Notify,
     index: usize,
@@ -91,6 +94,7 @@ impl Slot {
             phase: AtomicU8::new(Phase::Fresh as u8),
             phase_start: AtomicU64::new(now),
             waiting_since: AtomicU64::new(now),
+            ahead: AtomicBool::new(false),
             close: Notify::new(),
             index,
         }
@@ -115,8 +119,13 @@ impl Slot {
     pub(crate) fn done(&self, now: u64) {
         self.waiting_since.store(now, Ordering::Relaxed);
         self.phase_start.store(now, Ordering::Relaxed);
+        let next = if self.ahead.swap(false, Ordering::Relaxed) {
+            Phase::Head
+        } else {
+            Phase::Idle
+        };
         let _ = self.phase.fetch_update(Ordering::AcqRel, Ordering::Acquire, |p| {
-            (Phase::from_u8(p) != Phase::Closing).then_some(Phase::Idle as u8)
+            (Phase::from_u8(p) != Phase::Closing).then_some(next as u8)
         });
     }
 
@@ -146,6 +155,7 @@ impl Slot {
                     Ordering::Acquire,
                 );
             }
+            Phase::Busy => self.ahead.store(true, Ordering::Relaxed),
             _ => {}
         }
     }
@@ -619,6 +629,16 @@ mod tests {
         assert_eq!(s.deadline(&t.timeouts), Some(at + 200 + 10_000));
         assert!(s.enter(Phase::Body));
         assert_eq!(s.deadline(&t.timeouts), None);
+        // Bytes of a next request that arrive while one is served start
+        // its head deadline when the answer goes out.
+        assert!(s.enter(Phase::Busy));
+        s.on_bytes(at + 300);
+        s.done(at + 400);
+        assert_eq!(s.phase(), Phase::Head);
+        assert_eq!(s.deadline(&t.timeouts), Some(at + 400 + 10_000));
+        assert!(s.enter(Phase::Busy));
+        s.done(at + 500);
+        assert_eq!(s.phase(), Phase::Idle);
     }
 
     #[test]
