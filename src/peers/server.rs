@@ -581,6 +581,7 @@ pub(crate) fn parse_target(path: &str, base_path: &str) -> Target {
 /// Runs a short, non-blocking engine call on this (runtime) thread. A
 /// panic is caught here; the engine catches getters' panics itself, so this
 /// is only a backstop that keeps the connection's task alive.
+#[allow(clippy::result_large_err)] // the error is the answer, built once
 fn inline<T>(f: impl FnOnce() -> T) -> Result<T, Response<Chunks>> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|_| panicked())
 }

@@ -132,28 +132,15 @@ impl Slot {
     /// Bytes arrived: an idle connection starts a request head now; a fresh
     /// one keeps the deadline that started at its accept.
     fn on_bytes(&self, now: u64) {
+        let to_head = |from: Phase| {
+            self.phase
+                .compare_exchange(from as u8, Phase::Head as u8, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        };
         match self.phase() {
-            Phase::Idle => {
-                if self
-                    .phase
-                    .compare_exchange(
-                        Phase::Idle as u8,
-                        Phase::Head as u8,
-                        Ordering::AcqRel,
-                        Ordering::Acquire,
-                    )
-                    .is_ok()
-                {
-                    self.phase_start.store(now, Ordering::Relaxed);
-                }
-            }
+            Phase::Idle if to_head(Phase::Idle) => self.phase_start.store(now, Ordering::Relaxed),
             Phase::Fresh => {
-                let _ = self.phase.compare_exchange(
-                    Phase::Fresh as u8,
-                    Phase::Head as u8,
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                );
+                to_head(Phase::Fresh);
             }
             Phase::Busy => self.ahead.store(true, Ordering::Relaxed),
             _ => {}
@@ -493,7 +480,10 @@ fn fd_soft_limit() -> Option<u64> {
     };
     // SAFETY: getrlimit writes the struct we pass, which is valid.
     let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } == 0;
-    (ok && r.rlim_cur != libc::RLIM_INFINITY).then_some(r.rlim_cur as u64)
+    // rlim_t is u64 on Linux, not everywhere.
+    #[allow(clippy::unnecessary_cast)]
+    let soft = r.rlim_cur as u64;
+    (ok && r.rlim_cur != libc::RLIM_INFINITY).then_some(soft)
 }
 
 /// Lets a repeated message through at most once per interval, counting
