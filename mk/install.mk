@@ -15,7 +15,7 @@
 #
 # Hand-written rather than cargo-c's `cargo cinstall`: these few rules need
 # no extra tool (cargo-c is a ~10-minute build of cargo itself on every
-# machine), install the header build.rs already generates and checks in
+# machine), install the header `make header` generates and checks in
 # instead of generating a second one, and keep the soname build.rs sets.
 #
 # After a real (non-DESTDIR) install as root, ldconfig refreshes the
