@@ -102,7 +102,9 @@ test-c-asan: $(addprefix $(BUILD)/asan/,$(C_TESTS))
 test-python: lib venv
 	PYTHONPATH=python_ctypes GROUPCACHE_LIB=$(LIB) $(VPY) -m pytest -q tests/python
 
-# The wheel, installed in a fresh venv with no Rust on PATH, passes the suite.
+# The wheel (py3-none-manylinux, <= 5 MB, checked by auditwheel), the sdist
+# (builds the same wheel), an editable install, and the suite against the
+# wheel installed without Rust on every Python 3 here (PYTHONS="..." to pick).
 test-python-wheel: lib venv
 	bash tests/python/wheel.sh
 
