@@ -3,8 +3,12 @@
 #
 #   make install PREFIX=/opt/gc            # default PREFIX: /usr/local
 #   make install DESTDIR=/tmp/stage        # staged, for packagers
-#   make install-strip                     # the library without debug info
+#   make install STRIP=:                   # keeps any debug info
 #   make uninstall PREFIX=/opt/gc
+#
+# The installed library is stripped of debug info (`strip --strip-debug`;
+# its symbols stay). README.md, "Installing the C library", is the user's
+# documentation of all this.
 #
 # Installs, under PREFIX (directories overridable, GNU-style):
 #   lib/libgroupcache.so.X.Y.Z             the library; its soname is
@@ -53,6 +57,7 @@ install: lib
 	fi
 	$(INSTALL) -d '$(DESTDIR)$(INSTALL_LIBDIR)' '$(DESTDIR)$(INSTALL_INCLUDEDIR)' '$(DESTDIR)$(INSTALL_PKGCONFIGDIR)'
 	$(INSTALL) -m 755 '$(GC_BUILT_LIB)' '$(DESTDIR)$(INSTALL_LIBDIR)/$(GC_REALNAME)'
+	$(STRIP) --strip-debug '$(DESTDIR)$(INSTALL_LIBDIR)/$(GC_REALNAME)'
 	ln -sfn '$(GC_REALNAME)' '$(DESTDIR)$(INSTALL_LIBDIR)/$(GC_SONAME)'
 	ln -sfn '$(GC_SONAME)' '$(DESTDIR)$(INSTALL_LIBDIR)/libgroupcache.so'
 	$(INSTALL) -m 644 include/groupcache.h '$(DESTDIR)$(INSTALL_INCLUDEDIR)/groupcache.h'
@@ -65,9 +70,8 @@ install: lib
 	  echo '$(LDCONFIG)'; '$(LDCONFIG)' || true; \
 	fi
 
-# The installed copy only: target/release keeps its debug info (16 MB -> ~2.5 MB).
+# `install` strips already; the GNU name is kept for packaging scripts.
 install-strip: install
-	$(STRIP) --strip-debug '$(DESTDIR)$(INSTALL_LIBDIR)/$(GC_REALNAME)'
 
 # Removes what `install` of this version installed (directories stay).
 uninstall:

@@ -2,7 +2,8 @@
 # The install test: `make install` into a temporary PREFIX, then build
 # examples/loader.c the way a user of the installed library would
 # (cc ... $(pkg-config --cflags --libs groupcache)), run it against the
-# installed copy, check the soname and the symlinks, and `make uninstall`.
+# installed copy, check the soname, the symlinks and that the library has
+# no debug info, and `make uninstall`.
 # Prints `install: N passed, N failed`; exits non-zero if any check failed.
 #
 #   bash tests/install/run.sh          (make test runs it)
@@ -60,6 +61,10 @@ check "libgroupcache.so -> libgroupcache.so.$major" \
 check "readelf -d: soname libgroupcache.so.$major" \
   bash -c 'readelf -d "$1" | grep -q "Library soname: \[libgroupcache.so.$2\]"' _ "$real" "$major"
 check "installed header = include/groupcache.h" cmp -s include/groupcache.h "$prefix/include/groupcache.h"
+check "installed library: no debug info, symbols kept" \
+  bash -c '! readelf -S --wide "$1" | grep -q " \.debug_" && readelf --dyn-syms --wide "$1" | grep -q " cache_get$"' _ "$real"
+check "installed library: at most 5 MB ($(($(stat -c %s "$real") / 1024)) KiB)" \
+  test "$(stat -c %s "$real")" -le $((5 * 1000 * 1000))
 
 export PKG_CONFIG_PATH="$lib/pkgconfig"
 check "pkg-config finds groupcache" pkg-config --exists groupcache
@@ -123,6 +128,20 @@ if [ -x /usr/lib/go-1.19/bin/go ] || command -v go >/dev/null; then
   }
   check "cgo example builds and runs against the installed library" cgo_installed
 fi
+
+# The built library has no debug info either (release profile), so the
+# strip is checked on a copy given a .debug_ section of its own.
+echo "== make install of a library with debug info"
+printf 'debug info\0' >"$tmp/debug.bin"
+cp "$root/target/release/libgroupcache.so" "$tmp/with-debug.so"
+objcopy --add-section .debug_str="$tmp/debug.bin" "$tmp/with-debug.so"
+strip_check() {
+  readelf -S --wide "$tmp/with-debug.so" | grep -q " \.debug_str" || { echo "objcopy added no .debug_str"; return 1; }
+  "$make" --no-print-directory "${mkf[@]}" install PREFIX="$tmp/prefix2" LDCONFIG=: \
+    GC_BUILT_LIB="$tmp/with-debug.so" >"$tmp/install2.log" 2>&1 || { cat "$tmp/install2.log"; return 1; }
+  ! readelf -S --wide "$tmp/prefix2/lib/libgroupcache.so.$version" | grep -q " \.debug_"
+}
+check "make install strips debug info from the library" strip_check
 
 echo "== make uninstall PREFIX=$prefix"
 "$make" --no-print-directory "${mkf[@]}" uninstall PREFIX="$prefix" >"$tmp/uninstall.log" 2>&1 \
