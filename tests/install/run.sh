@@ -14,6 +14,9 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
 
+# Under pipefail, `cmd | grep -q` fails at random when grep exits on its
+# first match and cmd is killed by SIGPIPE: pipes into grep here read all
+# (grep >/dev/null).
 passed=0 failed=0
 check() { # check NAME COMMAND...: runs the command, counts and reports it
   local name="$1"; shift
@@ -122,7 +125,7 @@ if [ -x /usr/lib/go-1.19/bin/go ] || command -v go >/dev/null; then
   echo "== examples/cgo/run.sh --pkgconfig"
   cgo_installed() {
     LD_LIBRARY_PATH="$libdir" bash examples/cgo/run.sh --pkgconfig >"$tmp/cgo.log" 2>&1 \
-      && LD_LIBRARY_PATH="$libdir" ldd target/go/cgo-example-pkgconfig | grep -q "=> $libdir/libgroupcache.so.$major" \
+      && LD_LIBRARY_PATH="$libdir" ldd target/go/cgo-example-pkgconfig | grep "=> $libdir/libgroupcache.so.$major" >/dev/null \
       || { cat "$tmp/cgo.log"; return 1; }
     tail -n1 "$tmp/cgo.log" | sed 's/^/       /'
   }
@@ -136,10 +139,10 @@ printf 'debug info\0' >"$tmp/debug.bin"
 cp "$root/target/release/libgroupcache.so" "$tmp/with-debug.so"
 objcopy --add-section .debug_str="$tmp/debug.bin" "$tmp/with-debug.so"
 strip_check() {
-  readelf -S --wide "$tmp/with-debug.so" | grep -q " \.debug_str" || { echo "objcopy added no .debug_str"; return 1; }
+  readelf -S --wide "$tmp/with-debug.so" | grep " \.debug_str" >/dev/null || { echo "objcopy added no .debug_str"; return 1; }
   "$make" --no-print-directory "${mkf[@]}" install PREFIX="$tmp/prefix2" LDCONFIG=: \
     GC_BUILT_LIB="$tmp/with-debug.so" >"$tmp/install2.log" 2>&1 || { cat "$tmp/install2.log"; return 1; }
-  ! readelf -S --wide "$tmp/prefix2/lib/libgroupcache.so.$version" | grep -q " \.debug_"
+  ! readelf -S --wide "$tmp/prefix2/lib/libgroupcache.so.$version" | grep " \.debug_" >/dev/null
 }
 check "make install strips debug info from the library" strip_check
 
