@@ -78,8 +78,8 @@ test-rust:
 # descriptors (tests/attack_peers.rs; ~10-25 s, 1,200 sockets), ignored by
 # plain `cargo test`.
 test-attack:
-	$(CARGO) test --release --test attack_peers -- --ignored --exact under_attack out_of_descriptors \
-	  --nocapture --test-threads=1
+	$(CARGO) test --release --test integration -- --ignored --exact \
+	  attack_peers::under_attack attack_peers::out_of_descriptors --nocapture --test-threads=1
 
 test-c: $(addprefix $(BUILD)/,$(C_TESTS)) test-c-valgrind test-c-asan test-header
 	@for t in $(C_TESTS); do $(BUILD)/$$t || exit 1; done
@@ -153,7 +153,7 @@ test-service: lib venv
 test-interop: lib
 	$(NO_SKIP) bash tests/interop/run.sh
 	GONODE="$$(bash tests/interop/build.sh target/go/bin | tail -n1)" \
-	  $(CARGO) test --release --test peers_gonode -- --ignored
+	  $(CARGO) test --release --test integration -- --ignored --exact peers_gonode::mixed_cluster_with_a_go_node
 
 test-install: lib
 	MAKE="$(MAKE)" bash tests/install/run.sh

@@ -26,8 +26,8 @@ gobin=target/go/bin/gopeers
 gover="$(. scripts/go-env.sh && "$GO" version)"
 
 # Ours: the ignored test binary, run directly (no cargo in the measurement).
-ours="$(cargo test --release --test peers_perf --no-run 2>&1 \
-  | grep -o 'target/release/deps/peers_perf-[a-z0-9]*' | tail -1)"
+ours="$(cargo test --release --test integration --no-run 2>&1 \
+  | grep -o 'target/release/deps/integration-[a-z0-9]*' | tail -1)"
 [ -x "$ours" ] || { echo "could not build tests/peers_perf.rs" >&2; exit 1; }
 
 raw=bench/out/peers.raw
@@ -42,7 +42,7 @@ for i in $(seq "$rounds"); do
   echo "round $i/$rounds: ours" >&2
   la="$(cut -d' ' -f1-3 /proc/loadavg)"
   PEERS_PERF_MS=$((secs * 1000)) PEERS_PERF_JSON="$tmp" \
-    "$ours" --ignored --exact remote_fetch_rate --nocapture >/dev/null
+    "$ours" --ignored --exact peers_perf::remote_fetch_rate --nocapture >/dev/null
   echo "rust {\"loadavg\":\"$la\",\"result\":$(cat "$tmp")}" >> "$raw"
 done
 echo "end {\"loadavg_end\":\"$(cut -d' ' -f1-3 /proc/loadavg)\"}" >> "$raw"

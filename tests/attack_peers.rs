@@ -24,8 +24,9 @@
 //! per interval, and still serve a new client.
 //!
 //! Ignored by default (1,200 sockets, ~10-25 s); `make test-attack` runs
-//! them: `cargo test --release --test attack_peers -- --ignored --exact
-//! under_attack out_of_descriptors --nocapture --test-threads=1`.
+//! them: `cargo test --release --test integration -- --ignored --exact
+//! attack_peers::under_attack attack_peers::out_of_descriptors --nocapture
+//! --test-threads=1`.
 //! `under_attack` prints `ATTACK {...}` with the figures (RELIABILITY.md
 //! records them); GC_ATTACK_STALLED and GC_ATTACK_PUTS change the attack's
 //! size (to measure one half alone).
@@ -37,6 +38,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::common::process::harness_name;
 use groupcache::engine::{Error, Getter, Group, Sink};
 use groupcache::peers::{Pool, PoolOptions};
 
@@ -104,9 +106,8 @@ static LOG: CountingLog = CountingLog {
 #[ignore = "the child process of under_attack"]
 fn attack_node() {
     // "FD_LIMIT:MAX_CONNECTIONS" (0: the default limit).
-    let Ok(spec) = std::env::var(NODE_ENV) else {
-        return;
-    };
+    let spec = std::env::var(NODE_ENV)
+        .unwrap_or_else(|_| panic!("{NODE_ENV} is not set: attack_node runs only as under_attack's child"));
     let (fd_limit, max_connections) = spec
         .split_once(':')
         .map(|(f, m)| (f.parse::<u64>().unwrap(), m.parse::<usize>().unwrap()))
@@ -314,7 +315,7 @@ fn spawn_node(fd_limit: u64, max_connections: usize) -> (Child, SocketAddr, u32)
         .args([
             "--ignored",
             "--exact",
-            "attack_node",
+            &harness_name(module_path!(), "attack_node"),
             "--nocapture",
             "--test-threads=1",
         ])

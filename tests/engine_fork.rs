@@ -1,93 +1,96 @@
 //! Single-flight across `fork()`: a child never waits on a load its parent
 //! had in flight (whose leader thread does not exist in the child).
 //!
-//! Its own test binary with one test, so that no other test's threads are
-//! inside the library (holding its locks) when the process forks.
+//! In a process of its own (`in_own_process`), so that no other test's
+//! threads are inside the library (holding its locks) when it forks.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
+use crate::common::process::in_own_process;
 use bytes::Bytes;
 use groupcache::engine::{fork, Error, Group, Sink};
 
 #[test]
 fn a_forked_child_loads_a_key_its_parent_is_still_loading() {
-    let (entered_tx, entered) = mpsc::channel::<()>();
-    let (release, release_rx) = mpsc::channel::<()>();
-    let entered_tx = Mutex::new(entered_tx);
-    let release_rx = Mutex::new(release_rx);
-    let first = AtomicBool::new(true);
-    let calls = Arc::new(AtomicUsize::new(0));
-    let c2 = calls.clone();
-    // The first call (the parent's) blocks until released; any later call
-    // answers at once with the pid of the process it runs in.
-    let getter = move |_: &[u8], sink: &mut Sink| -> Result<(), Error> {
-        c2.fetch_add(1, Ordering::SeqCst);
-        if first.swap(false, Ordering::SeqCst) {
-            entered_tx.lock().unwrap().send(()).unwrap();
-            let _ = release_rx.lock().unwrap().recv();
-        }
-        sink.set(std::process::id().to_string().as_bytes(), 0)
-    };
-    let g = Group::new("fork", 1 << 20, Some(Arc::new(getter)));
-    let parent_gen = fork::generation();
-
-    // A parent thread holds the load of "k" open, and another waits on it
-    // (an edge in the wait-for graph, from a thread the child won't have).
-    let g1 = g.clone();
-    let leader = thread::spawn(move || g1.get(b"k"));
-    entered.recv().unwrap();
-    let g2 = g.clone();
-    let waiter = thread::spawn(move || g2.get(b"k"));
-    thread::sleep(Duration::from_millis(50));
-
-    // SAFETY: the child only calls into the group (whose locks no parent
-    // thread holds now: the leader is inside the getter, the waiter in a
-    // condvar wait on the call's own mutex), then _exit.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed");
-    if pid == 0 {
-        // SAFETY: alarm only arms a timer: a child that hangs is killed
-        // by SIGALRM, which the parent sees as a failure.
-        unsafe { libc::alarm(20) };
-        let me = std::process::id().to_string().into_bytes();
-        let code = match g.get(b"k") {
-            Ok(v) if v == me && fork::generation() == parent_gen + 1 => {
-                // Cached in the child: the second get hits, no new load.
-                let before = calls.load(Ordering::SeqCst);
-                match g.get(b"k") {
-                    Ok(v2) if v2 == me && calls.load(Ordering::SeqCst) == before => 0,
-                    _ => 3,
-                }
+    in_own_process(|| {
+        let (entered_tx, entered) = mpsc::channel::<()>();
+        let (release, release_rx) = mpsc::channel::<()>();
+        let entered_tx = Mutex::new(entered_tx);
+        let release_rx = Mutex::new(release_rx);
+        let first = AtomicBool::new(true);
+        let calls = Arc::new(AtomicUsize::new(0));
+        let c2 = calls.clone();
+        // The first call (the parent's) blocks until released; any later call
+        // answers at once with the pid of the process it runs in.
+        let getter = move |_: &[u8], sink: &mut Sink| -> Result<(), Error> {
+            c2.fetch_add(1, Ordering::SeqCst);
+            if first.swap(false, Ordering::SeqCst) {
+                entered_tx.lock().unwrap().send(()).unwrap();
+                let _ = release_rx.lock().unwrap().recv();
             }
-            Ok(_) => 2,
-            Err(_) => 1,
+            sink.set(std::process::id().to_string().as_bytes(), 0)
         };
-        // SAFETY: _exit skips the test harness's atexit handlers and the
-        // parent's destructors.
-        unsafe { libc::_exit(code) };
-    }
-    let mut status = 0;
-    // SAFETY: waiting for our own child.
-    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "the child failed: wait status {status:#x} (exit 1: an error, 2: the parent's value, \
-         3: not cached; killed by SIGALRM: it hung on the parent's load)"
-    );
+        let g = Group::new("fork", 1 << 20, Some(Arc::new(getter)));
+        let parent_gen = fork::generation();
 
-    // The parent is untouched: its load completes for both its callers.
-    assert_eq!(fork::generation(), parent_gen);
-    release.send(()).unwrap();
-    let mine = Bytes::from(std::process::id().to_string());
-    assert_eq!(leader.join().unwrap().unwrap(), mine);
-    assert_eq!(waiter.join().unwrap().unwrap(), mine);
-    assert_eq!(g.get(b"k").unwrap(), mine);
-    assert_eq!(
-        calls.load(Ordering::SeqCst),
-        1,
-        "the child's load ran in the child only"
-    );
+        // A parent thread holds the load of "k" open, and another waits on it
+        // (an edge in the wait-for graph, from a thread the child won't have).
+        let g1 = g.clone();
+        let leader = thread::spawn(move || g1.get(b"k"));
+        entered.recv().unwrap();
+        let g2 = g.clone();
+        let waiter = thread::spawn(move || g2.get(b"k"));
+        thread::sleep(Duration::from_millis(50));
+
+        // SAFETY: the child only calls into the group (whose locks no parent
+        // thread holds now: the leader is inside the getter, the waiter in a
+        // condvar wait on the call's own mutex), then _exit.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            // SAFETY: alarm only arms a timer: a child that hangs is killed
+            // by SIGALRM, which the parent sees as a failure.
+            unsafe { libc::alarm(20) };
+            let me = std::process::id().to_string().into_bytes();
+            let code = match g.get(b"k") {
+                Ok(v) if v == me && fork::generation() == parent_gen + 1 => {
+                    // Cached in the child: the second get hits, no new load.
+                    let before = calls.load(Ordering::SeqCst);
+                    match g.get(b"k") {
+                        Ok(v2) if v2 == me && calls.load(Ordering::SeqCst) == before => 0,
+                        _ => 3,
+                    }
+                }
+                Ok(_) => 2,
+                Err(_) => 1,
+            };
+            // SAFETY: _exit skips the test harness's atexit handlers and the
+            // parent's destructors.
+            unsafe { libc::_exit(code) };
+        }
+        let mut status = 0;
+        // SAFETY: waiting for our own child.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "the child failed: wait status {status:#x} (exit 1: an error, 2: the parent's value, \
+             3: not cached; killed by SIGALRM: it hung on the parent's load)"
+        );
+
+        // The parent is untouched: its load completes for both its callers.
+        assert_eq!(fork::generation(), parent_gen);
+        release.send(()).unwrap();
+        let mine = Bytes::from(std::process::id().to_string());
+        assert_eq!(leader.join().unwrap().unwrap(), mine);
+        assert_eq!(waiter.join().unwrap().unwrap(), mine);
+        assert_eq!(g.get(b"k").unwrap(), mine);
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            1,
+            "the child's load ran in the child only"
+        );
+    });
 }

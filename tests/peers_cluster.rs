@@ -1,118 +1,23 @@
 //! Several nodes (pools with real engine groups) in one process, talking
 //! HTTP over loopback.
 
-use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use groupcache::engine::{Error, Getter, Group, PeerPicker, Sink};
 use groupcache::peers::{Pool, PoolOptions};
 use groupcache::ring::Ring;
 
-/// A getter that counts its calls per key. Keys "missing:..." do not exist,
-/// "fail:..." fail, "big:..." are 1 MiB, "ttl:..." live 300 ms; others are
-/// "v<version>:" + key, where `version` can be bumped to see reloads.
-struct Loader {
-    node: usize,
-    loads: Mutex<HashMap<Vec<u8>, u64>>,
-    version: AtomicU64,
-    /// Keys this node's getter refuses (to tell an owner's failure from a
-    /// fallback load).
-    fail_here: Mutex<Vec<Vec<u8>>>,
-    delay: Mutex<Duration>,
-}
-
-fn big_value(key: &[u8]) -> Vec<u8> {
-    (0..1 << 20)
-        .map(|i: usize| ((i * 31 + key.len()) % 251) as u8)
-        .collect()
-}
-
-fn value_for(version: u64, key: &[u8]) -> Vec<u8> {
-    let mut v = format!("v{version}:").into_bytes();
-    v.extend_from_slice(key);
-    v
-}
-
-impl Getter for Loader {
-    fn get(&self, key: &[u8], sink: &mut Sink) -> Result<(), Error> {
-        *self.loads.lock().unwrap().entry(key.to_vec()).or_default() += 1;
-        let d = *self.delay.lock().unwrap();
-        if !d.is_zero() {
-            std::thread::sleep(d);
-        }
-        if key.starts_with(b"missing:") {
-            return Err(Error::NotFound);
-        }
-        if key.starts_with(b"fail:") || self.fail_here.lock().unwrap().iter().any(|k| k == key) {
-            return Err(Error::LoaderFailed(format!("node {} refuses", self.node)));
-        }
-        if key.starts_with(b"big:") {
-            return sink.set(&big_value(key), 0);
-        }
-        let ttl = if key.starts_with(b"ttl:") { 300 } else { 0 };
-        sink.set(&value_for(self.version.load(Ordering::SeqCst), key), ttl)
-    }
-}
-
-struct Node {
-    pool: Arc<Pool>,
-    group: Arc<Group>,
-    loader: Arc<Loader>,
-}
-
-impl Node {
-    fn new(i: usize, opts: PoolOptions) -> Node {
-        let loader = Arc::new(Loader {
-            node: i,
-            loads: Mutex::default(),
-            version: AtomicU64::new(1),
-            fail_here: Mutex::default(),
-            delay: Mutex::new(Duration::ZERO),
-        });
-        let group = Group::new("g", 64 << 20, Some(loader.clone() as Arc<dyn Getter>));
-        let pool = Pool::new("127.0.0.1:0", None, opts).unwrap();
-        pool.register(group.clone()).unwrap();
-        Node { pool, group, loader }
-    }
-    fn loads(&self, key: &[u8]) -> u64 {
-        self.loader.loads.lock().unwrap().get(key).copied().unwrap_or(0)
-    }
-    fn total_loads(&self) -> u64 {
-        self.loader.loads.lock().unwrap().values().sum()
-    }
-}
-
-fn opts() -> PoolOptions {
-    PoolOptions {
-        timeout: Duration::from_millis(600),
-        worker_threads: 1,
-        ..Default::default()
-    }
-}
-
-fn cluster(n: usize) -> (Vec<Node>, Vec<String>) {
-    let nodes: Vec<Node> = (0..n).map(|i| Node::new(i, opts())).collect();
-    let urls: Vec<String> = nodes.iter().map(|n| n.pool.url().to_string()).collect();
-    for n in &nodes {
-        n.pool.set_peers(&urls).unwrap();
-    }
-    (nodes, urls)
-}
-
-fn owner_of(urls: &[String], key: &[u8]) -> usize {
-    let mut r = Ring::new(50);
-    r.add(urls.iter().cloned());
-    let o = r.get(key).unwrap();
-    urls.iter().position(|u| u == o).unwrap()
-}
+/// The peer timeout of these tests' pools.
+const TIMEOUT_MS: u64 = 600;
 
 #[test]
 fn each_key_loads_once_cluster_wide() {
-    let (nodes, urls) = cluster(3);
+    let (nodes, urls) = cluster(3, opts(TIMEOUT_MS));
     let nodes = Arc::new(nodes);
     let keys: Vec<Vec<u8>> = (0..150).map(|i| format!("key-{i}").into_bytes()).collect();
     // Every node asks for every key, from two threads each, at once.
@@ -156,7 +61,7 @@ fn each_key_loads_once_cluster_wide() {
 
 #[test]
 fn tricky_and_big_keys_across_nodes() {
-    let (nodes, urls) = cluster(3);
+    let (nodes, urls) = cluster(3, opts(TIMEOUT_MS));
     let mut keys: Vec<Vec<u8>> = [
         &b""[..],
         b"a/b",
@@ -190,7 +95,7 @@ fn tricky_and_big_keys_across_nodes() {
 
 #[test]
 fn not_found_at_the_owner_is_final() {
-    let (nodes, urls) = cluster(3);
+    let (nodes, urls) = cluster(3, opts(TIMEOUT_MS));
     for i in 0..30 {
         let k = format!("missing:{i}").into_bytes();
         let owner = owner_of(&urls, &k);
@@ -211,7 +116,7 @@ fn not_found_at_the_owner_is_final() {
 
 #[test]
 fn owner_failure_falls_back_to_a_local_load() {
-    let (nodes, urls) = cluster(2);
+    let (nodes, urls) = cluster(2, opts(TIMEOUT_MS));
     let k = (0..)
         .map(|i| format!("k{i}").into_bytes())
         .find(|k| owner_of(&urls, k) == 1)
@@ -262,20 +167,12 @@ fn garbage_peer(reply: &'static [u8]) -> String {
     url
 }
 
-fn keys_owned_by(urls: &[String], owner: usize, n: usize) -> Vec<Vec<u8>> {
-    (0..)
-        .map(|i| format!("key-{i}").into_bytes())
-        .filter(|k| owner_of(urls, k) == owner)
-        .take(n)
-        .collect()
-}
-
 #[test]
 fn silent_peer_means_local_load_within_the_timeout() {
-    let node = Node::new(0, opts());
+    let node = Node::new(opts(TIMEOUT_MS));
     let urls = vec![node.pool.url().to_string(), silent_peer(Duration::from_secs(5))];
     node.pool.set_peers(&urls).unwrap();
-    for k in keys_owned_by(&urls, 1, 3) {
+    for k in keys_owned_by(&urls, 1, 3, "key-") {
         let t = Instant::now();
         assert_eq!(node.group.get(&k).unwrap(), value_for(1, &k));
         let took = t.elapsed();
@@ -296,10 +193,10 @@ fn garbage_peer_means_local_load() {
         b"HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: 4\r\n\r\n\x0a\x09ab",
         b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n",
     ] {
-        let node = Node::new(0, opts());
+        let node = Node::new(opts(TIMEOUT_MS));
         let urls = vec![node.pool.url().to_string(), garbage_peer(reply)];
         node.pool.set_peers(&urls).unwrap();
-        for k in keys_owned_by(&urls, 1, 2) {
+        for k in keys_owned_by(&urls, 1, 2, "key-") {
             assert_eq!(node.group.get(&k).unwrap(), value_for(1, &k), "{reply:?}");
             assert_eq!(node.loads(&k), 1);
         }
@@ -309,8 +206,8 @@ fn garbage_peer_means_local_load() {
 
 #[test]
 fn set_and_remove_across_nodes() {
-    let (nodes, urls) = cluster(3);
-    let k = keys_owned_by(&urls, 1, 1).remove(0);
+    let (nodes, urls) = cluster(3, opts(TIMEOUT_MS));
+    let k = keys_owned_by(&urls, 1, 1, "key-").remove(0);
     // Node 0 sets a key owned by node 1; node 2 reads it from the owner
     // without anyone loading.
     nodes[0].group.set(&k, b"set-by-0", 0).unwrap();
@@ -338,14 +235,14 @@ fn set_and_remove_across_nodes() {
 
 #[test]
 fn ttl_travels_with_values() {
-    let (nodes, urls) = cluster(2);
+    let (nodes, urls) = cluster(2, opts(TIMEOUT_MS));
     let k = (0..)
         .map(|i| format!("ttl:{i}").into_bytes())
         .find(|k| owner_of(&urls, k) == 1)
         .unwrap();
     assert_eq!(nodes[0].group.get(&k).unwrap(), value_for(1, &k));
     // Set with a TTL from the non-owner too.
-    let k2 = keys_owned_by(&urls, 1, 1).remove(0);
+    let k2 = keys_owned_by(&urls, 1, 1, "key-").remove(0);
     nodes[0].group.set(&k2, b"short-lived", 200).unwrap();
     assert_eq!(nodes[0].group.get(&k2).unwrap(), &b"short-lived"[..]);
     std::thread::sleep(Duration::from_millis(450));
@@ -361,7 +258,7 @@ fn ttl_travels_with_values() {
 
 #[test]
 fn membership_changes() {
-    let (nodes, urls) = cluster(3);
+    let (nodes, urls) = cluster(3, opts(TIMEOUT_MS));
     let keys: Vec<Vec<u8>> = (0..120).map(|i| format!("m-{i}").into_bytes()).collect();
     // Start as a two-node cluster (node 2 is client-only).
     let two = urls[..2].to_vec();
@@ -415,7 +312,7 @@ fn membership_changes() {
 
 #[test]
 fn a_node_closed_mid_run_is_survived() {
-    let (nodes, urls) = cluster(3);
+    let (nodes, urls) = cluster(3, opts(TIMEOUT_MS));
     let nodes = Arc::new(nodes);
     let n2 = nodes.clone();
     let worker = std::thread::spawn(move || {
@@ -431,7 +328,7 @@ fn a_node_closed_mid_run_is_survived() {
     nodes[1].pool.close();
     assert_eq!(worker.join().unwrap(), 600);
     // Keys of the closed node are now loaded locally by node 0.
-    let k = keys_owned_by(&urls, 1, 1).remove(0);
+    let k = keys_owned_by(&urls, 1, 1, "key-").remove(0);
     nodes[0].group.get(&k).unwrap();
     assert!(nodes[0].group.stats().peer_errors >= 1 || nodes[0].loads(&k) == 1);
 }
@@ -440,12 +337,12 @@ fn a_node_closed_mid_run_is_survived() {
 fn disagreeing_nodes_do_not_deadlock() {
     // Each node believes the other owns every key: a request from a peer
     // must be answered locally, never forwarded back.
-    let a = Node::new(0, opts());
-    let b = Node::new(1, opts());
+    let a = Node::new(opts(TIMEOUT_MS));
+    let b = Node::new(opts(TIMEOUT_MS));
     a.pool.set_peers(&[b.pool.url().to_string()]).unwrap();
     b.pool.set_peers(&[a.pool.url().to_string()]).unwrap();
-    *a.loader.delay.lock().unwrap() = Duration::from_millis(50);
-    *b.loader.delay.lock().unwrap() = Duration::from_millis(50);
+    a.loader.delay_ms.store(50, Ordering::SeqCst);
+    b.loader.delay_ms.store(50, Ordering::SeqCst);
     let (a, b) = (Arc::new(a), Arc::new(b));
     let t = Instant::now();
     let hs: Vec<_> = (0..8)
@@ -467,8 +364,8 @@ fn disagreeing_nodes_do_not_deadlock() {
 
 #[test]
 fn pool_is_a_picker_and_unregister_detaches() {
-    let (nodes, urls) = cluster(2);
-    let k = keys_owned_by(&urls, 1, 1).remove(0);
+    let (nodes, urls) = cluster(2, opts(TIMEOUT_MS));
+    let k = keys_owned_by(&urls, 1, 1, "key-").remove(0);
     assert_eq!(nodes[0].pool.pick_peer(&k).unwrap().url(), urls[1]);
     assert!(nodes[0].pool.unregister_group(&nodes[0].group));
     assert!(!nodes[0].pool.unregister("g"));
@@ -476,7 +373,7 @@ fn pool_is_a_picker_and_unregister_detaches() {
     // group" from node 0, which it treats as a failure (local load).
     assert_eq!(nodes[0].group.get(&k).unwrap(), value_for(1, &k));
     assert_eq!(nodes[0].loads(&k), 1);
-    let k0 = keys_owned_by(&urls, 0, 1).remove(0);
+    let k0 = keys_owned_by(&urls, 0, 1, "key-").remove(0);
     assert_eq!(nodes[1].group.get(&k0).unwrap(), value_for(1, &k0));
     assert_eq!(nodes[1].loads(&k0), 1);
     assert_eq!(nodes[1].group.stats().peer_errors, 1);
@@ -488,7 +385,7 @@ fn pool_is_a_picker_and_unregister_detaches() {
 
 #[test]
 fn dropping_a_group_unserves_it() {
-    let (nodes, urls) = cluster(2);
+    let (nodes, urls) = cluster(2, opts(TIMEOUT_MS));
     let Node {
         pool,
         group,

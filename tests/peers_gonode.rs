@@ -1,7 +1,7 @@
 //! Smoke test against a real golang/groupcache node (tests/interop/gonode).
 //! Ignored by a plain `cargo test` (it needs Go); `make test-interop` runs
 //! it with GONODE naming the built binary:
-//! `GONODE=$(tests/interop/build.sh target/go/bin) cargo test --release --test peers_gonode -- --ignored`
+//! `GONODE=$(tests/interop/build.sh target/go/bin) cargo test --release --test integration -- --ignored peers_gonode::`
 //! (the full interop suite lives in tests/interop).
 
 use std::collections::HashMap;
@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::common::big_value;
 use groupcache::engine::{Error, Getter, Group, Sink};
 use groupcache::peers::escape::escape;
 use groupcache::peers::{Pool, PoolOptions};
@@ -18,17 +19,11 @@ use groupcache::ring::Ring;
 
 struct Loader(Mutex<HashMap<Vec<u8>, u64>>);
 
-fn big(key: &[u8]) -> Vec<u8> {
-    (0..1 << 20)
-        .map(|i: usize| ((i * 31 + key.len()) % 251) as u8)
-        .collect()
-}
-
 impl Getter for Loader {
     fn get(&self, key: &[u8], sink: &mut Sink) -> Result<(), Error> {
         *self.0.lock().unwrap().entry(key.to_vec()).or_default() += 1;
         if key.starts_with(b"big:") {
-            return sink.set(&big(key), 0);
+            return sink.set(&big_value(key), 0);
         }
         let mut v = b"v:".to_vec();
         v.extend_from_slice(key);
@@ -127,7 +122,7 @@ fn mixed_cluster_with_a_go_node() {
     ];
     for k in tricky {
         let want = if k.starts_with("big:") {
-            big(k.as_bytes())
+            big_value(k.as_bytes())
         } else {
             format!("v:{k}").into_bytes()
         };

@@ -21,7 +21,7 @@
 //! - hot_key_c16: 16 threads on one B-owned key, cold at the start.
 //!
 //! Ignored by default; run with
-//! `cargo test --release --test peers_perf -- --ignored --exact remote_fetch_rate --nocapture`.
+//! `cargo test --release --test integration -- --ignored --exact peers_perf::remote_fetch_rate --nocapture`.
 //! Prints a summary and, as its last line, `PEERS_JSON {...}` with the same
 //! fields as Go's JSON (plus `impl`, `peer_errors`); `PEERS_PERF_JSON=path`
 //! also writes that object to a file. GC_WORKERS sets the pools' runtime
@@ -32,6 +32,7 @@ use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::common::process::harness_name;
 use groupcache::engine::{Error, Getter, Group, Sink};
 use groupcache::peers::{Pool, PoolOptions};
 use groupcache::ring::Ring;
@@ -316,7 +317,7 @@ fn remote_fetch_rate() {
         .args([
             "--ignored",
             "--exact",
-            "owner_node",
+            &harness_name(module_path!(), "owner_node"),
             "--nocapture",
             "--test-threads=1",
         ])

@@ -3,18 +3,15 @@
 //! remove (or set) returns, no get that starts afterwards returns the value
 //! from before it (RELIABILITY.md).
 //!
-//! Run: cargo test --release --test reliability_race
-//! Longer: GC_RACE_SECS=60 cargo test --release --test reliability_race
-
-#[path = "reliability/common.rs"]
-mod common;
+//! Run: cargo test --release --test integration reliability_race::
+//! Longer: GC_RACE_SECS=60 cargo test --release --test integration reliability_race::
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use groupcache::engine::{Error, Getter, Group, Sink};
 use groupcache::peers::Pool;
 
@@ -87,6 +84,7 @@ fn secs() -> u64 {
         .unwrap_or(2)
 }
 
+/// Nodes with groups over one database; pools closed on drop.
 struct Cluster {
     pools: Vec<Arc<Pool>>,
     groups: Vec<Arc<Group>>,
@@ -103,10 +101,7 @@ fn cluster(n: usize, db: &Arc<Db>) -> Cluster {
         pools.push(p);
         groups.push(g);
     }
-    let urls: Vec<String> = pools.iter().map(|p| p.url().to_string()).collect();
-    for p in &pools {
-        p.set_peers(&urls).unwrap();
-    }
+    let urls = link(pools.iter().map(|p| &**p));
     Cluster { pools, groups, urls }
 }
 

@@ -7,18 +7,15 @@
 //! at rest (and within max_bytes + one entry per inserting thread while
 //! inserts run: the store inserts, then evicts).
 //!
-//! Run: cargo test --release --test reliability_stress      (8 s)
-//! Longer: GC_STRESS_SECS=300 cargo test --release --test reliability_stress
-
-#[path = "reliability/common.rs"]
-mod common;
+//! Run: cargo test --release --test integration reliability_stress::      (8 s)
+//! Longer: GC_STRESS_SECS=300 cargo test --release --test integration reliability_stress::
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use groupcache::engine::{Error, Getter, Group, Sink};
 use groupcache::peers::Pool;
 
@@ -122,10 +119,7 @@ fn three_nodes_mixed_load() {
         pools.push(p);
         groups.push(g);
     }
-    let urls: Vec<String> = pools.iter().map(|p| p.url().to_string()).collect();
-    for p in &pools {
-        p.set_peers(&urls).unwrap();
-    }
+    link(pools.iter().map(|p| &**p));
     let sets: Arc<Mutex<HashSet<(usize, u64)>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let ops = Arc::new([(); 6].map(|_| AtomicU64::new(0))); // get, hit-or-load, set, ttl set, remove, missing

@@ -8,8 +8,9 @@ cd "$(dirname "$0")/../.."
 delay="${1:-5ms}"
 loss="${2:-5%}"
 ns="gcnetem$$"
-cargo build --release --tests -q
-bin=$(ls -t target/release/deps/reliability_peers-* | grep -v '\.d$' | head -1)
+bin="$(cargo test --release --test integration --no-run 2>&1 \
+  | grep -o 'target/release/deps/integration-[a-z0-9]*' | tail -1)"
+[ -x "$bin" ] || { echo "could not build the integration tests" >&2; exit 1; }
 ip netns add "$ns"
 trap 'ip netns del "$ns"' EXIT
 ip netns exec "$ns" ip link set lo up
@@ -19,4 +20,4 @@ if ! ip netns exec "$ns" tc qdisc add dev lo root netem delay "$delay" loss "$lo
   exit 1
 fi
 echo "netns $ns: lo with netem delay $delay loss $loss"
-ip netns exec "$ns" env GC_NETEM=1 "$bin" --ignored --exact netem_loopback --nocapture
+ip netns exec "$ns" env GC_NETEM=1 "$bin" --ignored --exact reliability_peers::netem_loopback --nocapture
