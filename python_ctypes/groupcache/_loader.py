@@ -26,6 +26,7 @@ from typing import Callable, Dict, Optional, Tuple, Union
 
 from . import _lib
 from ._errors import CACHE_LOADER_FAILED, CACHE_NOT_FOUND, CACHE_OK
+from ._keys import decode_key
 
 __all__ = ["Value", "LoaderResult", "Loader", "LoaderSlot", "TRAMPOLINE", "ttl_to_ms"]
 
@@ -113,7 +114,7 @@ class LoaderSlot:
     def load(self, key: bytes, sink: Optional[int]) -> int:
         """Runs the loader for ``key`` and fills ``sink``; never raises."""
         try:
-            result = self.loader(key.decode("utf-8", "surrogateescape"))
+            result = self.loader(decode_key(key))
             if result is None:
                 return CACHE_NOT_FOUND
             value, ttl_ms = _unpack(result)

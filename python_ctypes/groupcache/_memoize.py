@@ -10,6 +10,7 @@ import types
 from typing import Any, Callable, Dict, Generic, Optional, Sequence, Tuple, TypeVar, Union
 
 from ._errors import ClosedError, LoaderError, NotFoundError
+from ._keys import encode_key
 from ._loader import LoaderResult
 from .cache import Cache, CacheInfo
 from .pool import Pool
@@ -29,12 +30,6 @@ def _str_key(*args: Any, **kwargs: Any) -> str:
         "a function memoized without key= takes one str argument, its cache "
         "key; give memoize a key= function for other arguments"
     )
-
-
-def _encode_key(key: object) -> bytes:
-    if not isinstance(key, str):
-        raise TypeError("key= must return a str, not %s" % type(key).__name__)
-    return key.encode("utf-8", "surrogateescape")
 
 
 class Memoized(Generic[T]):
@@ -90,7 +85,7 @@ class Memoized(Generic[T]):
 
     def __call__(self, *args: Any, **kwargs: Any) -> T:
         k = self._key(*args, **kwargs)
-        kb = _encode_key(k)
+        kb = encode_key(k, "key= must return a str")
         cache = self._cache
         data = cache._peek(kb)
         if data:

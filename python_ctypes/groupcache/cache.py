@@ -36,6 +36,7 @@ from typing import (
 from . import _lib
 from ._log import sync_log_level
 from ._handle import Closable
+from ._keys import decode_key, encode_key
 from ._errors import (
     CACHE_IN_PROGRESS,
     CACHE_INVALID_ARGUMENT,
@@ -125,20 +126,6 @@ class CacheInfo(NamedTuple):
     """The bound in bytes (``max_bytes``)."""
     currsize: int
     """Bytes held now (``Stats.main_bytes + Stats.hot_bytes``)."""
-
-
-def _encode_key(key: object) -> bytes:
-    """The slow half of key encoding: keys with lone surrogates, and
-    anything that is not a str."""
-    if isinstance(key, str):
-        # surrogateescape gives back the bytes of a key that was not UTF-8;
-        # other lone surrogates cannot be sent (UnicodeEncodeError).
-        return key.encode("utf-8", "surrogateescape")
-    raise TypeError("keys are str, not %s" % type(key).__name__)
-
-
-def _decode_key(key: bytes) -> str:
-    return key.decode("utf-8", "surrogateescape")
 
 
 def _value_bytes(value: object) -> bytes:
@@ -348,7 +335,7 @@ class Cache(Closable):
         try:
             k = key.encode()
         except (AttributeError, UnicodeEncodeError):
-            k = _encode_key(key)
+            k = encode_key(key)
         # One foreign call, GIL kept: a new bytes on a hit, b"" otherwise
         # (a miss, an empty value, a closed cache), which _load sorts out.
         return _lookup3(self._harg, k, len(k)) or (
@@ -359,7 +346,7 @@ class Cache(Closable):
         try:
             k = key.encode()
         except (AttributeError, UnicodeEncodeError):
-            k = _encode_key(key)
+            k = encode_key(key)
         return _lookup(self._harg, k, len(k), _ALLOC) or (
             self._load(k) if default is _NO_DEFAULT else self._load_or(k, default)
         )
@@ -373,7 +360,7 @@ class Cache(Closable):
         try:
             k = key.encode()
         except (AttributeError, UnicodeEncodeError):
-            k = _encode_key(key)
+            k = encode_key(key)
         return _lookup(self._harg, k, len(k), _ALLOC) or self._load(k)
 
     def __contains__(self, key: object) -> bool:
@@ -382,7 +369,7 @@ class Cache(Closable):
         "in" only while this node keeps a hot copy."""
         if not isinstance(key, str):
             return False
-        k = _encode_key(key)
+        k = encode_key(key)
         if self._closed:
             raise ClosedError("the cache %r is closed" % self._name, None)
         status = _lib.cache_contains(self._handle, k, len(k))
@@ -430,7 +417,7 @@ class Cache(Closable):
             try:
                 k = key.encode()
             except (AttributeError, UnicodeEncodeError):
-                k = _encode_key(key)
+                k = encode_key(key)
             v = _lookup(h, k, len(k), _ALLOC)
             if v:
                 out[key] = v
@@ -461,7 +448,7 @@ class Cache(Closable):
             kb = joined.encode()
         except UnicodeEncodeError:
             try:
-                kb = joined.encode("utf-8", "surrogateescape")
+                kb = encode_key(joined)
             except UnicodeEncodeError:
                 return None
         values: List[Any] = [None] * n
@@ -476,7 +463,7 @@ class Cache(Closable):
                 out[key] = v
             else:
                 try:
-                    out[key] = self._load(_encode_key(key))
+                    out[key] = self._load(encode_key(key))
                 except NotFoundError:
                     pass
         return out
@@ -507,7 +494,7 @@ class Cache(Closable):
             else:
                 _lib.cache_get(self._handle, k, len(k), ctypes.byref(out))
         except NotFoundError:
-            raise NotFoundError(_decode_key(k), CACHE_NOT_FOUND) from None
+            raise NotFoundError(decode_key(k), CACHE_NOT_FOUND) from None
         except LoaderError as e:
             if self._closed:  # the load was cut short by close()
                 raise ClosedError("the cache %r is closed" % self._name, None) from e
@@ -548,7 +535,7 @@ class Cache(Closable):
         try:
             k = key.encode()
         except (AttributeError, UnicodeEncodeError):
-            k = _encode_key(key)
+            k = encode_key(key)
         v = _lookup(self._harg, k, len(k), _ALLOC)
         if v:
             return v
@@ -593,7 +580,7 @@ class Cache(Closable):
     def set(self, key: str, value: Value, ttl: Optional[float] = None) -> None:
         """Stores ``value`` under ``key`` (at the key's owner when in a pool,
         and here). ``ttl`` in seconds; None or <= 0: no expiry."""
-        k = _encode_key(key)
+        k = encode_key(key)
         v = _value_bytes(value)
         ms = ttl_to_ms(ttl)
         self._check_open()
@@ -614,7 +601,7 @@ class Cache(Closable):
         key was still dropped here and at every other peer, but the owner
         may hold the old value until it expires or is evicted. A load of the
         key in flight will not cache the old value."""
-        k = _encode_key(key)
+        k = encode_key(key)
         self._check_open()
         try:
             _lib.cache_remove(self._handle, k, len(k))

@@ -13,6 +13,7 @@ from typing import Iterable, List, Optional
 
 from . import _lib
 from ._handle import Closable
+from ._keys import encode_key
 from ._errors import CACHE_BUFFER_TOO_SMALL, CACHE_OK, ClosedError, error_for_status
 from ._log import sync_log_level
 
@@ -202,9 +203,7 @@ class Pool(Closable):
         membership: the node whose loader loads it. This node's own URL when
         it owns the key or has no peers. For operators and tests ("which
         node loads this key?"); it asks no peer and never blocks."""
-        if not isinstance(key, str):
-            raise TypeError("keys are str, not %s" % type(key).__name__)
-        k = key.encode("utf-8", "surrogateescape")
+        k = encode_key(key)
         self._check_open()
         n = ctypes.c_size_t()
         cap = 128

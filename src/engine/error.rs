@@ -38,3 +38,31 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+/// The message of a caught panic (`catch_unwind`'s payload): the text given
+/// to `panic!`, or "unknown panic" for a payload of another type.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        s
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s
+    } else {
+        "unknown panic"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::panic_message;
+    use std::panic::catch_unwind;
+
+    #[test]
+    fn panic_messages() {
+        let literal = catch_unwind(|| panic!("plain")).unwrap_err();
+        assert_eq!(panic_message(&*literal), "plain");
+        let formatted = catch_unwind(|| panic!("key {}", 7)).unwrap_err();
+        assert_eq!(panic_message(&*formatted), "key 7");
+        let other = catch_unwind(|| std::panic::panic_any(42u8)).unwrap_err();
+        assert_eq!(panic_message(&*other), "unknown panic");
+    }
+}

@@ -13,9 +13,9 @@ use super::clock;
 use super::fork;
 use super::reclaim::{self, Pin};
 use super::singleflight::{Flight, Role};
-use super::stats::{Counter, Counters};
+use super::stats::{Counter, Counters, Stats};
 use super::store::{Hit, Kind, Store};
-use super::{Error, PeerError, PeerGetter, PeerPicker, PeerValue};
+use super::{panic_message, Error, PeerError, PeerGetter, PeerPicker, PeerValue};
 
 /// Longest key accepted, in bytes. Keys travel in URL paths between peers
 /// (up to three bytes per key byte once escaped), so they are kept well
@@ -83,30 +83,6 @@ pub struct GroupOptions {
     /// default, as golang/groupcache): no limit. The thread running the
     /// getter cannot be interrupted; its own caller waits for it.
     pub load_timeout: Option<Duration>,
-}
-
-/// groupcache's Stats plus both caches' CacheStats.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Stats {
-    pub gets: u64,
-    pub cache_hits: u64,
-    pub peer_loads: u64,
-    pub peer_errors: u64,
-    pub loads: u64,
-    pub loads_deduped: u64,
-    pub local_loads: u64,
-    pub local_load_errs: u64,
-    pub server_requests: u64,
-    pub main_bytes: u64,
-    pub main_items: u64,
-    pub main_gets: u64,
-    pub main_hits: u64,
-    pub main_evictions: u64,
-    pub hot_bytes: u64,
-    pub hot_items: u64,
-    pub hot_gets: u64,
-    pub hot_hits: u64,
-    pub hot_evictions: u64,
 }
 
 /// A value and its absolute expiry, as loads produce and share it.
@@ -466,11 +442,7 @@ impl Group {
         let r = catch_unwind(AssertUnwindSafe(|| getter.get(key, &mut sink)));
         match r {
             Err(panic) => {
-                let msg = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "unknown panic".into());
+                let msg = panic_message(&*panic);
                 log::error!(
                     "cache {:?}: the getter panicked loading key {:?}: {msg}",
                     self.name,
@@ -628,36 +600,7 @@ impl Group {
     }
 
     pub fn stats(&self) -> Stats {
-        let c = |x| self.counters.get(x);
-        let s = self.store.stats();
-        let (gets, hits_main, hits_hot) = (c(Counter::Gets), c(Counter::HitsMain), c(Counter::HitsHot));
-        let inner = c(Counter::InnerLookups);
-        let (inner_main, inner_hot) = (c(Counter::InnerHitsMain), c(Counter::InnerHitsHot));
-        // One table serves both caches; a lookup is counted as groupcache
-        // counts it: main first, then hot when main missed.
-        let lookups = gets + inner;
-        let main_hits = hits_main + inner_main;
-        Stats {
-            gets,
-            cache_hits: hits_main + hits_hot + inner_main + inner_hot,
-            peer_loads: c(Counter::PeerLoads),
-            peer_errors: c(Counter::PeerErrors),
-            loads: c(Counter::Loads),
-            loads_deduped: c(Counter::LoadsDeduped),
-            local_loads: c(Counter::LocalLoads),
-            local_load_errs: c(Counter::LocalLoadErrs),
-            server_requests: c(Counter::ServerRequests),
-            main_bytes: s.main_bytes,
-            main_items: s.main_items,
-            main_gets: lookups,
-            main_hits,
-            main_evictions: s.main_evictions,
-            hot_bytes: s.hot_bytes,
-            hot_items: s.hot_items,
-            hot_gets: lookups - main_hits,
-            hot_hits: hits_hot + inner_hot,
-            hot_evictions: s.hot_evictions,
-        }
+        Stats::new(&self.counters, self.store.stats())
     }
 
     /// Marks the group closed: later calls return `Error::Closed`; calls

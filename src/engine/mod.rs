@@ -10,6 +10,7 @@ pub mod singleflight;
 mod stats;
 pub mod store;
 
-pub use error::Error;
-pub use group::{Getter, Group, GroupOptions, Sink, Stats, MAX_KEY_LEN, MAX_VALUE_LEN};
+pub use error::{panic_message, Error};
+pub use group::{Getter, Group, GroupOptions, Sink, MAX_KEY_LEN, MAX_VALUE_LEN};
 pub use peers::{PeerError, PeerGetter, PeerPicker, PeerValue};
+pub use stats::Stats;

@@ -1,4 +1,5 @@
-//! Counters that cost nothing shared on the hit path.
+//! A group's statistics: [`Stats`], the snapshot callers see, and the
+//! counters behind it, which cost nothing shared on the hit path.
 //!
 //! A single `AtomicU64` per counter would be written by every thread on
 //! every hit, and its cache line would bounce between cores. Instead each
@@ -13,6 +14,67 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use crossbeam_utils::CachePadded;
+
+use super::store::StoreStats;
+
+/// groupcache's Stats plus both caches' CacheStats.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub gets: u64,
+    pub cache_hits: u64,
+    pub peer_loads: u64,
+    pub peer_errors: u64,
+    pub loads: u64,
+    pub loads_deduped: u64,
+    pub local_loads: u64,
+    pub local_load_errs: u64,
+    pub server_requests: u64,
+    pub main_bytes: u64,
+    pub main_items: u64,
+    pub main_gets: u64,
+    pub main_hits: u64,
+    pub main_evictions: u64,
+    pub hot_bytes: u64,
+    pub hot_items: u64,
+    pub hot_gets: u64,
+    pub hot_hits: u64,
+    pub hot_evictions: u64,
+}
+
+impl Stats {
+    /// The snapshot of a group's `counters` and its store's figures `s`.
+    pub(crate) fn new(counters: &Counters, s: StoreStats) -> Stats {
+        let c = |x| counters.get(x);
+        let (gets, hits_main, hits_hot) = (c(Counter::Gets), c(Counter::HitsMain), c(Counter::HitsHot));
+        let inner = c(Counter::InnerLookups);
+        let (inner_main, inner_hot) = (c(Counter::InnerHitsMain), c(Counter::InnerHitsHot));
+        // One table serves both caches; a lookup is counted as groupcache
+        // counts it: main first, then hot when main missed.
+        let lookups = gets + inner;
+        let main_hits = hits_main + inner_main;
+        Stats {
+            gets,
+            cache_hits: hits_main + hits_hot + inner_main + inner_hot,
+            peer_loads: c(Counter::PeerLoads),
+            peer_errors: c(Counter::PeerErrors),
+            loads: c(Counter::Loads),
+            loads_deduped: c(Counter::LoadsDeduped),
+            local_loads: c(Counter::LocalLoads),
+            local_load_errs: c(Counter::LocalLoadErrs),
+            server_requests: c(Counter::ServerRequests),
+            main_bytes: s.main_bytes,
+            main_items: s.main_items,
+            main_gets: lookups,
+            main_hits,
+            main_evictions: s.main_evictions,
+            hot_bytes: s.hot_bytes,
+            hot_items: s.hot_items,
+            hot_gets: lookups - main_hits,
+            hot_hits: hits_hot + inner_hot,
+            hot_evictions: s.hot_evictions,
+        }
+    }
+}
 
 /// Stripes with an exclusive owner; one more is shared by the rest.
 const STRIPES: usize = 32;

@@ -43,11 +43,7 @@ pub(crate) fn guard<R: Fallback>(body: impl FnOnce() -> R) -> R {
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(r) => r,
         Err(p) => {
-            let msg = p
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| p.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
+            let msg = crate::engine::panic_message(&*p);
             fail(CACHE_PANIC, format!("internal error (please report): {msg}"));
             R::on_panic()
         }

@@ -59,8 +59,6 @@ use std::sync::{Mutex, OnceLock};
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
-pub const AUTH_HEADER: &str = "x-groupcache-auth";
-
 /// How far a request's clock may be from the server's, in milliseconds.
 pub const WINDOW_MS: u64 = 300_000;
 
@@ -410,7 +408,7 @@ impl Verifier {
         headers: &hyper::HeaderMap,
     ) -> Result<SignedHead, Refusal> {
         let target = uri.path_and_query().map_or("", |pq| pq.as_str());
-        let mut values = headers.get_all(AUTH_HEADER).iter();
+        let mut values = headers.get_all(super::proto::AUTH_HEADER).iter();
         let (Some(h), None) = (values.next(), values.next()) else {
             return Err(Refusal::Malformed);
         };

@@ -51,23 +51,10 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use prost::Message;
 
 use super::escape::escape_into;
-use super::proto::{expire_from_wire, expire_to_wire, GetResponse, SetRequest};
+use super::proto::{
+    expire_from_wire, expire_to_wire, GetResponse, SetRequest, AUTH_HEADER, PEER_HEADER, PROTOBUF,
+};
 use crate::engine::{PeerError, PeerGetter, PeerValue};
-
-/// The `Content-Type` of protobuf bodies, as Go's groupcache sends it.
-pub const PROTOBUF: &str = "application/x-protobuf";
-
-/// A response header our servers send on every answer, naming the methods
-/// beyond GET that they implement. golang/groupcache serves every method as
-/// a GET (a DELETE would make it load the key) and sends no such header, so
-/// a peer that never sent it gets no PUT or DELETE ("set and remove reach
-/// our nodes only", see the protocol in peers/mod.rs: both are no-ops for
-/// such a peer).
-/// mailgun/groupcache implements both but does not send the header either;
-/// it is treated like golang/groupcache.
-pub const PEER_HEADER: &str = "x-groupcache-peer";
-/// The value of [`PEER_HEADER`].
-pub const PEER_HEADER_VALUE: &str = "set, remove";
 
 /// What a peer is known to implement.
 const KIND_UNKNOWN: u8 = 0;
@@ -206,7 +193,7 @@ impl Call {
                 super::auth::now_ms(),
                 super::auth::next_nonce(),
             );
-            b = b.header(super::auth::AUTH_HEADER, sig);
+            b = b.header(AUTH_HEADER, sig);
         }
         b.body(Full::new(self.body.clone()))
             .map_err(|e| PeerError::Failed(format!("bad request: {e}")))

@@ -19,12 +19,14 @@
 //! - Set and remove: `PUT` with a protobuf `SetRequest` body (`string group
 //!   = 1; string key = 2; bytes value = 3; int64 expire = 4`) and `DELETE`
 //!   on the same path, as mailgun/groupcache. golang/groupcache nodes know
-//!   neither, so set and remove reach our nodes only (see [`PEER_HEADER`]).
+//!   neither, so set and remove reach our nodes only (see
+//!   [`proto::PEER_HEADER`]).
 //! - A peer that fails or times out: the get loads locally (groupcache's
 //!   rule). Values fetched from a peer may be kept in the hot cache.
 //!
 //! - [`escape`]: group and key escaping in URLs.
-//! - [`proto`]: the protobuf bodies (prost, declared by hand).
+//! - [`proto`]: the wire: the protobuf bodies (prost, declared by hand),
+//!   the base path, header names and content types.
 //! - [`client`]: [`HttpPeer`], the engine's `PeerGetter` over HTTP/1.1.
 //! - `server`: the hyper server that answers peers, with its limits
 //!   (connections, deadlines, body budget, worker threads).

@@ -35,6 +35,7 @@ use std::time::Duration;
 use hyper::Uri;
 
 use super::client::{ClientConfig, ClientShared, HttpPeer, RuntimeOwner};
+use super::proto::DEFAULT_BASE_PATH;
 use super::server::{self, GroupLookup, PeerService, ServerConfig, ServerHandle};
 use crate::engine::{fork, Group, PeerGetter, PeerPicker};
 use crate::ring::Ring;
@@ -142,7 +143,7 @@ impl Default for PoolOptions {
             timeout: Duration::from_secs(2),
             connect_timeout: Duration::from_secs(1),
             replicas: Ring::DEFAULT_REPLICAS,
-            base_path: "/_groupcache/".to_string(),
+            base_path: DEFAULT_BASE_PATH.to_string(),
             max_body_bytes: (64 << 20) + (64 << 10),
             body_budget_bytes: 64 << 20,
             max_header_bytes: 128 << 10,

@@ -1,4 +1,5 @@
-//! The protobuf messages of the peer protocol, wire-compatible with
+//! The wire of the peer protocol: the HTTP constants (base path, header
+//! names, content types) and the protobuf messages, wire-compatible with
 //! golang/groupcache's `groupcachepb` and mailgun/groupcache's additions.
 //!
 //! Declared by hand with `#[derive(prost::Message)]`, so no `protoc` is
@@ -23,6 +24,35 @@
 //! written, which every Go version decodes as the same zero.
 
 use bytes::Bytes;
+
+/// The base path peers are served under unless configured otherwise, as
+/// golang/groupcache's `defaultBasePath`.
+pub const DEFAULT_BASE_PATH: &str = "/_groupcache/";
+
+/// The `Content-Type` of protobuf bodies, as Go's groupcache sends it.
+pub const PROTOBUF: &str = "application/x-protobuf";
+
+/// The `Content-Type` of our plain-text answers (errors, statuses).
+pub const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
+
+/// The `Content-Type` of `/metrics` (Prometheus' text format 0.0.4).
+pub const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// A response header our servers send on every answer, naming the methods
+/// beyond GET that they implement. golang/groupcache serves every method as
+/// a GET (a DELETE would make it load the key) and sends no such header, so
+/// a peer that never sent it gets no PUT or DELETE ("set and remove reach
+/// our nodes only", see the protocol in peers/mod.rs: both are no-ops for
+/// such a peer).
+/// mailgun/groupcache implements both but does not send the header either;
+/// it is treated like golang/groupcache.
+pub const PEER_HEADER: &str = "x-groupcache-peer";
+/// The value of [`PEER_HEADER`].
+pub const PEER_HEADER_VALUE: &str = "set, remove";
+
+/// The request header that carries a signature when the pool has a secret
+/// (its format: [`super::auth`]).
+pub const AUTH_HEADER: &str = "x-groupcache-auth";
 
 /// Go's `GetRequest`. Unused on the wire by the HTTP protocol (group and key
 /// travel in the path); kept for completeness and for other transports.

@@ -80,9 +80,11 @@ use self::conns::{Admit, ConnGuard, ConnIo, ConnTable, Phase, Slot, Throttle, Ti
 use self::inline::{Inline, Speed};
 use self::workers::Workers;
 use super::auth::Verifier;
-use super::client::{PEER_HEADER, PEER_HEADER_VALUE, PROTOBUF};
 use super::escape::unescape;
-use super::proto::{expire_from_wire, GetResponse, SetRequest};
+use super::proto::{
+    expire_from_wire, GetResponse, SetRequest, DEFAULT_BASE_PATH, PEER_HEADER, PEER_HEADER_VALUE,
+    PROMETHEUS_TEXT, PROTOBUF, TEXT_PLAIN,
+};
 use crate::engine::{Error, Group, PeerValue};
 
 pub(crate) use self::conns::auto_max_connections;
@@ -524,7 +526,7 @@ fn text(status: StatusCode, msg: &str) -> Response<Chunks> {
     body.push('\n');
     Response::builder()
         .status(status)
-        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .header(header::CONTENT_TYPE, TEXT_PLAIN)
         .header("x-content-type-options", "nosniff")
         .body(Chunks::one(Bytes::from(body)))
         .expect("valid response")
@@ -686,7 +688,7 @@ async fn serve(
         Target::NotOurs if req.uri.path() == "/metrics" && &req.method == Method::GET => {
             return Response::builder()
                 .status(StatusCode::OK)
-                .header(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")
+                .header(header::CONTENT_TYPE, PROMETHEUS_TEXT)
                 .body(Chunks::one(Bytes::from(groups.metrics())))
                 .expect("valid response");
         }
@@ -942,7 +944,7 @@ fn serve_raw(group: &Arc<Group>, raw: &[u8], auth: Option<Arc<Verifier>>) -> (Ve
             .expect("a current-thread runtime");
     }
     let cfg = ServerConfig {
-        base_path: "/_groupcache/".to_string(),
+        base_path: DEFAULT_BASE_PATH.to_string(),
         max_body_bytes: 64 << 10,
         max_header_bytes: 16 << 10,
         max_connections: 1,
