@@ -389,6 +389,12 @@ uint32_t cache_version_number(void);
  * character, a malformed GROUPCACHE_* variable), CACHE_ALREADY_EXISTS
  * (the pool has a cache of that name), CACHE_CLOSED (the pool was freed).
  * Never blocks.
+ *
+ * # Safety
+ * `name` is NULL or a NUL-terminated string; `out` is NULL or writable;
+ * `user_data` stays valid as said above and `getter` is NULL or a
+ * function as cache_getter_fn describes. `pool` is any value (handles
+ * are checked).
  */
 enum cache_status cache_new(const char *name,
                             uint64_t max_bytes,
@@ -402,6 +408,9 @@ enum cache_status cache_new(const char *name,
  * defaults and the environment). The options are copied: free them
  * whenever. Same statuses as cache_new, plus CACHE_INVALID_ARGUMENT for
  * options that were freed. Never blocks.
+ *
+ * # Safety
+ * As cache_new; `options` is any value (handles are checked).
  */
 enum cache_status cache_new_with_options(const char *name,
                                          uint64_t max_bytes,
@@ -437,6 +446,10 @@ void cache_free(struct cache *c);
  * the getter on this thread, or fetch from a peer), at most the load
  * timeout when it waits on another thread's load; a call that runs the
  * getter itself waits for it whatever the timeout. A hit never blocks.
+ *
+ * # Safety
+ * `key` points to `key_len` readable bytes (or is NULL with `key_len` 0);
+ * `out` is NULL or writable.
  */
 enum cache_status cache_get(struct cache *c,
                             const uint8_t *key,
@@ -455,6 +468,9 @@ enum cache_status cache_get(struct cache *c,
  *
  * Returns what cache_get returns, plus CACHE_IN_PROGRESS (`*out` is then
  * untouched).
+ *
+ * # Safety
+ * As cache_get.
  */
 enum cache_status cache_get_slice(struct cache *c,
                                   const uint8_t *key,
@@ -471,6 +487,9 @@ enum cache_status cache_get_slice(struct cache *c,
  * Returns CACHE_OK, CACHE_NOT_FOUND, CACHE_INVALID_ARGUMENT (NULL c, NULL
  * key with a non-zero length, a key over 8 KiB), CACHE_CLOSED. Never
  * blocks beyond a concurrent insert of the same key.
+ *
+ * # Safety
+ * `key` points to `key_len` readable bytes (or is NULL with `key_len` 0).
  */
 enum cache_status cache_contains(const struct cache *c, const uint8_t *key, size_t key_len);
 
@@ -481,6 +500,11 @@ enum cache_status cache_contains(const struct cache *c, const uint8_t *key, size
  * CACHE_BUFFER_TOO_SMALL (the value is then not copied, but it is cached:
  * retry with a larger buffer). Same statuses and blocking as cache_get,
  * plus CACHE_BUFFER_TOO_SMALL.
+ *
+ * # Safety
+ * `key` points to `key_len` readable bytes (or is NULL with `key_len` 0);
+ * `buf` points to `cap` writable bytes (or is NULL with `cap` 0);
+ * `out_len` is NULL or writable.
  */
 enum cache_status cache_get_into(struct cache *c,
                                  const uint8_t *key,
@@ -499,6 +523,11 @@ enum cache_status cache_get_into(struct cache *c,
  * CACHE_CLOSED, CACHE_PEER_FAILED (the owner could not be reached; the
  * local copy is dropped). May block while the owner answers (up to the
  * peer timeout).
+ *
+ * # Safety
+ * `key` points to `key_len` readable bytes (or is NULL with `key_len` 0);
+ * `value` points to `value_len` readable bytes (or is NULL with
+ * `value_len` 0).
  */
 enum cache_status cache_set(struct cache *c,
                             const uint8_t *key,
@@ -515,6 +544,9 @@ enum cache_status cache_set(struct cache *c,
  * Returns CACHE_OK (also when the key was not cached),
  * CACHE_INVALID_ARGUMENT, CACHE_CLOSED, CACHE_PEER_FAILED (the owner
  * could not be reached; it may still hold the value). May block on peers.
+ *
+ * # Safety
+ * `key` points to `key_len` readable bytes (or is NULL with `key_len` 0).
  */
 enum cache_status cache_remove(struct cache *c, const uint8_t *key, size_t key_len);
 
@@ -524,6 +556,10 @@ enum cache_status cache_remove(struct cache *c, const uint8_t *key, size_t key_l
  * keeps working as counters are added. Counters added later are not
  * written: use cache_stats_get_sized. Returns CACHE_OK,
  * CACHE_INVALID_ARGUMENT (NULL), CACHE_CLOSED. Never blocks.
+ *
+ * # Safety
+ * `out` is NULL or points to a writable struct cache_stats of any
+ * version (at least 152 bytes).
  */
 enum cache_status cache_stats_get(struct cache *c, struct cache_stats *out);
 
@@ -539,6 +575,9 @@ enum cache_status cache_stats_get(struct cache *c, struct cache_stats *out);
  * Returns CACHE_OK, CACHE_INVALID_ARGUMENT (NULL c or out, an `out_size`
  * that is 0 or not a multiple of 8: no struct cache_stats has that size;
  * nothing is written then), CACHE_CLOSED. Never blocks.
+ *
+ * # Safety
+ * `out` is NULL or points to `out_size` writable bytes.
  */
 enum cache_status cache_stats_get_sized(struct cache *c, struct cache_stats *out, size_t out_size);
 
@@ -595,6 +634,10 @@ void cache_value_free(struct cache_value *v);
  * CACHE_INVALID_ARGUMENT (NULL sink, NULL value with a non-zero length, a
  * sink that is not the one of a getter call running on this thread, a
  * value over 4 GiB). Never blocks.
+ *
+ * # Safety
+ * `value` points to `value_len` readable bytes (or is NULL with
+ * `value_len` 0). `sink` is any value (it is checked).
  */
 enum cache_status cache_sink_set(struct cache_sink *sink,
                                  const uint8_t *value,
@@ -606,6 +649,10 @@ enum cache_status cache_sink_set(struct cache_sink *sink,
  * CACHE_LOADER_FAILED with this message from cache_last_error(). The
  * message is copied; NULL is CACHE_INVALID_ARGUMENT. A getter that calls
  * this fails even if it returns CACHE_OK. Never blocks.
+ *
+ * # Safety
+ * `message` is NULL or a NUL-terminated string. `sink` is any value (it
+ * is checked).
  */
 enum cache_status cache_sink_fail(struct cache_sink *sink, const char *message);
 
@@ -684,6 +731,9 @@ enum cache_status cache_pool_options_set_replicas(struct cache_pool_options *opt
  * The string is copied. Returns CACHE_OK or CACHE_INVALID_ARGUMENT (NULL
  * or not UTF-8; NULL or freed options). A malformed path is refused by
  * cache_pool_new_with_options.
+ *
+ * # Safety
+ * `base_path` is NULL or a NUL-terminated string.
  */
 enum cache_status cache_pool_options_set_base_path(struct cache_pool_options *options,
                                                    const char *base_path);
@@ -701,6 +751,9 @@ enum cache_status cache_pool_options_set_base_path(struct cache_pool_options *op
  * secret the port serves cache contents to anyone who reaches it.
  * Returns CACHE_OK or CACHE_INVALID_ARGUMENT (NULL, empty, not UTF-8;
  * NULL or freed options).
+ *
+ * # Safety
+ * `secret` is NULL or a NUL-terminated string.
  */
 enum cache_status cache_pool_options_set_secret(struct cache_pool_options *options,
                                                 const char *secret);
@@ -802,6 +855,10 @@ enum cache_status cache_pool_options_set_server_workers(struct cache_pool_option
  * CACHE_INVALID_ARGUMENT (NULL listen_addr or out, an address or URL that
  * does not parse, a malformed GROUPCACHE_* variable), CACHE_IO (the
  * address cannot be bound). Does not block beyond binding.
+ *
+ * # Safety
+ * `listen_addr` and `self_url` are NULL or NUL-terminated strings;
+ * `out` is NULL or writable.
  */
 enum cache_status cache_pool_new(const char *listen_addr,
                                  const char *self_url,
@@ -813,6 +870,9 @@ enum cache_status cache_pool_new(const char *listen_addr,
  * whenever. Same statuses as cache_pool_new, plus CACHE_INVALID_ARGUMENT
  * for freed options and for options the pool rejects (e.g. a base path
  * without '/' at both ends).
+ *
+ * # Safety
+ * As cache_pool_new; `options` is any value (handles are checked).
  */
 enum cache_status cache_pool_new_with_options(const char *listen_addr,
                                               const char *self_url,
@@ -836,6 +896,10 @@ const char *cache_pool_url(const struct cache_pool *p);
  * Returns CACHE_OK, CACHE_INVALID_ARGUMENT (NULL p, NULL urls with n > 0,
  * a NULL or malformed URL: nothing is changed then), CACHE_CLOSED. Never
  * blocks on the network.
+ *
+ * # Safety
+ * `urls` is NULL (with `n` 0) or points to `n` readable pointers, each
+ * NULL or a NUL-terminated string.
  */
 enum cache_status cache_pool_set_peers(struct cache_pool *p, const char *const *urls, size_t n);
 
@@ -850,6 +914,11 @@ enum cache_status cache_pool_set_peers(struct cache_pool *p, const char *const *
  * Returns CACHE_OK, CACHE_INVALID_ARGUMENT (NULL p or out_len, NULL key
  * with a non-zero length, NULL buf with a non-zero cap), CACHE_CLOSED,
  * CACHE_BUFFER_TOO_SMALL. Never blocks.
+ *
+ * # Safety
+ * `key` points to `key_len` readable bytes (or is NULL with `key_len` 0);
+ * `buf` points to `cap` writable bytes (or is NULL with `cap` 0);
+ * `out_len` is NULL or writable.
  */
 enum cache_status cache_pool_owner(const struct cache_pool *p,
                                    const uint8_t *key,
@@ -877,6 +946,10 @@ void cache_pool_free(struct cache_pool *p);
  * arguments); returns what `alloc` returned. A miss may be reported for a
  * key being written at that instant: follow up with cache_get, which is
  * authoritative. Returns NULL if `alloc` is NULL.
+ *
+ * # Safety
+ * `key` points to `key_len` readable bytes (or is NULL with `key_len` 0);
+ * `alloc` is NULL or a function as cache_alloc_fn describes.
  */
 void *cache_lookup_alloc(struct cache *c, const uint8_t *key, size_t key_len, cache_alloc_fn alloc);
 
@@ -893,6 +966,9 @@ enum cache_status cache_set_default_alloc(cache_alloc_fn alloc);
  * one argument less on a binding's hottest call. Returns NULL only while
  * no default allocator is set; otherwise exactly as cache_lookup_alloc
  * (a freed cache or bad arguments are `alloc(NULL, 0)`). Never blocks.
+ *
+ * # Safety
+ * `key` points to `key_len` readable bytes (or is NULL with `key_len` 0).
  */
 void *cache_lookup(struct cache *c, const uint8_t *key, size_t key_len);
 
@@ -917,6 +993,11 @@ void *cache_lookup(struct cache *c, const uint8_t *key, size_t key_len);
  * caller's to release if alloc made it: store is only called with a
  * non-NULL object); or if c, alloc or store is NULL, or keys is NULL with
  * keys_len > 0.
+ *
+ * # Safety
+ * `keys` points to `keys_len` readable bytes (or is NULL with
+ * `keys_len` 0); `alloc` and `store` are NULL or functions as
+ * cache_alloc_fn and cache_store_fn describe; `ctx` is what `store` expects.
  */
 ptrdiff_t cache_lookup_many_alloc(struct cache *c,
                                   const uint8_t *keys,

@@ -227,7 +227,7 @@ fn raise_own_fd_limit(want: u64) {
     // SAFETY: plain system calls on valid, initialised structs.
     unsafe {
         assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut cur), 0);
-        if (cur.rlim_cur as u64) < want {
+        if cur.rlim_cur < want as libc::rlim_t {
             let new = libc::rlimit {
                 rlim_cur: (want as libc::rlim_t).min(cur.rlim_max),
                 rlim_max: cur.rlim_max,

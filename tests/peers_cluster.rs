@@ -464,7 +464,7 @@ fn an_inline_getter_may_call_a_peer() {
     let port = b.local_addr().port();
     let inline_name = format!("gcpool-{port}");
     assert!(
-        nested.threads.lock().unwrap().iter().any(|n| *n == inline_name),
+        nested.threads.lock().unwrap().contains(&inline_name),
         "no miss ran inline at B: {:?}",
         nested.threads.lock().unwrap()
     );

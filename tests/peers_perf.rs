@@ -115,7 +115,7 @@ impl J {
             }
         }
     }
-    fn to_string(&self) -> String {
+    fn render(&self) -> String {
         let mut s = String::new();
         self.write(&mut s);
         s
@@ -472,7 +472,7 @@ fn remote_fetch_rate() {
     let _ = child.wait();
     a.close();
 
-    let json = out.to_string();
+    let json = out.render();
     print_summary(&json);
     println!("PEERS_JSON {json}");
     if let Ok(p) = std::env::var("PEERS_PERF_JSON") {

@@ -325,7 +325,7 @@ fn broken_peers_mean_local_loads_within_the_timeout() {
         let bound = Duration::from_millis(timeout + 400);
         let peers: Vec<(&str, BadPeer)> = vec![
             ("silent", BadPeer::silent()),
-            ("closes at once", BadPeer::start(|s| drop(s))),
+            ("closes at once", BadPeer::start(drop)),
             ("not HTTP", BadPeer::replying(b"SSH-2.0-OpenSSH_9.2\r\n", false)),
             ("truncated body, closed", BadPeer::replying(
                 b"HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: 100\r\n\r\n\x0a\x05ab", false)),

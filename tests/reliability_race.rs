@@ -74,8 +74,10 @@ impl Getter for Db {
     }
 }
 
-static LAST: std::sync::LazyLock<Mutex<std::collections::HashMap<usize, (u64, usize, bool)>>> =
-    std::sync::LazyLock::new(Default::default);
+/// Per key index, the last write committed: (version, node, was a remove).
+type LastWrites = std::collections::HashMap<usize, (u64, usize, bool)>;
+
+static LAST: std::sync::LazyLock<Mutex<LastWrites>> = std::sync::LazyLock::new(Default::default);
 
 fn secs() -> u64 {
     std::env::var("GC_RACE_SECS")

@@ -35,7 +35,11 @@ fuzz_target!(|data: &[u8]| {
     let out = groupcache::peers::fuzzing::serve_raw(group(), data);
     if !out.is_empty() {
         // HTTP/1.0 requests get HTTP/1.0 answers.
-        assert!(out.starts_with(b"HTTP/1.1 ") || out.starts_with(b"HTTP/1.0 "), "not an HTTP response: {:?}", &out[..out.len().min(64)]);
+        assert!(
+            out.starts_with(b"HTTP/1.1 ") || out.starts_with(b"HTTP/1.0 "),
+            "not an HTTP response: {:?}",
+            &out[..out.len().min(64)]
+        );
     }
     assert!(
         !out.windows(19).any(|w| w == b"the engine panicked"),

@@ -13,6 +13,8 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(unescape(escape(&v).as_bytes()).unwrap(), v);
     }
     let e = escape(data);
-    assert!(e.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~%".contains(&b)));
+    assert!(e
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-._~%".contains(&b)));
     assert_eq!(unescape(e.as_bytes()).unwrap(), data);
 });

@@ -624,7 +624,7 @@ impl fork::ForkLocks for Group {
         // The order the code nests them in: the forward flight (invalidate)
         // before the local one, a flight (finish) before the store. The
         // picker's lock is never held with another.
-        // SAFETY (all four): the registry holds this group alive until the
+        // SAFETY: (all four) the registry holds this group alive until the
         // guards are dropped.
         unsafe {
             self.forward.lock_for_fork(guards);

@@ -220,7 +220,9 @@ impl Entry {
     unsafe fn free(self) {
         let h = self.hdr();
         let layout = Self::layout(h.key_len as usize, h.val_len as usize, h.flags & F_TTL != 0).unwrap();
-        alloc::dealloc(self.0 as *mut u8, layout);
+        // SAFETY: the block was allocated with this layout (the header's
+        // sizes and flags), and the caller promises it is no longer used.
+        unsafe { alloc::dealloc(self.0 as *mut u8, layout) };
     }
 
     /// Frees the entry once no pinned reader can still see it.
@@ -424,6 +426,8 @@ pub struct Store {
 // and queues; they are immutable after publication except for atomics, and
 // freed under the shard lock through `reclaim` (see the module comment).
 unsafe impl Send for Store {}
+// SAFETY: as for Send: shared access goes through atomics, the shard locks
+// and `reclaim`.
 unsafe impl Sync for Store {}
 
 impl Store {
@@ -462,7 +466,7 @@ impl Store {
     }
 
     /// The shard's table, for the holder of its lock.
-    fn current<'a>(shard: &'a Shard) -> &'a Table {
+    fn current(shard: &Shard) -> &Table {
         // SAFETY: never null; only the lock holder replaces and retires it,
         // so it stays alive while the caller holds the lock.
         unsafe { &*shard.table.load(Ordering::Acquire) }

@@ -86,7 +86,7 @@ pub(crate) unsafe fn bytes<'a>(ptr: *const u8, len: usize, what: &str) -> Result
         ));
     }
     // SAFETY: non-NULL, len <= isize::MAX, validity is the caller's promise.
-    Ok(std::slice::from_raw_parts(ptr, len))
+    Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
 }
 
 /// Reads a NUL-terminated UTF-8 string argument.
@@ -101,7 +101,7 @@ pub(crate) unsafe fn str_arg<'a>(p: *const std::ffi::c_char, what: &str) -> Resu
         ));
     }
     // SAFETY: non-NULL and NUL-terminated by the caller's promise.
-    std::ffi::CStr::from_ptr(p).to_str().map_err(|_| {
+    unsafe { std::ffi::CStr::from_ptr(p) }.to_str().map_err(|_| {
         fail(
             super::status::CACHE_INVALID_ARGUMENT,
             format!("`{what}` is not valid UTF-8"),

@@ -164,6 +164,12 @@ fn cache_arc(c: *const cache) -> Result<Arc<CacheObj>, cache_status> {
 /// character, a malformed GROUPCACHE_* variable), CACHE_ALREADY_EXISTS
 /// (the pool has a cache of that name), CACHE_CLOSED (the pool was freed).
 /// Never blocks.
+///
+/// # Safety
+/// `name` is NULL or a NUL-terminated string; `out` is NULL or writable;
+/// `user_data` stays valid as said above and `getter` is NULL or a
+/// function as cache_getter_fn describes. `pool` is any value (handles
+/// are checked).
 #[no_mangle]
 pub unsafe extern "C" fn cache_new(
     name: *const c_char,
@@ -181,6 +187,9 @@ pub unsafe extern "C" fn cache_new(
 /// defaults and the environment). The options are copied: free them
 /// whenever. Same statuses as cache_new, plus CACHE_INVALID_ARGUMENT for
 /// options that were freed. Never blocks.
+///
+/// # Safety
+/// As cache_new; `options` is any value (handles are checked).
 #[no_mangle]
 pub unsafe extern "C" fn cache_new_with_options(
     name: *const c_char,
@@ -252,6 +261,10 @@ pub extern "C" fn cache_free(c: *mut cache) {
 /// the getter on this thread, or fetch from a peer), at most the load
 /// timeout when it waits on another thread's load; a call that runs the
 /// getter itself waits for it whatever the timeout. A hit never blocks.
+///
+/// # Safety
+/// `key` points to `key_len` readable bytes (or is NULL with `key_len` 0);
+/// `out` is NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn cache_get(
     c: *mut cache,
@@ -305,6 +318,9 @@ pub unsafe extern "C" fn cache_get(
 ///
 /// Returns what cache_get returns, plus CACHE_IN_PROGRESS (`*out` is then
 /// untouched).
+///
+/// # Safety
+/// As cache_get.
 #[no_mangle]
 pub unsafe extern "C" fn cache_get_slice(
     c: *mut cache,
@@ -326,6 +342,9 @@ pub unsafe extern "C" fn cache_get_slice(
 /// Returns CACHE_OK, CACHE_NOT_FOUND, CACHE_INVALID_ARGUMENT (NULL c, NULL
 /// key with a non-zero length, a key over 8 KiB), CACHE_CLOSED. Never
 /// blocks beyond a concurrent insert of the same key.
+///
+/// # Safety
+/// `key` points to `key_len` readable bytes (or is NULL with `key_len` 0).
 #[no_mangle]
 pub unsafe extern "C" fn cache_contains(c: *const cache, key: *const u8, key_len: usize) -> cache_status {
     guard(|| {
@@ -353,6 +372,11 @@ pub unsafe extern "C" fn cache_contains(c: *const cache, key: *const u8, key_len
 /// CACHE_BUFFER_TOO_SMALL (the value is then not copied, but it is cached:
 /// retry with a larger buffer). Same statuses and blocking as cache_get,
 /// plus CACHE_BUFFER_TOO_SMALL.
+///
+/// # Safety
+/// `key` points to `key_len` readable bytes (or is NULL with `key_len` 0);
+/// `buf` points to `cap` writable bytes (or is NULL with `cap` 0);
+/// `out_len` is NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn cache_get_into(
     c: *mut cache,
@@ -417,6 +441,11 @@ pub unsafe extern "C" fn cache_get_into(
 /// CACHE_CLOSED, CACHE_PEER_FAILED (the owner could not be reached; the
 /// local copy is dropped). May block while the owner answers (up to the
 /// peer timeout).
+///
+/// # Safety
+/// `key` points to `key_len` readable bytes (or is NULL with `key_len` 0);
+/// `value` points to `value_len` readable bytes (or is NULL with
+/// `value_len` 0).
 #[no_mangle]
 pub unsafe extern "C" fn cache_set(
     c: *mut cache,
@@ -450,6 +479,9 @@ pub unsafe extern "C" fn cache_set(
 /// Returns CACHE_OK (also when the key was not cached),
 /// CACHE_INVALID_ARGUMENT, CACHE_CLOSED, CACHE_PEER_FAILED (the owner
 /// could not be reached; it may still hold the value). May block on peers.
+///
+/// # Safety
+/// `key` points to `key_len` readable bytes (or is NULL with `key_len` 0).
 #[no_mangle]
 pub unsafe extern "C" fn cache_remove(c: *mut cache, key: *const u8, key_len: usize) -> cache_status {
     guard(|| {
@@ -469,7 +501,7 @@ pub unsafe extern "C" fn cache_remove(c: *mut cache, key: *const u8, key_len: us
 const STATS_SIZE_0_1: usize = 19 * 8;
 // Every field is a u64, so the struct has no padding and the fields of an
 // older, shorter struct are a prefix of it.
-const _: () = assert!(std::mem::size_of::<cache_stats>() % 8 == 0);
+const _: () = assert!(std::mem::size_of::<cache_stats>().is_multiple_of(8));
 const _: () = assert!(std::mem::size_of::<cache_stats>() >= STATS_SIZE_0_1);
 
 /// Copies the cache's first 19 counters (struct cache_stats as of 0.1, 152
@@ -477,6 +509,10 @@ const _: () = assert!(std::mem::size_of::<cache_stats>() >= STATS_SIZE_0_1);
 /// keeps working as counters are added. Counters added later are not
 /// written: use cache_stats_get_sized. Returns CACHE_OK,
 /// CACHE_INVALID_ARGUMENT (NULL), CACHE_CLOSED. Never blocks.
+///
+/// # Safety
+/// `out` is NULL or points to a writable struct cache_stats of any
+/// version (at least 152 bytes).
 #[no_mangle]
 pub unsafe extern "C" fn cache_stats_get(c: *mut cache, out: *mut cache_stats) -> cache_status {
     // SAFETY: the caller promises a writable struct cache_stats of 0.1 or
@@ -495,6 +531,9 @@ pub unsafe extern "C" fn cache_stats_get(c: *mut cache, out: *mut cache_stats) -
 /// Returns CACHE_OK, CACHE_INVALID_ARGUMENT (NULL c or out, an `out_size`
 /// that is 0 or not a multiple of 8: no struct cache_stats has that size;
 /// nothing is written then), CACHE_CLOSED. Never blocks.
+///
+/// # Safety
+/// `out` is NULL or points to `out_size` writable bytes.
 #[no_mangle]
 pub unsafe extern "C" fn cache_stats_get_sized(
     c: *mut cache,
@@ -503,7 +542,7 @@ pub unsafe extern "C" fn cache_stats_get_sized(
 ) -> cache_status {
     guard(|| {
         require!(c, out);
-        if out_size == 0 || out_size % 8 != 0 {
+        if out_size == 0 || !out_size.is_multiple_of(8) {
             return fail(
                 CACHE_INVALID_ARGUMENT,
                 format!("out_size {out_size} is not the size of a struct cache_stats (a multiple of 8)"),

@@ -42,10 +42,11 @@ pub(crate) struct HandleTable<T> {
 // SAFETY: the table hands out `&T` and `Arc<T>` across threads, which is
 // sound when T itself is Send + Sync.
 unsafe impl<T: Send + Sync> Send for HandleTable<T> {}
+// SAFETY: as for Send.
 unsafe impl<T: Send + Sync> Sync for HandleTable<T> {}
 
 fn split(handle: usize) -> (usize, u32) {
-    ((handle & 0xffff_ffff) as usize, (handle as u64 >> 32) as u32)
+    (handle & 0xffff_ffff, (handle as u64 >> 32) as u32)
 }
 
 impl<T: Send + Sync + 'static> HandleTable<T> {
@@ -90,7 +91,7 @@ impl<T: Send + Sync + 'static> HandleTable<T> {
                 if i >= SEGMENT * SEGMENTS {
                     return None;
                 }
-                if i % SEGMENT == 0 {
+                if i.is_multiple_of(SEGMENT) {
                     let seg: Box<[Slot<T>]> = (0..SEGMENT)
                         .map(|_| Slot {
                             gen: AtomicU32::new(0),

@@ -67,6 +67,7 @@ struct Callback {
 // SAFETY: the pointer is the C caller's, handed back to its callback, which
 // cache_log_set documents must be thread-safe.
 unsafe impl Send for Callback {}
+// SAFETY: as for Send.
 unsafe impl Sync for Callback {}
 
 /// The installed callback. Held for reading while it runs, so that
@@ -283,10 +284,16 @@ pub extern "C" fn cache_log_set_level(min_level: i32) -> cache_status {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::ffi::CStr;
     use std::sync::Mutex;
 
     static SEEN: Mutex<Vec<(i32, String, String)>> = Mutex::new(Vec::new());
 
+    /// A log callback that records what it is given.
+    ///
+    /// # Safety
+    /// `target` and `message` are NUL-terminated strings (the library's
+    /// promise to a cache_log_fn).
     unsafe extern "C" fn collect(
         user_data: *mut c_void,
         level: i32,
@@ -294,8 +301,10 @@ mod tests {
         message: *const c_char,
     ) {
         assert_eq!(user_data as usize, 42);
-        let t = std::ffi::CStr::from_ptr(target).to_string_lossy().into_owned();
-        let m = std::ffi::CStr::from_ptr(message).to_string_lossy().into_owned();
+        // SAFETY: the library passes NUL-terminated strings that live for
+        // the call.
+        let (t, m) = unsafe { (CStr::from_ptr(target), CStr::from_ptr(message)) };
+        let (t, m) = (t.to_string_lossy().into_owned(), m.to_string_lossy().into_owned());
         // Re-entrant logging is dropped, re-entrant cache_log_set refused.
         ::log::error!("from inside the callback");
         assert_eq!(

@@ -73,6 +73,10 @@ unsafe fn key_arg<'a>(key: *const u8, key_len: usize) -> Option<&'a [u8]> {
 /// arguments); returns what `alloc` returned. A miss may be reported for a
 /// key being written at that instant: follow up with cache_get, which is
 /// authoritative. Returns NULL if `alloc` is NULL.
+///
+/// # Safety
+/// `key` points to `key_len` readable bytes (or is NULL with `key_len` 0);
+/// `alloc` is NULL or a function as cache_alloc_fn describes.
 #[no_mangle]
 pub unsafe extern "C" fn cache_lookup_alloc(
     c: *mut cache,
@@ -120,6 +124,9 @@ pub extern "C" fn cache_set_default_alloc(alloc: cache_alloc_fn) -> cache_status
 /// one argument less on a binding's hottest call. Returns NULL only while
 /// no default allocator is set; otherwise exactly as cache_lookup_alloc
 /// (a freed cache or bad arguments are `alloc(NULL, 0)`). Never blocks.
+///
+/// # Safety
+/// `key` points to `key_len` readable bytes (or is NULL with `key_len` 0).
 #[no_mangle]
 pub unsafe extern "C" fn cache_lookup(c: *mut cache, key: *const u8, key_len: usize) -> *mut c_void {
     let a = DEFAULT_ALLOC.load(std::sync::atomic::Ordering::Acquire);
@@ -157,6 +164,11 @@ const KEYS_PER_PIN: usize = 256;
 /// caller's to release if alloc made it: store is only called with a
 /// non-NULL object); or if c, alloc or store is NULL, or keys is NULL with
 /// keys_len > 0.
+///
+/// # Safety
+/// `keys` points to `keys_len` readable bytes (or is NULL with
+/// `keys_len` 0); `alloc` and `store` are NULL or functions as
+/// cache_alloc_fn and cache_store_fn describe; `ctx` is what `store` expects.
 #[no_mangle]
 pub unsafe extern "C" fn cache_lookup_many_alloc(
     c: *mut cache,

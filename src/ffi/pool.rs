@@ -305,6 +305,9 @@ pub extern "C" fn cache_pool_options_set_replicas(
 /// The string is copied. Returns CACHE_OK or CACHE_INVALID_ARGUMENT (NULL
 /// or not UTF-8; NULL or freed options). A malformed path is refused by
 /// cache_pool_new_with_options.
+///
+/// # Safety
+/// `base_path` is NULL or a NUL-terminated string.
 #[no_mangle]
 pub unsafe extern "C" fn cache_pool_options_set_base_path(
     options: *mut cache_pool_options,
@@ -335,6 +338,9 @@ pub unsafe extern "C" fn cache_pool_options_set_base_path(
 /// secret the port serves cache contents to anyone who reaches it.
 /// Returns CACHE_OK or CACHE_INVALID_ARGUMENT (NULL, empty, not UTF-8;
 /// NULL or freed options).
+///
+/// # Safety
+/// `secret` is NULL or a NUL-terminated string.
 #[no_mangle]
 pub unsafe extern "C" fn cache_pool_options_set_secret(
     options: *mut cache_pool_options,
@@ -484,6 +490,10 @@ pub extern "C" fn cache_pool_options_set_server_workers(
 /// CACHE_INVALID_ARGUMENT (NULL listen_addr or out, an address or URL that
 /// does not parse, a malformed GROUPCACHE_* variable), CACHE_IO (the
 /// address cannot be bound). Does not block beyond binding.
+///
+/// # Safety
+/// `listen_addr` and `self_url` are NULL or NUL-terminated strings;
+/// `out` is NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn cache_pool_new(
     listen_addr: *const c_char,
@@ -499,6 +509,9 @@ pub unsafe extern "C" fn cache_pool_new(
 /// whenever. Same statuses as cache_pool_new, plus CACHE_INVALID_ARGUMENT
 /// for freed options and for options the pool rejects (e.g. a base path
 /// without '/' at both ends).
+///
+/// # Safety
+/// As cache_pool_new; `options` is any value (handles are checked).
 #[no_mangle]
 pub unsafe extern "C" fn cache_pool_new_with_options(
     listen_addr: *const c_char,
@@ -579,6 +592,10 @@ pub extern "C" fn cache_pool_url(p: *const cache_pool) -> *const c_char {
 /// Returns CACHE_OK, CACHE_INVALID_ARGUMENT (NULL p, NULL urls with n > 0,
 /// a NULL or malformed URL: nothing is changed then), CACHE_CLOSED. Never
 /// blocks on the network.
+///
+/// # Safety
+/// `urls` is NULL (with `n` 0) or points to `n` readable pointers, each
+/// NULL or a NUL-terminated string.
 #[no_mangle]
 pub unsafe extern "C" fn cache_pool_set_peers(
     p: *mut cache_pool,
@@ -627,6 +644,11 @@ pub unsafe extern "C" fn cache_pool_set_peers(
 /// Returns CACHE_OK, CACHE_INVALID_ARGUMENT (NULL p or out_len, NULL key
 /// with a non-zero length, NULL buf with a non-zero cap), CACHE_CLOSED,
 /// CACHE_BUFFER_TOO_SMALL. Never blocks.
+///
+/// # Safety
+/// `key` points to `key_len` readable bytes (or is NULL with `key_len` 0);
+/// `buf` points to `cap` writable bytes (or is NULL with `cap` 0);
+/// `out_len` is NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn cache_pool_owner(
     p: *const cache_pool,

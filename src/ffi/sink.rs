@@ -68,6 +68,10 @@ fn with_active_sink(s: *mut cache_sink, f: impl FnOnce(&mut Sink) -> cache_statu
 /// CACHE_INVALID_ARGUMENT (NULL sink, NULL value with a non-zero length, a
 /// sink that is not the one of a getter call running on this thread, a
 /// value over 4 GiB). Never blocks.
+///
+/// # Safety
+/// `value` points to `value_len` readable bytes (or is NULL with
+/// `value_len` 0). `sink` is any value (it is checked).
 #[no_mangle]
 pub unsafe extern "C" fn cache_sink_set(
     sink: *mut cache_sink,
@@ -93,6 +97,10 @@ pub unsafe extern "C" fn cache_sink_set(
 /// CACHE_LOADER_FAILED with this message from cache_last_error(). The
 /// message is copied; NULL is CACHE_INVALID_ARGUMENT. A getter that calls
 /// this fails even if it returns CACHE_OK. Never blocks.
+///
+/// # Safety
+/// `message` is NULL or a NUL-terminated string. `sink` is any value (it
+/// is checked).
 #[no_mangle]
 pub unsafe extern "C" fn cache_sink_fail(sink: *mut cache_sink, message: *const c_char) -> cache_status {
     guard(|| {
@@ -157,6 +165,7 @@ pub(crate) struct CGetter {
 // SAFETY: the header documents that the getter may be called from any
 // thread, with the same user_data; making that safe is the caller's part.
 unsafe impl Send for CGetter {}
+// SAFETY: as for Send.
 unsafe impl Sync for CGetter {}
 
 impl CGetter {

@@ -597,7 +597,7 @@ mod tests {
         .iter()
         .map(|s| s.as_bytes().to_vec())
         .collect();
-        cases.push(good[..good.len() - 1].as_bytes().to_vec());
+        cases.push(good.as_bytes()[..good.len() - 1].to_vec());
         cases.push(format!("{good}0").into_bytes());
         cases.push(format!("{good}.").into_bytes());
         cases.push(good.to_uppercase().into_bytes());
@@ -609,7 +609,7 @@ mod tests {
         cases.push(format!("v2.{NOW}.a{}a.{digest}.{}", "é".repeat(7), "0".repeat(64)).into_bytes());
         // Not UTF-8 at all, and every byte value.
         let mut raw = format!("v2.{NOW}.0000000000000000.{digest}.").into_bytes();
-        raw.extend(std::iter::repeat(0xff).take(64));
+        raw.extend(std::iter::repeat_n(0xff, 64));
         cases.push(raw);
         cases.push((1..=255u8).collect());
         for c in &cases {

@@ -648,6 +648,7 @@ impl<F: Future> Future for Spin<F> {
         // SAFETY: `inner` is structurally pinned and never moved out; the
         // other fields are Unpin.
         let this = unsafe { self.get_unchecked_mut() };
+        // SAFETY: as above: `this` is pinned, so is its field `inner`.
         let inner = unsafe { std::pin::Pin::new_unchecked(&mut this.inner) };
         if let std::task::Poll::Ready(v) = inner.poll(cx) {
             return std::task::Poll::Ready(v);

@@ -148,12 +148,12 @@ mod tests {
             hot_bytes: 3,
             ..Default::default()
         };
-        let text = render(&mut vec![("b\"q".into(), s), ("a".into(), Stats::default())]);
+        let text = render(&mut [("b\"q".into(), s), ("a".into(), Stats::default())]);
         assert!(text.contains("groupcache_gets_total{group=\"b\\\"q\"} 7\n"));
         assert!(text.contains("groupcache_cache_bytes{group=\"b\\\"q\",type=\"hot\"} 3\n"));
         assert_eq!(text.matches("# TYPE groupcache_gets_total counter").count(), 1);
         assert_eq!(text.matches("groupcache_cache_items{").count(), 4);
         assert!(text.find("group=\"a\"").unwrap() < text.find("group=\"b").unwrap());
-        assert_eq!(render(&mut vec![]), "");
+        assert_eq!(render(&mut []), "");
     }
 }

@@ -380,8 +380,9 @@ impl Shared {
 impl fork::ForkLocks for Shared {
     fn lock_for_fork(&self, guards: &mut fork::Guards) {
         // Never held together, except `fork_refresh` (taken first) with
-        // the others. SAFETY (all): the registry holds `self` alive until
-        // the guards are dropped.
+        // the others.
+        // SAFETY: (all) the registry holds `self` alive until the guards
+        // are dropped.
         unsafe {
             guards.keep(lock(&self.fork_refresh));
             guards.keep(write(&self.members));

@@ -685,7 +685,7 @@ async fn serve(
     let (cfg, groups) = (&ctx.cfg, &*ctx.groups);
     let (group, key) = match parse_target(req.uri.path(), &cfg.base_path) {
         Target::Ok { group, key } => (group, key),
-        Target::NotOurs if req.uri.path() == "/metrics" && &req.method == Method::GET => {
+        Target::NotOurs if req.uri.path() == "/metrics" && req.method == Method::GET => {
             return Response::builder()
                 .status(StatusCode::OK)
                 .header(header::CONTENT_TYPE, PROMETHEUS_TEXT)
@@ -713,7 +713,7 @@ async fn serve(
         }
         error_response(e)
     };
-    match *&req.method {
+    match req.method {
         Method::GET => {
             // A hit is answered here; only a miss takes a worker.
             match inline(|| svc.get_cached_for_peer(&key, INLINE_VALUE_BYTES)) {
@@ -901,7 +901,7 @@ fn serve_raw(group: &Arc<Group>, raw: &[u8], auth: Option<Arc<Verifier>>) -> (Ve
             (name == self.0.name()).then(|| self.0.clone() as Arc<dyn PeerService>)
         }
         fn metrics(&self) -> String {
-            super::metrics::render(&mut vec![(self.0.name().to_string(), self.0.stats())])
+            super::metrics::render(&mut [(self.0.name().to_string(), self.0.stats())])
         }
     }
     /// The client's bytes in, the server's out.

@@ -1358,7 +1358,7 @@ fn signed_setup(server_self_url: Option<&str>) -> (Signed, String) {
     let svc: Arc<dyn PeerService> = fake.clone();
     server.register_service("g", &svc).unwrap();
     let client = Pool::new("127.0.0.1:0", None, secret_opts()).unwrap();
-    client.set_peers(&[sniffed.clone()]).unwrap();
+    client.set_peers(std::slice::from_ref(&sniffed)).unwrap();
     let s = Signed {
         server,
         fake,
@@ -1576,7 +1576,7 @@ fn malformed_auth_headers_get_401_and_no_panic() {
         (0x80..=0xffu8).collect(),
     ];
     let mut obs = format!("v2.{ms}.0000000000000000.{digest}.").into_bytes();
-    obs.extend(std::iter::repeat(0xe9).take(64));
+    obs.extend(std::iter::repeat_n(0xe9, 64));
     values.push(obs);
     let a = server.local_addr();
     for v in &values {

@@ -176,7 +176,7 @@ impl Workers {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .as_ref()
-                    .map_or(true, |tx| tx.is_closed())
+                    .is_none_or(|tx| tx.is_closed())
             }),
         });
         rx.await.map_err(|_| Failed)?
