@@ -19,7 +19,7 @@ VALGRIND   := valgrind -q --leak-check=full --errors-for-leak-kinds=definite \
 C_TESTS    := test_api test_abi test_threads test_pool test_options test_adversarial test_load_timeout test_fork
 EXAMPLES   := say_hi loader
 
-.PHONY: all lib demo test test-rust test-c test-c-valgrind test-c-asan \
+.PHONY: all lib demo lint test test-rust test-c test-c-valgrind test-c-asan \
         test-header test-fuzz test-python test-python-wheel test-service test-interop test-install test-cgo test-attack header check-header bench clean venv examples
 
 all: lib
@@ -67,8 +67,27 @@ demo: lib examples venv
 	@echo "== an asyncio HTTP service, three workers, one cache =="; PYTHONPATH=python_ctypes $(VPY) examples/service/demo.py
 	@echo "== a cluster of three Python workers over SQLite =="; PYTHONPATH=python_ctypes $(VPY) examples/cluster_demo.py
 
-test: check-header test-rust test-attack test-c test-python test-python-wheel test-service test-interop test-install test-cgo test-fuzz
+test: lint check-header test-rust test-attack test-c test-python test-python-wheel test-service test-interop test-install test-cgo test-fuzz
 	@echo "make test: all suites passed"
+
+# Lints, all of which must pass (warnings are errors): rustfmt and clippy
+# on every target of the library and of the fuzz and header crates (their
+# own target dirs under target/), mypy --strict on the package and
+# examples/loader.py, ruff (rules: ruff.toml) on the package, tests, bench
+# and examples. Caches go under target/.
+lint: venv
+	$(CARGO) fmt --check
+	$(CARGO) fmt --check --manifest-path fuzz/Cargo.toml
+	$(CARGO) fmt --check --manifest-path tools/header/Cargo.toml
+	$(CARGO) clippy --quiet --release --locked --all-targets -- -D warnings
+	$(CARGO) clippy --quiet --release --locked --all-targets --manifest-path fuzz/Cargo.toml \
+	  --target-dir target/fuzz-lint -- -D warnings
+	$(CARGO) clippy --quiet --locked --all-targets --manifest-path tools/header/Cargo.toml \
+	  --target-dir target/tools -- -D warnings
+	MYPYPATH=python_ctypes $(VPY) -m mypy --strict --cache-dir target/mypy \
+	  python_ctypes/groupcache examples/loader.py
+	$(VPY) -m ruff check --cache-dir target/ruff python_ctypes tests bench examples
+	@echo "make lint: clean"
 
 test-rust:
 	$(CARGO) test --release

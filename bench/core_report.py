@@ -17,7 +17,12 @@ def med(who, key):
 
 go = {k: med("go", k) for k in runs["go"][0]}
 rs = {k: med("rust", k) for k in runs["rust"][0]}
-ratio = lambda a, b: a / b if b else float("nan")
+
+
+def ratio(a: float, b: float) -> float:
+    return a / b if b else float("nan")
+
+
 res = {
     "rounds": len(runs["rust"]),
     "go": go,
@@ -42,7 +47,12 @@ rows = [
     ("10 KiB hit, 1 thread, shared view, no copy (ns)", go["hit_10k_1t_ns"], float("nan"), float("nan")),
     ("bytes per entry, 16 B key + 100 B value (RSS)", go["bytes_per_entry"], rs.get("rss_per_entry_bytes", float("nan")), float("nan")),
 ]
-f = lambda x: "—" if x != x else (f"{x:,.1f}")
+
+
+def f(x: float) -> str:
+    return "—" if x != x else f"{x:,.1f}"
+
+
 md = [
     f"Medians of {res['rounds']} alternating rounds (each round itself a median of 9 runs per figure).",
     "",

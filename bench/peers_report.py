@@ -57,7 +57,12 @@ for fs in flats.values():
 keys = sorted(set().union(*[set(f) for fs in flats.values() for f in fs]))
 go = {k: med("go", k) for k in keys}
 rs = {k: med("rust", k) for k in keys}
-ratio = lambda a, b: a / b if b and a == a and b == b else float("nan")
+
+
+def ratio(a: float, b: float) -> float:
+    return a / b if b and a == a and b == b else float("nan")
+
+
 
 # Targets (issue 4): >= 1.5x Go's fetches/s at concurrency 16; at
 # concurrency 1, p50 and p99 no worse than Go's. Judged on the medians;

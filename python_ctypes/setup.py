@@ -111,7 +111,7 @@ class build_rust(Command):
         try:
             subprocess.run(cmd, check=True)
         except subprocess.CalledProcessError as e:
-            raise ExecError("groupcache: `%s` failed (exit status %d)" % (" ".join(cmd), e.returncode))
+            raise ExecError("groupcache: `%s` failed (exit status %d)" % (" ".join(cmd), e.returncode)) from None
         built = target / "release" / LIB_NAME
         if not built.is_file():
             raise ExecError("groupcache: cargo succeeded but %s is missing" % built)
@@ -124,7 +124,8 @@ class build_rust(Command):
                 stale.unlink()
             if target != crate / "target":
                 tell("groupcache: the editable package looks for its library in %s, not in "
-                     "CARGO_TARGET_DIR=%s: set GROUPCACHE_LIB=%s" % (crate / "target" / "release", target, built))  # fmt: skip
+                     "CARGO_TARGET_DIR=%s: set GROUPCACHE_LIB=%s"
+                     % (crate / "target" / "release", target, built))  # fmt: skip
             return
         if self.editable_mode:
             # An unpacked sdist: no checkout's target/ for the package to find.

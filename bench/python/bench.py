@@ -133,10 +133,10 @@ class Redis:
             try:
                 redis.Redis(unix_socket_path=self.sock).ping()
                 break
-            except Exception:
+            except Exception as e:
                 if time.monotonic() > deadline or self.proc.poll() is not None:
                     self.stop()
-                    raise RuntimeError("redis-server did not start")
+                    raise RuntimeError("redis-server did not start") from e
                 time.sleep(0.05)
 
     def stop(self) -> None:
@@ -287,8 +287,10 @@ def contestants(args: argparse.Namespace, scratch: Path, redis_srv: Optional[Red
         return loop, len(keys)
 
     ours("  the lookup call alone, as get makes it", "encode + cache_lookup, pointers as ctypes cparams", raw)
-    ours("  the lookup call, the allocator passed", "the same through cache_lookup_alloc (one argument more)", raw_alloc)
-    ours("  the lookup call, c_void_p arguments", "cache_lookup_alloc, ctypes converting c_void_p objects on each call", raw_void_p)
+    ours("  the lookup call, the allocator passed",
+         "the same through cache_lookup_alloc (one argument more)", raw_alloc)
+    ours("  the lookup call, c_void_p arguments",
+         "cache_lookup_alloc, ctypes converting c_void_p objects on each call", raw_void_p)
     ours("  the lookup call, argtypes declared", "cache_lookup_alloc through declared argtypes", raw_argtypes)
 
     # -- Python caches
@@ -312,7 +314,9 @@ def contestants(args: argparse.Namespace, scratch: Path, redis_srv: Optional[Red
             load(k)
         return load
 
-    def mapping(factory: Callable[[], Any], getter: str = "__getitem__") -> Callable[[List[str], int], Callable[[str], Any]]:
+    def mapping(
+        factory: Callable[[], Any], getter: str = "__getitem__"
+    ) -> Callable[[List[str], int], Callable[[str], Any]]:
         def build(keys: List[str], size: int) -> Callable[[str], Any]:
             m = factory()
             for i, k in enumerate(keys):
@@ -372,7 +376,7 @@ def run_rounds(cs: List[Contestant], rounds: int) -> None:
                     c.loops[label][0]()  # warm up
         rng = random.Random(1)
         order = list(cs)
-        for r in range(rounds):
+        for _round in range(rounds):
             # A new order each round: a pass's speed depends a little on
             # which pass ran before it (by up to ~40 ns per call here).
             rng.shuffle(order)
@@ -632,7 +636,8 @@ def report(
     w("")
     w("`bench/python/bench.py`, %s, Python %s, %d keys per pass, best of %d interleaved rounds; "
       "other processes used %.0f%% of the machine's CPU during the run (%.0f s)."
-      % (time.strftime("%Y-%m-%d"), platform.python_version(), args.keys, args.rounds, others_cpu * 100, wall))  # fmt: skip
+      % (time.strftime("%Y-%m-%d"), platform.python_version(), args.keys, args.rounds,
+         others_cpu * 100, wall))  # fmt: skip
     w("")
     w("### Cost of one hit (ns; lower is better)")
     w("")
@@ -644,11 +649,13 @@ def report(
                      "Go 1.18 c-shared; own process; leaks %.0f B per 10 KiB get" % pyg["10 KiB leak"]))  # fmt: skip
     if trim:
         for what in ("get", "get_many"):
-            rows.append(("groupcache Cache.%s%s, glibc trim threshold raised" % (what, ", per key" if what == "get_many" else ""),
+            per_key = ", per key" if what == "get_many" else ""
+            rows.append(("groupcache Cache.%s%s, glibc trim threshold raised" % (what, per_key),
                          {k: trim[k][what] for k in SIZES},
                          "own process, GLIBC_TUNABLES=glibc.malloc.trim_threshold=1GiB"))  # fmt: skip
     for name, best, note in rows:
-        w("| %s | %.0f | %.0f | %.1fx | %s |" % (name, best["16 B"], best["10 KiB"], best["16 B"] / floor["16 B"], note))
+        vs_floor = best["16 B"] / floor["16 B"]
+        w("| %s | %.0f | %.0f | %.1fx | %s |" % (name, best["16 B"], best["10 KiB"], vs_floor, note))
     w("")
     w("### Memory per entry (1,000,000 entries: 16-byte keys, 100-byte values)")
     w("")
@@ -771,7 +778,8 @@ def main() -> None:
                                 "--rounds", str(args.rounds)], capture_output=True, text=True, timeout=900)  # fmt: skip
             if r.returncode == 0:
                 c = Contestant("Go c-shared done right (gcshared)", "go",
-                               "bench/go/cshared: golang/groupcache, current Go, c-shared, values freed; own process")  # fmt: skip
+                               "bench/go/cshared: golang/groupcache, current Go, c-shared, values freed; "
+                               "own process")  # fmt: skip
                 c.best = json.loads(r.stdout.strip().splitlines()[-1])
                 cs.insert(next(i for i, x in enumerate(cs) if x.group == "python"), c)
                 print("%-48s %8.1f %8.1f ns" % (c.name, c.best["16 B"], c.best["10 KiB"]), flush=True)
@@ -779,7 +787,8 @@ def main() -> None:
                 print("Go child failed:\n" + r.stderr[-2000:], file=sys.stderr)
         pyg: Optional[Dict[str, float]] = None
         r = subprocess.run([sys.executable, __file__, "--pygroupcache-child", "--keys", str(args.keys),
-                            "--rounds", str(max(3, args.rounds // 4))], capture_output=True, text=True, timeout=900)  # fmt: skip
+                            "--rounds", str(max(3, args.rounds // 4))],
+                           capture_output=True, text=True, timeout=900)  # fmt: skip
         if r.returncode == 0:
             pyg = json.loads(r.stdout.strip().splitlines()[-1])
             print("%-48s %8.1f %8.1f ns" % ("pygroupcache", pyg["16 B"], pyg["10 KiB"]), flush=True)
@@ -788,7 +797,8 @@ def main() -> None:
         trim: Optional[Dict[str, Dict[str, float]]] = None
         env = dict(os.environ, GLIBC_TUNABLES="glibc.malloc.trim_threshold=%d" % (1 << 30))
         r = subprocess.run([sys.executable, __file__, "--trim-child", "--keys", str(args.keys),
-                            "--rounds", str(args.rounds)], capture_output=True, text=True, timeout=900, env=env)  # fmt: skip
+                            "--rounds", str(args.rounds)],
+                           capture_output=True, text=True, timeout=900, env=env)  # fmt: skip
         if r.returncode == 0:
             trim = json.loads(r.stdout.strip().splitlines()[-1])
         else:

@@ -18,7 +18,7 @@ import threading
 import time
 import urllib.parse
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, List, Tuple
 
 HERE = Path(__file__).resolve().parent
 ITEMS = [str(i) for i in range(1, 31)]

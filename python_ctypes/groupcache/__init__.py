@@ -46,9 +46,9 @@ from ._errors import (
 )
 from ._loader import Loader, LoaderResult, Value
 from ._log import TRACE, sync_log_level
+from ._memoize import Memoized, memoize
 from ._version import __version__
 from .cache import Cache, CacheInfo, Stats
-from ._memoize import Memoized, memoize
 from .pool import Pool
 
 __all__ = [

@@ -174,7 +174,9 @@ CACHE_LOG_TRACE = 5
 GROUPCACHE_VERSION_MAJOR = 0
 GROUPCACHE_VERSION_MINOR = 1
 GROUPCACHE_VERSION_PATCH = 0
-GROUPCACHE_VERSION_NUMBER = GROUPCACHE_VERSION_MAJOR * 1000000 + GROUPCACHE_VERSION_MINOR * 1000 + GROUPCACHE_VERSION_PATCH
+GROUPCACHE_VERSION_NUMBER = (
+    GROUPCACHE_VERSION_MAJOR * 1000000 + GROUPCACHE_VERSION_MINOR * 1000 + GROUPCACHE_VERSION_PATCH
+)
 
 
 # ---- errors, version, demo -------------------------------------------------
@@ -183,26 +185,22 @@ GROUPCACHE_VERSION_NUMBER = GROUPCACHE_VERSION_MAJOR * 1000000 + GROUPCACHE_VERS
 @_bind("cache_last_error", [], c_char_p)
 def cache_last_error() -> Optional[bytes]:
     """The message for the last non-OK status on this thread."""
-    ...
 
 
 @_bind("cache_version", [], c_char_p)
 def cache_version() -> bytes:
     """The library version, e.g. b"0.1.0"."""
-    ...
 
 
 @_bind("cache_version_number", [], c_uint32)
 def cache_version_number() -> int:
     """The library version as one number, MAJOR * 1000000 + MINOR * 1000 +
     PATCH."""
-    ...
 
 
 @_bind("say_hi", [], None)
 def say_hi() -> None:
     """Prints one greeting line to stdout."""
-    ...
 
 
 # ---- caches ------------------------------------------------------------------
@@ -347,7 +345,6 @@ def cache_contains(c: Handle, key: bytes, key_len: int) -> int:
 @_bind("cache_stats_get", [c_void_p, POINTER(CacheStats)], c_int32, status=True)
 def cache_stats_get(c: Handle, out: Any) -> int:
     """The first 19 counters only (0.1's struct); use cache_stats_get_sized."""
-    ...
 
 
 @_bind("cache_stats_get_sized", [c_void_p, POINTER(CacheStats), c_size_t], c_int32, status=True)
@@ -363,14 +360,12 @@ def cache_getters_stop(timeout_ms: int) -> int:
     """Stops calling getters (loaders) for good and waits up to timeout_ms
     for running ones; through CDLL, so the GIL is released while waiting.
     Called once at interpreter exit (see _loader)."""
-    ...
 
 
 @_bind("cache_sink_fail", [c_void_p, c_char_p], c_int32)
 def cache_sink_fail(sink: Optional[int], message: bytes) -> int:
     """No errcheck: it is called from the loader trampoline, which must not
     raise."""
-    ...
 
 
 # ---- the hit path ------------------------------------------------------------
@@ -566,11 +561,9 @@ LOG_FN = CFUNCTYPE(None, c_void_p, c_int32, c_char_p, c_char_p)
 def cache_log_set(log_fn: Any, user_data: Optional[int], min_level: int) -> int:
     """Installs (or, with a NULL log_fn, removes) the log callback; waits
     for calls of the previous one in progress (GIL released: CDLL)."""
-    ...
 
 
 @_bind("cache_log_set_level", [c_int32], c_int32)
 def cache_log_set_level(min_level: int) -> int:
     """Changes the installed callback's minimum level; never blocks. No
     errcheck: it is called from the log callback, which must not raise."""
-    ...

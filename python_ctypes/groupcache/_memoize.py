@@ -54,8 +54,8 @@ class Memoized(Generic[T]):
             raise TypeError("memoize does not take coroutine functions (the loader runs on library threads)")
         if not callable(func):
             raise TypeError("memoize decorates a callable, not %s" % type(func).__name__)
-        for what, ser_fn in (("encode", getattr(serializer, "encode", None)), ("decode", getattr(serializer, "decode", None))):
-            if not callable(ser_fn):
+        for what in ("encode", "decode"):
+            if not callable(getattr(serializer, what, None)):
                 raise TypeError("serializer must have an %s method (see groupcache.serializers)" % what)
         self._func = func
         self._serializer = serializer

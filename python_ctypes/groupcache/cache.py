@@ -34,9 +34,6 @@ from typing import (
 )
 
 from . import _lib
-from ._log import sync_log_level
-from ._handle import Closable
-from ._keys import decode_key, encode_key
 from ._errors import (
     CACHE_IN_PROGRESS,
     CACHE_INVALID_ARGUMENT,
@@ -48,7 +45,10 @@ from ._errors import (
     NotFoundError,
     error_for_status,
 )
+from ._handle import Closable
+from ._keys import decode_key, encode_key
 from ._loader import TRAMPOLINE, Loader, LoaderSlot, Value, register, ttl_to_ms, unregister
+from ._log import sync_log_level
 
 if TYPE_CHECKING:
     from .pool import Pool
@@ -267,7 +267,7 @@ class Cache(Closable):
         if loader is not None and not callable(loader):
             raise TypeError("loader must be callable or None")
         if inspect.iscoroutinefunction(loader) or inspect.iscoroutinefunction(
-            getattr(loader, "__call__", None)
+            getattr(loader, "__call__", None)  # noqa: B004 (not a callable test: an object's async __call__)
         ):
             raise TypeError(
                 "loader is a coroutine function, but loaders run on library threads "

@@ -12,9 +12,9 @@ import weakref
 from typing import Iterable, List, Optional
 
 from . import _lib
+from ._errors import CACHE_BUFFER_TOO_SMALL, CACHE_OK, ClosedError, error_for_status
 from ._handle import Closable
 from ._keys import encode_key
-from ._errors import CACHE_BUFFER_TOO_SMALL, CACHE_OK, ClosedError, error_for_status
 from ._log import sync_log_level
 
 __all__ = ["Pool"]

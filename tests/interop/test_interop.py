@@ -37,7 +37,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 import urllib.parse
 import zlib
 from functools import lru_cache
@@ -618,7 +617,8 @@ def test_owners_agree(cluster: Cluster) -> None:
         elif r < 0.8:
             keys.append("".join(rnd.choice(alphabet) for _ in range(rnd.randint(1, 40))).encode())
         else:  # raw bytes, no line breaks (POST /owners takes a key a line)
-            keys.append(bytes(rnd.choice([b for b in range(256) if b not in (10, 13)]) for _ in range(rnd.randint(1, 24))))
+            byte_values = [b for b in range(256) if b not in (10, 13)]
+            keys.append(bytes(rnd.choice(byte_values) for _ in range(rnd.randint(1, 24))))
     assert cluster.ring is not None
     ref = [cluster.ring.get(k) for k in keys]
     per_node = {n.name: n.owners(keys) for n in cluster.nodes}
@@ -738,7 +738,8 @@ def test_tricky_keys(cluster: Cluster) -> None:
                     checked_go_to_ours += 1
         bad = {n: r for n, r in results.items() if r != ("ok", want)}
         if bad:
-            failures.append("key %r (owner %s): %r" % (k[:60], owner.name, {n: (s, v[:100]) for n, (s, v) in bad.items()}))
+            shown = {n: (s, v[:100]) for n, (s, v) in bad.items()}
+            failures.append("key %r (owner %s): %r" % (k[:60], owner.name, shown))
             continue
         # Loaded once, at its owner, unless Go's server cannot serve it (then
         # each of ours that asked loaded it locally after Go's 301).
@@ -761,7 +762,10 @@ def test_big_values(cluster: Cluster) -> None:
             status, v = node.get(k)
             if status != "ok" or v != want:
                 first = next((i for i in range(min(len(v), BIG)) if v[i] != want[i]), None)
-                failures.append("%r owned by %s via %s: %s, %d bytes, first difference at %r" % (k, owner.name, node.name, status, len(v), first))
+                failures.append(
+                    "%r owned by %s via %s: %s, %d bytes, first difference at %r"
+                    % (k, owner.name, node.name, status, len(v), first)
+                )
         loads = Cluster.loads_of(cluster.all_loads(), k)
         if loads != {owner.name: 1}:
             failures.append("%r owned by %s loaded %r" % (k, owner.name, loads))
@@ -809,7 +813,7 @@ def test_set_remove_reach_our_nodes(cluster: Cluster) -> None:
     """cache_set / cache_remove on one of our nodes reach our other nodes
     (the owner stores the value; remove drops it); Go nodes fetching from
     our owner see what it holds."""
-    ours = [n for n in cluster.ours]
+    ours = list(cluster.ours)
     failures = []
     for writer in ours:
         for owner in ours:
@@ -824,7 +828,9 @@ def test_set_remove_reach_our_nodes(cluster: Cluster) -> None:
             for node in ours:
                 got = node.get(k)
                 if got != ("ok", new):
-                    failures.append("after set %r at %s (owner %s), %s has %r" % (k, writer.name, owner.name, node.name, got))
+                    failures.append(
+                        "after set %r at %s (owner %s), %s has %r" % (k, writer.name, owner.name, node.name, got)
+                    )
             # A Go node asks the owner, which holds the new value.
             go = cluster.go[0]
             got = go.get(k)
@@ -837,7 +843,9 @@ def test_set_remove_reach_our_nodes(cluster: Cluster) -> None:
             for node in [owner] + [n for n in ours if n is not owner]:
                 got = node.get(k)
                 if got != ("ok", b"v:" + k):
-                    failures.append("after remove %r at %s (owner %s), %s has %r" % (k, writer.name, owner.name, node.name, got))
+                    failures.append(
+                        "after remove %r at %s (owner %s), %s has %r" % (k, writer.name, owner.name, node.name, got)
+                    )
     assert not failures, "\n".join(failures)
 
 
@@ -857,7 +865,9 @@ def test_set_remove_of_go_owned_key(cluster: Cluster) -> None:
             failures.append("set %r at %s (owner %s): %r" % (k, writer.name, owner.name, r))
         got = writer.get(k)
         if got != ("ok", new):
-            failures.append("after set %r, the writer %s has %r (cache_set: 'and in this node's cache')" % (k, writer.name, got))
+            failures.append(
+                "after set %r, the writer %s has %r (cache_set: 'and in this node's cache')" % (k, writer.name, got)
+            )
         for go in cluster.go:
             got = go.get(k)
             if got != ("ok", b"v:" + k):
@@ -882,4 +892,6 @@ def test_remove_makes_no_load(cluster: Cluster) -> None:
     kg = cluster.find_key(lambda i: b"rmloadgo:%d" % i, lambda n: n.kind == "go")
     assert c1.remove(kg) == ("ok", b"")
     go_loads = Cluster.loads_of(cluster.all_loads(), kg)
-    assert (after, go_loads) == (before, {}), "getter calls made by cache_remove: %r -> %r; never-loaded Go-owned key: %r" % (before, after, go_loads)
+    assert (after, go_loads) == (before, {}), (
+        "getter calls made by cache_remove: %r -> %r; never-loaded Go-owned key: %r" % (before, after, go_loads)
+    )

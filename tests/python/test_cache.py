@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import List, Optional
 
@@ -236,7 +237,7 @@ def test_stats_fields(name: str) -> None:
         for field in names:
             assert isinstance(getattr(s, field), int)
         assert s.loads == 1 and s.loads_deduped == 1
-        with pytest.raises(Exception):
+        with pytest.raises(dataclasses.FrozenInstanceError):
             s.gets = 5  # type: ignore[misc]  # frozen
 
 

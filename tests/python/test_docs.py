@@ -31,7 +31,9 @@ def _variable_docs() -> Dict[Tuple[str, str], str]:
             scope = node.name if isinstance(node, ast.ClassDef) else ""
             body = node.body
             for a, b in zip(body, body[1:]):
-                if not (isinstance(b, ast.Expr) and isinstance(b.value, ast.Constant) and isinstance(b.value.value, str)):
+                if not (
+                    isinstance(b, ast.Expr) and isinstance(b.value, ast.Constant) and isinstance(b.value.value, str)
+                ):
                     continue
                 targets = a.targets if isinstance(a, ast.Assign) else [a.target] if isinstance(a, ast.AnnAssign) else []
                 for t in targets:

@@ -21,7 +21,6 @@ import textwrap
 import time
 
 import pytest
-
 from conftest import PRELUDE
 
 # The peer: a node whose loader answers "B:<key>", driven over stdin.

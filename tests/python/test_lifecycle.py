@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any, Callable, List
 
 import pytest
+from conftest import PRELUDE, rss_bytes
 
 import groupcache
 from groupcache import Cache, _loader
-from conftest import PRELUDE, rss_bytes
 
 
 def test_every_call_after_close_raises_closed_error(name: str) -> None:
@@ -111,7 +111,8 @@ def test_garbage_collection_frees_the_native_cache(name: str) -> None:
     # A cache whose loader refers back to it: a cycle, which the collector
     # must still free (the registry holds loaders weakly).
     holder: List[Cache] = []
-    c = Cache(name, loader=lambda k: holder[0].name.encode())
+    # (`del holder` below empties the cell the loader reads, after its last call.)
+    c = Cache(name, loader=lambda k: holder[0].name.encode())  # noqa: F821
     holder.append(c)
     assert c.get("k") == name.encode()
     slot_id = c._slot.id  # type: ignore[union-attr]

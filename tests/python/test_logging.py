@@ -10,10 +10,10 @@ import urllib.request
 from typing import Iterator, List
 
 import pytest
+from conftest import PRELUDE
 
 import groupcache
 from groupcache import Cache, Pool, _log
-from conftest import PRELUDE
 
 logger = logging.getLogger("groupcache")
 

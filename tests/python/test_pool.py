@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 from typing import Dict, List
 
 import pytest
 
 import groupcache
 from groupcache import Cache, Pool
+
 
 def test_pool_basics(pool: Pool) -> None:
     assert pool.url.startswith("http://127.0.0.1:")

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Tuple
 
 import pytest
-
 from conftest import INSTALLED, ROOT
 
 EXAMPLE = ROOT / "examples" / "prefork"

@@ -37,7 +37,7 @@ def test_32_threads_on_one_missing_key_call_the_loader_once(name: str) -> None:
             t.join(10)
             assert not t.is_alive()
         assert calls == ["the-key"]
-        assert results == {i: b"value" for i in range(32)}
+        assert results == dict.fromkeys(range(32), b"value")
         s = c.stats()
         assert s.gets == 32 and s.loads_deduped == 1 and s.local_loads == 1
 
