@@ -20,7 +20,7 @@ C_TESTS    := test_api test_abi test_threads test_pool test_options test_adversa
 EXAMPLES   := say_hi loader
 
 .PHONY: all lib demo test test-rust test-c test-c-valgrind test-c-asan \
-        test-header test-fuzz test-python test-python-wheel test-service test-interop test-install test-cgo check-header bench clean venv examples
+        test-header test-fuzz test-python test-python-wheel test-service test-interop test-install test-cgo test-attack check-header bench clean venv examples
 
 all: lib
 
@@ -59,11 +59,19 @@ demo: lib examples venv
 	@echo "== an asyncio HTTP service, three workers, one cache =="; PYTHONPATH=python_ctypes $(VPY) examples/service/demo.py
 	@echo "== a cluster of three Python workers over SQLite =="; PYTHONPATH=python_ctypes $(VPY) examples/cluster_demo.py
 
-test: check-header test-rust test-c test-python test-python-wheel test-service test-interop test-install test-cgo test-fuzz
+test: check-header test-rust test-attack test-c test-python test-python-wheel test-service test-interop test-install test-cgo test-fuzz
 	@echo "make test: all suites passed"
 
 test-rust:
 	$(CARGO) test --release
+
+# The peer port under attack (issue 9): a node limited to 1,024 fds against
+# 1,100 stalled connections and 32 stalled 64 MiB PUTs, and one run out of
+# descriptors (tests/attack_peers.rs; ~10-25 s, 1,200 sockets), ignored by
+# plain `cargo test`.
+test-attack:
+	$(CARGO) test --release --test attack_peers -- --ignored --exact under_attack out_of_descriptors \
+	  --nocapture --test-threads=1
 
 test-c: $(addprefix $(BUILD)/,$(C_TESTS)) test-c-valgrind test-c-asan test-header
 	@for t in $(C_TESTS); do $(BUILD)/$$t || exit 1; done

@@ -625,12 +625,17 @@ enum cache_status cache_sink_fail(struct cache_sink *sink, const char *message);
 enum cache_status cache_getters_stop(uint32_t timeout_ms);
 
 /**
- * New pool options: the defaults (peer timeout 2000 ms, connect timeout
- * 1000 ms, 50 replicas, base path "/_groupcache/", no secret), then the
- * environment: GROUPCACHE_TIMEOUT_MS and GROUPCACHE_CONNECT_TIMEOUT_MS (1
- * to 4294967295), GROUPCACHE_REPLICAS (1 to 10000), GROUPCACHE_BASE_PATH,
- * GROUPCACHE_SECRET (not empty). Returns NULL (with cache_last_error
- * naming the variable) if a variable is malformed or out of range.
+ * New pool options: the defaults (see README.md's options table: peer
+ * timeout 2000 ms, connect timeout 1000 ms, 50 replicas, base path
+ * "/_groupcache/", no secret, and the server limits below), then the
+ * environment: GROUPCACHE_TIMEOUT_MS, GROUPCACHE_CONNECT_TIMEOUT_MS,
+ * GROUPCACHE_HEADER_TIMEOUT_MS, GROUPCACHE_IDLE_TIMEOUT_MS and
+ * GROUPCACHE_BODY_TIMEOUT_MS (1 to 4294967295), GROUPCACHE_REPLICAS (1 to
+ * 10000), GROUPCACHE_BASE_PATH, GROUPCACHE_SECRET (not empty),
+ * GROUPCACHE_MAX_CONNECTIONS, GROUPCACHE_MAX_BODY_BYTES,
+ * GROUPCACHE_BODY_BUDGET_BYTES, GROUPCACHE_MAX_HEADER_BYTES,
+ * GROUPCACHE_SERVER_WORKERS. Returns NULL (with cache_last_error naming
+ * the variable) if a variable is malformed or out of range.
  *
  * The result is a handle, not a pointer to memory: like cache and pool
  * handles it is checked at each use, so a freed one is refused
@@ -699,6 +704,78 @@ enum cache_status cache_pool_options_set_base_path(struct cache_pool_options *op
  */
 enum cache_status cache_pool_options_set_secret(struct cache_pool_options *options,
                                                 const char *secret);
+
+/**
+ * Connections the peer server keeps open at once (0 to 1,048,576).
+ * When full, a new connection takes the place of the one that has waited
+ * longest without completing a request; when every connection is being
+ * served, the newcomer gets a 503 and is closed. 0 (the default): half the
+ * process's soft RLIMIT_NOFILE when the pool is made, at least 16, at most
+ * 16,384, leaving the other half to the rest of the process. Returns
+ * CACHE_OK or CACHE_INVALID_ARGUMENT.
+ */
+enum cache_status cache_pool_options_set_max_connections(struct cache_pool_options *options,
+                                                         uint32_t n);
+
+/**
+ * How long a client of the peer server has to send a request head, in
+ * milliseconds (1 or more; default 10,000): from its connection for the
+ * first request, from the head's first byte for later ones. A connection
+ * past it is closed. Returns CACHE_OK or CACHE_INVALID_ARGUMENT.
+ */
+enum cache_status cache_pool_options_set_header_timeout_ms(struct cache_pool_options *options,
+                                                           uint32_t ms);
+
+/**
+ * How long the peer server keeps a keep-alive connection that idles
+ * between requests, in milliseconds (1 or more; default 120,000). Returns
+ * CACHE_OK or CACHE_INVALID_ARGUMENT.
+ */
+enum cache_status cache_pool_options_set_idle_timeout_ms(struct cache_pool_options *options,
+                                                         uint32_t ms);
+
+/**
+ * How long the peer server waits for a whole request body (a PUT), in
+ * milliseconds (1 or more; default 10,000); past it the client gets 408.
+ * Returns CACHE_OK or CACHE_INVALID_ARGUMENT.
+ */
+enum cache_status cache_pool_options_set_body_timeout_ms(struct cache_pool_options *options,
+                                                         uint32_t ms);
+
+/**
+ * Largest request body the peer server accepts (413 past it) and
+ * response body the client accepts, in bytes (1,024 or more; default
+ * 64 MiB + 64 KiB, a 64 MiB value with its framing). Returns CACHE_OK or
+ * CACHE_INVALID_ARGUMENT.
+ */
+enum cache_status cache_pool_options_set_max_body_bytes(struct cache_pool_options *options,
+                                                        uint64_t bytes);
+
+/**
+ * Request bodies the peer server holds at once, all connections together,
+ * in bytes (1 or more; default 64 MiB); a body that does not fit gets 503.
+ * A body larger than this (up to the max body size) is taken when no
+ * other is in flight. Returns CACHE_OK or CACHE_INVALID_ARGUMENT.
+ */
+enum cache_status cache_pool_options_set_body_budget_bytes(struct cache_pool_options *options,
+                                                           uint64_t bytes);
+
+/**
+ * Largest request head (request line with the escaped key, plus headers)
+ * the peer server accepts, in bytes (8,192 to 16 MiB; default 128 KiB);
+ * 431 past it. Returns CACHE_OK or CACHE_INVALID_ARGUMENT.
+ */
+enum cache_status cache_pool_options_set_max_header_bytes(struct cache_pool_options *options,
+                                                          uint32_t bytes);
+
+/**
+ * Threads that run peers' requests that may block (a miss runs the
+ * cache's getter) at once (1 to 4,096; default 64). More requests wait
+ * for a turn without a thread; cache hits need none. Returns CACHE_OK or
+ * CACHE_INVALID_ARGUMENT.
+ */
+enum cache_status cache_pool_options_set_server_workers(struct cache_pool_options *options,
+                                                        uint32_t n);
 
 /**
  * Creates a node: binds `listen_addr` at once (e.g. "127.0.0.1:8000";

@@ -578,3 +578,52 @@ fn a_panicking_peer_client_fails_the_waiters_and_leaves_the_key_loadable() {
     assert_eq!(g.get(b"r1").unwrap(), Bytes::from_static(b"v:r1"));
     assert!(calls.load(Ordering::SeqCst) >= 1);
 }
+
+#[test]
+fn cached_only_peer_gets_never_load_and_count_once() {
+    let (g, loads) = counting_group(1 << 20, 0);
+    // A miss: nothing loaded, nothing counted.
+    assert_eq!(g.get_cached_for_peer(b"k", 1 << 20), Ok(None));
+    assert_eq!(loads.load(Ordering::SeqCst), 0);
+    assert_eq!((g.stats().server_requests, g.stats().gets), (0, 0));
+    // The full path loads and counts; then the cached-only one answers.
+    let loaded = g.get_for_peer(b"k").unwrap();
+    assert_eq!(g.get_cached_for_peer(b"k", 1 << 20), Ok(Some(loaded)));
+    let s = g.stats();
+    assert_eq!((s.server_requests, s.gets, s.cache_hits, s.loads), (2, 2, 1, 1));
+    // Longer than max_len: left to the full path, not counted.
+    assert_eq!(g.get_cached_for_peer(b"k", 0), Ok(None));
+    assert_eq!(g.stats().server_requests, 2);
+    // Key limits and a closed group, as the full path.
+    let long = vec![b'x'; groupcache::engine::MAX_KEY_LEN + 1];
+    assert!(matches!(
+        g.get_cached_for_peer(&long, 1 << 20),
+        Err(Error::InvalidArgument(_))
+    ));
+    g.close();
+    assert_eq!(g.get_cached_for_peer(b"k", 1 << 20), Err(Error::Closed));
+}
+
+#[test]
+fn peer_sets_and_removes_obey_the_key_limit() {
+    let g = Group::new("lim", 1 << 20, None);
+    let v = PeerValue {
+        value: Bytes::from_static(b"v"),
+        expire_unix_nanos: None,
+    };
+    let long = vec![b'x'; groupcache::engine::MAX_KEY_LEN + 1];
+    assert!(matches!(
+        g.set_from_peer(&long, v.clone()),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        g.remove_from_peer(&long),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert_eq!(g.stats().main_items, 0);
+    let max = vec![b'x'; groupcache::engine::MAX_KEY_LEN];
+    assert_eq!(g.set_from_peer(&max, v), Ok(()));
+    assert_eq!(g.stats().main_items, 1);
+    assert_eq!(g.remove_from_peer(&max), Ok(()));
+    assert_eq!(g.stats().main_items, 0);
+}

@@ -499,3 +499,90 @@ fn dropping_a_group_unserves_it() {
     pool.register(fresh).expect("the dropped group's name is free");
     let _ = urls;
 }
+
+/// A getter at the owner that gets another group's key, owned by a third
+/// node, while the server runs it on a runtime worker (its group's loads
+/// were fast, so misses run inline): the nested peer request must not wait
+/// behind the thread that waits for it.
+#[test]
+fn an_inline_getter_may_call_a_peer() {
+    struct Nested {
+        other: Mutex<Option<Arc<Group>>>,
+        threads: Mutex<Vec<String>>,
+    }
+    impl Getter for Nested {
+        fn get(&self, key: &[u8], sink: &mut Sink) -> Result<(), Error> {
+            let name = std::thread::current().name().unwrap_or("").to_string();
+            self.threads.lock().unwrap().push(name);
+            if let Some(k) = key.strip_prefix(b"via:") {
+                let other = self.other.lock().unwrap().clone().unwrap();
+                let v = other.get(k)?;
+                return sink.set(&v, 0);
+            }
+            sink.set(key, 0)
+        }
+    }
+    struct Echo;
+    impl Getter for Echo {
+        fn get(&self, key: &[u8], sink: &mut Sink) -> Result<(), Error> {
+            let mut v = b"c:".to_vec();
+            v.extend_from_slice(key);
+            sink.set(&v, 0)
+        }
+    }
+    let o = PoolOptions {
+        timeout: Duration::from_secs(2),
+        ..Default::default()
+    };
+    let (a, b, c) = (
+        Pool::new("127.0.0.1:0", None, o.clone()).unwrap(),
+        Pool::new("127.0.0.1:0", None, o.clone()).unwrap(),
+        Pool::new("127.0.0.1:0", None, o).unwrap(),
+    );
+    let nested = Arc::new(Nested {
+        other: Mutex::new(None),
+        threads: Mutex::new(Vec::new()),
+    });
+    // g1: owned by B (A and B in its ring); g2: owned by C, reached from B.
+    let ga = Group::new("g1", 1 << 20, Some(nested.clone() as Arc<dyn Getter>));
+    let gb = Group::new("g1", 1 << 20, Some(nested.clone() as Arc<dyn Getter>));
+    let g2b = Group::new("g2", 1 << 20, Some(Arc::new(Echo) as Arc<dyn Getter>));
+    let g2c = Group::new("g2", 1 << 20, Some(Arc::new(Echo) as Arc<dyn Getter>));
+    *nested.other.lock().unwrap() = Some(g2b.clone());
+    let bc = vec![b.url().to_string(), c.url().to_string()];
+    a.set_peers(&[b.url().to_string()]).unwrap();
+    b.set_peers(&bc).unwrap();
+    c.set_peers(&bc).unwrap();
+    a.register(ga.clone()).unwrap();
+    b.register(gb.clone()).unwrap();
+    b.register(g2b.clone()).unwrap();
+    c.register(g2c.clone()).unwrap();
+    let mut r = Ring::new(Ring::DEFAULT_REPLICAS);
+    r.add(bc.iter().cloned());
+    // Fast loads at B: after a few, its misses run inline.
+    for i in 0..20 {
+        let k = format!("fast-{i}");
+        assert_eq!(&ga.get(k.as_bytes()).unwrap()[..], k.as_bytes());
+    }
+    let port = b.local_addr().port();
+    let inline_name = format!("gcpool-{port}");
+    assert!(
+        nested.threads.lock().unwrap().iter().any(|n| *n == inline_name),
+        "no miss ran inline at B: {:?}",
+        nested.threads.lock().unwrap()
+    );
+    // Keys of g2 that C owns, fetched by B's getter from inside a load.
+    let keys: Vec<String> = (0..)
+        .map(|i| format!("k{i}"))
+        .filter(|k| r.get(k.as_bytes()).unwrap() == c.url())
+        .take(5)
+        .collect();
+    for k in &keys {
+        let t = Instant::now();
+        let v = ga.get(format!("via:{k}").as_bytes()).unwrap();
+        assert_eq!(&v[..], format!("c:{k}").as_bytes());
+        assert!(t.elapsed() < Duration::from_millis(1000), "{:?}", t.elapsed());
+    }
+    assert!(g2c.stats().server_requests >= 1, "C was asked");
+    assert_eq!(gb.stats().peer_errors + g2b.stats().peer_errors, 0);
+}

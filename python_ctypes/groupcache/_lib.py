@@ -495,6 +495,38 @@ def cache_pool_options_set_base_path(options: Optional[int], base_path: bytes) -
 def cache_pool_options_set_secret(options: Optional[int], secret: bytes) -> int: ...
 
 
+@_bind("cache_pool_options_set_max_connections", [c_void_p, ctypes.c_uint32], c_int32, status=True)
+def cache_pool_options_set_max_connections(options: Optional[int], n: int) -> int: ...
+
+
+@_bind("cache_pool_options_set_header_timeout_ms", [c_void_p, ctypes.c_uint32], c_int32, status=True)
+def cache_pool_options_set_header_timeout_ms(options: Optional[int], ms: int) -> int: ...
+
+
+@_bind("cache_pool_options_set_idle_timeout_ms", [c_void_p, ctypes.c_uint32], c_int32, status=True)
+def cache_pool_options_set_idle_timeout_ms(options: Optional[int], ms: int) -> int: ...
+
+
+@_bind("cache_pool_options_set_body_timeout_ms", [c_void_p, ctypes.c_uint32], c_int32, status=True)
+def cache_pool_options_set_body_timeout_ms(options: Optional[int], ms: int) -> int: ...
+
+
+@_bind("cache_pool_options_set_max_body_bytes", [c_void_p, ctypes.c_uint64], c_int32, status=True)
+def cache_pool_options_set_max_body_bytes(options: Optional[int], n: int) -> int: ...
+
+
+@_bind("cache_pool_options_set_body_budget_bytes", [c_void_p, ctypes.c_uint64], c_int32, status=True)
+def cache_pool_options_set_body_budget_bytes(options: Optional[int], n: int) -> int: ...
+
+
+@_bind("cache_pool_options_set_max_header_bytes", [c_void_p, ctypes.c_uint32], c_int32, status=True)
+def cache_pool_options_set_max_header_bytes(options: Optional[int], n: int) -> int: ...
+
+
+@_bind("cache_pool_options_set_server_workers", [c_void_p, ctypes.c_uint32], c_int32, status=True)
+def cache_pool_options_set_server_workers(options: Optional[int], n: int) -> int: ...
+
+
 @_bind("cache_pool_url", [c_void_p], c_char_p)
 def cache_pool_url(p: Handle) -> Optional[bytes]: ...
 

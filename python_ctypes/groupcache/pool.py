@@ -88,6 +88,19 @@ class Pool(Closable):
     Arguments are checked here: a NUL inside a string, or ``replicas``
     outside 1 to 10000, or a timeout outside 1 ms to about 49.7 days, is
     a ``ValueError`` naming it.
+
+    Limits of the server that answers the other nodes:
+    ``max_connections``: connections kept open at once; when full, a new
+    one takes the place of the one that has waited longest without
+    completing a request (default 0: half the process's soft fd limit, at
+    most 16,384); ``header_timeout``: seconds a client has to send a
+    request head (10.0); ``idle_timeout``: seconds a keep-alive connection
+    may idle between requests (120.0); ``body_timeout``: seconds to send a
+    request body (10.0); ``max_body_bytes``: largest request (and response)
+    body (64 MiB + 64 KiB); ``body_budget_bytes``: request bodies held at
+    once, all connections together (64 MiB); ``max_header_bytes``: largest
+    request head (128 KiB); ``server_workers``: threads that run loaders
+    for other nodes at once (64).
     """
 
     __slots__ = ("_handle", "_url", "_closed", "_finalizer", "__weakref__")
@@ -102,6 +115,14 @@ class Pool(Closable):
         replicas: Optional[int] = None,
         base_path: Optional[str] = None,
         secret: Optional[str] = None,
+        max_connections: Optional[int] = None,
+        header_timeout: Optional[float] = None,
+        idle_timeout: Optional[float] = None,
+        body_timeout: Optional[float] = None,
+        max_body_bytes: Optional[int] = None,
+        body_budget_bytes: Optional[int] = None,
+        max_header_bytes: Optional[int] = None,
+        server_workers: Optional[int] = None,
     ) -> None:
         self._closed = True  # until the handle exists
         # Every argument is checked before anything is made: ctypes would
@@ -123,6 +144,27 @@ class Pool(Closable):
                 _lib.cache_pool_options_set_timeout_ms(opts, timeout_ms)
             if connect_ms is not None:
                 _lib.cache_pool_options_set_connect_timeout_ms(opts, connect_ms)
+            for what, value, setter in (
+                ("header_timeout", header_timeout, _lib.cache_pool_options_set_header_timeout_ms),
+                ("idle_timeout", idle_timeout, _lib.cache_pool_options_set_idle_timeout_ms),
+                ("body_timeout", body_timeout, _lib.cache_pool_options_set_body_timeout_ms),
+            ):
+                if value is not None:
+                    setter(opts, _timeout_ms(value, what))
+            for name, value, bits, set_limit in (
+                ("max_connections", max_connections, 32, _lib.cache_pool_options_set_max_connections),
+                ("max_body_bytes", max_body_bytes, 64, _lib.cache_pool_options_set_max_body_bytes),
+                ("body_budget_bytes", body_budget_bytes, 64, _lib.cache_pool_options_set_body_budget_bytes),
+                ("max_header_bytes", max_header_bytes, 32, _lib.cache_pool_options_set_max_header_bytes),
+                ("server_workers", server_workers, 32, _lib.cache_pool_options_set_server_workers),
+            ):
+                if value is not None:
+                    # ctypes would wrap a negative or huge int silently.
+                    if isinstance(value, bool) or not isinstance(value, int):
+                        raise TypeError("%s is an int, not %s" % (name, type(value).__name__))
+                    if not 0 <= value < 2**bits:
+                        raise ValueError("%s out of range: %r" % (name, value))
+                    set_limit(opts, value)
             if replicas is not None:
                 _lib.cache_pool_options_set_replicas(opts, replicas)
             if base_path_b is not None:

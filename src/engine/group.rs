@@ -328,6 +328,33 @@ impl Group {
         Ok(self.load(key, hash, false)?.into())
     }
 
+    /// A peer's GET answered from this node's cache alone, for a server
+    /// that must not block (it runs on I/O threads): never loads, never
+    /// waits for a load. `Ok(None)`: not cached, or a value longer than
+    /// `max_len` (not copied here); take [`Group::get_for_peer`]. Counts
+    /// `server_requests`, the get and the hit only when it answers, so the
+    /// two calls together count a request once.
+    pub fn get_cached_for_peer(&self, key: &[u8], max_len: usize) -> Result<Option<PeerValue>, Error> {
+        self.check_open()?;
+        check_key(key)?;
+        let pin = reclaim::pin();
+        let copy = |v: &[u8]| (v.len() <= max_len).then(|| Bytes::copy_from_slice(v));
+        let Some(hit) = self.store.get_with(key, self.store.hash(key), &pin, copy) else {
+            return Ok(None);
+        };
+        if hit.result.is_none() {
+            return Ok(None);
+        }
+        self.counters.inc(Counter::ServerRequests);
+        self.counters.inc(Counter::Gets);
+        let expire = hit.expire;
+        let value = self.count_hit(hit);
+        Ok(value.map(|value| PeerValue {
+            value,
+            expire_unix_nanos: expire,
+        }))
+    }
+
     fn load(&self, key: &[u8], hash: u64, may_forward: bool) -> Result<Loaded, Error> {
         self.counters.inc(Counter::Loads);
         let owner = if may_forward {
@@ -572,20 +599,32 @@ impl Group {
         }
     }
 
-    /// A peer's PUT: it believes this node owns the key.
-    pub fn set_from_peer(&self, key: &[u8], value: PeerValue) {
+    /// A peer's PUT: it believes this node owns the key. The key and value
+    /// limits apply as to a local set (`InvalidArgument` past them).
+    pub fn set_from_peer(&self, key: &[u8], value: PeerValue) -> Result<(), Error> {
+        check_key(key)?;
+        if value.value.len() > MAX_VALUE_LEN {
+            return Err(Error::InvalidArgument(format!(
+                "value of {} bytes exceeds the {MAX_VALUE_LEN}-byte limit",
+                value.value.len()
+            )));
+        }
         let hash = self.store.hash(key);
         self.invalidate(key, hash, || {
             self.store
                 .insert(key, &value.value, value.expire_unix_nanos, Kind::Main)
         });
+        Ok(())
     }
 
     /// A peer's DELETE: drops the key here, and keeps in-flight loads of it
-    /// from caching what they load.
-    pub fn remove_from_peer(&self, key: &[u8]) {
+    /// from caching what they load. A key over the limit is refused
+    /// (`InvalidArgument`; it cannot be cached anyway).
+    pub fn remove_from_peer(&self, key: &[u8]) -> Result<(), Error> {
+        check_key(key)?;
         let hash = self.store.hash(key);
         self.invalidate(key, hash, || self.store.remove(key));
+        Ok(())
     }
 
     pub fn stats(&self) -> Stats {

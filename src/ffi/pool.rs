@@ -84,13 +84,50 @@ pub(crate) struct OptionsObj {
 static OPTIONS: Lazy<HandleTable<OptionsObj>> = Lazy::new(HandleTable::new);
 
 /// The environment variables a pool reads, with the option each sets.
-const ENV: [(&str, &str); 5] = [
+const ENV: [(&str, &str); 13] = [
     ("GROUPCACHE_TIMEOUT_MS", "timeout_ms"),
     ("GROUPCACHE_CONNECT_TIMEOUT_MS", "connect_timeout_ms"),
     ("GROUPCACHE_REPLICAS", "replicas"),
     ("GROUPCACHE_BASE_PATH", "base_path"),
     ("GROUPCACHE_SECRET", "secret"),
+    ("GROUPCACHE_MAX_CONNECTIONS", "max_connections"),
+    ("GROUPCACHE_HEADER_TIMEOUT_MS", "header_timeout_ms"),
+    ("GROUPCACHE_IDLE_TIMEOUT_MS", "idle_timeout_ms"),
+    ("GROUPCACHE_BODY_TIMEOUT_MS", "body_timeout_ms"),
+    ("GROUPCACHE_MAX_BODY_BYTES", "max_body_bytes"),
+    ("GROUPCACHE_BODY_BUDGET_BYTES", "body_budget_bytes"),
+    ("GROUPCACHE_MAX_HEADER_BYTES", "max_header_bytes"),
+    ("GROUPCACHE_SERVER_WORKERS", "server_workers"),
 ];
+
+/// Valid values of the server limits, as the setters and the environment
+/// check them (the pool checks them again).
+const MAX_CONNECTIONS: std::ops::RangeInclusive<u64> = 0..=crate::peers::pool::MAX_CONNECTIONS as u64;
+const MAX_BODY_BYTES: std::ops::RangeInclusive<u64> = 1024..=usize::MAX as u64;
+const BODY_BUDGET_BYTES: std::ops::RangeInclusive<u64> = 1..=usize::MAX as u64;
+const MAX_HEADER_BYTES: std::ops::RangeInclusive<u64> = 8192..=crate::peers::pool::MAX_HEADER_BYTES as u64;
+const SERVER_WORKERS: std::ops::RangeInclusive<u64> = 1..=crate::peers::pool::MAX_SERVER_WORKERS as u64;
+
+/// Sets one of the numeric server limits on `o`, if `v` is in range.
+fn set_limit(o: &mut PoolOptions, opt: &str, v: u64) -> Result<(), String> {
+    let (range, set): (std::ops::RangeInclusive<u64>, fn(&mut PoolOptions, u64)) = match opt {
+        "max_connections" => (MAX_CONNECTIONS, |o, v| o.max_connections = v as usize),
+        "max_body_bytes" => (MAX_BODY_BYTES, |o, v| o.max_body_bytes = v as usize),
+        "body_budget_bytes" => (BODY_BUDGET_BYTES, |o, v| o.body_budget_bytes = v as usize),
+        "max_header_bytes" => (MAX_HEADER_BYTES, |o, v| o.max_header_bytes = v as usize),
+        "server_workers" => (SERVER_WORKERS, |o, v| o.server_workers = v as usize),
+        _ => return Err(format!("no option {opt}")),
+    };
+    if !range.contains(&v) {
+        return Err(format!(
+            "{opt} must be from {} to {}, not {v}",
+            range.start(),
+            range.end()
+        ));
+    }
+    set(o, v);
+    Ok(())
+}
 
 /// Defaults overridden by the environment; a malformed variable is an
 /// error naming it, never silently ignored.
@@ -110,15 +147,24 @@ fn options_from_env() -> Result<PoolOptions, String> {
                 .filter(|n| (min..=max).contains(n))
                 .ok_or_else(|| format!("{var}={v:?}: {opt} must be a whole number from {min} to {max}"))
         };
+        let ms = || num(1, u32::MAX).map(|n| std::time::Duration::from_millis(n as u64));
         match opt {
-            "timeout_ms" => o.timeout = std::time::Duration::from_millis(num(1, u32::MAX)? as u64),
-            "connect_timeout_ms" => {
-                o.connect_timeout = std::time::Duration::from_millis(num(1, u32::MAX)? as u64)
-            }
+            "timeout_ms" => o.timeout = ms()?,
+            "connect_timeout_ms" => o.connect_timeout = ms()?,
+            "header_timeout_ms" => o.header_timeout = ms()?,
+            "idle_timeout_ms" => o.idle_timeout = ms()?,
+            "body_timeout_ms" => o.body_timeout = ms()?,
             "replicas" => o.replicas = num(1, MAX_REPLICAS as u32)? as usize,
             "secret" if v.is_empty() => return Err(format!("{var} is set but empty")),
             "secret" => o.secret = Some(v.clone()),
-            _ => o.base_path = v.clone(),
+            "base_path" => o.base_path = v.clone(),
+            limit => {
+                let n = v
+                    .trim()
+                    .parse::<u64>()
+                    .map_err(|_| format!("{var}={v:?} is not a whole number"))?;
+                set_limit(&mut o, limit, n).map_err(|m| format!("{var}: {m}"))?;
+            }
         }
     }
     Ok(o)
@@ -139,12 +185,17 @@ fn with_opts(o: *const cache_pool_options, f: impl FnOnce(&mut PoolOptions) -> c
     }
 }
 
-/// New pool options: the defaults (peer timeout 2000 ms, connect timeout
-/// 1000 ms, 50 replicas, base path "/_groupcache/", no secret), then the
-/// environment: GROUPCACHE_TIMEOUT_MS and GROUPCACHE_CONNECT_TIMEOUT_MS (1
-/// to 4294967295), GROUPCACHE_REPLICAS (1 to 10000), GROUPCACHE_BASE_PATH,
-/// GROUPCACHE_SECRET (not empty). Returns NULL (with cache_last_error
-/// naming the variable) if a variable is malformed or out of range.
+/// New pool options: the defaults (see README.md's options table: peer
+/// timeout 2000 ms, connect timeout 1000 ms, 50 replicas, base path
+/// "/_groupcache/", no secret, and the server limits below), then the
+/// environment: GROUPCACHE_TIMEOUT_MS, GROUPCACHE_CONNECT_TIMEOUT_MS,
+/// GROUPCACHE_HEADER_TIMEOUT_MS, GROUPCACHE_IDLE_TIMEOUT_MS and
+/// GROUPCACHE_BODY_TIMEOUT_MS (1 to 4294967295), GROUPCACHE_REPLICAS (1 to
+/// 10000), GROUPCACHE_BASE_PATH, GROUPCACHE_SECRET (not empty),
+/// GROUPCACHE_MAX_CONNECTIONS, GROUPCACHE_MAX_BODY_BYTES,
+/// GROUPCACHE_BODY_BUDGET_BYTES, GROUPCACHE_MAX_HEADER_BYTES,
+/// GROUPCACHE_SERVER_WORKERS. Returns NULL (with cache_last_error naming
+/// the variable) if a variable is malformed or out of range.
 ///
 /// The result is a handle, not a pointer to memory: like cache and pool
 /// handles it is checked at each use, so a freed one is refused
@@ -301,6 +352,112 @@ pub unsafe extern "C" fn cache_pool_options_set_secret(
             CACHE_OK
         })
     })
+}
+
+/// Sets a numeric server limit (see `set_limit`).
+fn set_u64(options: *mut cache_pool_options, opt: &str, v: u64) -> cache_status {
+    guard(|| {
+        with_opts(options, |o| match set_limit(o, opt, v) {
+            Ok(()) => CACHE_OK,
+            Err(m) => fail(CACHE_INVALID_ARGUMENT, m),
+        })
+    })
+}
+
+/// Connections the peer server keeps open at once (0 to 1,048,576).
+/// When full, a new connection takes the place of the one that has waited
+/// longest without completing a request; when every connection is being
+/// served, the newcomer gets a 503 and is closed. 0 (the default): half the
+/// process's soft RLIMIT_NOFILE when the pool is made, at least 16, at most
+/// 16,384, leaving the other half to the rest of the process. Returns
+/// CACHE_OK or CACHE_INVALID_ARGUMENT.
+#[no_mangle]
+pub extern "C" fn cache_pool_options_set_max_connections(
+    options: *mut cache_pool_options,
+    n: u32,
+) -> cache_status {
+    set_u64(options, "max_connections", n as u64)
+}
+
+/// How long a client of the peer server has to send a request head, in
+/// milliseconds (1 or more; default 10,000): from its connection for the
+/// first request, from the head's first byte for later ones. A connection
+/// past it is closed. Returns CACHE_OK or CACHE_INVALID_ARGUMENT.
+#[no_mangle]
+pub extern "C" fn cache_pool_options_set_header_timeout_ms(
+    options: *mut cache_pool_options,
+    ms: u32,
+) -> cache_status {
+    set_ms(options, "header_timeout_ms", ms, |o, d| o.header_timeout = d)
+}
+
+/// How long the peer server keeps a keep-alive connection that idles
+/// between requests, in milliseconds (1 or more; default 120,000). Returns
+/// CACHE_OK or CACHE_INVALID_ARGUMENT.
+#[no_mangle]
+pub extern "C" fn cache_pool_options_set_idle_timeout_ms(
+    options: *mut cache_pool_options,
+    ms: u32,
+) -> cache_status {
+    set_ms(options, "idle_timeout_ms", ms, |o, d| o.idle_timeout = d)
+}
+
+/// How long the peer server waits for a whole request body (a PUT), in
+/// milliseconds (1 or more; default 10,000); past it the client gets 408.
+/// Returns CACHE_OK or CACHE_INVALID_ARGUMENT.
+#[no_mangle]
+pub extern "C" fn cache_pool_options_set_body_timeout_ms(
+    options: *mut cache_pool_options,
+    ms: u32,
+) -> cache_status {
+    set_ms(options, "body_timeout_ms", ms, |o, d| o.body_timeout = d)
+}
+
+/// Largest request body the peer server accepts (413 past it) and
+/// response body the client accepts, in bytes (1,024 or more; default
+/// 64 MiB + 64 KiB, a 64 MiB value with its framing). Returns CACHE_OK or
+/// CACHE_INVALID_ARGUMENT.
+#[no_mangle]
+pub extern "C" fn cache_pool_options_set_max_body_bytes(
+    options: *mut cache_pool_options,
+    bytes: u64,
+) -> cache_status {
+    set_u64(options, "max_body_bytes", bytes)
+}
+
+/// Request bodies the peer server holds at once, all connections together,
+/// in bytes (1 or more; default 64 MiB); a body that does not fit gets 503.
+/// A body larger than this (up to the max body size) is taken when no
+/// other is in flight. Returns CACHE_OK or CACHE_INVALID_ARGUMENT.
+#[no_mangle]
+pub extern "C" fn cache_pool_options_set_body_budget_bytes(
+    options: *mut cache_pool_options,
+    bytes: u64,
+) -> cache_status {
+    set_u64(options, "body_budget_bytes", bytes)
+}
+
+/// Largest request head (request line with the escaped key, plus headers)
+/// the peer server accepts, in bytes (8,192 to 16 MiB; default 128 KiB);
+/// 431 past it. Returns CACHE_OK or CACHE_INVALID_ARGUMENT.
+#[no_mangle]
+pub extern "C" fn cache_pool_options_set_max_header_bytes(
+    options: *mut cache_pool_options,
+    bytes: u32,
+) -> cache_status {
+    set_u64(options, "max_header_bytes", bytes as u64)
+}
+
+/// Threads that run peers' requests that may block (a miss runs the
+/// cache's getter) at once (1 to 4,096; default 64). More requests wait
+/// for a turn without a thread; cache hits need none. Returns CACHE_OK or
+/// CACHE_INVALID_ARGUMENT.
+#[no_mangle]
+pub extern "C" fn cache_pool_options_set_server_workers(
+    options: *mut cache_pool_options,
+    n: u32,
+) -> cache_status {
+    set_u64(options, "server_workers", n as u64)
 }
 
 /// Creates a node: binds `listen_addr` at once (e.g. "127.0.0.1:8000";

@@ -340,6 +340,10 @@ impl HttpPeer {
                 // could not be built): use the pool's.
                 Err(handle) => exec_on_pool(s, call, handle),
             }
+        } else if super::server::inline_call_running() {
+            // A getter the server runs on one of a runtime's workers: the
+            // request spawned below must not wait behind this thread.
+            tokio::task::block_in_place(|| exec_on_pool(s, call, handle))
         } else {
             exec_on_pool(s, call, handle)
         };

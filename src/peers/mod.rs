@@ -26,16 +26,22 @@
 //! - [`escape`]: group and key escaping in URLs.
 //! - [`proto`]: the protobuf bodies (prost, declared by hand).
 //! - [`client`]: [`HttpPeer`], the engine's `PeerGetter` over HTTP/1.1.
-//! - `server`: the hyper server that answers peers.
+//! - `server`: the hyper server that answers peers, with its limits
+//!   (connections, deadlines, body budget, worker threads).
 //! - [`pool`]: [`Pool`], one node: server + membership + picker + groups.
 //!
 //! Where the time of a remote fetch goes decided the threading. On a
 //! loopback or LAN the round trip is tens of microseconds, about what it
 //! costs to wake a sleeping thread, so the design avoids handing a request
-//! from thread to thread: the calling thread drives its own request over a
-//! keep-alive connection of its own, and the server answers on the thread
-//! that serves that connection, calling the engine inline. A fetch then
-//! wakes exactly two threads, one per side, as Go's goroutines do.
+//! from thread to thread. The calling thread drives its own request over a
+//! keep-alive connection of its own. The server serves every connection as
+//! a task on the pool's runtime, so an idle or stalled connection costs a
+//! socket and a small buffer, never a thread; the runtime thread the kernel
+//! wakes for a request answers it when it is a cache hit, or a miss of a
+//! group whose loads are fast (one at a time); other misses, whose getters
+//! may block for seconds, go to a bounded pool of worker threads, at the
+//! price of two more wake-ups. A fetch of the first kind wakes one thread
+//! per side, as Go's goroutines do.
 
 pub mod auth;
 pub mod client;

@@ -4,15 +4,19 @@
 //! consistent hash, and holds the groups it serves.
 //!
 //! Threads: each pool owns one small tokio runtime (`worker_threads`
-//! workers, named `gcpool-<port>`) that accepts connections and runs the
-//! client for callers inside a runtime context (plain calling threads drive
-//! their own requests), and serves each accepted connection on a thread of its own
-//! (`gcconn-<port>`, reused across connections, ended after 30 s idle), which
-//! calls the engine inline: a getter may block, stalling only the peer that
-//! asked. [`Pool::close`] (or dropping the pool) stops the server, clears
-//! the membership, detaches the groups and shuts the runtime down, so no
-//! thread outlives the pool, except while a getter is still running for a
-//! peer (its thread ends when the getter returns, or after `close` waited a
+//! workers, named `gcpool-<port>`). It accepts connections and serves each
+//! as a task (an idle or slow connection costs no thread), answers cache
+//! hits on those workers, and hands what may block (a miss, which calls the
+//! getter) to at most `server_workers` threads (`gcwork-<port>`, made when
+//! needed, ended after 10 s idle); misses of groups whose loads have been
+//! fast run on a runtime worker, one at a time, watched by a thread
+//! (`gcwatch-<port>`) that keeps the runtime serving if such a call turns
+//! slow (see `server/inline.rs`). It also runs the client for callers
+//! inside a runtime context (plain calling threads drive their own
+//! requests). [`Pool::close`] (or dropping the pool) stops the server,
+//! clears the membership, detaches the groups and shuts the runtime down,
+//! so no thread outlives the pool, except while a getter is still running
+//! for a peer (its thread ends when the getter returns; `close` waits a
 //! second for it) or a request to a peer is still in flight (the runtime
 //! ends when it does, within `timeout`).
 //!
@@ -52,6 +56,10 @@ fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
     l.write().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Upper bounds of `server_workers` and `max_connections`.
+pub const MAX_SERVER_WORKERS: usize = 4096;
+pub const MAX_CONNECTIONS: usize = 1 << 20;
+
 /// Settings of a [`Pool`]. `PoolOptions::default()` gives the values below.
 #[derive(Clone, Debug)]
 pub struct PoolOptions {
@@ -71,24 +79,44 @@ pub struct PoolOptions {
     /// Path prefix of the protocol, with leading and trailing '/'.
     /// Default "/_groupcache/", as Go's.
     pub base_path: String,
-    /// Largest request body the server accepts (a PUT) and response body the
-    /// client accepts (a GET). Default 64 MiB + 64 KiB: a 64 MiB value plus
-    /// its protobuf framing and key.
+    /// Largest request body the server accepts (a PUT; 413 past it) and
+    /// response body the client accepts (a GET). Default 64 MiB + 64 KiB: a
+    /// 64 MiB value plus its protobuf framing and key.
     pub max_body_bytes: usize,
+    /// Request bodies the server holds at once, all connections together;
+    /// a body that does not fit gets 503. A Content-Length is reserved
+    /// whole before the body is read, a chunked body as it arrives. A body
+    /// larger than the budget (up to `max_body_bytes`) is taken when no
+    /// other is in flight. Default 64 MiB.
+    pub body_budget_bytes: usize,
     /// Largest request head (request line with the escaped key, plus
     /// headers) the server accepts; 431 past it. Default 128 KiB, room for
     /// keys of 40 KiB even when every byte is escaped.
     pub max_header_bytes: usize,
-    /// Connections served at once, which is also the most threads serving
-    /// them (one each); more wait in the listen backlog. Default 1024.
+    /// Connections the server keeps open at once. When full, a new
+    /// connection takes the place of the one that has waited longest
+    /// without completing a request (idle, or stalled sending one); when
+    /// all are being served, it gets a 503 and is closed. Default 0: half
+    /// the soft RLIMIT_NOFILE at `Pool::new` (at least 16, at most 16,384),
+    /// leaving the other half to the rest of the process. With several
+    /// pools in one process, each takes that much: set it.
     pub max_connections: usize,
-    /// How long the server waits for a request head: this closes idle
-    /// keep-alive connections and slow senders. Default 120 s, longer than
-    /// the idle timeouts of our client (30 s) and Go's (90 s), so that
-    /// clients close idle connections first.
+    /// How long a client has to send a request head: from the accept for
+    /// the first request, from its first byte for later ones. A connection
+    /// past it is closed. Default 10 s.
+    pub header_timeout: Duration,
+    /// How long a keep-alive connection may idle between requests. Default
+    /// 120 s, longer than the idle timeouts of our client (30 s) and Go's
+    /// (90 s), so that clients close idle connections first.
     pub idle_timeout: Duration,
-    /// How long the server waits for a whole request body. Default 30 s.
+    /// How long the server waits for a whole request body (408 past it).
+    /// Default 10 s.
     pub body_timeout: Duration,
+    /// Threads that run peers' requests that may block (a miss runs the
+    /// getter; a large PUT copies its value) at once; more requests wait
+    /// for a turn, at no thread's cost. Cache hits are answered without
+    /// one. Default 64.
+    pub server_workers: usize,
     /// Idle keep-alive connections kept per peer by the pooled client that
     /// serves callers inside a tokio runtime. Default 64. (Plain calling
     /// threads keep one connection per peer each; see `client`.)
@@ -116,10 +144,13 @@ impl Default for PoolOptions {
             replicas: Ring::DEFAULT_REPLICAS,
             base_path: "/_groupcache/".to_string(),
             max_body_bytes: (64 << 20) + (64 << 10),
+            body_budget_bytes: 64 << 20,
             max_header_bytes: 128 << 10,
-            max_connections: 1024,
+            max_connections: 0,
+            header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(120),
-            body_timeout: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(10),
+            server_workers: 64,
             max_idle_per_peer: 64,
             worker_threads: 2,
             max_blocking_threads: 64,
@@ -515,6 +546,7 @@ fn check_options(o: &PoolOptions) -> Result<(), PoolError> {
     }
     if o.timeout.is_zero()
         || o.connect_timeout.is_zero()
+        || o.header_timeout.is_zero()
         || o.idle_timeout.is_zero()
         || o.body_timeout.is_zero()
     {
@@ -523,6 +555,7 @@ fn check_options(o: &PoolOptions) -> Result<(), PoolError> {
     for (name, d) in [
         ("timeout", o.timeout),
         ("connect_timeout", o.connect_timeout),
+        ("header_timeout", o.header_timeout),
         ("idle_timeout", o.idle_timeout),
         ("body_timeout", o.body_timeout),
     ] {
@@ -530,11 +563,11 @@ fn check_options(o: &PoolOptions) -> Result<(), PoolError> {
             return bad(&format!("{name} must be at most {MAX_TIMEOUT:?}, not {d:?}"));
         }
     }
-    if o.worker_threads == 0 || o.max_blocking_threads == 0 || o.max_connections == 0 {
-        return bad("worker_threads, max_blocking_threads and max_connections must be at least 1");
+    if o.worker_threads == 0 || o.max_blocking_threads == 0 || o.server_workers == 0 {
+        return bad("worker_threads, max_blocking_threads and server_workers must be at least 1");
     }
-    if o.max_connections > tokio::sync::Semaphore::MAX_PERMITS {
-        return bad("max_connections is too large");
+    if o.server_workers > MAX_SERVER_WORKERS {
+        return bad(&format!("server_workers must be at most {MAX_SERVER_WORKERS}"));
     }
     if !(8192..=MAX_HEADER_BYTES).contains(&o.max_header_bytes) {
         return bad(&format!(
@@ -550,6 +583,17 @@ fn check_options(o: &PoolOptions) -> Result<(), PoolError> {
     }
     if o.secret.as_deref().is_some_and(str::is_empty) {
         return bad("secret must not be empty (None for no secret)");
+    }
+    if o.max_connections > MAX_CONNECTIONS {
+        return bad(&format!(
+            "max_connections must be at most {MAX_CONNECTIONS} (0: from the fd limit)"
+        ));
+    }
+    if o.max_body_bytes < 1024 {
+        return bad("max_body_bytes must be at least 1024");
+    }
+    if o.body_budget_bytes == 0 {
+        return bad("body_budget_bytes must be at least 1");
     }
     Ok(())
 }
@@ -587,14 +631,23 @@ impl Pool {
             use std::os::fd::AsRawFd;
             listener.as_raw_fd()
         };
+        let max_connections = match options.max_connections {
+            0 => server::auto_max_connections(),
+            n => n,
+        };
         let server_cfg = ServerConfig {
             base_path: options.base_path.clone(),
             max_body_bytes: options.max_body_bytes,
             max_header_bytes: options.max_header_bytes,
-            max_connections: options.max_connections,
+            max_connections,
+            header_timeout: options.header_timeout,
             idle_timeout: options.idle_timeout,
             body_timeout: options.body_timeout,
-            thread_name: format!("gcconn-{}", addr.port()),
+            body_budget_bytes: options.body_budget_bytes,
+            server_workers: options.server_workers,
+            worker_name: format!("gcwork-{}", addr.port()),
+            inline: options.worker_threads > 1,
+            watchdog_name: format!("gcwatch-{}", addr.port()),
             // Bound to this node as the peer lists name it: its self URL.
             auth: options.secret.as_ref().map(|s| {
                 let node = super::auth::node_of(&self_url).expect("a checked or derived URL");
@@ -629,6 +682,7 @@ impl Pool {
         };
         *lock(&shared.server) = Some(server);
         log::info!("pool {}: serving the peer protocol on {addr}", shared.self_url);
+        log::debug!("pool {}: at most {max_connections} connections", shared.self_url);
         let picker = Arc::new(Picker(shared.clone()));
         Ok(Arc::new(Pool { shared, picker }))
     }

@@ -5,16 +5,20 @@
 //! not), then each part is decoded once (`%XX`, and `+` as a space; see
 //! [`super::escape`]).
 //!
-//! - `GET`: [`PeerService::get_for_peer`], called inline on the thread
-//!   that serves the connection (see `ConnThreads`: a getter may block as
-//!   long as it likes and stalls only that connection) → 200
+//! - `GET`: answered from the group's cache on the runtime thread that read
+//!   the request ([`PeerService::get_cached_for_peer`], which never blocks);
+//!   a miss runs [`PeerService::get_for_peer`] (the getter, which may block
+//!   for seconds) on a worker from a bounded pool (see "Threads") → 200
 //!   `application/x-protobuf` `GetResponse` (with `expire` when the value has
-//!   a TTL); 404 "not found" when the getter says so; 5xx with the error's
-//!   text otherwise (503 for a closed group, 504 for an engine timeout).
+//!   a TTL); 404 "not found" when the getter says so; 500 "loader failed"
+//!   when it fails (the getter's own message, which may name tables, paths
+//!   or secrets, goes to the local log only), 503 for a closed group, 504
+//!   for an engine timeout.
 //! - `PUT` with a `SetRequest` body → `set_from_peer` → 200. As in mailgun,
 //!   the key is the body's (exact bytes, no escaping involved); a body whose
-//!   group differs from the path's is a 400.
-//! - `DELETE` → `remove_from_peer` → 200.
+//!   group differs from the path's is a 400, a key over the engine's limit
+//!   too.
+//! - `DELETE` → `remove_from_peer` → 200 (400 for a key over the limit).
 //! - With a secret (`ServerConfig::auth`), every request but `GET /metrics`
 //!   is checked first, its head before its body is read (see
 //!   [`super::auth`]): a bare 401 for anything not signed for this node, or
@@ -23,54 +27,94 @@
 //!   text; our client reads it as a failure, not as a missing key), 400 for a
 //!   malformed path, 405 for another method.
 //!
+//! Threads: every connection is a task on the pool's multi-thread runtime
+//! (`worker_threads`), so a connection costs no thread while it is idle or
+//! sends a request; a stalled client costs a socket and a small buffer.
+//! Cache hits, PUTs of small values and DELETEs are answered on the runtime
+//! (short, non-blocking engine calls); misses and large PUTs run on a pool
+//! of at most `server_workers` threads, and requests beyond that wait for a
+//! turn as tasks. Misses of a group whose loads have been fast run on the
+//! runtime thread itself, one at a time, as a thread hop costs more than
+//! such a load; a slow load sends the group back to the workers (see
+//! [`inline`]).
+//!
 //! Limits (all in [`ServerConfig`], defaults in [`super::PoolOptions`]):
-//! request bodies (`max_body_bytes`, 413 past it; read within
-//! `body_timeout`, else 408), request heads (`max_header_bytes`, 431 past
-//! it), the time to send a request head, which is also how long an idle
-//! keep-alive connection is kept (`idle_timeout`), and concurrent
-//! connections (`max_connections`: past it, new connections wait in the
-//! listen backlog).
+//! - connections (`max_connections`, by default derived from the fd limit;
+//!   see [`conns`]): when full, a new connection takes the place of the one
+//!   that has waited longest without completing a request; when every
+//!   connection is busy being served, the newcomer gets a 503 and is closed;
+//!   running out of descriptors in `accept` closes a waiting connection and
+//!   backs off. Each of these logs at most once per 10 s.
+//! - time: a request head must arrive within `header_timeout` of the accept
+//!   or of its first byte, a body within `body_timeout` (408), and a
+//!   keep-alive connection may idle `idle_timeout` between requests.
+//! - size: request heads (`max_header_bytes`, 431), bodies
+//!   (`max_body_bytes`, 413), and all bodies held at once
+//!   (`body_budget_bytes`, 503; see [`budget`]).
 
-use std::collections::VecDeque;
+mod budget;
+mod conns;
+mod inline;
+mod workers;
+
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{header, Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use prost::Message;
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::watch;
 
+use self::budget::{BodyBudget, Reservation};
+use self::conns::{Admit, ConnGuard, ConnIo, ConnTable, Phase, Slot, Throttle, Timeouts};
+use self::inline::{Inline, Speed};
+use self::workers::Workers;
 use super::auth::Verifier;
 use super::client::{PEER_HEADER, PEER_HEADER_VALUE, PROTOBUF};
 use super::escape::unescape;
 use super::proto::{expire_from_wire, GetResponse, SetRequest};
 use crate::engine::{Error, Group, PeerValue};
 
-/// What the server needs of a group: the three peer entry points.
+pub(crate) use self::conns::auto_max_connections;
+pub(crate) use self::inline::inline_call_running;
+
+/// What the server needs of a group: the peer entry points.
 /// Implemented by [`Group`]; tests use doubles.
 pub(crate) trait PeerService: Send + Sync + 'static {
+    /// The value if it is cached, without blocking (this runs on the
+    /// runtime's I/O threads); `Ok(None)` sends the request to
+    /// `get_for_peer` on a worker. A value over `max_len` bytes may be
+    /// left to the worker (not copied here).
+    fn get_cached_for_peer(&self, _key: &[u8], _max_len: usize) -> Result<Option<PeerValue>, Error> {
+        Ok(None)
+    }
+    /// The full peer GET: may run the getter, and block.
     fn get_for_peer(&self, key: &[u8]) -> Result<PeerValue, Error>;
-    fn set_from_peer(&self, key: &[u8], value: PeerValue);
-    fn remove_from_peer(&self, key: &[u8]);
+    fn set_from_peer(&self, key: &[u8], value: PeerValue) -> Result<(), Error>;
+    fn remove_from_peer(&self, key: &[u8]) -> Result<(), Error>;
 }
 
 impl PeerService for Group {
+    fn get_cached_for_peer(&self, key: &[u8], max_len: usize) -> Result<Option<PeerValue>, Error> {
+        Group::get_cached_for_peer(self, key, max_len)
+    }
     fn get_for_peer(&self, key: &[u8]) -> Result<PeerValue, Error> {
         Group::get_for_peer(self, key)
     }
-    fn set_from_peer(&self, key: &[u8], value: PeerValue) {
+    fn set_from_peer(&self, key: &[u8], value: PeerValue) -> Result<(), Error> {
         Group::set_from_peer(self, key, value)
     }
-    fn remove_from_peer(&self, key: &[u8]) {
+    fn remove_from_peer(&self, key: &[u8]) -> Result<(), Error> {
         Group::remove_from_peer(self, key)
     }
 }
@@ -89,164 +133,59 @@ pub(crate) struct ServerConfig {
     pub base_path: String,
     pub max_body_bytes: usize,
     pub max_header_bytes: usize,
+    /// Resolved: never 0.
     pub max_connections: usize,
+    pub header_timeout: Duration,
     pub idle_timeout: Duration,
     pub body_timeout: Duration,
-    /// Name of the connection threads (at most 15 bytes show on Linux).
-    pub thread_name: String,
+    pub body_budget_bytes: usize,
+    pub server_workers: usize,
+    /// Name of the worker threads (at most 15 bytes show on Linux).
+    pub worker_name: String,
+    /// Whether misses of fast groups may run on the runtime (see
+    /// [`inline`]): only with two runtime workers or more.
+    pub inline: bool,
+    /// Name of the inline calls' watchdog thread.
+    pub watchdog_name: String,
     /// When set, requests must be signed for this node under its secret
     /// (see `peers::auth`).
     pub auth: Option<Arc<Verifier>>,
 }
 
+/// Values up to this size are copied out of the cache on the runtime
+/// thread; larger hits (a copy of megabytes) go to a worker. PUTs of values
+/// up to it are stored on the runtime thread too.
+const INLINE_VALUE_BYTES: usize = 256 << 10;
+
+/// How often the "full" and "accept failed" conditions may be logged.
+const LOG_INTERVAL: Duration = Duration::from_secs(10);
+
 /// Controls a running server.
 pub(crate) struct ServerHandle {
     shutdown: watch::Sender<bool>,
-    conns: Arc<Semaphore>,
-    max_connections: usize,
+    table: Arc<ConnTable>,
     listener_closed: Arc<AtomicBool>,
-    threads: Arc<ConnThreads>,
+    workers: Arc<Workers>,
+    inline: Arc<Inline>,
 }
 
 impl ServerHandle {
     /// Stops accepting, lets each connection finish the request it is
     /// serving (idle keep-alive connections close at once), and waits up to
-    /// `grace` for the listener to close, the connections to drain and
-    /// their threads to end.
+    /// `grace` for the listener to close, the connections to drain and the
+    /// worker threads to end. Connections still open then end with the
+    /// runtime; a getter still running keeps its thread until it returns.
     pub(crate) fn shutdown(&self, grace: Duration) {
         let _ = self.shutdown.send(true);
         let deadline = Instant::now() + grace;
         while Instant::now() < deadline {
-            if self.listener_closed.load(Ordering::Acquire)
-                && self.conns.available_permits() == self.max_connections
-            {
+            if self.listener_closed.load(Ordering::Acquire) && self.table.live() == 0 {
                 break;
             }
             std::thread::sleep(Duration::from_millis(2));
         }
-        self.threads.close(deadline);
-    }
-}
-
-/// The threads that serve connections: each runs its own current-thread
-/// runtime and serves one connection at a time, calling the engine inline.
-/// This is Go's goroutine per connection, with threads: a getter may block
-/// as long as it likes and stalls only the connection that asked, and a
-/// request costs no thread hop at all (the thread that the kernel wakes for
-/// the request writes the answer). Connections are few and long-lived
-/// (peers keep them alive), and threads are reused: one that served a
-/// connection waits `IDLE_THREAD_EXIT` for the next before it ends.
-struct ConnThreads {
-    state: Mutex<ThreadsState>,
-    cv: Condvar,
-    name: String,
-}
-
-#[derive(Default)]
-struct ThreadsState {
-    queue: VecDeque<Job>,
-    /// Threads waiting for a job.
-    idle: usize,
-    /// Threads alive.
-    live: usize,
-    closed: bool,
-}
-
-struct Job {
-    stream: std::net::TcpStream,
-    permit: OwnedSemaphorePermit,
-}
-
-const IDLE_THREAD_EXIT: Duration = Duration::from_secs(30);
-
-impl ConnThreads {
-    fn lock(&self) -> std::sync::MutexGuard<'_, ThreadsState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Hands a connection to an idle thread, or to a new one.
-    fn submit(self: &Arc<Self>, job: Job, ctx: &Arc<ServeCtx>) {
-        let mut st = self.lock();
-        if st.closed {
-            return; // dropping the job closes the connection
-        }
-        st.queue.push_back(job);
-        if st.idle >= st.queue.len() {
-            self.cv.notify_one();
-            return;
-        }
-        st.live += 1;
-        drop(st);
-        let (me, ctx) = (self.clone(), ctx.clone());
-        let spawned = std::thread::Builder::new()
-            .name(self.name.clone())
-            .spawn(move || me.run(ctx));
-        if spawned.is_err() {
-            // Out of threads: the connection waits for a busy thread.
-            self.lock().live -= 1;
-        }
-    }
-
-    fn run(self: Arc<Self>, ctx: Arc<ServeCtx>) {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_io()
-            .enable_time()
-            .build();
-        let mut st = self.lock();
-        let Ok(rt) = rt else {
-            st.live -= 1;
-            self.cv.notify_all();
-            return;
-        };
-        loop {
-            if let Some(job) = st.queue.pop_front() {
-                drop(st);
-                let permit = rt.block_on(serve_conn(job, ctx.clone()));
-                st = self.lock();
-                // Given back under the lock, which this thread keeps until
-                // it waits as idle: the accept loop's next `submit` then
-                // finds it idle instead of spawning another thread, so
-                // threads stay within `max_connections`.
-                drop(permit);
-                continue;
-            }
-            if st.closed {
-                break;
-            }
-            st.idle += 1;
-            let (g, wait) = self
-                .cv
-                .wait_timeout(st, IDLE_THREAD_EXIT)
-                .unwrap_or_else(|e| e.into_inner());
-            st = g;
-            st.idle -= 1;
-            if wait.timed_out() && st.queue.is_empty() {
-                break;
-            }
-        }
-        st.live -= 1;
-        drop(st);
-        self.cv.notify_all();
-        drop(rt);
-    }
-
-    /// Ends idle threads and waits (until `deadline`) for all to end.
-    fn close(&self, deadline: Instant) {
-        let mut st = self.lock();
-        st.closed = true;
-        st.queue.clear();
-        self.cv.notify_all();
-        while st.live > 0 {
-            let now = Instant::now();
-            if now >= deadline {
-                return;
-            }
-            st = self
-                .cv
-                .wait_timeout(st, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
+        self.workers.close(deadline);
+        self.inline.close();
     }
 }
 
@@ -256,6 +195,22 @@ struct ServeCtx {
     cfg: ServerConfig,
     groups: Arc<dyn GroupLookup>,
     shutdown: watch::Receiver<bool>,
+    table: Arc<ConnTable>,
+    budget: Arc<BodyBudget>,
+    workers: Arc<Workers>,
+    inline: Arc<Inline>,
+    /// How long each group's misses take (where the next one runs).
+    speeds: Mutex<HashMap<String, Arc<Speed>>>,
+}
+
+impl ServeCtx {
+    fn speed_of(&self, group: &str) -> Arc<Speed> {
+        let mut m = self.speeds.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = m.get(group) {
+            return s.clone();
+        }
+        m.entry(group.to_string()).or_default().clone()
+    }
 }
 
 /// Starts serving on `listener` (already bound) on the runtime `handle`.
@@ -271,38 +226,50 @@ pub(crate) fn start(
         tokio::net::TcpListener::from_std(listener)?
     };
     let (tx, rx) = watch::channel(false);
-    let conns = Arc::new(Semaphore::new(cfg.max_connections));
+    let table = ConnTable::new(
+        cfg.max_connections,
+        Timeouts {
+            header: cfg.header_timeout,
+            idle: cfg.idle_timeout,
+        },
+    );
     let listener_closed = Arc::new(AtomicBool::new(false));
-    let threads = Arc::new(ConnThreads {
-        state: Mutex::new(ThreadsState::default()),
-        cv: Condvar::new(),
-        name: cfg.thread_name.clone(),
-    });
+    let workers = Arc::new(Workers::new(cfg.server_workers, cfg.worker_name.clone()));
+    let inline = Arc::new(Inline::new(
+        cfg.inline.then(|| handle.clone()),
+        cfg.watchdog_name.clone(),
+    ));
     let h = ServerHandle {
         shutdown: tx,
-        conns: conns.clone(),
-        max_connections: cfg.max_connections,
+        table: table.clone(),
         listener_closed: listener_closed.clone(),
-        threads: threads.clone(),
+        workers: workers.clone(),
+        inline: inline.clone(),
     };
-    let builder = http1_builder(&cfg);
     let ctx = Arc::new(ServeCtx {
-        builder,
+        builder: http1_builder(&cfg),
+        budget: BodyBudget::new(cfg.body_budget_bytes),
+        workers,
+        inline,
+        speeds: Mutex::default(),
         cfg,
         groups,
         shutdown: rx.clone(),
+        table,
     });
-    handle.spawn(accept_loop(listener, ctx, threads, conns, rx, listener_closed));
+    handle.spawn(accept_loop(listener, ctx, rx, listener_closed));
     Ok(h)
 }
 
 /// The HTTP/1.1 settings of every connection (and of the fuzzing entry).
+/// Head and idle deadlines are [`ConnIo`]'s, not hyper's (whose one header
+/// timeout covers both).
 fn http1_builder(cfg: &ServerConfig) -> http1::Builder {
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         .keep_alive(true)
-        .header_read_timeout(cfg.idle_timeout)
+        .header_read_timeout(None)
         .max_header_size(cfg.max_header_bytes)
         .max_buf_size(cfg.max_header_bytes.max(64 * 1024) + 8192)
         .max_headers(64);
@@ -315,72 +282,156 @@ async fn wait_shutdown(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|&v| v).await;
 }
 
+/// What a refused connection is told before it is closed.
+const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n\
+Content-Length: 12\r\nConnection: close\r\nRetry-After: 1\r\n\r\nserver busy\n";
+
+/// Whether an accept error means the process (or system) is out of
+/// descriptors or memory, which waiting may cure.
+fn out_of_resources(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
+
 async fn accept_loop(
     listener: tokio::net::TcpListener,
     ctx: Arc<ServeCtx>,
-    threads: Arc<ConnThreads>,
-    conns: Arc<Semaphore>,
     mut shutdown: watch::Receiver<bool>,
     listener_closed: Arc<AtomicBool>,
 ) {
+    let full_log = Throttle::new(LOG_INTERVAL);
+    let evict_log = Throttle::new(LOG_INTERVAL);
+    let fd_log = Throttle::new(LOG_INTERVAL);
+    let mut backoff = Duration::ZERO;
     loop {
-        let permit = tokio::select! {
-            p = conns.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
             _ = wait_shutdown(&mut shutdown) => break,
         };
-        let stream = tokio::select! {
-            r = listener.accept() => match r {
-                Ok((s, _)) => s,
-                Err(e) => {
-                    // Out of file descriptors or a connection reset before
-                    // accept: back off briefly rather than spin.
-                    log::warn!("peer server: accepting a connection failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
+        let stream = match accepted {
+            Ok((s, _)) => {
+                backoff = Duration::ZERO;
+                s
+            }
+            Err(e) if out_of_resources(&e) => {
+                // Free a descriptor for the next accept (the longest-waiting
+                // connection's), and give the process a moment.
+                let freed = ctx.table.evict_one();
+                backoff = (backoff * 2).clamp(Duration::from_millis(5), Duration::from_secs(1));
+                if let Some(n) = fd_log.hit() {
+                    log::warn!(
+                        "peer server: accepting connections failed {n} time(s) since the last such \
+                         message: {e} ({} connections open{}); backing off",
+                        ctx.table.live(),
+                        if freed {
+                            ", closing the longest-waiting one"
+                        } else {
+                            ""
+                        }
+                    );
                 }
-            },
-            _ = wait_shutdown(&mut shutdown) => break,
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = wait_shutdown(&mut shutdown) => break,
+                }
+                continue;
+            }
+            Err(e) => {
+                // A connection reset before it was accepted, and the like.
+                log::debug!("peer server: accept: {e}");
+                continue;
+            }
         };
+        let evicted_before = ctx.table.counts.evicted.load(Ordering::Relaxed);
+        let mut admitted = ctx.table.admit();
+        for _ in 0..100 {
+            if !matches!(admitted, Admit::Crowded) {
+                break;
+            }
+            // Connections chosen for closing close when their tasks run.
+            tokio::task::yield_now().await;
+            admitted = ctx.table.admit();
+        }
+        let guard = match admitted {
+            Admit::Serve(g) => g,
+            refused => {
+                if matches!(refused, Admit::Crowded) {
+                    ctx.table.counts.refused.fetch_add(1, Ordering::Relaxed);
+                }
+                let _ = stream.try_write(BUSY);
+                drop(stream);
+                if let Some(n) = full_log.hit() {
+                    log::warn!(
+                        "peer server: all {} connections are busy serving requests: refused {n} \
+                         new connection(s) since the last such message (max_connections)",
+                        ctx.table.max(),
+                    );
+                }
+                continue;
+            }
+        };
+        if ctx.table.counts.evicted.load(Ordering::Relaxed) != evicted_before {
+            if let Some(n) = evict_log.hit() {
+                log::warn!(
+                    "peer server: at its limit of {} connections: closed {n} waiting connection(s) \
+                     to make room for new ones since the last such message (max_connections)",
+                    ctx.table.max(),
+                );
+            }
+        }
         let _ = stream.set_nodelay(true);
-        // Moves to the serving thread's own runtime (still non-blocking).
-        let Ok(stream) = stream.into_std() else {
-            continue;
-        };
-        threads.submit(Job { stream, permit }, &ctx);
+        tokio::spawn(serve_conn(stream, guard, ctx.clone()));
     }
     drop(listener);
     listener_closed.store(true, Ordering::Release);
 }
 
-/// Serves one connection on the current (connection thread's) runtime.
-/// Returns the connection's permit, for the caller to give back.
-async fn serve_conn(job: Job, ctx: Arc<ServeCtx>) -> OwnedSemaphorePermit {
-    let Job { stream, permit } = job;
-    let Ok(stream) = tokio::net::TcpStream::from_std(stream) else {
-        return permit;
-    };
+/// Serves one connection until it closes, is closed to make room, or the
+/// server shuts down.
+async fn serve_conn(stream: tokio::net::TcpStream, guard: ConnGuard, ctx: Arc<ServeCtx>) {
+    let slot = guard.slot().clone();
+    let io = ConnIo::new(stream, &guard);
     let mut shutdown = ctx.shutdown.clone();
-    let svc_ctx = ctx.clone();
+    let (svc_ctx, svc_slot) = (ctx.clone(), slot.clone());
     let svc = service_fn(move |req| {
-        let ctx = svc_ctx.clone();
-        async move {
-            let mut resp = route(req, &ctx.cfg, &*ctx.groups).await;
-            // Tells our clients that this node implements PUT and DELETE.
-            resp.headers_mut()
-                .insert(PEER_HEADER, header::HeaderValue::from_static(PEER_HEADER_VALUE));
-            Ok::<_, Infallible>(resp)
-        }
+        let (ctx, slot) = (svc_ctx.clone(), svc_slot.clone());
+        async move { Ok::<_, Infallible>(serve_request(req, &ctx, &slot).await) }
     });
-    let conn = ctx.builder.serve_connection(TokioIo::new(stream), svc);
+    let conn = ctx.builder.serve_connection(TokioIo::new(io), svc);
     tokio::pin!(conn);
     tokio::select! {
         _ = conn.as_mut() => {}
+        _ = slot.closed() => {}
         _ = wait_shutdown(&mut shutdown) => {
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
+            // Waiting connections close now; a request being sent (a body)
+            // or served finishes first.
+            if !slot.close_if_idle() {
+                conn.as_mut().graceful_shutdown();
+                tokio::select! {
+                    _ = conn.as_mut() => {}
+                    _ = slot.closed() => {}
+                }
+            }
         }
     }
-    permit
+    drop(guard);
+}
+
+/// One request, start to end: busy while it is served (see `Phase`), then
+/// idle again.
+async fn serve_request(req: Request<Incoming>, ctx: &ServeCtx, slot: &Slot) -> Response<Chunks> {
+    let mut resp = if slot.enter(Phase::Busy) {
+        route(req, ctx, slot).await
+    } else {
+        text(StatusCode::SERVICE_UNAVAILABLE, "closing")
+    };
+    slot.done(ctx.table.now_ms());
+    // Tells our clients that this node implements PUT and DELETE.
+    resp.headers_mut()
+        .insert(PEER_HEADER, header::HeaderValue::from_static(PEER_HEADER_VALUE));
+    resp
 }
 
 /// A response body of up to three chunks, so a large value is written from
@@ -483,15 +534,19 @@ fn ok_empty() -> Response<Chunks> {
     Response::new(Chunks::one(Bytes::new()))
 }
 
+/// The answer for an engine error. A remote client learns the kind of
+/// failure only: a getter's message may hold SQL, paths or secrets, and is
+/// logged here instead (by the caller).
 fn error_response(e: &Error) -> Response<Chunks> {
-    let status = match e {
-        Error::NotFound => StatusCode::NOT_FOUND,
-        Error::Closed => StatusCode::SERVICE_UNAVAILABLE,
-        Error::Timeout(_) | Error::InProgress => StatusCode::GATEWAY_TIMEOUT,
-        Error::InvalidArgument(_) => StatusCode::BAD_REQUEST,
-        Error::LoaderFailed(_) | Error::PeerFailed(_) => StatusCode::INTERNAL_SERVER_ERROR,
-    };
-    text(status, &e.to_string())
+    match e {
+        Error::NotFound => text(StatusCode::NOT_FOUND, "not found"),
+        Error::Closed => text(StatusCode::SERVICE_UNAVAILABLE, "closed"),
+        Error::Timeout(_) | Error::InProgress => text(StatusCode::GATEWAY_TIMEOUT, "timed out"),
+        // Our own checks of the request (a key too long, ...): say which.
+        Error::InvalidArgument(_) => text(StatusCode::BAD_REQUEST, &e.to_string()),
+        Error::LoaderFailed(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "loader failed"),
+        Error::PeerFailed(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "peer failed"),
+    }
 }
 
 /// A request's target, decoded.
@@ -529,25 +584,51 @@ pub(crate) fn parse_target(path: &str, base_path: &str) -> Target {
     }
 }
 
-/// Runs an engine call. It may block (a getter) and that is fine: this
-/// thread serves only this connection (see `ConnThreads`). A panic is
-/// caught here; the engine catches getters' panics itself, so this is only a
-/// backstop that keeps the connection's thread alive.
-async fn blocking<T>(f: impl FnOnce() -> T) -> Result<T, Response<Chunks>> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|_| {
-        log::error!("peer server: the engine panicked answering a peer");
-        text(StatusCode::INTERNAL_SERVER_ERROR, "the engine panicked")
-    })
+/// Runs a short, non-blocking engine call on this (runtime) thread. A
+/// panic is caught here; the engine catches getters' panics itself, so this
+/// is only a backstop that keeps the connection's task alive.
+#[allow(clippy::result_large_err)] // the error is the answer, built once
+fn inline<T>(f: impl FnOnce() -> T) -> Result<T, Response<Chunks>> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|_| panicked())
 }
 
-async fn route(req: Request<Incoming>, cfg: &ServerConfig, groups: &dyn GroupLookup) -> Response<Chunks> {
+fn panicked() -> Response<Chunks> {
+    log::error!("peer server: the engine panicked answering a peer");
+    text(StatusCode::INTERNAL_SERVER_ERROR, "the engine panicked")
+}
+
+/// Runs an engine call that may block (a getter) on a worker.
+async fn on_worker<T: Send + 'static>(
+    ctx: &ServeCtx,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Response<Chunks>> {
+    ctx.workers.run(f).await.map_err(|_| panicked())
+}
+
+fn protobuf(v: PeerValue) -> Response<Chunks> {
+    Response::builder()
+        .header(header::CONTENT_TYPE, PROTOBUF)
+        .body(get_response_body(v))
+        .expect("valid response")
+}
+
+/// A request's body: still to be read, or read (and checked against its
+/// signature) with its share of the bodies' budget.
+enum ReqBody {
+    Unread(Incoming),
+    Read(Bytes, Option<Reservation>),
+}
+
+async fn route(req: Request<Incoming>, ctx: &ServeCtx, slot: &Slot) -> Response<Chunks> {
+    let cfg = &ctx.cfg;
+    let (parts, body) = req.into_parts();
     let Some(auth) = &cfg.auth else {
-        return serve(req, cfg, groups).await;
+        return serve(parts, ReqBody::Unread(body), ctx, slot).await;
     };
     // GET /metrics is left open for scrapers, which cannot sign: it names
     // groups and counts, no keys or values (README, "Metrics").
-    if req.method() == Method::GET && req.uri().path() == "/metrics" {
-        return serve(req, cfg, groups).await;
+    if parts.method == Method::GET && parts.uri.path() == "/metrics" {
+        return serve(parts, ReqBody::Unread(body), ctx, slot).await;
     }
     // The head first: a request that is not signed for this node reads no
     // body and never reaches the engine. Then the body, within the usual
@@ -556,34 +637,53 @@ async fn route(req: Request<Incoming>, cfg: &ServerConfig, groups: &dyn GroupLoo
         log::debug!("peer server: refused a {method} request: {why}");
         text(StatusCode::UNAUTHORIZED, "unauthorized")
     };
-    let head = match auth.check_request(req.method(), req.uri(), req.headers()) {
+    let head = match auth.check_request(&parts.method, &parts.uri, &parts.headers) {
         Ok(h) => h,
-        Err(why) => return unauthorized(req.method(), why),
+        Err(why) => return unauthorized(&parts.method, why),
     };
-    let (parts, body) = req.into_parts();
-    let body = if body.is_end_stream() {
-        Bytes::new() // a GET or DELETE: no timer, no collecting
+    let (body, held) = if body.is_end_stream() {
+        (Bytes::new(), None) // a GET or DELETE: no timer, no collecting
     } else {
-        match read_request_body(body, cfg).await {
-            Ok(b) => b,
+        match read_body_in_phase(body, ctx, slot).await {
+            Ok((b, held)) => (b, Some(held)),
             Err(resp) => return resp,
         }
     };
     if let Err(why) = auth.check_body(head, &body) {
         return unauthorized(&parts.method, why);
     }
-    serve(Request::from_parts(parts, Full::new(body)), cfg, groups).await
+    serve(parts, ReqBody::Read(body, held), ctx, slot).await
+}
+
+/// Reads a body while the connection counts as waiting on its client, so
+/// that a client that stalls here may be closed to make room (see
+/// `conns`); the connection is busy again afterwards.
+async fn read_body_in_phase(
+    body: Incoming,
+    ctx: &ServeCtx,
+    slot: &Slot,
+) -> Result<(Bytes, Reservation), Response<Chunks>> {
+    if !slot.enter(Phase::Body) {
+        return Err(text(StatusCode::SERVICE_UNAVAILABLE, "closing"));
+    }
+    let read = read_request_body(body, &ctx.cfg, &ctx.budget).await;
+    if !slot.enter(Phase::Busy) {
+        return Err(text(StatusCode::SERVICE_UNAVAILABLE, "closing"));
+    }
+    read
 }
 
 /// Routes a request that is authorised (or needs no authorisation).
-async fn serve<B>(req: Request<B>, cfg: &ServerConfig, groups: &dyn GroupLookup) -> Response<Chunks>
-where
-    B: Body,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let (group, key) = match parse_target(req.uri().path(), &cfg.base_path) {
+async fn serve(
+    req: hyper::http::request::Parts,
+    body: ReqBody,
+    ctx: &ServeCtx,
+    slot: &Slot,
+) -> Response<Chunks> {
+    let (cfg, groups) = (&ctx.cfg, &*ctx.groups);
+    let (group, key) = match parse_target(req.uri.path(), &cfg.base_path) {
         Target::Ok { group, key } => (group, key),
-        Target::NotOurs if req.uri().path() == "/metrics" && req.method() == Method::GET => {
+        Target::NotOurs if req.uri.path() == "/metrics" && &req.method == Method::GET => {
             return Response::builder()
                 .status(StatusCode::OK)
                 .header(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")
@@ -594,8 +694,8 @@ where
         Target::Malformed(why) => {
             log::debug!(
                 "peer server: {} {}: bad request: {why}",
-                req.method(),
-                req.uri().path()
+                &req.method,
+                req.uri.path()
             );
             return text(StatusCode::BAD_REQUEST, &format!("bad request: {why}"));
         }
@@ -605,24 +705,46 @@ where
         log::debug!("peer server: a peer asked for cache {group:?}, which this node does not have");
         return text(StatusCode::NOT_FOUND, &format!("no such group: {group}"));
     };
-    match *req.method() {
-        Method::GET => match blocking(move || svc.get_for_peer(&key)).await {
-            Ok(Ok(v)) => Response::builder()
-                .header(header::CONTENT_TYPE, PROTOBUF)
-                .body(get_response_body(v))
-                .expect("valid response"),
-            Ok(Err(e)) => {
-                if !matches!(e, Error::NotFound) {
-                    log::warn!("peer server: answering a GET for cache {group:?}: {e}");
-                }
-                error_response(&e)
-            }
-            Err(resp) => resp,
-        },
-        Method::PUT => {
-            let body = match read_request_body(req.into_body(), cfg).await {
-                Ok(b) => b,
+    let failed = |what: &str, e: &Error| {
+        if !matches!(e, Error::NotFound) {
+            log::warn!("peer server: answering a {what} for cache {group:?}: {e}");
+        }
+        error_response(e)
+    };
+    match *&req.method {
+        Method::GET => {
+            // A hit is answered here; only a miss takes a worker.
+            match inline(|| svc.get_cached_for_peer(&key, INLINE_VALUE_BYTES)) {
+                Ok(Ok(Some(v))) => return protobuf(v),
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => return failed("GET", &e),
                 Err(resp) => return resp,
+            }
+            // A miss: here if its group's loads are fast (see `inline`),
+            // else on a worker.
+            let speed = ctx.speed_of(&group);
+            let r = match ctx.inline.try_run(&speed, || svc.get_for_peer(&key)) {
+                Ok(r) => r,
+                Err(_) => {
+                    let speed = speed.clone();
+                    ctx.workers
+                        .run(move || speed.time(|| svc.get_for_peer(&key)))
+                        .await
+                }
+            };
+            match r.map_err(|_| panicked()) {
+                Ok(Ok(v)) => protobuf(v),
+                Ok(Err(e)) => failed("GET", &e),
+                Err(resp) => resp,
+            }
+        }
+        Method::PUT => {
+            let (body, held) = match body {
+                ReqBody::Read(b, held) => (b, held),
+                ReqBody::Unread(body) => match read_body_in_phase(body, ctx, slot).await {
+                    Ok((b, held)) => (b, Some(held)),
+                    Err(resp) => return resp,
+                },
             };
             let m = match SetRequest::decode(body) {
                 Ok(m) => m,
@@ -639,13 +761,22 @@ where
                 expire_unix_nanos: expire_from_wire(m.expire),
             };
             let key = m.key;
-            match blocking(move || svc.set_from_peer(&key, value)).await {
-                Ok(()) => ok_empty(),
+            // Storing copies the value: a large one is copied on a worker.
+            let r = if value.value.len() <= INLINE_VALUE_BYTES {
+                inline(|| svc.set_from_peer(&key, value))
+            } else {
+                on_worker(ctx, move || svc.set_from_peer(&key, value)).await
+            };
+            drop(held);
+            match r {
+                Ok(Ok(())) => ok_empty(),
+                Ok(Err(e)) => failed("PUT", &e),
                 Err(resp) => resp,
             }
         }
-        Method::DELETE => match blocking(move || svc.remove_from_peer(&key)).await {
-            Ok(()) => ok_empty(),
+        Method::DELETE => match inline(|| svc.remove_from_peer(&key)) {
+            Ok(Ok(())) => ok_empty(),
+            Ok(Err(e)) => failed("DELETE", &e),
             Err(resp) => resp,
         },
         _ => {
@@ -659,11 +790,14 @@ where
     }
 }
 
-async fn read_request_body<B>(body: B, cfg: &ServerConfig) -> Result<Bytes, Response<Chunks>>
-where
-    B: Body,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
+/// Reads a request body within `body_timeout`, `max_body_bytes` and the
+/// bodies' budget (see [`budget`]). Returns it with its reservation, which
+/// the caller holds while the body's bytes are in use.
+async fn read_request_body(
+    mut body: Incoming,
+    cfg: &ServerConfig,
+    budget: &Arc<BodyBudget>,
+) -> Result<(Bytes, Reservation), Response<Chunks>> {
     let max = cfg.max_body_bytes;
     let too_large = || {
         text(
@@ -671,14 +805,58 @@ where
             &format!("body larger than {max} bytes"),
         )
     };
-    if body.size_hint().lower() > max as u64 {
+    let busy = || {
+        text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many request bodies in flight; try again",
+        )
+    };
+    let hint = body.size_hint();
+    if hint.lower() > max as u64 {
         return Err(too_large());
     }
-    match tokio::time::timeout(cfg.body_timeout, Limited::new(body, max).collect()).await {
+    // A Content-Length is reserved whole, before the first byte is read.
+    let announced = hint.exact().map(|n| n as usize);
+    let Some(mut held) = budget.reserve(announced.unwrap_or(0)) else {
+        return Err(busy());
+    };
+    let read = async {
+        // One frame is the whole body, usually: no copy then.
+        let mut first: Option<Bytes> = None;
+        let mut buf = BytesMut::new();
+        let mut len = 0usize;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| text(StatusCode::BAD_REQUEST, &format!("reading body: {e}")))?;
+            let Ok(data) = frame.into_data() else { continue };
+            if data.is_empty() {
+                continue;
+            }
+            len += data.len();
+            if len > max {
+                return Err(too_large());
+            }
+            if announced.is_none() && !held.grow(data.len()) {
+                return Err(busy());
+            }
+            match first.take() {
+                None if buf.is_empty() => first = Some(data),
+                prev => {
+                    if buf.is_empty() {
+                        buf.reserve(announced.unwrap_or(len).max(len));
+                    }
+                    if let Some(p) = prev {
+                        buf.extend_from_slice(&p);
+                    }
+                    buf.extend_from_slice(&data);
+                }
+            }
+        }
+        Ok(first.unwrap_or_else(|| buf.freeze()))
+    };
+    match tokio::time::timeout(cfg.body_timeout, read).await {
         Err(_) => Err(text(StatusCode::REQUEST_TIMEOUT, "timed out reading the body")),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Ok(Err(e)) => Err(text(StatusCode::BAD_REQUEST, &format!("reading body: {e}"))),
-        Ok(Ok(c)) => Ok(c.to_bytes()),
+        Ok(Err(resp)) => Err(resp),
+        Ok(Ok(b)) => Ok((b, held)),
     }
 }
 
@@ -763,35 +941,56 @@ fn serve_raw(group: &Arc<Group>, raw: &[u8], auth: Option<Arc<Verifier>>) -> (Ve
             .build()
             .expect("a current-thread runtime");
     }
-    let cfg = Arc::new(ServerConfig {
+    let cfg = ServerConfig {
         base_path: "/_groupcache/".to_string(),
         max_body_bytes: 64 << 10,
         max_header_bytes: 16 << 10,
         max_connections: 1,
+        header_timeout: Duration::from_millis(50),
         idle_timeout: Duration::from_millis(50),
         body_timeout: Duration::from_millis(50),
-        thread_name: "fuzz".to_string(),
+        body_budget_bytes: 64 << 10,
+        server_workers: 1,
+        worker_name: "fuzz".to_string(),
+        inline: false,
+        watchdog_name: "fuzz".to_string(),
         auth,
-    });
-    let one = Arc::new(OneGroup(group.clone(), AtomicUsize::new(0)));
-    let groups: Arc<dyn GroupLookup> = one.clone();
-    let output = Arc::new(Mutex::new(Vec::new()));
-    let io = MemIo {
-        input: Bytes::copy_from_slice(raw),
-        output: output.clone(),
+    };
+    let table = ConnTable::new(
+        1,
+        Timeouts {
+            header: cfg.header_timeout,
+            idle: cfg.idle_timeout,
+        },
+    );
+    let Admit::Serve(guard) = table.admit() else {
+        unreachable!("a new table has room")
     };
     let mut builder = http1_builder(&cfg);
     // The input ends in EOF: answer what was asked before closing (the
     // production setting closes at once on EOF mid-request).
     builder.half_close(true);
+    let one = Arc::new(OneGroup(group.clone(), AtomicUsize::new(0)));
+    let ctx = Arc::new(ServeCtx {
+        builder: builder.clone(),
+        budget: BodyBudget::new(cfg.body_budget_bytes),
+        workers: Arc::new(Workers::inline()),
+        inline: Arc::new(Inline::new(None, String::new())),
+        speeds: Mutex::default(),
+        cfg,
+        groups: one.clone(),
+        shutdown: watch::channel(false).1,
+        table,
+    });
+    let output = Arc::new(Mutex::new(Vec::new()));
+    let io = MemIo {
+        input: Bytes::copy_from_slice(raw),
+        output: output.clone(),
+    };
+    let slot = guard.slot().clone();
     let svc = service_fn(move |req| {
-        let (cfg, groups) = (cfg.clone(), groups.clone());
-        async move {
-            let mut resp = route(req, &cfg, &*groups).await;
-            resp.headers_mut()
-                .insert(PEER_HEADER, header::HeaderValue::from_static(PEER_HEADER_VALUE));
-            Ok::<_, Infallible>(resp)
-        }
+        let (ctx, slot) = (ctx.clone(), slot.clone());
+        async move { Ok::<_, Infallible>(serve_request(req, &ctx, &slot).await) }
     });
     RT.with(|rt| {
         rt.block_on(async {

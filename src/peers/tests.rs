@@ -21,11 +21,20 @@ struct Fake {
     gets: Mutex<Vec<Vec<u8>>>,
     removes: Mutex<Vec<Vec<u8>>>,
     delay: Mutex<Option<Duration>>,
+    /// The thread each get_for_peer ran on.
+    threads: Mutex<Vec<String>>,
 }
 
 impl PeerService for Fake {
+    /// Stored values only (no delay): what the server answers without a
+    /// worker.
+    fn get_cached_for_peer(&self, key: &[u8], _max_len: usize) -> Result<Option<PeerValue>, Error> {
+        Ok(self.values.lock().unwrap().get(key).cloned())
+    }
     fn get_for_peer(&self, key: &[u8]) -> Result<PeerValue, Error> {
         self.gets.lock().unwrap().push(key.to_vec());
+        let name = std::thread::current().name().unwrap_or("").to_string();
+        self.threads.lock().unwrap().push(name);
         let delay = *self.delay.lock().unwrap(); // not held while sleeping
         if let Some(d) = delay {
             std::thread::sleep(d);
@@ -46,12 +55,14 @@ impl PeerService for Fake {
             expire_unix_nanos: None,
         })
     }
-    fn set_from_peer(&self, key: &[u8], value: PeerValue) {
+    fn set_from_peer(&self, key: &[u8], value: PeerValue) -> Result<(), Error> {
         self.values.lock().unwrap().insert(key.to_vec(), value);
+        Ok(())
     }
-    fn remove_from_peer(&self, key: &[u8]) {
+    fn remove_from_peer(&self, key: &[u8]) -> Result<(), Error> {
         self.removes.lock().unwrap().push(key.to_vec());
         self.values.lock().unwrap().remove(key);
+        Ok(())
     }
 }
 
@@ -171,7 +182,12 @@ fn not_found_is_final_failures_are_not() {
     let peer = p.peer();
     assert_eq!(peer.get("g", b"missing-1"), Err(PeerError::NotFound));
     match peer.get("g", b"fail-1") {
-        Err(PeerError::Failed(m)) => assert!(m.contains("500") && m.contains("boom"), "{m}"),
+        // The loader's own message stays on the owner (its log): it may
+        // hold SQL, paths or secrets.
+        Err(PeerError::Failed(m)) => assert!(
+            m.contains("500 Internal Server Error: loader failed") && !m.contains("boom"),
+            "{m}"
+        ),
         r => panic!("{r:?}"),
     }
     // An unknown group is the peer's problem, not a missing key.
@@ -441,7 +457,7 @@ fn close_stops_serving_and_threads() {
     assert_eq!(p.set_peers(&[]), Err(PoolError::Closed));
     assert!(TcpStream::connect(addr).is_err(), "still accepting");
     assert_eq!(threads_named(&name), 0);
-    assert_eq!(threads_named(&format!("gcconn-{}", addr.port())), 0);
+    assert_eq!(threads_named(&format!("gcwork-{}", addr.port())), 0);
     // Dropping without close does the same.
     let q = Pool::new("127.0.0.1:0", None, opts()).unwrap();
     let name = format!("gcpool-{}", q.local_addr().port());
@@ -745,12 +761,343 @@ fn slow_getters_run_in_parallel_and_threads_end_with_the_pool() {
         let r = h.join().unwrap();
         assert!(r.is_ok(), "{r:?}");
     }
-    // Four connections, four threads: not one after another.
+    // Four misses, four workers: not one after another.
     assert!(t.elapsed() < Duration::from_millis(550), "{:?}", t.elapsed());
-    let name = format!("gcconn-{}", p.server.local_addr().port());
-    assert!(threads_named(&name) >= 4);
+    let name = format!("gcwork-{}", p.server.local_addr().port());
+    assert_eq!(threads_named(&name), 4);
     p.server.close();
     assert_eq!(threads_named(&name), 0);
+}
+
+/// A server pool with `o` serving a Fake under "g".
+fn server_with(o: PoolOptions) -> (Arc<Pool>, Arc<Fake>, Arc<dyn PeerService>) {
+    let server = Pool::new("127.0.0.1:0", None, o).unwrap();
+    let fake = Arc::new(Fake::default());
+    let svc: Arc<dyn PeerService> = fake.clone();
+    server.register_service("g", &svc).unwrap();
+    (server, fake, svc)
+}
+
+#[test]
+fn misses_queue_for_workers_while_hits_are_answered() {
+    let (server, fake, _svc) = server_with(PoolOptions {
+        server_workers: 2,
+        ..opts()
+    });
+    fake.values.lock().unwrap().insert(
+        b"cached".to_vec(),
+        PeerValue {
+            value: Bytes::from_static(b"hit"),
+            expire_unix_nanos: None,
+        },
+    );
+    *fake.delay.lock().unwrap() = Some(Duration::from_millis(300));
+    let name = format!("gcwork-{}", server.local_addr().port());
+    let a = server.local_addr();
+    let t = Instant::now();
+    let misses: Vec<_> = (0..4)
+        .map(|i| {
+            std::thread::spawn(move || {
+                raw(
+                    a,
+                    format!("GET /_groupcache/g/m{i} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                        .as_bytes(),
+                )
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(100));
+    // Both workers are in the getter: a cached key is still answered at once.
+    let h = Instant::now();
+    let (st, body) = raw(
+        a,
+        b"GET /_groupcache/g/cached HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(st, 200);
+    assert!(body.ends_with(b"hit"));
+    assert!(
+        h.elapsed() < Duration::from_millis(150),
+        "hit took {:?}",
+        h.elapsed()
+    );
+    for m in misses {
+        assert_eq!(m.join().unwrap().0, 200);
+    }
+    // Two at a time: two rounds of 300 ms.
+    let took = t.elapsed();
+    assert!(took >= Duration::from_millis(580), "{took:?}");
+    assert!(took < Duration::from_millis(1100), "{took:?}");
+    assert_eq!(threads_named(&name), 2, "at most 2 workers");
+    assert_eq!(
+        fake.gets.lock().unwrap().len(),
+        4,
+        "the hit did not reach get_for_peer"
+    );
+}
+
+#[test]
+fn a_fast_group_turning_slow_does_not_stall_hits() {
+    // Two runtime workers: misses of a fast group run on one of them.
+    let (server, fake, _svc) = server_with(PoolOptions {
+        worker_threads: 2,
+        ..opts()
+    });
+    fake.values.lock().unwrap().insert(
+        b"cached".to_vec(),
+        PeerValue {
+            value: Bytes::from_static(b"hit"),
+            expire_unix_nanos: None,
+        },
+    );
+    let a = server.local_addr();
+    let get = |key: &str| {
+        raw(
+            a,
+            format!("GET /_groupcache/g/{key} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+    };
+    for i in 0..20 {
+        assert_eq!(get(&format!("fast{i}")).0, 200);
+    }
+    // Now the getter blocks: the next miss runs inline and holds a runtime
+    // worker for 600 ms; the other one keeps answering.
+    *fake.delay.lock().unwrap() = Some(Duration::from_millis(600));
+    let slow = std::thread::spawn(move || {
+        raw(
+            a,
+            b"GET /_groupcache/g/slow HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    for _ in 0..5 {
+        let t = Instant::now();
+        let (st, body) = get("cached");
+        assert_eq!(st, 200);
+        assert!(body.ends_with(b"hit"));
+        assert!(
+            t.elapsed() < Duration::from_millis(200),
+            "a hit took {:?}",
+            t.elapsed()
+        );
+    }
+    assert_eq!(slow.join().unwrap().0, 200);
+    let ran_on = fake.threads.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(ran_on, format!("gcpool-{}", a.port()), "the slow call ran inline");
+    // The slow call sent the group to the workers: misses run in parallel.
+    let t = Instant::now();
+    let hs: Vec<_> = (0..3)
+        .map(|i| {
+            std::thread::spawn(move || {
+                raw(
+                    a,
+                    format!("GET /_groupcache/g/after{i} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                        .as_bytes(),
+                )
+            })
+        })
+        .collect();
+    for h in hs {
+        assert_eq!(h.join().unwrap().0, 200);
+    }
+    assert!(t.elapsed() < Duration::from_millis(1100), "{:?}", t.elapsed());
+    assert!(threads_named(&format!("gcwork-{}", a.port())) >= 3);
+}
+
+/// Reads until EOF or `wait`; true if the server closed the connection.
+fn closed_within(s: &mut TcpStream, wait: Duration) -> bool {
+    s.set_read_timeout(Some(wait)).unwrap();
+    let mut buf = [0u8; 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+#[test]
+fn a_full_server_makes_room_by_closing_the_longest_waiting() {
+    let (server, _fake, _svc) = server_with(PoolOptions {
+        max_connections: 4,
+        ..opts()
+    });
+    let a = server.local_addr();
+    // Four clients that stall mid-head, oldest first.
+    let mut stalled: Vec<TcpStream> = (0..4)
+        .map(|_| {
+            let mut s = TcpStream::connect(a).unwrap();
+            s.write_all(b"GET /_groupcache/g/k HTTP/1.1\r\nHost:").unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+            s
+        })
+        .collect();
+    let t = Instant::now();
+    let (st, _) = raw(
+        a,
+        b"GET /_groupcache/g/new HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(st, 200);
+    assert!(t.elapsed() < Duration::from_millis(500), "{:?}", t.elapsed());
+    // The oldest made room; the newest is still open.
+    assert!(closed_within(&mut stalled[0], Duration::from_secs(2)));
+    assert!(!closed_within(&mut stalled[3], Duration::from_millis(200)));
+}
+
+#[test]
+fn a_server_busy_serving_every_connection_refuses_with_503() {
+    let (server, fake, _svc) = server_with(PoolOptions {
+        max_connections: 2,
+        ..opts()
+    });
+    *fake.delay.lock().unwrap() = Some(Duration::from_millis(400));
+    let a = server.local_addr();
+    let busy: Vec<_> = (0..2)
+        .map(|i| {
+            std::thread::spawn(move || {
+                raw(
+                    a,
+                    format!("GET /_groupcache/g/b{i} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                        .as_bytes(),
+                )
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(150));
+    let t = Instant::now();
+    let (st, body) = raw(a, b"GET /_groupcache/g/third HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!((st, &body[..]), (503, &b"server busy\n"[..]));
+    assert!(t.elapsed() < Duration::from_millis(200), "{:?}", t.elapsed());
+    for b in busy {
+        assert_eq!(b.join().unwrap().0, 200);
+    }
+}
+
+#[test]
+fn head_and_idle_deadlines_are_separate() {
+    let (server, _fake, _svc) = server_with(PoolOptions {
+        header_timeout: Duration::from_millis(300),
+        idle_timeout: Duration::from_millis(1500),
+        ..opts()
+    });
+    let a = server.local_addr();
+    // Silent from the start: the head deadline runs from the accept.
+    let mut silent = TcpStream::connect(a).unwrap();
+    let t = Instant::now();
+    assert!(closed_within(&mut silent, Duration::from_secs(3)));
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_millis(250) && took < Duration::from_millis(900),
+        "{took:?}"
+    );
+    // A head that starts but never ends: the same.
+    let mut slow = TcpStream::connect(a).unwrap();
+    slow.write_all(b"GET /_groupcache/g/k HTTP/1.1\r\n").unwrap();
+    assert!(closed_within(&mut slow, Duration::from_secs(3)));
+    // After a request, a keep-alive connection may idle past the head
+    // deadline, up to the idle one.
+    let mut ka = TcpStream::connect(a).unwrap();
+    let req = b"GET /_groupcache/g/k HTTP/1.1\r\nHost: x\r\n\r\n";
+    ka.write_all(req).unwrap();
+    ka.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut buf = [0u8; 4096];
+    assert!(ka.read(&mut buf).unwrap() > 0);
+    std::thread::sleep(Duration::from_millis(700));
+    ka.write_all(req).unwrap();
+    let n = ka.read(&mut buf).unwrap();
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    let t = Instant::now();
+    assert!(closed_within(&mut ka, Duration::from_secs(4)));
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_millis(1300) && took < Duration::from_millis(2500),
+        "{took:?}"
+    );
+}
+
+fn set_request_of_len(key: &[u8], value_len: usize) -> Vec<u8> {
+    set_request(key, &vec![b'v'; value_len])
+}
+
+#[test]
+fn remote_puts_and_deletes_obey_the_key_limit() {
+    let server = Pool::new("127.0.0.1:0", None, opts()).unwrap();
+    let g = crate::engine::Group::new("g", 1 << 20, None);
+    server.register(g.clone()).unwrap();
+    let a = server.local_addr();
+    let put = |key: &[u8]| {
+        let body = set_request_of_len(key, 10);
+        let mut req = format!(
+            "PUT /_groupcache/g/k HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        req.extend_from_slice(&body);
+        raw(a, &req)
+    };
+    let long = vec![b'k'; 64 << 10];
+    let (st, body) = put(&long);
+    assert_eq!(st, 400, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("limit"));
+    assert_eq!(g.stats().main_items, 0, "nothing stored");
+    assert_eq!(put(&long[..crate::engine::MAX_KEY_LEN]).0, 200);
+    assert_eq!(g.stats().main_items, 1);
+    let path_key = "k".repeat(crate::engine::MAX_KEY_LEN + 1);
+    let del = format!("DELETE /_groupcache/g/{path_key} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert_eq!(raw(a, del.as_bytes()).0, 400);
+}
+
+#[test]
+fn request_bodies_share_a_budget() {
+    let (server, fake, _svc) = server_with(PoolOptions {
+        body_budget_bytes: 100 << 10,
+        max_body_bytes: 1 << 20,
+        ..opts()
+    });
+    let a = server.local_addr();
+    let put_head = |key: &str, len: usize| {
+        format!("PUT /_groupcache/g/{key} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {len}\r\n\r\n")
+    };
+    // One body of 80 KiB in flight (all but its last byte sent)...
+    let first = set_request_of_len(b"first", 80 << 10);
+    let mut s1 = TcpStream::connect(a).unwrap();
+    s1.write_all(put_head("first", first.len()).as_bytes()).unwrap();
+    s1.write_all(&first[..first.len() - 1]).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    // ...leaves no room for another.
+    let second = set_request_of_len(b"second", 80 << 10);
+    let mut req = put_head("second", second.len()).into_bytes();
+    req.extend_from_slice(&second);
+    let (st, body) = raw(a, &req);
+    assert_eq!(st, 503, "{}", String::from_utf8_lossy(&body));
+    // Chunked bodies are charged as they arrive.
+    let mut chunked = b"PUT /_groupcache/g/c HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for _ in 0..10 {
+        chunked.extend_from_slice(format!("1000\r\n{}\r\n", "x".repeat(4096)).as_bytes());
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    assert_eq!(raw(a, &chunked).0, 503);
+    // The first completes; then a body larger than the whole budget goes
+    // through, alone.
+    s1.write_all(&first[first.len() - 1..]).unwrap();
+    let mut out = Vec::new();
+    s1.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = s1.read_to_end(&mut out);
+    assert!(
+        out.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+    let big = set_request_of_len(b"big", 300 << 10);
+    let mut req = put_head("big", big.len()).into_bytes();
+    req.extend_from_slice(&big);
+    assert_eq!(raw(a, &req).0, 200);
+    assert_eq!(fake.values.lock().unwrap()[&b"big"[..]].value.len(), 300 << 10);
 }
 
 #[test]
@@ -1288,7 +1635,7 @@ fn a_signed_put_larger_than_the_limit_is_413_and_metrics_stay_open() {
         "127.0.0.1:0",
         None,
         PoolOptions {
-            max_body_bytes: 1000,
+            max_body_bytes: 1024,
             ..secret_opts()
         },
     )
@@ -1438,5 +1785,26 @@ fn write_signed_fuzz_seeds() {
     std::fs::create_dir_all(SIGNED_SEEDS).unwrap();
     for (name, seed, _) in signed_fuzz_seeds() {
         std::fs::write(format!("{SIGNED_SEEDS}/{name}"), seed).unwrap();
+    }
+}
+
+#[test]
+fn close_does_not_wait_for_stalled_clients() {
+    let (server, _fake, _svc) = server_with(opts());
+    let a = server.local_addr();
+    let mut stalled: Vec<TcpStream> = (0..20)
+        .map(|_| {
+            let mut s = TcpStream::connect(a).unwrap();
+            s.write_all(b"GET /_groupcache/g/k HTTP/1.1\r\nHost:").unwrap();
+            s
+        })
+        .collect();
+    stalled.push(TcpStream::connect(a).unwrap()); // and one that sent nothing
+    std::thread::sleep(Duration::from_millis(100));
+    let t = Instant::now();
+    server.close();
+    assert!(t.elapsed() < Duration::from_millis(300), "{:?}", t.elapsed());
+    for s in &mut stalled {
+        assert!(closed_within(s, Duration::from_secs(1)));
     }
 }

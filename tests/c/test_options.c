@@ -1,7 +1,9 @@
 /* Pool options: the builder, the environment, and that a timeout set from C
- * is the one a get waits on a silent peer. */
+ * is the one a get waits on a silent peer; the server's limits set from C
+ * and from the environment are the ones it enforces. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +37,123 @@ static int silent_peer(char *url, size_t cap) {
   getsockname(fd, (struct sockaddr *)&a, &len);
   snprintf(url, cap, "http://127.0.0.1:%d", ntohs(a.sin_port));
   return fd;
+}
+
+/* A connection to a pool's port. */
+static int connect_to(const cache_pool *p) {
+  int port = atoi(strrchr(cache_pool_url(p), ':') + 1);
+  int s = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  CHECK(connect(s, (struct sockaddr *)&sin, sizeof sin) == 0);
+  return s;
+}
+
+/* Seconds until the server closes `s` (reads return 0 or fail), or -1 if it
+ * is still open after `wait` seconds. */
+static double closed_after(int s, double wait) {
+  double t0 = now_s();
+  char buf[512];
+  while (now_s() - t0 < wait) {
+    struct pollfd pfd = {.fd = s, .events = POLLIN};
+    int left_ms = (int)((wait - (now_s() - t0)) * 1000) + 1;
+    if (poll(&pfd, 1, left_ms) <= 0) continue;
+    if (read(s, buf, sizeof buf) <= 0) return now_s() - t0;
+  }
+  return -1;
+}
+
+/* Sends a GET on a new connection; the status of the answer (0: none). */
+static int get_status(const cache_pool *p, const char *path) {
+  int s = connect_to(p);
+  char req[256], resp[512] = {0};
+  snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", path);
+  CHECK(write(s, req, strlen(req)) == (ssize_t)strlen(req));
+  ssize_t got = 0, r;
+  while (got < (ssize_t)sizeof resp - 1 && (r = read(s, resp + got, sizeof resp - 1 - (size_t)got)) > 0) got += r;
+  close(s);
+  return strncmp(resp, "HTTP/1.1 ", 9) == 0 ? atoi(resp + 9) : 0;
+}
+
+static void server_limits(void) {
+  cache_pool_options *o = cache_pool_options_new();
+  /* Out of range: refused, naming the limit. */
+  CHECK_STATUS(cache_pool_options_set_server_workers(o, 0), CACHE_INVALID_ARGUMENT);
+  CHECK(strstr(cache_last_error(), "server_workers") != NULL);
+  CHECK_STATUS(cache_pool_options_set_server_workers(o, 5000), CACHE_INVALID_ARGUMENT);
+  CHECK_STATUS(cache_pool_options_set_max_connections(o, 2000000), CACHE_INVALID_ARGUMENT);
+  CHECK_STATUS(cache_pool_options_set_max_body_bytes(o, 10), CACHE_INVALID_ARGUMENT);
+  CHECK_STATUS(cache_pool_options_set_body_budget_bytes(o, 0), CACHE_INVALID_ARGUMENT);
+  CHECK_STATUS(cache_pool_options_set_max_header_bytes(o, 100), CACHE_INVALID_ARGUMENT);
+  CHECK_STATUS(cache_pool_options_set_header_timeout_ms(o, 0), CACHE_INVALID_ARGUMENT);
+  CHECK_STATUS(cache_pool_options_set_idle_timeout_ms(o, 0), CACHE_INVALID_ARGUMENT);
+  CHECK_STATUS(cache_pool_options_set_body_timeout_ms(o, 0), CACHE_INVALID_ARGUMENT);
+  CHECK_STATUS(cache_pool_options_set_server_workers(NULL, 4), CACHE_INVALID_ARGUMENT);
+  /* In range. */
+  CHECK_STATUS(cache_pool_options_set_max_connections(o, 0), CACHE_OK);
+  CHECK_STATUS(cache_pool_options_set_max_body_bytes(o, 1 << 20), CACHE_OK);
+  CHECK_STATUS(cache_pool_options_set_body_budget_bytes(o, 4 << 20), CACHE_OK);
+  CHECK_STATUS(cache_pool_options_set_max_header_bytes(o, 16384), CACHE_OK);
+  CHECK_STATUS(cache_pool_options_set_idle_timeout_ms(o, 5000), CACHE_OK);
+  CHECK_STATUS(cache_pool_options_set_body_timeout_ms(o, 1000), CACHE_OK);
+  CHECK_STATUS(cache_pool_options_set_server_workers(o, 4), CACHE_OK);
+  CHECK_STATUS(cache_pool_options_set_max_connections(o, 2), CACHE_OK);
+  CHECK_STATUS(cache_pool_options_set_header_timeout_ms(o, 300), CACHE_OK);
+  cache_pool *p = NULL;
+  CHECK_STATUS(cache_pool_new_with_options("127.0.0.1:0", NULL, o, &p), CACHE_OK);
+  cache_pool_options_free(o);
+  cache *c = NULL;
+  CHECK_STATUS(cache_new("lim", 1 << 20, getter, NULL, p, &c), CACHE_OK);
+  /* A client that sends nothing is closed at the 300 ms head deadline. */
+  int s = connect_to(p);
+  double took = closed_after(s, 3);
+  close(s);
+  CHECK(took >= 0.2 && took < 1.5);
+  if (!(took >= 0.2 && took < 1.5)) fprintf(stderr, "silent client closed after %.3f s\n", took);
+  /* Two stalled clients fill max_connections 2; a third gets served, in
+   * the place of the longest-waiting one. */
+  int a = connect_to(p);
+  CHECK(write(a, "GET /_groupcache/lim/k HTTP/1.1\r\nHost:", 38) == 38);
+  usleep(20000);
+  int b = connect_to(p);
+  CHECK(write(b, "GET /_groupcache/lim/k HTTP/1.1\r\nHost:", 38) == 38);
+  usleep(20000);
+  CHECK(get_status(p, "/_groupcache/lim/third") == 200);
+  took = closed_after(a, 0.25);
+  CHECK(took >= 0 && took < 0.25); /* made room */
+  close(a);
+  close(b);
+  cache_free(c);
+  cache_pool_free(p);
+
+  /* From the environment: out of range or malformed is refused, naming the
+   * variable; a valid value is enforced. */
+  setenv("GROUPCACHE_SERVER_WORKERS", "0", 1);
+  CHECK_STATUS(cache_pool_new("127.0.0.1:0", NULL, &p), CACHE_INVALID_ARGUMENT);
+  CHECK(strstr(cache_last_error(), "GROUPCACHE_SERVER_WORKERS") != NULL);
+  unsetenv("GROUPCACHE_SERVER_WORKERS");
+  setenv("GROUPCACHE_BODY_BUDGET_BYTES", "lots", 1);
+  CHECK_STATUS(cache_pool_new("127.0.0.1:0", NULL, &p), CACHE_INVALID_ARGUMENT);
+  CHECK(strstr(cache_last_error(), "GROUPCACHE_BODY_BUDGET_BYTES") != NULL);
+  unsetenv("GROUPCACHE_BODY_BUDGET_BYTES");
+  setenv("GROUPCACHE_HEADER_TIMEOUT_MS", "300", 1);
+  setenv("GROUPCACHE_MAX_CONNECTIONS", "64", 1);
+  setenv("GROUPCACHE_MAX_BODY_BYTES", "1048576", 1);
+  setenv("GROUPCACHE_IDLE_TIMEOUT_MS", "5000", 1);
+  setenv("GROUPCACHE_BODY_TIMEOUT_MS", "1000", 1);
+  setenv("GROUPCACHE_MAX_HEADER_BYTES", "16384", 1);
+  CHECK_STATUS(cache_pool_new("127.0.0.1:0", NULL, &p), CACHE_OK);
+  s = connect_to(p);
+  took = closed_after(s, 3);
+  close(s);
+  CHECK(took >= 0.2 && took < 1.5);
+  cache_pool_free(p);
+  unsetenv("GROUPCACHE_HEADER_TIMEOUT_MS");
+  unsetenv("GROUPCACHE_MAX_CONNECTIONS");
+  unsetenv("GROUPCACHE_MAX_BODY_BYTES");
+  unsetenv("GROUPCACHE_IDLE_TIMEOUT_MS");
+  unsetenv("GROUPCACHE_BODY_TIMEOUT_MS");
+  unsetenv("GROUPCACHE_MAX_HEADER_BYTES");
 }
 
 int main(void) {
@@ -198,5 +317,6 @@ int main(void) {
     unsetenv("GROUPCACHE_REPLICAS");
     unsetenv("GROUPCACHE_CONNECT_TIMEOUT_MS");
   }
+  server_limits();
   return checks_report("test_options");
 }

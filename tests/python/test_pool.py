@@ -341,3 +341,69 @@ def test_garbage_auth_headers_get_401_not_a_dead_connection() -> None:
     t0 = time.monotonic()
     p.close()
     assert time.monotonic() - t0 < 0.9
+
+
+def test_server_limits() -> None:
+    """The server's limits reach the library and are enforced: a client
+    that sends nothing is closed at the head deadline; with two connections
+    allowed, a third client is served in the place of the longest-waiting
+    stalled one; a PUT over the body limit gets 413; bad values are refused."""
+    import socket
+    import time
+    import urllib.request
+
+    p = groupcache.Pool(
+        max_connections=2,
+        header_timeout=0.3,
+        idle_timeout=5.0,
+        body_timeout=1.0,
+        max_body_bytes=4096,
+        body_budget_bytes=1 << 20,
+        max_header_bytes=16384,
+        server_workers=2,
+    )
+    c = groupcache.Cache("lim", max_bytes=1 << 20, loader=lambda k: k.encode(), pool=p)
+    host, port = p.url[len("http://") :].rsplit(":", 1)
+    addr = (host, int(port))
+
+    silent = socket.create_connection(addr)
+    silent.settimeout(3)
+    t0 = time.monotonic()
+    assert silent.recv(100) == b""
+    assert 0.2 < time.monotonic() - t0 < 1.5
+    silent.close()
+
+    stalled = []
+    for _ in range(2):
+        s = socket.create_connection(addr)
+        s.sendall(b"GET /_groupcache/lim/k HTTP/1.1\r\nHost:")
+        stalled.append(s)
+        time.sleep(0.02)
+    with urllib.request.urlopen(p.url + "/_groupcache/lim/third", timeout=5) as r:
+        assert r.status == 200
+    stalled[0].settimeout(1)
+    assert stalled[0].recv(100) == b""  # made room
+    for s in stalled:
+        s.close()
+
+    s = socket.create_connection(addr)
+    s.settimeout(5)
+    s.sendall(b"PUT /_groupcache/lim/k HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\nConnection: close\r\n\r\n")
+    assert s.recv(100).startswith(b"HTTP/1.1 413")
+    s.close()
+    c.close()
+    p.close()
+
+    for kwargs in (
+        {"server_workers": 0},
+        {"server_workers": -1},
+        {"max_connections": 2**40},
+        {"max_body_bytes": 10},
+        {"body_budget_bytes": 0},
+        {"max_header_bytes": 100},
+        {"header_timeout": 0},
+    ):
+        with pytest.raises((ValueError, groupcache.InvalidArgumentError)):
+            groupcache.Pool(**kwargs)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        groupcache.Pool(server_workers=2.5)  # type: ignore[arg-type]

@@ -39,10 +39,10 @@ pub fn threads_named(prefixes: &[&str]) -> usize {
         .count()
 }
 
-/// The library's threads (pool runtimes, connection threads) and ours
+/// The library's threads (pool runtimes, server workers) and ours
 /// (helpers are named "rel-...").
 pub fn lib_threads() -> usize {
-    threads_named(&["gcpool-", "gcconn-", "tokio-", "rel-"])
+    threads_named(&["gcpool-", "gcwork-", "gcwatch-", "tokio-", "rel-"])
 }
 
 pub fn thread_count() -> usize {
