@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import http.client
 import os
+import socket
 import time
 import urllib.parse
 import zlib
@@ -207,7 +208,8 @@ def test_statuses_of_gets(node: Tuple[groupcache.Pool, groupcache.Cache]) -> Non
     pool, _ = node
     assert get(pool, b"g", b"missing:1")[::2] == (404, b"not found\n")
     status, headers, body = get(pool, b"g", b"fail:1")
-    assert status == 500 and headers["content-type"] == "text/plain; charset=utf-8", body
+    assert (status, body) == (500, b"loader failed\n")  # the getter's message stays here
+    assert headers["content-type"] == "text/plain; charset=utf-8"
     status, _, body = get(pool, b"nope", b"k")
     assert status == 404 and body.startswith(b"no such group")
     status, _, body = request(pool.url, "GET", "/_groupcache/%FF/k")  # not UTF-8
@@ -251,6 +253,61 @@ def test_put_stores_the_bodys_key_and_delete_drops_it(node: Tuple[groupcache.Poo
     assert (status, body) == (200, b"")
     assert "put-body" not in cache
     assert request(pool.url, "DELETE", "/_groupcache/g/never-there")[0] == 200
+    # Keys over 8192 bytes, however they arrive.
+    long = b"k" * 8193
+    assert request(pool.url, "PUT", "/_groupcache/g/x", body=set_request(b"g", long, b"x"))[0] == 400
+    assert request(pool.url, "DELETE", "/_groupcache/g/" + escape(long))[0] == 400
+
+
+def _raw(url: str, data: bytes) -> socket.socket:
+    u = urllib.parse.urlsplit(url)
+    s = socket.create_connection((u.hostname, u.port), timeout=10)
+    s.sendall(data)
+    return s
+
+
+def _answer(s: socket.socket) -> bytes:
+    """Everything the server sends until it closes or stays quiet for 5 s."""
+    out = b""
+    try:
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                return out
+            out += chunk
+            if b"\r\n\r\n" in out and out.split(b"\r\n\r\n", 1)[1].endswith(b"\n"):
+                return out
+    except socket.timeout:
+        return out
+
+
+def test_the_limits_answer_as_the_page_says() -> None:
+    with groupcache.Pool(
+        "127.0.0.1:0", header_timeout=0.3, body_timeout=0.3, max_header_bytes=8192,
+        body_budget_bytes=2048, max_body_bytes=4096,
+    ) as pool, groupcache.Cache("l", max_bytes=1 << 20, loader=loader, pool=pool):  # fmt: skip
+        head = "PUT /_groupcache/l/k HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
+        # 413 from the Content-Length, before the body is read.
+        with _raw(pool.url, (head % 5000).encode()) as s:
+            assert _answer(s).startswith(b"HTTP/1.1 413")
+        # 408: the body does not arrive within body_timeout.
+        with _raw(pool.url, (head % 100).encode() + b"0123456789") as s:
+            assert _answer(s).startswith(b"HTTP/1.1 408")
+        # 503: bodies in flight share body_budget_bytes (a Content-Length is reserved whole).
+        with _raw(pool.url, (head % 1500).encode() + b"x") as stalled:
+            time.sleep(0.05)
+            with _raw(pool.url, (head % 1500).encode()) as s:
+                answer = _answer(s)
+                assert answer.startswith(b"HTTP/1.1 503") and answer.endswith(b"too many request bodies in flight; try again\n")
+            stalled.close()
+        # 431: a head over max_header_bytes.
+        big = "GET /_groupcache/l/k HTTP/1.1\r\nHost: x\r\nX-Pad: %s\r\n\r\n" % ("p" * 9000)
+        with _raw(pool.url, big.encode()) as s:
+            assert _answer(s).startswith(b"HTTP/1.1 431")
+        # A head that does not arrive within header_timeout: closed, no answer.
+        with _raw(pool.url, b"GET /_groupcache/l/k HTTP/1.1\r\nHo") as s:
+            t0 = time.monotonic()
+            assert _answer(s) == b"" and time.monotonic() - t0 < 3
 
 
 def test_metrics_are_prometheus_text(node: Tuple[groupcache.Pool, groupcache.Cache]) -> None:
