@@ -3,8 +3,12 @@
 #
 #   make install PREFIX=/opt/gc            # default PREFIX: /usr/local
 #   make install DESTDIR=/tmp/stage        # staged, for packagers
-#   make install-strip                     # the library without debug info
+#   make install STRIP=:                   # keeps any debug info
 #   make uninstall PREFIX=/opt/gc
+#
+# The installed library is stripped of debug info (`strip --strip-debug`;
+# its symbols stay). README.md, "Installing the C library", is the user's
+# documentation of all this.
 #
 # Installs, under PREFIX (directories overridable, GNU-style):
 #   lib/libgroupcache.so.X.Y.Z             the library; its soname (build.rs)
@@ -16,7 +20,7 @@
 #
 # Hand-written rather than cargo-c's `cargo cinstall`: these few rules need
 # no extra tool (cargo-c is a ~10-minute build of cargo itself on every
-# machine), install the header build.rs already generates and checks in
+# machine), install the header `make header` generates and checks in
 # instead of generating a second one, and keep the soname build.rs sets.
 #
 # After a real (non-DESTDIR) install as root, ldconfig refreshes the
@@ -57,6 +61,7 @@ install: lib
 	fi
 	$(INSTALL) -d '$(DESTDIR)$(INSTALL_LIBDIR)' '$(DESTDIR)$(INSTALL_INCLUDEDIR)' '$(DESTDIR)$(INSTALL_PKGCONFIGDIR)'
 	$(INSTALL) -m 755 '$(GC_BUILT_LIB)' '$(DESTDIR)$(INSTALL_LIBDIR)/$(GC_REALNAME)'
+	$(STRIP) --strip-debug '$(DESTDIR)$(INSTALL_LIBDIR)/$(GC_REALNAME)'
 	ln -sfn '$(GC_REALNAME)' '$(DESTDIR)$(INSTALL_LIBDIR)/$(GC_SONAME)'
 	ln -sfn '$(GC_SONAME)' '$(DESTDIR)$(INSTALL_LIBDIR)/libgroupcache.so'
 	$(INSTALL) -m 644 include/groupcache.h '$(DESTDIR)$(INSTALL_INCLUDEDIR)/groupcache.h'
@@ -69,9 +74,8 @@ install: lib
 	  echo '$(LDCONFIG)'; '$(LDCONFIG)' || true; \
 	fi
 
-# The installed copy only: target/release keeps its debug info (16 MB -> ~2.5 MB).
+# `install` strips already; the GNU name is kept for packaging scripts.
 install-strip: install
-	$(STRIP) --strip-debug '$(DESTDIR)$(INSTALL_LIBDIR)/$(GC_REALNAME)'
 
 # Removes what `install` of this version installed (directories stay).
 uninstall:

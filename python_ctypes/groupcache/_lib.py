@@ -9,9 +9,13 @@ Where the library is looked for, in this order:
 
 1. ``$GROUPCACHE_LIB``, a path to the shared library (an error if it is set
    and wrong: a silent fallback would hide which library is in use);
-2. this package's own folder (``pip install ./python_ctypes`` puts it there);
+2. this package's own folder (a wheel, or ``pip install ./python_ctypes``,
+   puts it there);
 3. ``target/release/`` of the development checkout the package sits in, so
-   ``cargo build --release`` and ``PYTHONPATH=python_ctypes`` is enough.
+   ``cargo build --release`` and ``PYTHONPATH=python_ctypes`` is enough.  An
+   editable install (``pip install -e ./python_ctypes``) runs cargo and puts
+   no copy into the package, so this is what it loads: the output of the
+   latest ``cargo build --release``, never a stale copy.
 
 The library is opened twice, which dlopen makes one mapping:
 
@@ -74,17 +78,12 @@ def _find_library() -> Tuple[Path, List[str]]:
         )
     tried.append("$GROUPCACHE_LIB (not set)")
     here = Path(__file__).resolve().parent
-    # setuptools-rust names the copy like an extension module
-    # (libgroupcache.cpython-311-x86_64-linux-gnu.so); take the plain name
-    # first, then any such copy.
-    stem, suffix = os.path.splitext(_LIB_NAME)
-    candidates = [here / _LIB_NAME] + sorted(here.glob(stem + ".*" + suffix))
-    for p in candidates:
-        if p.is_file():
-            return p, tried
-    tried.append(str(here / _LIB_NAME))
+    p = here / _LIB_NAME
+    if p.is_file():
+        return p, tried
+    tried.append(str(p))
     # python_ctypes/groupcache/ -> the checkout is two levels up.
-    for root in here.parents[:3]:
+    for root in list(here.parents)[:3]:  # (parents takes a slice only from 3.10 on)
         if (root / "Cargo.toml").is_file():
             p = root / "target" / "release" / _LIB_NAME
             if p.is_file():

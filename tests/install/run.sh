@@ -2,7 +2,8 @@
 # The install test: `make install` into a temporary PREFIX, then build
 # examples/loader.c the way a user of the installed library would
 # (cc ... $(pkg-config --cflags --libs groupcache)), run it against the
-# installed copy, check the soname and the symlinks, and `make uninstall`.
+# installed copy, check the soname, the symlinks and that the library has
+# no debug info, and `make uninstall`.
 # Prints `install: N passed, N failed`; exits non-zero if any check failed.
 #
 #   bash tests/install/run.sh          (make test runs it)
@@ -14,6 +15,9 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
 
+# Under pipefail, `cmd | grep -q` fails at random when grep exits on its
+# first match and cmd is killed by SIGPIPE: pipes into grep here read all
+# (grep >/dev/null).
 passed=0 failed=0
 check() { # check NAME COMMAND...: runs the command, counts and reports it
   local name="$1"; shift
@@ -65,6 +69,10 @@ check "libgroupcache.so -> libgroupcache.so.$so" \
 check "readelf -d: soname libgroupcache.so.$so" \
   bash -c 'readelf -d "$1" | grep -q "Library soname: \[libgroupcache.so.$2\]"' _ "$real" "$so"
 check "installed header = include/groupcache.h" cmp -s include/groupcache.h "$prefix/include/groupcache.h"
+check "installed library: no debug info, symbols kept" \
+  bash -c '! readelf -S --wide "$1" | grep -q " \.debug_" && readelf --dyn-syms --wide "$1" | grep -q " cache_get$"' _ "$real"
+check "installed library: at most 5 MB ($(($(stat -c %s "$real") / 1024)) KiB)" \
+  test "$(stat -c %s "$real")" -le $((5 * 1000 * 1000))
 
 export PKG_CONFIG_PATH="$lib/pkgconfig"
 check "pkg-config finds groupcache" pkg-config --exists groupcache
@@ -143,11 +151,25 @@ check "loader runs with rpath" run_loader "$tmp/out2" env -u LD_LIBRARY_PATH "$t
 echo "== examples/cgo/run.sh --pkgconfig"
 cgo_installed() {
   LD_LIBRARY_PATH="$libdir" bash examples/cgo/run.sh --pkgconfig >"$tmp/cgo.log" 2>&1 \
-    && LD_LIBRARY_PATH="$libdir" ldd target/go/cgo-example-pkgconfig | grep -q "=> $libdir/libgroupcache.so.$so" \
+    && LD_LIBRARY_PATH="$libdir" ldd target/go/cgo-example-pkgconfig | grep "=> $libdir/libgroupcache.so.$so" >/dev/null \
     || { cat "$tmp/cgo.log"; return 1; }
   tail -n1 "$tmp/cgo.log" | sed 's/^/       /'
 }
 check "cgo example builds and runs against the installed library" cgo_installed
+
+# The built library has no debug info either (release profile), so the
+# strip is checked on a copy given a .debug_ section of its own.
+echo "== make install of a library with debug info"
+printf 'debug info\0' >"$tmp/debug.bin"
+cp "$root/target/release/libgroupcache.so" "$tmp/with-debug.so"
+objcopy --add-section .debug_str="$tmp/debug.bin" "$tmp/with-debug.so"
+strip_check() {
+  readelf -S --wide "$tmp/with-debug.so" | grep " \.debug_str" >/dev/null || { echo "objcopy added no .debug_str"; return 1; }
+  "$make" --no-print-directory "${mkf[@]}" install PREFIX="$tmp/prefix2" LDCONFIG=: \
+    GC_BUILT_LIB="$tmp/with-debug.so" >"$tmp/install2.log" 2>&1 || { cat "$tmp/install2.log"; return 1; }
+  ! readelf -S --wide "$tmp/prefix2/lib/libgroupcache.so.$version" | grep " \.debug_" >/dev/null
+}
+check "make install strips debug info from the library" strip_check
 
 echo "== make uninstall PREFIX=$prefix"
 "$make" --no-print-directory "${mkf[@]}" uninstall PREFIX="$prefix" >"$tmp/uninstall.log" 2>&1 \
