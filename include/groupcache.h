@@ -815,7 +815,7 @@ enum cache_status cache_pool_options_set_body_budget_bytes(struct cache_pool_opt
 
 /**
  * Largest request head (request line with the escaped key, plus headers)
- * the peer server accepts, in bytes (8,192 to 16 MiB; default 128 KiB);
+ * the peer server accepts, in bytes (8,192 to 64 MiB; default 128 KiB);
  * 431 past it. Returns CACHE_OK or CACHE_INVALID_ARGUMENT.
  */
 enum cache_status cache_pool_options_set_max_header_bytes(struct cache_pool_options *options,

@@ -7,8 +7,10 @@ Redis.
     .venv/bin/python bench/python/bench.py            # ~5 minutes
     .venv/bin/python bench/python/bench.py --quick    # a smoke run
 
-Writes bench/out/python.md (the tables) and bench/python/hits.png (a chart
-of the per-hit costs). Needs a C compiler (the floor, shim.c),
+Writes bench/out/python.md (the tables), then bench/python/chart.py draws
+bench/python/hits.png (groupcache against the alternatives, for the README)
+and bench/python/variants.png (our own call path, for BENCHMARKS.md) from
+those tables. Needs a C compiler (the floor, shim.c),
 redis-server (Debian package redis-server), and for the Go row
 bench/go/cshared/build.sh (run here when its library is missing).
 
@@ -632,8 +634,6 @@ def report(
     pfloor = by["ctypes no-op call (PyDLL)"].best
     lines: List[str] = []
     w = lines.append
-    w("## From Python (ctypes)")
-    w("")
     w("`bench/python/bench.py`, %s, Python %s, %d keys per pass, best of %d interleaved rounds; "
       "other processes used %.0f%% of the machine's CPU during the run (%.0f s)."
       % (time.strftime("%Y-%m-%d"), platform.python_version(), args.keys, args.rounds,
@@ -656,6 +656,11 @@ def report(
     for name, best, note in rows:
         vs_floor = best["16 B"] / floor["16 B"]
         w("| %s | %.0f | %.0f | %.1fx | %s |" % (name, best["16 B"], best["10 KiB"], vs_floor, note))
+    w("")
+    w("![Our call path against the floor of a ctypes call, ns per hit](bench/python/variants.png)")
+    w("")
+    w("(bench/python/chart.py draws this, and the README's comparison with the other caches, hits.png, "
+      "from these tables.)")
     w("")
     w("### Memory per entry (1,000,000 entries: 16-byte keys, 100-byte values)")
     w("")
@@ -697,35 +702,6 @@ def report(
     return "\n".join(lines) + "\n"
 
 
-def chart(cs: List[Contestant], pyg: Optional[Dict[str, float]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = [(c.name.strip(), c.best, c.group) for c in cs if c.best]
-    if pyg:
-        rows.append(("pygroupcache (PyPI)", {k: pyg[k] for k in SIZES}, "go"))
-    colors = {"floor": "#999999", "ours": "#1f77b4", "go": "#d62728", "python": "#2ca02c", "redis": "#9467bd"}
-    fig, axes = plt.subplots(1, 2, figsize=(13, 0.42 * len(rows) + 1.6), sharey=True)
-    for ax, label in zip(axes, SIZES):
-        names = [r[0] for r in rows]
-        vals = [r[1][label] for r in rows]
-        ax.barh(range(len(rows)), vals, color=[colors[r[2]] for r in rows])
-        ax.set_xscale("log")
-        ax.set_title("one hit, %s value" % label)
-        ax.set_xlabel("ns per hit (log scale)")
-        for i, v in enumerate(vals):
-            ax.text(v * 1.05, i, "%.0f" % v, va="center", fontsize=8)
-        ax.set_yticks(range(len(rows)))
-        ax.set_yticklabels(names, fontsize=8)
-        ax.invert_yaxis()
-        ax.set_xlim(right=max(vals) * 4)
-    fig.suptitle("groupcache from Python: cost of one cache hit (lower is better)")
-    fig.tight_layout()
-    fig.savefig(str(path), dpi=110)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="few rounds, 100,000 entries")
@@ -734,7 +710,7 @@ def main() -> None:
     ap.add_argument("--entries", type=int, default=1_000_000)
     ap.add_argument("--no-memory", action="store_true")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "python.md")
-    ap.add_argument("--png", type=Path, default=HERE / "hits.png")
+    ap.add_argument("--charts-dir", type=Path, default=HERE, help="where chart.py writes hits.png and variants.png")
     ap.add_argument("--memory-child", help=argparse.SUPPRESS)
     ap.add_argument("--pygroupcache-child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--trim-child", action="store_true", help=argparse.SUPPRESS)
@@ -810,9 +786,12 @@ def main() -> None:
     text = report(args, cs, pyg, trim, mem, others, wall)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
-    chart(cs, pyg, args.png)
+    sys.path.insert(0, str(HERE))
+    import chart
+
+    pngs = chart.render(args.out.resolve(), args.charts_dir)
     print(text)
-    print("wrote %s and %s" % (args.out, args.png))
+    print("wrote %s, %s and %s" % (args.out, *pngs))
 
 
 if __name__ == "__main__":

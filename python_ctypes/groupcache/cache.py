@@ -579,7 +579,16 @@ class Cache(Closable):
 
     def set(self, key: str, value: Value, ttl: Optional[float] = None) -> None:
         """Stores ``value`` under ``key`` (at the key's owner when in a pool,
-        and here). ``ttl`` in seconds; None or <= 0: no expiry."""
+        and here), then drops the copies other peers keep, so every node
+        sees the new value once this returns. ``ttl`` in seconds; None or
+        <= 0: no expiry. A load of the key in flight will not overwrite it.
+
+        Raises ``PeerError`` (its message names the PUT and the owner) when
+        the key's owner could not be reached. Then nothing is stored: this
+        node's copy of the key is dropped too (a local value the owner does
+        not have would disagree with what every other node gets), so the
+        next get loads from the owner again. ``remove`` behaves the same
+        way: it drops the local copy whether or not the owner answered."""
         k = encode_key(key)
         v = _value_bytes(value)
         ms = ttl_to_ms(ttl)

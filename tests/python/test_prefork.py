@@ -101,15 +101,31 @@ def service(tmp_path: Path) -> Iterator[Dict[str, object]]:
     if not INSTALLED:
         env["PYTHONPATH"] = str(ROOT / "python_ctypes")
     gunicorn = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:application"]
-    proc = subprocess.Popen(gunicorn, cwd=EXAMPLE, env=env, stderr=subprocess.PIPE, text=True)
+    log_path = tmp_path / "gunicorn.log"
+    log = open(log_path, "w")
+    proc = subprocess.Popen(gunicorn, cwd=EXAMPLE, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+    def up(cond):  # noqa: ANN001, ANN202
+        def check() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError("gunicorn exited (%s):\n%s" % (proc.returncode, log_path.read_text()))
+            return bool(cond())
+
+        return check
+
     try:
-        _wait_for(
-            lambda: all(_listening(peer_port + i) for i in range(WORKERS)) and _listening(http_port),
-            "the workers' peer ports and the service",
-        )
-        # Every worker has its cache (a worker answers /health only then):
-        # before that, a peer asking it for "items" would load locally.
-        _wait_for(lambda: len(_workers_seen(http_port, 8)) == WORKERS, "every worker's node")
+        try:
+            _wait_for(
+                up(lambda: all(_listening(peer_port + i) for i in range(WORKERS)) and _listening(http_port)),
+                "the workers' peer ports and the service",
+                timeout=60.0,
+            )
+            # Every worker has its cache (a worker answers /health only
+            # then): before that, a peer asking it for "items" would load
+            # locally.
+            _wait_for(up(lambda: len(_workers_seen(http_port, 8)) == WORKERS), "every worker's node", 60.0)
+        except AssertionError as e:
+            raise AssertionError("%s\ngunicorn's log:\n%s" % (e, log_path.read_text()[-4000:])) from None
         yield {"proc": proc, "port": http_port, "peer_port": peer_port, "ids": ids, "log": load_log}
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -118,6 +134,7 @@ def service(tmp_path: Path) -> Iterator[Dict[str, object]]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        log.close()
 
 
 def _loads(log: Path) -> "collections.Counter[str]":
@@ -140,10 +157,9 @@ def test_every_key_is_loaded_once_across_the_gunicorn_workers(service: Dict[str,
     loads = _loads(log)
     assert set(loads) == set(ids)
     assert max(loads.values()) == 1, loads.most_common(3)
-    # The requests were spread over several workers, each a node.
-    nodes = {_get(port, "/health")[1] for _ in range(40)}
-    assert len(nodes) >= 2, nodes
-    # Each key was loaded by the process that owns it: several loaders.
+    # Each key was loaded by the worker that owns it, whichever worker the
+    # request landed on (the kernel may hand most to one): every worker
+    # loaded its share.
     pids = {line.split()[0] for line in log.read_text().splitlines()}
     assert len(pids) == WORKERS, pids
     assert _get(port, "/item/no-such-item")[0] == 404
