@@ -21,7 +21,7 @@ pub struct cache_options {
     _private: [u8; 0],
 }
 
-static OPTIONS: Lazy<HandleTable<Mutex<GroupOptions>>> = Lazy::new(HandleTable::new);
+static OPTIONS: Lazy<&'static HandleTable<Mutex<GroupOptions>>> = Lazy::new(HandleTable::leaked);
 
 /// The environment variable of the load timeout.
 const ENV_LOAD_TIMEOUT: &str = "GROUPCACHE_LOAD_TIMEOUT_MS";

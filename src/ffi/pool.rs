@@ -81,7 +81,7 @@ pub(crate) struct OptionsObj {
     opts: Mutex<PoolOptions>,
 }
 
-static OPTIONS: Lazy<HandleTable<OptionsObj>> = Lazy::new(HandleTable::new);
+static OPTIONS: Lazy<&'static HandleTable<OptionsObj>> = Lazy::new(HandleTable::leaked);
 
 /// The environment variables a pool reads, with the option each sets.
 const ENV: [(&str, &str); 13] = [

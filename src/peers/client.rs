@@ -462,8 +462,21 @@ struct Idle {
     tx: conn1::SendRequest<Full<Bytes>>,
     since: Instant,
     /// Its socket's descriptor, closed by a forked child (see
-    /// `LocalClient::abandon`).
+    /// `LocalClient::abandon`), and the socket's identity behind it.
     fd: i32,
+    id: (u64, u64),
+}
+
+/// The (device, inode) of what `fd` refers to, to tell our socket from
+/// another file that got its number after it was closed.
+fn socket_id(fd: i32) -> Option<(u64, u64)> {
+    // SAFETY: fstat writes only into `st`; an invalid fd is an error.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    if unsafe { libc::fstat(fd, &mut st) } != 0 {
+        return None;
+    }
+    Some((st.st_dev, st.st_ino))
 }
 
 impl LocalClient {
@@ -475,9 +488,16 @@ impl LocalClient {
     /// tasks that might act on them.
     fn abandon(self) {
         for idle in self.idle.values() {
+            // A connection whose task has ended closed its socket, and its
+            // number may be another file's by now: only live ones, and only
+            // if the descriptor is still the socket this thread opened.
+            if idle.tx.is_closed() || socket_id(idle.fd) != Some(idle.id) {
+                continue;
+            }
             // SAFETY: the descriptor of a socket this thread opened (in the
-            // parent); the objects that own the number are leaked below,
-            // so nothing closes it a second time.
+            // parent), still open (checked just above, and nothing else
+            // runs in the child yet); the objects that own the number are
+            // leaked below, so nothing closes it a second time.
             unsafe { libc::close(idle.fd) };
         }
         std::mem::forget(self);
@@ -537,8 +557,11 @@ where
         });
         // Not after a timeout: the connection may be mid-answer.
         if let (Some((tx, fd)), Ok(_) | Err(PeerError::NotFound)) = (keep, &result) {
-            let since = Instant::now();
-            lc.idle.insert(call.connect_to.clone(), Idle { tx, since, fd });
+            if let Some(id) = socket_id(fd) {
+                let since = Instant::now();
+                lc.idle
+                    .insert(call.connect_to.clone(), Idle { tx, since, fd, id });
+            }
         }
         Some(result)
     });

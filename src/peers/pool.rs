@@ -28,7 +28,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 use std::time::Duration;
 
@@ -228,8 +228,10 @@ struct Shared {
     /// The process generation (`engine::fork`) that the client side, the
     /// runtime and the server belong to.
     generation: AtomicU64,
-    /// The listening socket's descriptor, closed in a forked child.
-    listener_fd: i32,
+    /// The listening socket's descriptor, closed in a forked child (then
+    /// -1, so that a grandchild does not close the number again: by then
+    /// it may be another file's).
+    listener_fd: AtomicI32,
     /// Serialises `after_fork`.
     fork_refresh: Mutex<()>,
     /// Set by `after_fork`: this process is a child of the one that made
@@ -258,16 +260,11 @@ impl Shared {
     /// fetched from the parent, as any other node would.
     #[cold]
     fn after_fork(&self) {
-        let _serial = lock(&self.fork_refresh);
+        let serial = lock(&self.fork_refresh);
         if !self.forked() {
             return;
         }
         let now = fork::generation();
-        log::info!(
-            "pool {}: in a forked child (pid {}): serving nothing here, sending to peers on new connections",
-            self.self_url,
-            std::process::id()
-        );
         // Abandoned, not dropped: the parent's runtime, client and server.
         if let Some(server) = lock(&self.server).take() {
             std::mem::forget(server);
@@ -292,7 +289,6 @@ impl Shared {
             }
         }
         self.in_child.store(true, Ordering::Release);
-        self.generation.store(now, Ordering::Release);
         let urls = read(&self.members).urls.clone();
         let runtime = lock(&self.runtime).clone();
         let members = match runtime {
@@ -300,6 +296,17 @@ impl Shared {
             None => Members::empty(self.opts.replicas),
         };
         *write(&self.members) = Arc::new(members);
+        // Last: other threads skip `after_fork` from here on, and must find
+        // the child's membership.
+        self.generation.store(now, Ordering::Release);
+        // Logged with no lock held: the log callback may wait for Python's
+        // GIL, whose holder may be forking (and taking our locks).
+        drop(serial);
+        log::info!(
+            "pool {}: in a forked child (pid {}): serving nothing here, sending to peers on new connections",
+            self.self_url,
+            std::process::id()
+        );
     }
 
     /// The membership for `urls`. `reuse`: the current one, whose peer
@@ -399,11 +406,12 @@ impl fork::ForkLocks for Shared {
         // (connections would queue where nobody accepts). close() is
         // async-signal-safe; the descriptor number stays owned by the
         // abandoned listener object, which is never dropped here.
-        if self.listener_fd >= 0 && !self.closed.load(Ordering::Acquire) {
+        let fd = self.listener_fd.swap(-1, Ordering::AcqRel);
+        if fd >= 0 && !self.closed.load(Ordering::Acquire) {
             // SAFETY: our own listener's descriptor, inherited by this
             // child; nothing in the child uses it (the server's threads do
             // not exist here and `after_fork` abandons its objects).
-            unsafe { libc::close(self.listener_fd) };
+            unsafe { libc::close(fd) };
         }
     }
 }
@@ -666,7 +674,7 @@ impl Pool {
             groups: RwLock::new(HashMap::new()),
             client: RwLock::new(client),
             generation: AtomicU64::new(generation),
-            listener_fd,
+            listener_fd: AtomicI32::new(listener_fd),
             fork_refresh: Mutex::new(()),
             in_child: AtomicBool::new(false),
             runtime: Mutex::new(Some(runtime)),

@@ -225,3 +225,37 @@ def test_a_cache_without_a_pool_keeps_its_contents_in_the_child_and_does_not_wai
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-v"]))
+
+
+def test_a_grandchild_does_not_close_what_took_the_listeners_number(prelude: str, tmp_path) -> None:  # noqa: ANN001
+    """The child closes its copy of the pool's listening socket; a file it
+    opens next gets that number. A fork of the child must not close it
+    again (it once did: the number was kept after the first close)."""
+    data = tmp_path / "data"
+    data.write_bytes(b"still open")
+    code = prelude + textwrap.dedent(
+        """
+        import os, signal, sys, groupcache
+        pool = groupcache.Pool("127.0.0.1:0")
+        pid = os.fork()
+        if pid == 0:
+            signal.alarm(20)
+            f = open(sys.argv[1], "rb")  # likely the listener's old number
+            g = os.fork()
+            if g == 0:
+                try:
+                    os.fstat(f.fileno())
+                    ok = f.read() == b"still open"
+                except OSError:
+                    ok = False
+                os._exit(0 if ok else 1)
+            _, st = os.waitpid(g, 0)
+            os._exit(0 if os.waitstatus_to_exitcode(st) == 0 else 2)
+        _, st = os.waitpid(pid, 0)
+        print(os.waitstatus_to_exitcode(st))
+        pool.close()
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(data)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "0", out.stdout + out.stderr
