@@ -145,7 +145,11 @@ test-c-asan: $(addprefix $(BUILD)/asan/,$(C_TESTS))
 	$(BUILD)/asan/test_options
 	$(BUILD)/asan/test_adversarial
 	$(BUILD)/asan/test_load_timeout
-	$(BUILD)/asan/test_fork
+	@# test_fork is not run under ASan: gcc 12's libasan takes no lock of its
+	@# allocator around fork(), so a child can inherit it held by another
+	@# thread of the parent and hang in its first allocation (seen: a worker
+	@# stuck in __sanitizer::SizeClassAllocator64::GetFromAllocator). glibc's
+	@# malloc does take its locks; test_fork runs plain and under valgrind.
 
 # The Python suites run with GROUPCACHE_NO_SKIP=1: a skipped test fails
 # (tests/pytest_noskip.py). Tests marked for another run are deselected

@@ -146,7 +146,7 @@ static void *slow_get(void *arg) {
 }
 
 static void child(int w) {
-  alarm(30);
+  alarm(getenv("FORK_ALARM") ? atoi(getenv("FORK_ALARM")) : 30);
   checks_passed = checks_failed = 0;
   char key[64];
   for (int i = 0; i < KEYS_PER_WORKER; i++) {
