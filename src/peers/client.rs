@@ -461,10 +461,16 @@ struct LocalClient {
 struct Idle {
     tx: conn1::SendRequest<Full<Bytes>>,
     since: Instant,
-    /// Its socket's descriptor, closed by a forked child (see
-    /// `LocalClient::abandon`), and the socket's identity behind it.
+    sock: Sock,
+}
+
+/// A connection's socket descriptor, closed by a forked child (see
+/// `LocalClient::abandon`), and the identity of the socket behind it,
+/// taken once when the connection is made.
+#[derive(Clone, Copy)]
+struct Sock {
     fd: i32,
-    id: (u64, u64),
+    id: Option<(u64, u64)>,
 }
 
 /// The (device, inode) of what `fd` refers to, to tell our socket from
@@ -491,14 +497,15 @@ impl LocalClient {
             // A connection whose task has ended closed its socket, and its
             // number may be another file's by now: only live ones, and only
             // if the descriptor is still the socket this thread opened.
-            if idle.tx.is_closed() || socket_id(idle.fd) != Some(idle.id) {
+            let Sock { fd, id } = idle.sock;
+            if idle.tx.is_closed() || id.is_none() || socket_id(fd) != id {
                 continue;
             }
             // SAFETY: the descriptor of a socket this thread opened (in the
             // parent), still open (checked just above, and nothing else
             // runs in the child yet); the objects that own the number are
             // leaked below, so nothing closes it a second time.
-            unsafe { libc::close(idle.fd) };
+            unsafe { libc::close(fd) };
         }
         std::mem::forget(self);
     }
@@ -546,7 +553,7 @@ where
         let now = Instant::now();
         lc.idle
             .retain(|_, i| now.duration_since(i.since) < POOL_IDLE_TIMEOUT && !i.tx.is_closed());
-        let reused = lc.idle.remove(&call.connect_to).map(|i| (i.tx, i.fd));
+        let reused = lc.idle.remove(&call.connect_to).map(|i| (i.tx, i.sock));
         let handle = handle.take()?;
         IN_FLIGHT.fetch_add(1, Ordering::Relaxed);
         let _in_flight = InFlight;
@@ -556,12 +563,9 @@ where
             (r, keep)
         });
         // Not after a timeout: the connection may be mid-answer.
-        if let (Some((tx, fd)), Ok(_) | Err(PeerError::NotFound)) = (keep, &result) {
-            if let Some(id) = socket_id(fd) {
-                let since = Instant::now();
-                lc.idle
-                    .insert(call.connect_to.clone(), Idle { tx, since, fd, id });
-            }
+        if let (Some((tx, sock)), Ok(_) | Err(PeerError::NotFound)) = (keep, &result) {
+            let since = Instant::now();
+            lc.idle.insert(call.connect_to.clone(), Idle { tx, since, sock });
         }
         Some(result)
     });
@@ -585,7 +589,7 @@ impl Drop for InFlight {
 }
 
 /// A connection's request side and its socket's descriptor.
-type Conn = (conn1::SendRequest<Full<Bytes>>, i32);
+type Conn = (conn1::SendRequest<Full<Bytes>>, Sock);
 
 /// Opens a connection to `addr` and starts its hyper connection task on the
 /// current runtime.
@@ -621,7 +625,13 @@ async fn connect(addr: &str, cfg: &ClientConfig) -> Result<Conn, PeerError> {
     tokio::spawn(async move {
         let _ = conn.await;
     });
-    Ok((tx, fd))
+    Ok((
+        tx,
+        Sock {
+            fd,
+            id: socket_id(fd),
+        },
+    ))
 }
 
 /// How long a calling thread polls for the answer before it sleeps. A
@@ -718,7 +728,7 @@ where
     let mut conn = reused;
     let resp = loop {
         let fresh = conn.is_none();
-        let (mut tx, fd) = match conn.take() {
+        let (mut tx, sock) = match conn.take() {
             Some(c) => c,
             None => connect(&call.connect_to, cfg).await?,
         };
@@ -730,7 +740,7 @@ where
         .await;
         match sent {
             Ok(resp) => {
-                *keep = Some((tx, fd));
+                *keep = Some((tx, sock));
                 break resp;
             }
             Err(_) if !fresh => continue, // stale keep-alive connection
