@@ -111,17 +111,11 @@ impl Shared {
             // work (another thread took it) does not restart the wait.
             let until = Instant::now() + IDLE_EXIT;
             st.idle += 1;
-            loop {
-                let now = Instant::now();
-                if !st.queue.is_empty() || st.closed || now >= until {
-                    break;
-                }
-                st = self
-                    .work
-                    .wait_timeout(st, until - now)
-                    .unwrap_or_else(|e| e.into_inner())
-                    .0;
-            }
+            st = self
+                .work
+                .wait_timeout_while(st, IDLE_EXIT, |st| st.queue.is_empty() && !st.closed)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
             st.idle -= 1;
             if st.queue.is_empty() && !st.closed && Instant::now() >= until {
                 break;
@@ -197,17 +191,12 @@ impl Workers {
         st.closed = true;
         st.queue.clear();
         s.work.notify_all();
-        while st.live > 0 {
-            let now = Instant::now();
-            if now >= deadline {
-                return;
-            }
-            st = s
-                .ended
-                .wait_timeout(st, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        drop(
+            s.ended
+                .wait_timeout_while(st, left, |st| st.live > 0)
+                .unwrap_or_else(|e| e.into_inner()),
+        );
     }
 }
 
