@@ -168,7 +168,12 @@ test-python-wheel: lib venv
 	$(NO_SKIP) GROUPCACHE_TEST_PIP=1 PYTHONPATH=python_ctypes GROUPCACHE_LIB=$(LIB) \
 	  $(VPY) -m pytest -q -m pip_install tests/python
 
+# The service example (examples/service) and its Kubernetes manifests
+# (examples/kubernetes): the schema validator and YAML parser they need
+# (tests/service/requirements.txt; the schemas ship in the package) go into
+# .venv here, not into every venv the wheel tests make.
 test-service: lib venv
+	$(VPY) -m pip install --quiet --disable-pip-version-check -r tests/service/requirements.txt
 	$(NO_SKIP) PYTHONPATH=python_ctypes GROUPCACHE_LIB=$(LIB) $(VPY) -m pytest -q tests/service
 
 # Real golang/groupcache nodes (Debian's Go, installed by the scripts): the

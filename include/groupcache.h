@@ -681,7 +681,8 @@ enum cache_status cache_getters_stop(uint32_t timeout_ms);
  * 10000), GROUPCACHE_BASE_PATH, GROUPCACHE_SECRET (not empty),
  * GROUPCACHE_MAX_CONNECTIONS, GROUPCACHE_MAX_BODY_BYTES,
  * GROUPCACHE_BODY_BUDGET_BYTES, GROUPCACHE_MAX_HEADER_BYTES,
- * GROUPCACHE_SERVER_WORKERS. Returns NULL (with cache_last_error naming
+ * GROUPCACHE_SERVER_WORKERS, GROUPCACHE_DRAIN_MS (0 to 4294967295).
+ * Returns NULL (with cache_last_error naming
  * the variable) if a variable is malformed or out of range.
  *
  * The result is a handle, not a pointer to memory: like cache and pool
@@ -831,6 +832,17 @@ enum cache_status cache_pool_options_set_server_workers(struct cache_pool_option
                                                         uint32_t n);
 
 /**
+ * How long freeing the pool (cache_pool_free) keeps the node serving
+ * before it stops accepting, in milliseconds (0 to 4294967295; default
+ * 0, no drain). Meanwhile everything is served as before except
+ * `GET /healthz`, which answers 503 instead of 200, so that readiness
+ * probes and DNS-based membership drop the node while its peers' requests
+ * are still answered. cache_pool_free blocks for this long. Returns
+ * CACHE_OK or CACHE_INVALID_ARGUMENT (NULL or freed options).
+ */
+enum cache_status cache_pool_options_set_drain_ms(struct cache_pool_options *options, uint32_t ms);
+
+/**
  * Creates a node: binds `listen_addr` at once (e.g. "127.0.0.1:8000";
  * "127.0.0.1:0" picks a free port) and serves the peer protocol there on
  * background threads. `self_url` is how the other nodes reach this one;
@@ -932,7 +944,9 @@ enum cache_status cache_pool_owner(const struct cache_pool *p,
  * process-local caches until they are freed. Safe while other threads are
  * inside calls on it or on its caches; a freed or double-freed handle
  * gets CACHE_CLOSED later, never memory corruption. NULL is a no-op. May
- * block up to a second while requests being served finish.
+ * block up to a second while requests being served finish, after the
+ * drain when one is set (cache_pool_options_set_drain_ms), during which
+ * it blocks and the node serves with `GET /healthz` answering 503.
  */
 void cache_pool_free(struct cache_pool *p);
 

@@ -17,7 +17,14 @@ bodies):
                        invalidate the key in the whole cluster
   DELETE /items/<id>   delete the row, then invalidate
   GET    /stats        this worker's cache counters and database reads
-  GET    /health       {"status": "ok", ...}
+  GET    /health       {"status": "ok", ...} (503 "draining" while stopping)
+
+Standalone (``--standalone``: one node per container, as in
+examples/kubernetes): no supervisor; the settings come from the
+environment (see ``Settings.from_env``), the membership from
+GROUPCACHE_PEERS_FROM (DNS, read by the library) or SERVICE_PEERS (a static
+list), and SIGTERM starts the pool's drain (GROUPCACHE_DRAIN_MS, read by the
+library) while HTTP keeps being served, then stops.
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ import sys
 import threading
 import time
 import urllib.parse
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import groupcache
 
@@ -171,11 +178,102 @@ def error(status: int, message: str, **headers: str) -> Response:
     return as_json(status, {"error": message}, **headers)
 
 
+# ---- standalone settings (examples/kubernetes) -------------------------------------
+
+# Every variable a standalone worker reads, with its default. The manifests
+# in examples/kubernetes set these (tests/service/test_kubernetes.py checks
+# that they set nothing else and that the ports agree).
+ENV_DEFAULTS: Dict[str, str] = {
+    "SERVICE_HTTP_PORT": "8000",  # the service's own HTTP port
+    "SERVICE_PEER_PORT": "8001",  # the groupcache peer port (/healthz is there)
+    "SERVICE_LISTEN_HOST": "127.0.0.1",  # where both bind (0.0.0.0 in a pod)
+    "SERVICE_ADVERTISE_HOST": "",  # this node's address in peer URLs (the pod IP); "": the bound one
+    "SERVICE_DB": "/tmp/items.db",  # the SQLite file, created and seeded if missing
+    "SERVICE_SEED": "100",  # items 1..N in a new database
+    "SERVICE_CACHE_MB": "64",
+    "SERVICE_PEERS": "",  # static peer URLs, comma-separated (without GROUPCACHE_PEERS_FROM)
+}
+
+# The library's own variables this example looks at (the library reads them
+# itself, with every other GROUPCACHE_* option): the membership spec decides
+# the scheme of this node's URL and that no static list is set; the TLS
+# files are what the health check presents.
+LIBRARY_ENV = ("GROUPCACHE_PEERS_FROM", "GROUPCACHE_TLS_CERT", "GROUPCACHE_TLS_KEY", "GROUPCACHE_TLS_CA")
+
+
+@dataclasses.dataclass
+class Settings:
+    http_port: int
+    peer_port: int
+    listen_host: str
+    advertise_host: str
+    db: str
+    seed: int
+    cache_mb: int
+    peers: List[str]
+    peers_from: str
+
+    @staticmethod
+    def from_env(env: "Optional[Dict[str, str]]" = None) -> "Settings":
+        e = dict(os.environ if env is None else env)
+        v = {k: e.get(k, d) for k, d in ENV_DEFAULTS.items()}
+
+        def number(name: str, lo: int, hi: int) -> int:
+            try:
+                n = int(v[name])
+            except ValueError:
+                raise SystemExit("%s=%r is not a whole number" % (name, v[name])) from None
+            if not lo <= n <= hi:
+                raise SystemExit("%s must be %d to %d, not %d" % (name, lo, hi, n))
+            return n
+
+        peers = [u.strip() for u in v["SERVICE_PEERS"].split(",") if u.strip()]
+        peers_from = e.get("GROUPCACHE_PEERS_FROM", "")
+        if peers and peers_from:
+            raise SystemExit("SERVICE_PEERS and GROUPCACHE_PEERS_FROM: set one")
+        return Settings(
+            http_port=number("SERVICE_HTTP_PORT", 0, 65535),
+            peer_port=number("SERVICE_PEER_PORT", 0, 65535),
+            listen_host=v["SERVICE_LISTEN_HOST"],
+            advertise_host=v["SERVICE_ADVERTISE_HOST"],
+            db=v["SERVICE_DB"],
+            seed=number("SERVICE_SEED", 0, 10**9),
+            cache_mb=number("SERVICE_CACHE_MB", 1, 1 << 20),
+            peers=peers,
+            peers_from=peers_from,
+        )
+
+    def scheme(self) -> str:
+        """https when the membership spec says so (dns+https://,
+        dns+srv+https://) or the static URLs are https."""
+        if self.peers_from:
+            return "https" if self.peers_from.split("://", 1)[0].endswith("https") else "http"
+        return "https" if any(u.startswith("https://") for u in self.peers) else "http"
+
+    def self_url(self) -> Optional[str]:
+        """This node's URL as the membership spells it: the advertised host
+        (in a pod, its IP, which is what DNS gives the other nodes) or the
+        bound one, and the peer port. None: the library's default
+        (``http://<bound address>``, for port 0 on loopback)."""
+        host = self.advertise_host or self.listen_host
+        if not self.peer_port:
+            if self.advertise_host or self.scheme() != "http":
+                raise SystemExit("SERVICE_PEER_PORT=0 takes neither SERVICE_ADVERTISE_HOST nor https")
+            return None
+        if host in ("0.0.0.0", "::", ""):
+            raise SystemExit("SERVICE_LISTEN_HOST=%s: set SERVICE_ADVERTISE_HOST (the pod IP)" % host)
+        if ":" in host and not host.startswith("["):
+            host = "[%s]" % host  # IPv6
+        return "%s://%s:%d" % (self.scheme(), host, self.peer_port)
+
+
 class Worker:
     def __init__(self, args: argparse.Namespace) -> None:
         self.index: int = args.index
         self.items = Items(args.db, args.index, args.load_delay_ms / 1000.0)
-        self.pool = groupcache.Pool(listen="127.0.0.1:%d" % args.peer_port)
+        self.pool = groupcache.Pool(
+            listen="%s:%d" % (args.peer_host, args.peer_port), self_url=args.self_url
+        )
         self.cache = groupcache.Cache(
             "items", max_bytes=args.cache_mb << 20, loader=self.items.load, pool=self.pool
         )
@@ -185,6 +283,7 @@ class Worker:
         self.ready = asyncio.Event()  # set once the peer list is in
         self.http_url = ""
         self.connections: "set[asyncio.StreamWriter]" = set()
+        self.draining = False  # stopping: /health says 503, the rest is served
 
     # -- routes --
 
@@ -193,6 +292,8 @@ class Worker:
         if path == "/health":
             if method != "GET":
                 return error(405, "use GET", Allow="GET")
+            if self.draining:
+                return as_json(503, {"status": "draining", "worker": self.index, "pid": os.getpid()})
             return as_json(200, {"status": "ok", "worker": self.index, "pid": os.getpid()})
         if path == "/stats":
             if method != "GET":
@@ -437,6 +538,13 @@ async def main_async(args: argparse.Namespace) -> None:
     eof = asyncio.ensure_future(until_eof())
     await stop.wait()
     eof.cancel()
+    await stop_http(w, server)
+    w.cache.close()
+    w.pool.close()
+    w.blocking.shutdown(wait=False, cancel_futures=True)
+
+
+async def stop_http(w: Worker, server: asyncio.AbstractServer) -> None:
     server.close()
     for conn in list(w.connections):  # idle keep-alive connections too
         conn.transport.abort()
@@ -444,12 +552,56 @@ async def main_async(args: argparse.Namespace) -> None:
         await asyncio.wait_for(server.wait_closed(), 2.0)
     except asyncio.TimeoutError:
         pass
+
+
+async def main_standalone(st: Settings) -> None:
+    """One node per container: settings from the environment, no
+    supervisor. SIGTERM: the pool drains (its /healthz says 503 for
+    GROUPCACHE_DRAIN_MS while peers are still answered; this service's
+    /health says 503 too), then everything stops."""
+    from serve import init_db  # the same table and seed as the supervisor's
+
+    init_db(st.db, st.seed)
+    loop = asyncio.get_running_loop()
+    args = argparse.Namespace(
+        index=0, db=st.db, peer_host=st.listen_host, peer_port=st.peer_port,
+        self_url=st.self_url(), cache_mb=st.cache_mb, load_delay_ms=0.0,
+    )  # fmt: skip
+    w = Worker(args)
+    server = await asyncio.start_server(w.serve_connection, st.listen_host, st.http_port, limit=MAX_HEAD)
+    host, port = server.sockets[0].getsockname()[:2]
+    w.http_url = "http://%s:%d" % (host, port)
+    if st.peers:
+        w.pool.set_peers(st.peers)
+    # else: GROUPCACHE_PEERS_FROM, looked up by the library itself.
+    w.ready.set()
+    log("serving http on %s, peers on %s (%s)" % (w.http_url, w.pool.url, st.peers_from or "static peers"))
+    print(json.dumps({"pid": os.getpid(), "peer_url": w.pool.url, "http_url": w.http_url}), flush=True)
+
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log("stopping: draining the pool")
+    w.draining = True
+    # close() blocks for the drain while the pool serves on: off the loop,
+    # so that this service's HTTP is served meanwhile too.
+    await loop.run_in_executor(None, w.pool.close)
+    await stop_http(w, server)
     w.cache.close()
-    w.pool.close()
     w.blocking.shutdown(wait=False, cancel_futures=True)
+    log("stopped")
 
 
 def main() -> None:
+    if sys.argv[1:] == ["--standalone"]:  # examples/kubernetes: all from the environment
+        logging.basicConfig(level=logging.WARNING, format="node[%(process)d] %(name)s: %(message)s")
+        settings = Settings.from_env()
+        try:
+            asyncio.run(main_standalone(settings))
+        except KeyboardInterrupt:
+            pass
+        return
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--index", type=int, required=True)
     p.add_argument("--db", required=True)
@@ -459,6 +611,8 @@ def main() -> None:
     p.add_argument("--cache-mb", type=int, default=64)
     p.add_argument("--load-delay-ms", type=float, default=0.0)
     args = p.parse_args()
+    args.peer_host = "127.0.0.1"
+    args.self_url = None
     # The library's own warnings (a peer that failed, a key loaded here
     # instead) arrive through the "groupcache" logger: to stderr, tagged.
     logging.basicConfig(

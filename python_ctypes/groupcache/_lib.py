@@ -517,6 +517,10 @@ def cache_pool_options_set_body_budget_bytes(options: Optional[int], n: int) -> 
 def cache_pool_options_set_max_header_bytes(options: Optional[int], n: int) -> int: ...
 
 
+@_bind("cache_pool_options_set_drain_ms", [c_void_p, ctypes.c_uint32], c_int32, status=True)
+def cache_pool_options_set_drain_ms(options: Optional[int], ms: int) -> int: ...
+
+
 @_bind("cache_pool_options_set_server_workers", [c_void_p, ctypes.c_uint32], c_int32, status=True)
 def cache_pool_options_set_server_workers(options: Optional[int], n: int) -> int: ...
 

@@ -52,6 +52,16 @@ def _timeout_ms(value: object, what: str) -> int:
     return min(_MAX_MS, max(1, round(ms)))
 
 
+def _drain_ms(value: object) -> int:
+    """``drain`` seconds to milliseconds: 0 (no drain) to about 49.7 days."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError("drain is a number of seconds, not %s" % type(value).__name__)
+    ms = value * 1000
+    if not 0 <= ms <= _MAX_MS:  # also NaN and infinities
+        raise ValueError("drain must be 0 to %d seconds, not %r" % (_MAX_MS // 1000, value))
+    return round(ms)
+
+
 def _replicas(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError("replicas is an int, not %s" % type(value).__name__)
@@ -102,6 +112,13 @@ class Pool(Closable):
     once, all connections together (64 MiB); ``max_header_bytes``: largest
     request head (128 KiB); ``server_workers``: threads that run loaders
     for other nodes at once (64).
+
+    ``drain``: seconds ``close()`` keeps the node serving before it stops
+    accepting, while ``GET /healthz`` on the peer port answers 503 instead
+    of 200, so that readiness probes and DNS-based membership drop the node
+    while its peers' requests are still answered (default 0: no drain;
+    ``close()`` blocks for this long). See docs/operations.md, "Health and
+    shutdown".
     """
 
     __slots__ = ("_handle", "_url", "_closed", "_finalizer", "__weakref__")
@@ -124,6 +141,7 @@ class Pool(Closable):
         body_budget_bytes: Optional[int] = None,
         max_header_bytes: Optional[int] = None,
         server_workers: Optional[int] = None,
+        drain: Optional[float] = None,
     ) -> None:
         self._closed = True  # until the handle exists
         # Every argument is checked before anything is made: ctypes would
@@ -133,6 +151,7 @@ class Pool(Closable):
         replicas = None if replicas is None else _replicas(replicas)
         base_path_b = None if base_path is None else _encode(base_path, "base_path")
         secret_b = None if secret is None else _encode(secret, "secret")
+        drain_ms = None if drain is None else _drain_ms(drain)
         listen_b = _encode(listen, "listen")
         self_url_b = None if self_url is None else _encode(self_url, "self_url")
         sync_log_level()  # before: the new pool logs that it serves
@@ -172,6 +191,8 @@ class Pool(Closable):
                 _lib.cache_pool_options_set_base_path(opts, base_path_b)
             if secret_b is not None:
                 _lib.cache_pool_options_set_secret(opts, secret_b)
+            if drain_ms is not None:
+                _lib.cache_pool_options_set_drain_ms(opts, drain_ms)
             _lib.cache_pool_new_with_options(listen_b, self_url_b, opts, ctypes.byref(out))
         finally:
             _lib.cache_pool_options_free(opts)
@@ -226,8 +247,9 @@ class Pool(Closable):
         return self._closed
 
     def close(self) -> None:
-        """Stops serving and frees the node (may wait up to a second for
-        requests being served). Its caches keep working as process-local
+        """Stops serving and frees the node (first, with ``drain``, goes on
+        serving for that long with ``GET /healthz`` answering 503; then may
+        wait up to a second for requests being served). Its caches keep working as process-local
         caches; later calls on the pool raise ClosedError; a second close()
         does nothing."""
         if self._closed:

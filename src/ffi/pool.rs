@@ -84,7 +84,7 @@ pub(crate) struct OptionsObj {
 static OPTIONS: Lazy<&'static HandleTable<OptionsObj>> = Lazy::new(HandleTable::leaked);
 
 /// The environment variables a pool reads, with the option each sets.
-const ENV: [(&str, &str); 13] = [
+const ENV: [(&str, &str); 14] = [
     ("GROUPCACHE_TIMEOUT_MS", "timeout_ms"),
     ("GROUPCACHE_CONNECT_TIMEOUT_MS", "connect_timeout_ms"),
     ("GROUPCACHE_REPLICAS", "replicas"),
@@ -98,6 +98,7 @@ const ENV: [(&str, &str); 13] = [
     ("GROUPCACHE_BODY_BUDGET_BYTES", "body_budget_bytes"),
     ("GROUPCACHE_MAX_HEADER_BYTES", "max_header_bytes"),
     ("GROUPCACHE_SERVER_WORKERS", "server_workers"),
+    ("GROUPCACHE_DRAIN_MS", "drain_ms"),
 ];
 
 /// Valid values of the server limits, as the setters and the environment
@@ -154,6 +155,7 @@ fn options_from_env() -> Result<PoolOptions, String> {
             "header_timeout_ms" => o.header_timeout = ms()?,
             "idle_timeout_ms" => o.idle_timeout = ms()?,
             "body_timeout_ms" => o.body_timeout = ms()?,
+            "drain_ms" => o.drain = std::time::Duration::from_millis(num(0, u32::MAX)? as u64),
             "replicas" => o.replicas = num(1, MAX_REPLICAS as u32)? as usize,
             "secret" if v.is_empty() => return Err(format!("{var} is set but empty")),
             "secret" => o.secret = Some(v.clone()),
@@ -194,7 +196,8 @@ fn with_opts(o: *const cache_pool_options, f: impl FnOnce(&mut PoolOptions) -> c
 /// 10000), GROUPCACHE_BASE_PATH, GROUPCACHE_SECRET (not empty),
 /// GROUPCACHE_MAX_CONNECTIONS, GROUPCACHE_MAX_BODY_BYTES,
 /// GROUPCACHE_BODY_BUDGET_BYTES, GROUPCACHE_MAX_HEADER_BYTES,
-/// GROUPCACHE_SERVER_WORKERS. Returns NULL (with cache_last_error naming
+/// GROUPCACHE_SERVER_WORKERS, GROUPCACHE_DRAIN_MS (0 to 4294967295).
+/// Returns NULL (with cache_last_error naming
 /// the variable) if a variable is malformed or out of range.
 ///
 /// The result is a handle, not a pointer to memory: like cache and pool
@@ -466,6 +469,23 @@ pub extern "C" fn cache_pool_options_set_server_workers(
     set_u64(options, "server_workers", n as u64)
 }
 
+/// How long freeing the pool (cache_pool_free) keeps the node serving
+/// before it stops accepting, in milliseconds (0 to 4294967295; default
+/// 0, no drain). Meanwhile everything is served as before except
+/// `GET /healthz`, which answers 503 instead of 200, so that readiness
+/// probes and DNS-based membership drop the node while its peers' requests
+/// are still answered. cache_pool_free blocks for this long. Returns
+/// CACHE_OK or CACHE_INVALID_ARGUMENT (NULL or freed options).
+#[no_mangle]
+pub extern "C" fn cache_pool_options_set_drain_ms(options: *mut cache_pool_options, ms: u32) -> cache_status {
+    guard(|| {
+        with_opts(options, |o| {
+            o.drain = std::time::Duration::from_millis(ms as u64);
+            CACHE_OK
+        })
+    })
+}
+
 /// Creates a node: binds `listen_addr` at once (e.g. "127.0.0.1:8000";
 /// "127.0.0.1:0" picks a free port) and serves the peer protocol there on
 /// background threads. `self_url` is how the other nodes reach this one;
@@ -697,7 +717,9 @@ pub unsafe extern "C" fn cache_pool_owner(
 /// process-local caches until they are freed. Safe while other threads are
 /// inside calls on it or on its caches; a freed or double-freed handle
 /// gets CACHE_CLOSED later, never memory corruption. NULL is a no-op. May
-/// block up to a second while requests being served finish.
+/// block up to a second while requests being served finish, after the
+/// drain when one is set (cache_pool_options_set_drain_ms), during which
+/// it blocks and the node serves with `GET /healthz` answering 503.
 #[no_mangle]
 pub extern "C" fn cache_pool_free(p: *mut cache_pool) {
     guard(|| {

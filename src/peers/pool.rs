@@ -135,6 +135,14 @@ pub struct PoolOptions {
     /// as the peer lists spell it; Go nodes cannot take part. Default none:
     /// the port serves cache contents to anyone who reaches it.
     pub secret: Option<String>,
+    /// How long [`Pool::close`] keeps the node serving, with `GET /healthz`
+    /// answering 503, before it stops accepting: time for readiness probes
+    /// to fail and for the other nodes' membership (a headless Service's
+    /// DNS, refreshed every few seconds) to drop this node, so that peers
+    /// that still send it requests in that window are answered. `close`
+    /// blocks for this long. Default 0: no drain (the 503 is then seen
+    /// only by requests racing the shutdown).
+    pub drain: Duration,
 }
 
 impl Default for PoolOptions {
@@ -156,6 +164,7 @@ impl Default for PoolOptions {
             worker_threads: 2,
             max_blocking_threads: 64,
             secret: None,
+            drain: Duration::ZERO,
         }
     }
 }
@@ -220,6 +229,8 @@ struct Shared {
     self_url: String,
     addr: SocketAddr,
     opts: PoolOptions,
+    /// Set when `close` starts (before the drain); `closed` after it.
+    closing: AtomicBool,
     closed: AtomicBool,
     members: RwLock<Arc<Members>>,
     groups: RwLock<HashMap<String, Registered>>,
@@ -568,6 +579,7 @@ fn check_options(o: &PoolOptions) -> Result<(), PoolError> {
         ("header_timeout", o.header_timeout),
         ("idle_timeout", o.idle_timeout),
         ("body_timeout", o.body_timeout),
+        ("drain", o.drain),
     ] {
         if d > MAX_TIMEOUT {
             return bad(&format!("{name} must be at most {MAX_TIMEOUT:?}, not {d:?}"));
@@ -670,6 +682,7 @@ impl Pool {
             addr,
             members: RwLock::new(Arc::new(Members::empty(options.replicas))),
             opts: options,
+            closing: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             groups: RwLock::new(HashMap::new()),
             client: RwLock::new(client),
@@ -829,22 +842,40 @@ impl Pool {
 
     /// Stops serving, forgets the membership, detaches every registered
     /// group (they keep working as local caches) and shuts the runtime down.
+    /// First, with a `drain` option, the node goes on serving as before for
+    /// that long while `GET /healthz` answers 503 (and `close` blocks).
     /// Requests being served get up to a second to finish; a request this
     /// node has in flight to a peer finishes (within `timeout`) and the
     /// runtime's threads end with it; later requests fail at once, so the
-    /// engine loads locally. Idempotent; also done on drop.
+    /// engine loads locally. Idempotent (a second call returns at once,
+    /// even while the first drains); also done on drop.
     pub fn close(&self) {
         let s = &self.shared;
-        if s.closed.swap(true, Ordering::AcqRel) {
+        if s.closing.swap(true, Ordering::AcqRel) {
             return;
         }
-        log::info!("pool {}: closing", s.self_url);
         if s.forked() {
             // Abandons the parent's runtime, client and server (see
             // `after_fork`); closing them here would wait on threads that
-            // do not exist in this process.
+            // do not exist in this process. The child serves nothing:
+            // nothing to drain either.
+            s.closed.store(true, Ordering::Release);
             s.after_fork();
         }
+        let drain = s.opts.drain;
+        let draining = !drain.is_zero()
+            && !s.closed.load(Ordering::Acquire)
+            && lock(&s.server).as_ref().map(ServerHandle::drain).is_some();
+        if draining {
+            log::info!(
+                "pool {}: closing: draining for {drain:?} (GET /healthz answers 503)",
+                s.self_url
+            );
+            std::thread::sleep(drain);
+        } else {
+            log::info!("pool {}: closing", s.self_url);
+        }
+        s.closed.store(true, Ordering::Release);
         read(&s.client).close();
         // Taken out first: the lock is not held while connections drain.
         let server = lock(&s.server).take();

@@ -19,8 +19,13 @@
 //!   group differs from the path's is a 400, a key over the engine's limit
 //!   too.
 //! - `DELETE` → `remove_from_peer` → 200 (400 for a key over the limit).
+//! - `GET /healthz` (or `HEAD`) → 200 "ok" while the node serves, 503
+//!   "closing" from the moment its pool starts closing (a drain, then the
+//!   shutdown; see [`ServerHandle::drain`]): for readiness probes. Answered
+//!   on the runtime thread that read it, never behind a worker, and under
+//!   the same connection limits and timeouts as every request.
 //! - With a secret (`ServerConfig::auth`), every request but `GET /metrics`
-//!   is checked first, its head before its body is read (see
+//!   and `/healthz` is checked first, its head before its body is read (see
 //!   [`super::auth`]): a bare 401 for anything not signed for this node, or
 //!   a replayed PUT or DELETE.
 //! - 404 "no such group: NAME" for a group this node does not serve (Go's
@@ -162,9 +167,14 @@ const INLINE_VALUE_BYTES: usize = 256 << 10;
 /// How often the "full" and "accept failed" conditions may be logged.
 const LOG_INTERVAL: Duration = Duration::from_secs(10);
 
+/// The path of the health route (see the module docs).
+pub(crate) const HEALTH_PATH: &str = "/healthz";
+
 /// Controls a running server.
 pub(crate) struct ServerHandle {
     shutdown: watch::Sender<bool>,
+    /// Set when the pool starts closing: `/healthz` answers 503 from then.
+    closing: Arc<AtomicBool>,
     table: Arc<ConnTable>,
     listener_closed: Arc<AtomicBool>,
     workers: Arc<Workers>,
@@ -172,12 +182,21 @@ pub(crate) struct ServerHandle {
 }
 
 impl ServerHandle {
+    /// Starts the drain: everything is served as before, but `/healthz`
+    /// answers 503, so that readiness probes (and through them a headless
+    /// Service's DNS, and every node's membership) drop this node before it
+    /// stops accepting. Idempotent; `shutdown` implies it.
+    pub(crate) fn drain(&self) {
+        self.closing.store(true, Ordering::Release);
+    }
+
     /// Stops accepting, lets each connection finish the request it is
     /// serving (idle keep-alive connections close at once), and waits up to
     /// `grace` for the listener to close, the connections to drain and the
     /// worker threads to end. Connections still open then end with the
     /// runtime; a getter still running keeps its thread until it returns.
     pub(crate) fn shutdown(&self, grace: Duration) {
+        self.drain();
         let _ = self.shutdown.send(true);
         let deadline = Instant::now() + grace;
         while Instant::now() < deadline {
@@ -203,6 +222,8 @@ struct ServeCtx {
     inline: Arc<Inline>,
     /// How long each group's misses take (where the next one runs).
     speeds: Mutex<HashMap<String, Arc<Speed>>>,
+    /// The pool is closing (see [`ServerHandle::drain`]).
+    closing: Arc<AtomicBool>,
 }
 
 impl ServeCtx {
@@ -236,6 +257,7 @@ pub(crate) fn start(
         },
     );
     let listener_closed = Arc::new(AtomicBool::new(false));
+    let closing = Arc::new(AtomicBool::new(false));
     let workers = Arc::new(Workers::new(cfg.server_workers, cfg.worker_name.clone()));
     let inline = Arc::new(Inline::new(
         cfg.inline.then(|| handle.clone()),
@@ -243,6 +265,7 @@ pub(crate) fn start(
     ));
     let h = ServerHandle {
         shutdown: tx,
+        closing: closing.clone(),
         table: table.clone(),
         listener_closed: listener_closed.clone(),
         workers: workers.clone(),
@@ -254,6 +277,7 @@ pub(crate) fn start(
         workers,
         inline,
         speeds: Mutex::default(),
+        closing,
         cfg,
         groups,
         shutdown: rx.clone(),
@@ -624,6 +648,11 @@ enum ReqBody {
 async fn route(req: Request<Incoming>, ctx: &ServeCtx, slot: &Slot) -> Response<Chunks> {
     let cfg = &ctx.cfg;
     let (parts, body) = req.into_parts();
+    // The health route is open (probes cannot sign) and says one bit: it
+    // is answered here, on the runtime, before any group or worker.
+    if parts.uri.path() == HEALTH_PATH {
+        return health(&parts.method, ctx);
+    }
     let Some(auth) = &cfg.auth else {
         return serve(parts, ReqBody::Unread(body), ctx, slot).await;
     };
@@ -655,6 +684,26 @@ async fn route(req: Request<Incoming>, ctx: &ServeCtx, slot: &Slot) -> Response<
         return unauthorized(&parts.method, why);
     }
     serve(parts, ReqBody::Read(body, held), ctx, slot).await
+}
+
+/// `GET /healthz`: 200 "ok" while serving, 503 "closing" once the pool
+/// began to close. Never cached by anything in between.
+fn health(method: &Method, ctx: &ServeCtx) -> Response<Chunks> {
+    let mut r = if *method != Method::GET && *method != Method::HEAD {
+        let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+        r.headers_mut()
+            .insert(header::ALLOW, header::HeaderValue::from_static("GET, HEAD"));
+        r
+    } else if ctx.closing.load(Ordering::Acquire) {
+        text(StatusCode::SERVICE_UNAVAILABLE, "closing")
+    } else {
+        text(StatusCode::OK, "ok")
+    };
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    r
 }
 
 /// Reads a body while the connection counts as waiting on its client, so
@@ -979,6 +1028,7 @@ fn serve_raw(group: &Arc<Group>, raw: &[u8], auth: Option<Arc<Verifier>>) -> (Ve
         workers: Arc::new(Workers::inline()),
         inline: Arc::new(Inline::new(None, String::new())),
         speeds: Mutex::default(),
+        closing: Arc::new(AtomicBool::new(false)),
         cfg,
         groups: one.clone(),
         shutdown: watch::channel(false).1,

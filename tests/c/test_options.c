@@ -156,6 +156,40 @@ static void server_limits(void) {
   unsetenv("GROUPCACHE_MAX_HEADER_BYTES");
 }
 
+/* The drain: cache_pool_free keeps the node serving for drain_ms, GET
+ * /healthz answering 503 (tests/python/test_health.py and src/peers/tests.rs
+ * watch the 503 from another thread); 0 is no drain. From the options and
+ * from GROUPCACHE_DRAIN_MS. */
+static void drain(void) {
+  cache_pool_options *o = cache_pool_options_new();
+  CHECK(o != NULL);
+  CHECK_STATUS(cache_pool_options_set_drain_ms(NULL, 100), CACHE_INVALID_ARGUMENT);
+  CHECK_STATUS(cache_pool_options_set_drain_ms(o, 0), CACHE_OK);
+  cache_pool *p = NULL;
+  CHECK_STATUS(cache_pool_new_with_options("127.0.0.1:0", NULL, o, &p), CACHE_OK);
+  CHECK(get_status(p, "/healthz") == 200);
+  double t0 = now_s();
+  cache_pool_free(p);
+  CHECK(now_s() - t0 < 0.5);
+  CHECK_STATUS(cache_pool_options_set_drain_ms(o, 300), CACHE_OK);
+  CHECK_STATUS(cache_pool_new_with_options("127.0.0.1:0", NULL, o, &p), CACHE_OK);
+  cache_pool_options_free(o);
+  CHECK(get_status(p, "/healthz") == 200);
+  t0 = now_s();
+  cache_pool_free(p);
+  CHECK(now_s() - t0 >= 0.3);
+
+  setenv("GROUPCACHE_DRAIN_MS", "soon", 1);
+  CHECK_STATUS(cache_pool_new("127.0.0.1:0", NULL, &p), CACHE_INVALID_ARGUMENT);
+  CHECK(strstr(cache_last_error(), "GROUPCACHE_DRAIN_MS") != NULL);
+  setenv("GROUPCACHE_DRAIN_MS", "200", 1);
+  CHECK_STATUS(cache_pool_new("127.0.0.1:0", NULL, &p), CACHE_OK);
+  t0 = now_s();
+  cache_pool_free(p);
+  CHECK(now_s() - t0 >= 0.2);
+  unsetenv("GROUPCACHE_DRAIN_MS");
+}
+
 int main(void) {
   /* The builder and its checks. */
   cache_pool_options *o = cache_pool_options_new();
@@ -318,5 +352,6 @@ int main(void) {
     unsetenv("GROUPCACHE_CONNECT_TIMEOUT_MS");
   }
   server_limits();
+  drain();
   return checks_report("test_options");
 }
