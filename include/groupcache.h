@@ -184,9 +184,12 @@ typedef struct cache_pool_options cache_pool_options;
 typedef struct cache_sink cache_sink;
 
 /**
- * A value returned by cache_get. Immutable; the caller owns it until
- * cache_value_free. It stays valid after the key is evicted or removed
- * and after the cache is freed.
+ * A value returned by cache_get or cache_lookup_value. Immutable; the
+ * caller owns it until cache_value_free. It stays valid, and its bytes
+ * unchanged, after the key is evicted, removed or set again and after the
+ * cache is freed. A value found in the cache is the cache's own copy,
+ * shared, not copied: holding it keeps that memory (the key and the
+ * value) allocated, beyond the cache's max_bytes, until it is freed.
  */
 typedef struct cache_value cache_value;
 
@@ -311,6 +314,16 @@ typedef struct cache_stats {
  * this library.
  */
 typedef void *(*cache_alloc_fn)(const uint8_t *data, ptrdiff_t len);
+
+/**
+ * Where cache_lookup_value puts a value's bytes: `len` bytes at `data`,
+ * what cache_value_data and cache_value_len return for it, valid until
+ * that value is freed.
+ */
+typedef struct cache_value_view {
+  const uint8_t *data;
+  size_t len;
+} cache_value_view;
 
 /**
  * Stores the caller's object for key number `index`, e.g. `PyList_SetItem`
@@ -966,6 +979,31 @@ void cache_pool_free(struct cache_pool *p);
  * `alloc` is NULL or a function as cache_alloc_fn describes.
  */
 void *cache_lookup_alloc(struct cache *c, const uint8_t *key, size_t key_len, cache_alloc_fn alloc);
+
+/**
+ * The hit path without a copy: looks `key` up in this node's cache only,
+ * like cache_lookup_alloc (never loads, never calls the getter or a peer,
+ * never blocks, never sets cache_last_error), and on a hit returns a new
+ * value the caller owns (free it with cache_value_free, on any thread)
+ * that shares the cache's own copy of the bytes: no copy, whatever the
+ * size. The value stays valid and unchanged after the key is evicted,
+ * removed or set again, and after the cache is freed (see cache_value).
+ * If `out` is not NULL it also receives the value's data and length, to
+ * save a binding two calls.
+ *
+ * Returns NULL, leaving `*out` untouched, on a miss (which may be a key
+ * being written at that instant: follow up with cache_get, which is
+ * authoritative), a freed cache, a key over 8 KiB, NULL `c`, or when
+ * this thread already holds a million values.
+ *
+ * # Safety
+ * `key` points to `key_len` readable bytes (or is NULL with `key_len` 0);
+ * `out` is NULL or writable.
+ */
+struct cache_value *cache_lookup_value(struct cache *c,
+                                       const uint8_t *key,
+                                       size_t key_len,
+                                       struct cache_value_view *out);
 
 /**
  * Sets the process-wide allocator cache_lookup uses. It can be set once

@@ -312,15 +312,15 @@ def cache_get_slice(c: Handle, key: bytes, key_len: int, slice_ms: int, out: Any
 
 
 @_bind("cache_value_data", [c_void_p], c_void_p)
-def cache_value_data(v: Handle) -> Optional[int]: ...
+def cache_value_data(v: Any) -> Optional[int]: ...
 
 
 @_bind("cache_value_len", [c_void_p], c_size_t)
-def cache_value_len(v: Handle) -> int: ...
+def cache_value_len(v: Any) -> int: ...
 
 
 @_bind("cache_value_free", [c_void_p], None)
-def cache_value_free(v: Handle) -> None: ...
+def cache_value_free(v: Any) -> None: ...
 
 
 @_bind(
@@ -444,6 +444,33 @@ lookup_many = cache_lookup_many_alloc
 
 STORE_LIST_ITEM: Any = c_void_p.from_param(ctypes.cast(ctypes.pythonapi.PyList_SetItem, c_void_p).value)
 """``PyList_SetItem`` as a cache_store_fn, pre-converted."""
+
+# The zero-copy hit path (Cache.get_buffer):
+#   cache_value *cache_lookup_value(cache *c, const uint8_t *key,
+#       size_t key_len, cache_value_view *out)
+# through PyDLL (it never blocks), called like `lookup` with pre-converted
+# arguments and no argtypes:
+#   lookup_value(handle_arg(h), key, len(key), out_arg)
+# It returns the new value's handle (an int; None on a miss) and writes its
+# data and length into *out, which the caller reads back (one call instead
+# of three).
+cache_lookup_value: Callable[[Any, bytes, int, Any], Optional[int]] = _pydll.cache_lookup_value
+cache_lookup_value.restype = c_void_p  # type: ignore[attr-defined]
+lookup_value = cache_lookup_value
+
+
+class CacheValueView(Structure):
+    """struct cache_value_view: where cache_lookup_value puts a value's data
+    and length."""
+
+    _fields_ = [("data", c_void_p), ("len", c_size_t)]
+
+
+# cache_value_free through PyDLL, for the finalizer of a buffer view: it
+# never blocks, and keeping the GIL saves its release and reacquire.
+value_free_gil: Callable[[Optional[int]], None] = _pydll["cache_value_free"]
+value_free_gil.argtypes = [c_void_p]  # type: ignore[attr-defined]
+value_free_gil.restype = None  # type: ignore[attr-defined]
 
 # ---- pools ---------------------------------------------------------------------
 

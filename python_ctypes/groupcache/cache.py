@@ -200,6 +200,75 @@ def _free(handle: int, slot_id: Optional[int]) -> None:
         unregister(slot_id)
 
 
+class _Byte(ctypes.Union):
+    """One byte, as a buffer of format "B": a ctypes c_ubyte's is "<B",
+    which a memoryview cannot index, and a cast would cost another view."""
+
+    _fields_ = [("b", ctypes.c_ubyte)]
+
+
+_VIEW_MAX = 1 << 32
+"""Length of the array type views are cut from: values are at most
+4 GiB - 1 bytes. One type of one length, made once: a type per value
+length would be kept by ctypes' own cache of array types forever."""
+
+_HeldBase: Any = _Byte * _VIEW_MAX
+
+
+class _Held(_HeldBase):  # type: ignore[misc]
+    """One value the library holds for Python (a ``cache_value``, the
+    cache's own copy of the bytes), as a ctypes array at its address. The
+    views of it keep it alive: a memoryview keeps the object it was made
+    from, and a slice of a view keeps that; when the last view goes, this
+    goes and frees the value. Never itself handed out (it is writable)."""
+
+    __slots__ = ("_value",)
+
+    def __del__(self) -> None:
+        _value_free(self._value)
+
+
+_value_free = _lib.value_free_gil
+_held_at = _Held.from_address
+_lookup_value = _lib.lookup_value
+_view_out_tls = threading.local()
+
+
+def _new_view_out() -> Any:
+    """This thread's cache_value_view for cache_lookup_value to write into
+    (per thread: another thread may run between the call and the reads),
+    as (the pointer argument, a view of its two words, the struct)."""
+    out = _lib.CacheValueView()
+    t = (
+        ctypes.c_void_p.from_param(ctypes.addressof(out)),
+        memoryview(out).cast("B").cast("Q"),
+        out,
+    )
+    _view_out_tls.out = t
+    return t
+
+
+def _view_of(value: int, data: Optional[int], n: int) -> memoryview:
+    """A read-only view of the value ``value`` (a cache_value handle this
+    call takes over) of ``n`` bytes at ``data``."""
+    if not n or not data:
+        _value_free(value)
+        return memoryview(b"")
+    held = _held_at(data)
+    held._value = value
+    return memoryview(held)[:n].toreadonly()
+
+
+def _view_of_handle(value: int) -> memoryview:
+    return _view_of(value, _lib.cache_value_data(value), _lib.cache_value_len(value))
+
+
+def _free_load_result(fut: "asyncio.Future[int]") -> None:
+    """Frees the value of a load whose awaiter went away (cancelled)."""
+    if not fut.cancelled() and fut.exception() is None:
+        _value_free(fut.result())
+
+
 _WAIT_SLICE_MS = 100
 """How long the main thread waits on another thread's load between two
 chances for a signal handler (Ctrl-C) to run."""
@@ -354,6 +423,49 @@ class Cache(Closable):
     if not _lib.DEFAULT_ALLOC_SET:  # another binding owns the default allocator
         get = _get_explicit_alloc  # noqa: F811
 
+    def get_buffer(self, key: str, default: Any = _NO_DEFAULT) -> Any:
+        """The value of ``key`` as a read-only ``memoryview`` of the
+        library's own copy of it: no copy of the bytes, whatever their size
+        (a hit costs the same for 16 bytes and for a megabyte). Loads on a
+        miss, raises and takes ``default`` exactly as get().
+
+        The view, and any slice of it, stays valid and unchanged while it
+        lives, even after the key is removed, evicted or set again and
+        after close(); the memory (key and value) is freed when the last
+        view of it goes, or at ``view.release()`` (also the end of a
+        ``with`` block). Until then it counts beyond ``max_bytes``: release
+        views of large values you do not keep. It works wherever a buffer
+        does: ``socket.send``, asyncio transports, ``hashlib``,
+        ``bytes(view)``, ``numpy.frombuffer`` (a read-only array).
+        """
+        try:
+            k = key.encode()
+        except (AttributeError, UnicodeEncodeError):
+            k = encode_key(key)
+        try:
+            arg, out, _ = _view_out_tls.out
+        except AttributeError:
+            arg, out, _ = _new_view_out()
+        # One foreign call, GIL kept: the value's handle (and its data and
+        # length in *out) on a hit, None otherwise (a miss, a closed cache).
+        # (A signal raised between this call and _view_of would leak this
+        # one value: a window of a few bytecodes, which no handler can
+        # reach usefully; the miss path below cleans up after itself.)
+        value = _lookup_value(self._harg, k, len(k), arg)
+        if value:
+            data, n = out
+            return _view_of(value, data, n)
+        return self._load_buffer(k, default)
+
+    def _load_buffer(self, k: bytes, default: Any) -> Any:
+        try:
+            value = self._load_value(k)
+        except NotFoundError:
+            if default is _NO_DEFAULT:
+                raise
+            return default
+        return _view_of_handle(value)
+
     def __getitem__(self, key: str) -> bytes:
         """``cache[key]``: get() without a default (``KeyError`` when the
         key does not exist)."""
@@ -475,6 +587,17 @@ class Cache(Closable):
 
     def _load(self, k: bytes) -> bytes:
         """The slow path: cache_get, GIL released, may load."""
+        value = self._load_value(k)
+        try:
+            n = _lib.cache_value_len(value)
+            data = _lib.cache_value_data(value)
+            return ctypes.string_at(data, n) if n and data else b""
+        finally:
+            _lib.cache_value_free(value)
+
+    def _load_value(self, k: bytes) -> int:
+        """cache_get, GIL released, may load: the value's handle, which the
+        caller frees (or hands to a view)."""
         if self._closed:
             raise ClosedError("the cache %r is closed" % self._name, None)
         sync_log_level()  # cheap; a miss may log (a peer that fails)
@@ -502,12 +625,7 @@ class Cache(Closable):
             raise
         except ClosedError:
             raise ClosedError("the cache %r is closed" % self._name, None) from None
-        try:
-            n = _lib.cache_value_len(out)
-            data = _lib.cache_value_data(out)
-            return ctypes.string_at(data, n) if n and data else b""
-        finally:
-            _lib.cache_value_free(out)
+        return out.value or 0
 
     def _chain_loader_error(self, k: bytes, e: LoaderError) -> None:
         if self._slot is None:
@@ -561,6 +679,34 @@ class Cache(Closable):
                 fut.exception()  # retrieved: no "never retrieved" warning
 
         return done
+
+    async def aget_buffer(self, key: str) -> memoryview:
+        """get_buffer() for asyncio: a hit answers at once; a miss loads on
+        a worker thread (see ``LOAD_THREADS``) without blocking the event
+        loop. Each call gets a view of its own."""
+        try:
+            k = key.encode()
+        except (AttributeError, UnicodeEncodeError):
+            k = encode_key(key)
+        try:
+            arg, out, _ = _view_out_tls.out
+        except AttributeError:
+            arg, out, _ = _new_view_out()
+        value = _lookup_value(self._harg, k, len(k), arg)
+        if value:
+            data, n = out
+            return _view_of(value, data, n)
+        if self._closed:
+            raise ClosedError("the cache %r is closed" % self._name, None)
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[int] = loop.run_in_executor(_executor(), self._load_value, k)
+        try:
+            value = await asyncio.shield(fut)
+        except asyncio.CancelledError:
+            # The load goes on; free what it returns.
+            fut.add_done_callback(_free_load_result)
+            raise
+        return _view_of_handle(value)
 
     async def aget_many(self, keys: Iterable[str]) -> Dict[str, bytes]:
         """get_many() for asyncio: the misses load concurrently."""

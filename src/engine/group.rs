@@ -238,6 +238,25 @@ impl Group {
         Some(hit.result)
     }
 
+    /// [`Group::get_cached_with`] sharing the value instead of copying it:
+    /// the `Bytes` holds the cache's own copy (see `Store::get_shared`),
+    /// which outlives eviction, removal and the group itself while held.
+    #[inline]
+    pub fn get_cached_shared(&self, key: &[u8], pin: &Pin) -> Option<Bytes> {
+        if self.closed.load(Ordering::Relaxed) {
+            return None;
+        }
+        let hit = self.store.get_shared(key, self.store.hash(key), pin)?;
+        self.counters.inc2(
+            Counter::Gets,
+            match hit.kind {
+                Kind::Main => Counter::HitsMain,
+                Kind::Hot => Counter::HitsHot,
+            },
+        );
+        Some(hit.result)
+    }
+
     /// Whether this node's cache holds a live (unexpired) value for `key`:
     /// never loads, never asks a peer, counts nothing. Authoritative (under
     /// the key's shard lock), so it may wait for a concurrent insert.
@@ -275,7 +294,8 @@ impl Group {
         let hash = self.store.hash(key);
         {
             let pin = reclaim::pin();
-            if let Some(hit) = self.store.get_with(key, hash, &pin, Bytes::copy_from_slice) {
+            // A hit shares the cache's own copy (no copy of a large value).
+            if let Some(hit) = self.store.get_shared(key, hash, &pin) {
                 return Ok(self.count_hit(hit));
             }
         }

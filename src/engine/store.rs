@@ -17,6 +17,11 @@
 //!   being moved (a *false miss*); callers treat a miss as "take the locked
 //!   path", which is authoritative. A reader never sees a wrong value: keys
 //!   are compared in full.
+//! - An entry may outlive its place in the table: `refs` counts its
+//!   holders, the table (while linked) and each shared value handed out
+//!   by [`Store::get_shared`] (a `Bytes` over the entry's own bytes, no
+//!   copy). Unlinking drops the table's count; whoever drops the last one
+//!   retires the entry.
 //! - Recency is approximate: CLOCK (second chance) over per-shard FIFO
 //!   queues, one for main and one for hot. A hit sets the entry's
 //!   `referenced` bit only when it is clear, so a hot entry is written once
@@ -29,7 +34,9 @@
 use std::alloc::{self, Layout};
 use std::collections::VecDeque;
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU16, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+
+use bytes::Bytes;
 use std::sync::{Mutex, MutexGuard};
 
 use crossbeam_utils::CachePadded;
@@ -88,8 +95,15 @@ struct Header {
     qpos: AtomicU32,
     referenced: AtomicU8,
     flags: u8,
-    _pad: [u8; 2],
+    /// Holders of the entry: 1 for the table while it is linked, plus one
+    /// per shared value (`Store::get_shared`). Freed (through reclaim) by
+    /// whoever drops the count to 0. Saturates at `REFS_MAX`: a further
+    /// shared get copies instead.
+    refs: AtomicU16,
 }
+
+/// The most holders an entry counts; beyond, shared gets copy.
+const REFS_MAX: u16 = u16::MAX;
 
 const HDR: usize = std::mem::size_of::<Header>();
 const _: () = assert!(HDR == 16);
@@ -142,7 +156,7 @@ impl Entry {
                 qpos: AtomicU32::new(0),
                 referenced: AtomicU8::new(0),
                 flags,
-                _pad: [0; 2],
+                refs: AtomicU16::new(1),
             });
             let mut body = (p as *mut u8).add(HDR);
             if let Some(e) = expire {
@@ -225,6 +239,37 @@ impl Entry {
         unsafe { alloc::dealloc(self.0 as *mut u8, layout) };
     }
 
+    /// Takes one more holder, for a reader that found the entry under a
+    /// pin (which keeps its memory valid meanwhile).
+    fn acquire(self) -> Hold {
+        let refs = &self.hdr().refs;
+        let mut n = refs.load(Ordering::Relaxed);
+        loop {
+            if n == 0 {
+                return Hold::Gone;
+            }
+            if n == REFS_MAX {
+                return Hold::Full;
+            }
+            match refs.compare_exchange_weak(n, n + 1, Ordering::Acquire, Ordering::Relaxed) {
+                Ok(_) => return Hold::Held,
+                Err(now) => n = now,
+            }
+        }
+    }
+
+    /// Drops one holder; the last one retires the entry. The table's hold
+    /// is dropped when it unlinks the entry, a shared value's when the
+    /// value is dropped.
+    fn release(self) {
+        // Release: this holder's reads of the value happen before the free;
+        // the last holder's Acquire fence orders the free after them all.
+        if self.hdr().refs.fetch_sub(1, Ordering::Release) == 1 {
+            std::sync::atomic::fence(Ordering::Acquire);
+            self.retire();
+        }
+    }
+
     /// Frees the entry once no pinned reader can still see it.
     fn retire(self) {
         /// # Safety
@@ -238,6 +283,37 @@ impl Entry {
         // under the shard lock, so only readers pinned before now can reach
         // it, and reclaim frees it after all of them have unpinned.
         unsafe { reclaim::retire(self.0, free, bytes) };
+    }
+}
+
+/// What [`Entry::acquire`] got.
+enum Hold {
+    /// One more holder, to release.
+    Held,
+    /// None: the entry has no holder left and is being retired.
+    Gone,
+    /// None: the entry has `REFS_MAX` holders already.
+    Full,
+}
+
+/// A holder of an entry: the owner of a `Bytes` made by
+/// [`Store::get_shared`], which drops its hold when the last clone goes.
+struct Shared(Entry);
+
+// SAFETY: the entry is immutable while held (except for atomics), and its
+// release may run on any thread (it only touches atomics and reclaim).
+unsafe impl Send for Shared {}
+
+impl AsRef<[u8]> for Shared {
+    fn as_ref(&self) -> &[u8] {
+        // The hold keeps the entry alive.
+        self.0.value()
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.0.release();
     }
 }
 
@@ -523,6 +599,28 @@ impl Store {
         })
     }
 
+    /// The lock-free hit path, sharing the value instead of copying it: a
+    /// `Bytes` over the entry's own bytes, which keeps the entry alive
+    /// (and its value unchanged: entries are immutable) after it leaves
+    /// the table, by eviction, removal or the store's drop, until the last
+    /// clone of the `Bytes` goes. An entry with `REFS_MAX` holders is
+    /// copied. `None` as for [`Store::get_with`].
+    pub fn get_shared(&self, key: &[u8], hash: u64, _pin: &Pin) -> Option<Hit<Bytes>> {
+        // SAFETY: as in get_with.
+        let table = unsafe { &*self.shard(hash).table.load(LOAD) };
+        let (_, e) = table.find(key, hash)?;
+        let hit = Self::hit(e, |v| match e.acquire() {
+            Hold::Held => Some(Bytes::from_owner(Shared(e))),
+            Hold::Full => Some(Bytes::copy_from_slice(v)),
+            Hold::Gone => None, // unlinked, being retired: a (false) miss
+        })?;
+        Some(Hit {
+            kind: hit.kind,
+            expire: hit.expire,
+            result: hit.result?,
+        })
+    }
+
     /// The authoritative lookup, under the shard lock (no false misses).
     /// Removes the entry if it has expired.
     pub fn get_locked<R>(&self, key: &[u8], hash: u64, f: impl FnOnce(&[u8]) -> R) -> Option<Hit<R>> {
@@ -552,7 +650,7 @@ impl Store {
         let c = &self.kinds[kind as usize];
         c.bytes.fetch_sub(e.charge(), Ordering::Relaxed);
         c.items.fetch_sub(1, Ordering::Relaxed);
-        e.retire();
+        e.release();
     }
 
     /// Stores `value` under `key` in the main or hot cache, replacing any
@@ -735,8 +833,15 @@ impl Drop for Store {
             for s in t.slots.iter() {
                 let s = s.load(Ordering::Relaxed);
                 if s != 0 {
-                    // SAFETY: each live entry is in exactly one slot.
-                    unsafe { Entry::from_slot(s).free() };
+                    // The table's hold; a shared value may still hold the
+                    // entry, and then frees it when it goes.
+                    let e = Entry::from_slot(s);
+                    if e.hdr().refs.fetch_sub(1, Ordering::Release) == 1 {
+                        std::sync::atomic::fence(Ordering::Acquire);
+                        // SAFETY: each live entry is in exactly one slot,
+                        // and this was its last holder.
+                        unsafe { e.free() };
+                    }
                 }
             }
         }
@@ -1040,5 +1145,71 @@ mod tests {
         }
         let st = s.stats();
         assert!(st.main_bytes + st.hot_bytes <= 64 * 1024, "{st:?}");
+    }
+
+    fn shared(s: &Store, k: &[u8]) -> Option<Bytes> {
+        s.get_shared(k, s.hash(k), &reclaim::pin()).map(|h| h.result)
+    }
+
+    /// The entry's value, where the table holds it (for "no copy" checks).
+    fn value_ptr(s: &Store, k: &[u8]) -> *const u8 {
+        let _pin = reclaim::pin();
+        s.get_with(k, s.hash(k), &_pin, |v| v.as_ptr()).unwrap().result
+    }
+
+    #[test]
+    fn a_shared_value_is_the_entry_itself_and_outlives_remove_replace_evict_and_drop() {
+        let s = Store::new(1 << 20);
+        s.insert(b"a", b"apple", None, Kind::Main);
+        s.insert(b"b", b"banana", None, Kind::Main);
+        s.insert(b"c", b"cherry", None, Kind::Hot);
+        let a = shared(&s, b"a").unwrap();
+        assert_eq!(a.as_ptr(), value_ptr(&s, b"a"), "no copy");
+        let a2 = a.slice(1..3);
+        s.remove(b"a");
+        assert_eq!(get(&s, b"a"), None);
+        let b = shared(&s, b"b").unwrap();
+        s.insert(b"b", b"blueberry", None, Kind::Main);
+        assert_eq!(get(&s, b"b").unwrap(), b"blueberry");
+        let c = shared(&s, b"c").unwrap();
+        drop(s);
+        assert_eq!(
+            (&a[..], &a2[..], &b[..], &c[..]),
+            (&b"apple"[..], &b"pp"[..], &b"banana"[..], &b"cherry"[..])
+        );
+        // Dropping the last holders frees the entries (through reclaim):
+        // Miri/valgrind/ASan runs of the C and Python suites check the rest.
+        drop((a, a2, b, c));
+    }
+
+    #[test]
+    fn evicted_entries_stay_readable_through_shared_values() {
+        let s = Store::new(1000);
+        let mut held = Vec::new();
+        for i in 0..100u32 {
+            let k = i.to_le_bytes();
+            s.insert(&k, &[i as u8; 96], None, Kind::Main);
+            held.push((i, shared(&s, &k).unwrap()));
+        }
+        assert!(s.stats().main_evictions > 80);
+        for (i, v) in &held {
+            assert_eq!(&v[..], &[*i as u8; 96][..]);
+        }
+    }
+
+    #[test]
+    fn a_saturated_entry_is_copied_and_a_released_one_is_shared_again() {
+        let s = Store::new(1 << 20);
+        s.insert(b"k", b"value", None, Kind::Main);
+        let p = value_ptr(&s, b"k");
+        let held: Vec<Bytes> = (0..REFS_MAX as usize - 1)
+            .map(|_| shared(&s, b"k").unwrap())
+            .collect();
+        assert!(held.iter().all(|v| v.as_ptr() == p));
+        let copy = shared(&s, b"k").unwrap();
+        assert_eq!(&copy[..], b"value");
+        assert_ne!(copy.as_ptr(), p, "holders at the limit: a copy");
+        drop(held);
+        assert_eq!(shared(&s, b"k").unwrap().as_ptr(), p, "shared again");
     }
 }

@@ -4,7 +4,6 @@ use std::ffi::{c_char, c_void};
 use std::sync::Arc;
 
 use crate::engine::reclaim;
-use bytes::Bytes;
 use once_cell::sync::Lazy;
 
 use crate::engine::Group;
@@ -16,7 +15,7 @@ use super::handles::HandleTable;
 use super::pool::{self, cache_pool, Membership};
 use super::sink::{cache_getter_fn, CGetter};
 use super::status::*;
-use super::value::{cache_value, into_c};
+use super::value::{cache_value, into_c, into_c_shared};
 
 /// A cache: one groupcache group. Opaque; get one from cache_new, give it
 /// back with cache_free.
@@ -279,7 +278,8 @@ pub unsafe extern "C" fn cache_get(
         let hit = {
             let pin = reclaim::pin();
             match CACHES.get(c as usize, &pin) {
-                Some(obj) => obj.group.get_cached_with(key, &pin, Bytes::copy_from_slice),
+                // The cache's own copy, shared, not copied (see cache_value).
+                Some(obj) => obj.group.get_cached_shared(key, &pin),
                 None => {
                     return fail(
                         CACHE_CLOSED,
@@ -289,13 +289,13 @@ pub unsafe extern "C" fn cache_get(
             }
         };
         let value = match hit {
-            Some(v) => v,
+            Some(v) => into_c_shared(v),
             None => {
                 let obj = tri!(cache_arc(c));
-                tri!(obj.group.get(key).map_err(from_error))
+                into_c(tri!(obj.group.get(key).map_err(from_error)))
             }
         };
-        let Some(v) = into_c(value) else {
+        let Some(v) = value else {
             return fail(
                 CACHE_INVALID_ARGUMENT,
                 "too many live values on this thread (a million): free some",

@@ -22,6 +22,7 @@ use crate::engine::reclaim;
 use super::boundary::guard;
 use super::cache::{cache, CACHES};
 use super::status::*;
+use super::value::{cache_value, into_c_shared};
 
 /// Allocates the caller's own object for a value, e.g. a Python `bytes`
 /// (`PyBytes_FromStringAndSize` has this shape). Must not call back into
@@ -92,6 +93,69 @@ pub unsafe extern "C" fn cache_lookup_alloc(
         let hit = unsafe { key_arg(key, key_len) }.and_then(|k| lookup_one(c, k, alloc, &reclaim::pin()));
         // SAFETY: the caller's allocator, called as documented.
         hit.unwrap_or_else(|| unsafe { alloc(std::ptr::null(), 0) })
+    })
+}
+
+/// Where cache_lookup_value puts a value's bytes: `len` bytes at `data`,
+/// what cache_value_data and cache_value_len return for it, valid until
+/// that value is freed.
+#[repr(C)]
+pub struct cache_value_view {
+    pub data: *const u8,
+    pub len: usize,
+}
+
+/// The hit path without a copy: looks `key` up in this node's cache only,
+/// like cache_lookup_alloc (never loads, never calls the getter or a peer,
+/// never blocks, never sets cache_last_error), and on a hit returns a new
+/// value the caller owns (free it with cache_value_free, on any thread)
+/// that shares the cache's own copy of the bytes: no copy, whatever the
+/// size. The value stays valid and unchanged after the key is evicted,
+/// removed or set again, and after the cache is freed (see cache_value).
+/// If `out` is not NULL it also receives the value's data and length, to
+/// save a binding two calls.
+///
+/// Returns NULL, leaving `*out` untouched, on a miss (which may be a key
+/// being written at that instant: follow up with cache_get, which is
+/// authoritative), a freed cache, a key over 8 KiB, NULL `c`, or when
+/// this thread already holds a million values.
+///
+/// # Safety
+/// `key` points to `key_len` readable bytes (or is NULL with `key_len` 0);
+/// `out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn cache_lookup_value(
+    c: *mut cache,
+    key: *const u8,
+    key_len: usize,
+    out: *mut cache_value_view,
+) -> *mut cache_value {
+    guard(|| {
+        // SAFETY: the caller's promise on key.
+        let Some(key) = (unsafe { key_arg(key, key_len) }) else {
+            return std::ptr::null_mut();
+        };
+        let hit = {
+            let pin = reclaim::pin();
+            CACHES
+                .get(c as usize, &pin)
+                .and_then(|obj| obj.group.get_cached_shared(key, &pin))
+        };
+        let Some(bytes) = hit else {
+            return std::ptr::null_mut();
+        };
+        let view = cache_value_view {
+            data: bytes.as_ptr(),
+            len: bytes.len(),
+        };
+        let Some(v) = into_c_shared(bytes) else {
+            return std::ptr::null_mut();
+        };
+        if !out.is_null() {
+            // SAFETY: out is non-NULL and writable (the caller's promise).
+            unsafe { *out = view };
+        }
+        v
     })
 }
 

@@ -18,9 +18,12 @@ use crate::engine::reclaim;
 use super::boundary::guard;
 use super::handles::HandleTable;
 
-/// A value returned by cache_get. Immutable; the caller owns it until
-/// cache_value_free. It stays valid after the key is evicted or removed
-/// and after the cache is freed.
+/// A value returned by cache_get or cache_lookup_value. Immutable; the
+/// caller owns it until cache_value_free. It stays valid, and its bytes
+/// unchanged, after the key is evicted, removed or set again and after the
+/// cache is freed. A value found in the cache is the cache's own copy,
+/// shared, not copied: holding it keeps that memory (the key and the
+/// value) allocated, beyond the cache's max_bytes, until it is freed.
 pub struct cache_value {
     _private: [u8; 0],
 }
@@ -31,7 +34,17 @@ const SHARDS: usize = 16;
 const SHARD_SHIFT: u32 = 24;
 const SHARD_MASK: usize = (SHARDS - 1) << SHARD_SHIFT;
 
-static VALUES: Lazy<[&'static HandleTable<Bytes>; SHARDS]> =
+/// A value behind a handle, and how many bytes freeing it may release at
+/// once (what decides whether reclaim frees it now or in a batch): its
+/// length for a value of its own, 0 for one that shares the cache's copy
+/// (dropping it releases only a hold on the cache's entry, which retires
+/// itself, with its own size, if this was its last holder).
+struct CValue {
+    bytes: Bytes,
+    frees: usize,
+}
+
+static VALUES: Lazy<[&'static HandleTable<CValue>; SHARDS]> =
     Lazy::new(|| std::array::from_fn(|_| HandleTable::leaked()));
 static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
 
@@ -57,8 +70,19 @@ fn split(v: *const cache_value) -> (usize, usize) {
 /// A new handle for `bytes`, or None when this thread's table is full
 /// (a million live values).
 pub(crate) fn into_c(bytes: Bytes) -> Option<*mut cache_value> {
+    let frees = bytes.len();
+    insert(CValue { bytes, frees })
+}
+
+/// into_c for a value that shares the cache's own copy (a hit of
+/// `Group::get_cached_shared`).
+pub(crate) fn into_c_shared(bytes: Bytes) -> Option<*mut cache_value> {
+    insert(CValue { bytes, frees: 0 })
+}
+
+fn insert(value: CValue) -> Option<*mut cache_value> {
     let shard = my_shard();
-    let h = VALUES[shard].insert(Arc::new(bytes))?;
+    let h = VALUES[shard].insert(Arc::new(value))?;
     debug_assert_eq!(h & SHARD_MASK, 0);
     Some((h | shard << SHARD_SHIFT) as *mut cache_value)
 }
@@ -74,7 +98,7 @@ pub extern "C" fn cache_value_data(v: *const cache_value) -> *const u8 {
         // the pin: the table holds a reference until then.
         VALUES[shard]
             .get(h, &pin)
-            .map_or(std::ptr::null(), |b| b.as_ptr())
+            .map_or(std::ptr::null(), |v| v.bytes.as_ptr())
     })
 }
 
@@ -84,7 +108,7 @@ pub extern "C" fn cache_value_len(v: *const cache_value) -> usize {
     guard(|| {
         let (shard, h) = split(v);
         let pin = reclaim::pin();
-        VALUES[shard].get(h, &pin).map_or(0, |b| b.len())
+        VALUES[shard].get(h, &pin).map_or(0, |v| v.bytes.len())
     })
 }
 
@@ -94,11 +118,11 @@ pub extern "C" fn cache_value_len(v: *const cache_value) -> usize {
 pub extern "C" fn cache_value_free(v: *mut cache_value) {
     guard(|| {
         let (shard, h) = split(v);
-        let len = VALUES[shard].get(h, &reclaim::pin()).map(|b| b.len());
-        if let Some(len) = len {
-            // The length decides whether reclaim frees it at once (large)
-            // or in a batch.
-            drop(VALUES[shard].remove(h, len));
+        let frees = VALUES[shard].get(h, &reclaim::pin()).map(|v| v.frees);
+        if let Some(frees) = frees {
+            // The bytes it releases decide whether reclaim frees it at once
+            // (large) or in a batch.
+            drop(VALUES[shard].remove(h, frees));
         }
     })
 }

@@ -431,6 +431,68 @@ static void test_stale_handles(void) {
   cache_free(fresh);
 }
 
+/* cache_lookup_value: the cache's own copy, no load, and a value that
+ * outlives remove, set, eviction and cache_free (valgrind and ASan runs
+ * check that nothing is read after it is freed, nor leaked). */
+static void test_lookup_value(void) {
+  cache *c = NULL;
+  CHECK(cache_new("lookup_value", 600, getter, (void *)0xfeed, NULL, &c) == CACHE_OK);
+  cache_value_view out = {(const uint8_t *)"untouched", 9};
+  atomic_store(&getter_calls, 0);
+  CHECK(cache_lookup_value(c, K("a"), &out) == NULL); /* a miss never loads */
+  CHECK(atomic_load(&getter_calls) == 0);
+  CHECK(out.len == 9 && memcmp(out.data, "untouched", 9) == 0);
+  CHECK(cache_lookup_value(NULL, K("a"), &out) == NULL);
+  CHECK(cache_lookup_value(c, NULL, 3, &out) == NULL);
+
+  CHECK(cache_set(c, K("a"), (const uint8_t *)"apple", 5, 0) == CACHE_OK);
+  CHECK(cache_set(c, K("b"), (const uint8_t *)"banana", 6, 0) == CACHE_OK);
+  cache_value *a = cache_lookup_value(c, K("a"), &out);
+  CHECK(value_is(a, "apple", 5));
+  CHECK(out.data == cache_value_data(a) && out.len == 5);
+  cache_value *a2 = cache_lookup_value(c, K("a"), NULL); /* out may be NULL */
+  CHECK(a2 != a && cache_value_data(a2) == cache_value_data(a)); /* one copy, shared */
+  cache_value *got = NULL;
+  CHECK(cache_get(c, K("a"), &got) == CACHE_OK); /* cache_get's hit shares it too */
+  CHECK(cache_value_data(got) == cache_value_data(a));
+  cache_value_free(got);
+  cache_value *b = cache_lookup_value(c, K("b"), &out);
+  CHECK(value_is(b, "banana", 6));
+
+  CHECK(cache_remove(c, K("a")) == CACHE_OK);
+  CHECK(cache_lookup_value(c, K("a"), NULL) == NULL);
+  CHECK(value_is(a, "apple", 5) && value_is(a2, "apple", 5));
+  cache_value_free(a);
+  CHECK(value_is(a2, "apple", 5));
+  CHECK(cache_set(c, K("b"), (const uint8_t *)"blueberry", 9, 0) == CACHE_OK);
+  CHECK(value_is(b, "banana", 6));
+  /* Evict everything: 600 bytes hold about five of these. */
+  char big[100];
+  memset(big, 'x', sizeof big);
+  char key[16];
+  for (int i = 0; i < 20; i++) {
+    snprintf(key, sizeof key, "big%d", i);
+    CHECK(cache_set(c, K(key), (const uint8_t *)big, sizeof big, 0) == CACHE_OK);
+  }
+  cache_value *first = NULL;
+  CHECK(cache_set(c, K("big-held"), (const uint8_t *)big, sizeof big, 0) == CACHE_OK);
+  first = cache_lookup_value(c, K("big-held"), &out);
+  CHECK(first && out.len == sizeof big);
+  for (int i = 0; i < 20; i++) {
+    snprintf(key, sizeof key, "more%d", i);
+    CHECK(cache_set(c, K(key), (const uint8_t *)big, sizeof big, 0) == CACHE_OK);
+  }
+  CHECK(cache_lookup_value(c, K("big-held"), NULL) == NULL); /* evicted */
+  CHECK(value_is(first, big, sizeof big));
+  cache_free(c);
+  CHECK(value_is(a2, "apple", 5) && value_is(b, "banana", 6) && value_is(first, big, sizeof big));
+  CHECK(cache_lookup_value(c, K("b"), NULL) == NULL); /* a freed cache: NULL */
+  cache_value_free(a2);
+  cache_value_free(b);
+  cache_value_free(first);
+  CHECK(cache_value_data(b) == NULL); /* a freed value handle is refused */
+}
+
 int main(void) {
   test_version_and_errors();
   test_null_arguments();
@@ -441,6 +503,7 @@ int main(void) {
   test_set_remove_ttl();
   test_zero_bytes_and_set_only();
   test_lookup_alloc();
+  test_lookup_value();
   test_binding_paths();
   test_stale_handles();
   return checks_report("test_api");
