@@ -502,6 +502,28 @@ mod tests {
     }
 
     #[test]
+    fn begin_follows_a_live_call_without_waiting_until_asked() {
+        let f = Arc::new(Flight::<u32>::default());
+        let Begun::Leader(leader) = f.begin(b"k", 7) else {
+            panic!("no call yet: must lead")
+        };
+        let f2 = f.clone();
+        // Another thread follows at once (begin does not block), then waits.
+        let (followed_tx, followed) = mpsc::channel();
+        let waiter = thread::spawn(move || {
+            let Begun::Follower(fo) = f2.begin(b"k", 7) else {
+                panic!("a live call must be followed")
+            };
+            followed_tx.send(()).unwrap();
+            fo.wait()
+        });
+        followed.recv().unwrap();
+        leader.finish(Ok(9), |_| {});
+        assert_eq!(waiter.join().unwrap(), Ok(9));
+        assert!(matches!(f.begin(b"k", 7), Begun::Leader(_)), "finished: a new call");
+    }
+
+    #[test]
     fn errors_are_not_kept_a_later_call_loads_again() {
         let f = Flight::<u32>::default();
         assert!(run(&f, b"k", || Err(Error::LoaderFailed("x".into()))).is_err());
