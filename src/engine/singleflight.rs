@@ -520,7 +520,10 @@ mod tests {
         followed.recv().unwrap();
         leader.finish(Ok(9), |_| {});
         assert_eq!(waiter.join().unwrap(), Ok(9));
-        assert!(matches!(f.begin(b"k", 7), Begun::Leader(_)), "finished: a new call");
+        assert!(
+            matches!(f.begin(b"k", 7), Begun::Leader(_)),
+            "finished: a new call"
+        );
     }
 
     #[test]
