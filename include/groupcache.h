@@ -575,6 +575,27 @@ enum cache_status cache_get_many(struct cache *c,
                                  struct cache_value **messages);
 
 /**
+ * Like cache_get_many, but a wait on another thread's load, made on the
+ * calling thread, lasts at most `slice_ms` milliseconds (at least 1):
+ * that key's status is then CACHE_IN_PROGRESS (the load goes on) and the
+ * call returns once the others are answered; call again with those keys
+ * to keep waiting. For a thread that must stay responsive, as
+ * cache_get_slice. Loads the call runs itself, and waits on threads it
+ * starts, are not sliced.
+ *
+ * # Safety
+ * As cache_get_many.
+ */
+enum cache_status cache_get_many_slice(struct cache *c,
+                                       const uint8_t *const *keys,
+                                       const size_t *key_lens,
+                                       size_t n,
+                                       uint32_t slice_ms,
+                                       int32_t *statuses,
+                                       struct cache_value **values,
+                                       struct cache_value **messages);
+
+/**
  * Whether this node's cache holds `key` (binary-safe, `key_len` bytes)
  * now: CACHE_OK if it does, CACHE_NOT_FOUND if not. Never loads, never
  * asks a peer (a key another node owns counts only if this node keeps a

@@ -472,6 +472,34 @@ pub unsafe extern "C" fn cache_get_many(
     })
 }
 
+/// Like cache_get_many, but a wait on another thread's load, made on the
+/// calling thread, lasts at most `slice_ms` milliseconds (at least 1):
+/// that key's status is then CACHE_IN_PROGRESS (the load goes on) and the
+/// call returns once the others are answered; call again with those keys
+/// to keep waiting. For a thread that must stay responsive, as
+/// cache_get_slice. Loads the call runs itself, and waits on threads it
+/// starts, are not sliced.
+///
+/// # Safety
+/// As cache_get_many.
+#[no_mangle]
+pub unsafe extern "C" fn cache_get_many_slice(
+    c: *mut cache,
+    keys: *const *const u8,
+    key_lens: *const usize,
+    n: usize,
+    slice_ms: u32,
+    statuses: *mut i32,
+    values: *mut *mut cache_value,
+    messages: *mut *mut cache_value,
+) -> cache_status {
+    let slice = std::time::Duration::from_millis(u64::from(slice_ms.max(1)));
+    // SAFETY: the same arguments, passed on with the caller's promises.
+    crate::engine::singleflight::with_wait_slice(slice, || unsafe {
+        cache_get_many(c, keys, key_lens, n, statuses, values, messages)
+    })
+}
+
 /// Whether this node's cache holds `key` (binary-safe, `key_len` bytes)
 /// now: CACHE_OK if it does, CACHE_NOT_FOUND if not. Never loads, never
 /// asks a peer (a key another node owns counts only if this node keeps a
