@@ -16,7 +16,7 @@ CFLAGS_ALL := -std=c11 -D_DEFAULT_SOURCE -g -O1 -Wall -Wextra -Werror -Iinclude 
 LDFLAGS_ALL:= -L$(LIBDIR) -lgroupcache -lpthread -Wl,-rpath,$(LIBDIR)
 VALGRIND   := valgrind -q --leak-check=full --errors-for-leak-kinds=definite \
               --show-leak-kinds=definite --error-exitcode=99
-C_TESTS    := test_api test_abi test_threads test_pool test_options test_adversarial test_load_timeout test_fork
+C_TESTS    := test_api test_abi test_threads test_pool test_options test_adversarial test_load_timeout test_fork test_batch
 EXAMPLES   := say_hi loader
 
 .PHONY: all lib demo lint test test-rust test-c test-c-valgrind test-c-asan \
@@ -129,6 +129,7 @@ test-c-valgrind: $(addprefix $(BUILD)/,$(C_TESTS))
 	$(VALGRIND) $(BUILD)/test_pool
 	$(VALGRIND) $(BUILD)/test_options
 	$(VALGRIND) $(BUILD)/test_load_timeout
+	$(VALGRIND) $(BUILD)/test_batch
 	@# A forked child holds what the parent's other threads had on their stacks,
 	@# which valgrind's leak check reports as lost there: memory errors only.
 	valgrind -q --leak-check=no --error-exitcode=99 $(BUILD)/test_fork
@@ -145,6 +146,7 @@ test-c-asan: $(addprefix $(BUILD)/asan/,$(C_TESTS))
 	$(BUILD)/asan/test_options
 	$(BUILD)/asan/test_adversarial
 	$(BUILD)/asan/test_load_timeout
+	$(BUILD)/asan/test_batch
 	@# test_fork is not run under ASan: gcc 12's libasan takes no lock of its
 	@# allocator around fork(), so a child can inherit it held by another
 	@# thread of the parent and hang in its first allocation (seen: a worker

@@ -154,6 +154,13 @@ typedef enum cache_status {
 typedef struct cache cache;
 
 /**
+ * Where a batch getter puts the values it loaded, one slot per key by
+ * index. Valid only during the batch getter call it was passed to, on
+ * that thread.
+ */
+typedef struct cache_batch_sink cache_batch_sink;
+
+/**
  * Options for cache_new_with_options: an opaque builder, so that new
  * options never change the ABI. Defaults, then the environment (see
  * cache_options_new), then the setters. A handle, not a pointer: a freed
@@ -306,7 +313,55 @@ typedef struct cache_stats {
    * Entries the hot cache dropped (first, while hot > main / 8).
    */
   uint64_t hot_evictions;
+  /**
+   * Batch getter calls on this node (new since 0.1).
+   */
+  uint64_t batch_loads;
+  /**
+   * Keys handed to the batch getter, over all its calls (new since 0.1).
+   */
+  uint64_t batch_loaded_keys;
+  /**
+   * Batch fetches from owner peers: one per peer per cache_get_many
+   * (new since 0.1).
+   */
+  uint64_t peer_batch_requests;
+  /**
+   * Batch gets that arrived from peers (new since 0.1); their keys count
+   * in server_requests too.
+   */
+  uint64_t server_batch_requests;
 } cache_stats;
+
+/**
+ * Called with several missing keys at once (a dataloader's batch
+ * function: one `WHERE id IN (...)` for all of them), on a thread that
+ * needs them: a caller of cache_get_many or cache_get, a thread of the
+ * library's running part of such a batch, or a server thread answering
+ * peers. `keys[i]` (`key_lens[i]` bytes, binary-safe) is key number `i`
+ * of `n` (1 to the chunk size, see cache_options_set_batch_chunk_keys);
+ * the keys are distinct, and no other call loads them meanwhile. The
+ * arrays and the keys are valid only during the call.
+ *
+ * For each key it finds, call cache_batch_sink_set(sink, i, ...); for a
+ * key that failed alone, cache_batch_sink_fail(sink, i, message); a key
+ * left unset does not exist (CACHE_NOT_FOUND for its callers). Return
+ * CACHE_OK; CACHE_NOT_FOUND means none of the keys exists; any other value
+ * fails every key of the call (CACHE_LOADER_FAILED). Neither failures nor
+ * "not found" are cached. May be called from several threads at once,
+ * for different keys.
+ *
+ * It must return normally, exactly as cache_getter_fn describes: nothing
+ * may unwind or jump out of it across the library's frames (no C++
+ * exception, longjmp, Go or Rust panic, pthread_exit, thread
+ * cancellation); otherwise the behaviour is undefined and every key of
+ * the call may stay in flight forever.
+ */
+typedef int32_t (*cache_batch_getter_fn)(void *user_data,
+                                         const uint8_t *const *keys,
+                                         const size_t *key_lens,
+                                         size_t n,
+                                         struct cache_batch_sink *sink);
 
 /**
  * Allocates the caller's own object for a value, e.g. a Python `bytes`
@@ -492,6 +547,68 @@ enum cache_status cache_get_slice(struct cache *c,
                                   struct cache_value **out);
 
 /**
+ * Gets `n` keys at once, loading the misses: key `i` is `keys[i]`,
+ * `key_lens[i]` bytes (binary-safe). Hits are answered first; the misses
+ * are grouped by owner and each owner peer is asked once for its keys, all
+ * peers at once and meanwhile this node loads its own: through the batch
+ * getter in chunks (cache_options_set_batch_getter), else through the
+ * getter, several keys at once (cache_options_set_miss_concurrency).
+ * Single-flight holds per key, shared with every other get of it; a
+ * duplicate key is loaded once.
+ *
+ * Per key: `statuses[i]` receives what cache_get would return for it
+ * (CACHE_OK, CACHE_NOT_FOUND, CACHE_LOADER_FAILED, CACHE_TIMEOUT,
+ * CACHE_INVALID_ARGUMENT for a key over 8 KiB, ...). `values[i]` receives
+ * the value on CACHE_OK (owned by the caller: cache_value_free), NULL
+ * otherwise. `messages`, if not NULL, receives for each failed key other
+ * than CACHE_NOT_FOUND a cache_value holding the failure's message
+ * (UTF-8 text, not NUL-terminated; cache_value_free it), NULL for the
+ * others. cache_values_alloc turns either array into a binding's objects.
+ *
+ * Returns CACHE_OK once every key has its result (even if some failed),
+ * or, writing nothing, CACHE_INVALID_ARGUMENT (NULL c; NULL keys,
+ * key_lens, statuses or values with n > 0; a NULL key with a non-zero
+ * length; more than a million results to hand out on this thread),
+ * CACHE_CLOSED (a freed cache). n == 0 is CACHE_OK. May block: until every
+ * miss is loaded, as cache_get (waits on other threads' loads last at most
+ * the load timeout). cache_last_error is not set for per-key failures.
+ *
+ * # Safety
+ * `keys` and `key_lens` point to `n` readable entries, `keys[i]` to
+ * `key_lens[i]` readable bytes (or is NULL with a length of 0);
+ * `statuses`, `values` and `messages` (if not NULL) to `n` writable
+ * entries.
+ */
+enum cache_status cache_get_many(struct cache *c,
+                                 const uint8_t *const *keys,
+                                 const size_t *key_lens,
+                                 size_t n,
+                                 int32_t *statuses,
+                                 struct cache_value **values,
+                                 struct cache_value **messages);
+
+/**
+ * Like cache_get_many, but a wait on another thread's load, made on the
+ * calling thread, lasts at most `slice_ms` milliseconds (at least 1):
+ * that key's status is then CACHE_IN_PROGRESS (the load goes on) and the
+ * call returns once the others are answered; call again with those keys
+ * to keep waiting. For a thread that must stay responsive, as
+ * cache_get_slice. Loads the call runs itself, and waits on threads it
+ * starts, are not sliced.
+ *
+ * # Safety
+ * As cache_get_many.
+ */
+enum cache_status cache_get_many_slice(struct cache *c,
+                                       const uint8_t *const *keys,
+                                       const size_t *key_lens,
+                                       size_t n,
+                                       uint32_t slice_ms,
+                                       int32_t *statuses,
+                                       struct cache_value **values,
+                                       struct cache_value **messages);
+
+/**
  * Whether this node's cache holds `key` (binary-safe, `key_len` bytes)
  * now: CACHE_OK if it does, CACHE_NOT_FOUND if not. Never loads, never
  * asks a peer (a key another node owns counts only if this node keeps a
@@ -595,8 +712,10 @@ enum cache_status cache_stats_get(struct cache *c, struct cache_stats *out);
 enum cache_status cache_stats_get_sized(struct cache *c, struct cache_stats *out, size_t out_size);
 
 /**
- * New cache options: the defaults (no load timeout, as golang/groupcache),
- * then the environment: GROUPCACHE_LOAD_TIMEOUT_MS (0: none). Returns
+ * New cache options: the defaults (no load timeout, as golang/groupcache;
+ * no batch getter; chunks of 256 keys; 16 loads at once), then the
+ * environment: GROUPCACHE_LOAD_TIMEOUT_MS (0: none),
+ * GROUPCACHE_BATCH_CHUNK_KEYS, GROUPCACHE_MISS_CONCURRENCY. Returns
  * NULL (with cache_last_error) if a variable is malformed. Free with
  * cache_options_free. Never blocks.
  */
@@ -623,6 +742,46 @@ void cache_options_free(struct cache_options *options);
  * Never blocks.
  */
 enum cache_status cache_options_set_load_timeout_ms(struct cache_options *options, uint32_t ms);
+
+/**
+ * Sets the batch getter (see cache_batch_getter_fn) of the caches made
+ * from these options, with its `user_data`; NULL removes it (the
+ * default). With it, the misses of cache_get_many (and of batches peers
+ * send this node) load through it, at most the chunk size a call
+ * (cache_options_set_batch_chunk_keys); without it, they load through the
+ * getter, several at once (cache_options_set_miss_concurrency). A cache
+ * with a batch getter and no getter loads cache_get's misses through it,
+ * one key a call. `user_data` must stay valid until every cache made from
+ * these options is freed and its calls in progress have returned.
+ *
+ * Returns CACHE_OK, or CACHE_INVALID_ARGUMENT (NULL or freed options).
+ * Never blocks.
+ *
+ * # Safety
+ * `getter` is NULL or a function as cache_batch_getter_fn describes;
+ * `user_data` stays valid as said above.
+ */
+enum cache_status cache_options_set_batch_getter(struct cache_options *options,
+                                                 cache_batch_getter_fn getter,
+                                                 void *user_data);
+
+/**
+ * The most keys one batch getter call gets (1 to 65536; default 256):
+ * the misses of one cache_get_many are split into chunks of this size.
+ * Returns CACHE_OK, or CACHE_INVALID_ARGUMENT (NULL or freed options, 0,
+ * over 65536). Never blocks.
+ */
+enum cache_status cache_options_set_batch_chunk_keys(struct cache_options *options, uint32_t n);
+
+/**
+ * How many loads of one cache_get_many run at once (1 to 1024; default
+ * 16): getter calls when there is no batch getter, else batch getter
+ * chunks. They run on the calling thread and threads started for the
+ * call (none outlive it). Fetches from the keys' owners run besides, one
+ * batch per peer, all at once. Returns CACHE_OK, or CACHE_INVALID_ARGUMENT
+ * (NULL or freed options, 0, over 1024). Never blocks.
+ */
+enum cache_status cache_options_set_miss_concurrency(struct cache_options *options, uint32_t n);
 
 /**
  * The value's bytes: `cache_value_len(v)` of them, valid until
@@ -683,6 +842,41 @@ enum cache_status cache_sink_fail(struct cache_sink *sink, const char *message);
  * getters first means no thread re-enters Python from inside a call.
  */
 enum cache_status cache_getters_stop(uint32_t timeout_ms);
+
+/**
+ * Stores the value of key number `index` of the batch getter call; the
+ * bytes are copied. `ttl_ms <= 0`: no expiry. A second call for the same
+ * index replaces the first; a key already failed with
+ * cache_batch_sink_fail stays failed. Returns CACHE_OK, or
+ * CACHE_INVALID_ARGUMENT (NULL sink, NULL value with a non-zero length,
+ * an index not below the call's `n`, a sink that is not the one of a batch
+ * getter call running on this thread, a value over 4 GiB). Never blocks.
+ *
+ * # Safety
+ * `value` points to `value_len` readable bytes (or is NULL with
+ * `value_len` 0). `sink` is any value (it is checked).
+ */
+enum cache_status cache_batch_sink_set(struct cache_batch_sink *sink,
+                                       size_t index,
+                                       const uint8_t *value,
+                                       size_t value_len,
+                                       int64_t ttl_ms);
+
+/**
+ * Fails key number `index` of the batch getter call alone: its callers
+ * get CACHE_LOADER_FAILED with this message (copied; invalid UTF-8 is
+ * replaced). The key fails even if a value was set for it. Returns
+ * CACHE_OK, or CACHE_INVALID_ARGUMENT (NULL sink or message, an index
+ * not below `n`, a sink not of a call running on this thread). Never
+ * blocks.
+ *
+ * # Safety
+ * `message` is NULL or a NUL-terminated string. `sink` is any value (it
+ * is checked).
+ */
+enum cache_status cache_batch_sink_fail(struct cache_batch_sink *sink,
+                                        size_t index,
+                                        const char *message);
 
 /**
  * New pool options: the defaults (see README.md's options table: peer
@@ -1059,6 +1253,34 @@ ptrdiff_t cache_lookup_many_alloc(struct cache *c,
                                   cache_alloc_fn alloc,
                                   cache_store_fn store,
                                   void *ctx);
+
+/**
+ * Turns `n` values into the caller's objects and frees them all: for each
+ * i, in order, obj = alloc(data, len) of `values[i]` (alloc(NULL, 0) for a
+ * NULL or freed value), store(ctx, i, obj), then cache_value_free and
+ * `values[i] = NULL`. For a binding that got many values from
+ * cache_get_many without its runtime's lock (Python's GIL) and builds its
+ * objects afterwards, with the lock, in one call. Never blocks, never
+ * sets cache_last_error; alloc and store must not call back into this
+ * library.
+ *
+ * Returns 0, or -1 if alloc or store is NULL, values is NULL with
+ * n > 0, alloc returned NULL or store returned non-zero (then it stops
+ * storing: that object is the caller's to release, and later indexes get
+ * no object). Every value is freed, and every entry set to NULL, in every
+ * case but a NULL `values`.
+ *
+ * # Safety
+ * `values` points to `n` writable entries, each NULL or a cache_value
+ * the caller owns (which this call frees); `alloc` and `store` are NULL
+ * or functions as cache_alloc_fn and cache_store_fn describe; `ctx` is
+ * what `store` expects.
+ */
+ptrdiff_t cache_values_alloc(struct cache_value **values,
+                             size_t n,
+                             cache_alloc_fn alloc,
+                             cache_store_fn store,
+                             void *ctx);
 
 /**
  * Sends the library's log messages of `min_level` and more severe

@@ -423,7 +423,10 @@ fn stuck_group(
         "stuck",
         1 << 20,
         Some(Arc::new(getter)),
-        GroupOptions { load_timeout },
+        GroupOptions {
+            load_timeout,
+            ..Default::default()
+        },
     );
     (g, st, entered_rx, release_tx)
 }

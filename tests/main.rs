@@ -10,6 +10,7 @@
 mod common;
 
 mod attack_peers;
+mod engine_batch;
 mod engine_fork;
 mod engine_group;
 mod peers_cluster;

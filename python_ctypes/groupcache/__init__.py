@@ -34,6 +34,7 @@ import sys
 from . import _lib, serializers
 from ._errors import (
     AlreadyExistsError,
+    BatchError,
     ClosedError,
     GroupcacheError,
     GroupcacheOSError,
@@ -44,7 +45,7 @@ from ._errors import (
     PeerError,
     TimeoutError,
 )
-from ._loader import Loader, LoaderResult, Value
+from ._loader import Loader, LoaderMany, LoaderResult, Value
 from ._log import TRACE, sync_log_level
 from ._memoize import Memoized, memoize
 from ._version import __version__
@@ -67,11 +68,13 @@ __all__ = [
     "TRACE",
     "Loader",
     "LoaderResult",
+    "LoaderMany",
     "Value",
     "GroupcacheError",
     "NotFoundError",
     "InvalidArgumentError",
     "LoaderError",
+    "BatchError",
     "PeerError",
     "TimeoutError",
     "ClosedError",

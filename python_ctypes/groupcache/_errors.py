@@ -10,13 +10,14 @@ a ``ValueError``, a timeout a ``TimeoutError``, an OS failure an ``OSError``.
 from __future__ import annotations
 
 import builtins
-from typing import Dict, Optional, Type
+from typing import Dict, Mapping, Optional, Type
 
 __all__ = [
     "GroupcacheError",
     "NotFoundError",
     "InvalidArgumentError",
     "LoaderError",
+    "BatchError",
     "PeerError",
     "TimeoutError",
     "ClosedError",
@@ -85,6 +86,31 @@ class LoaderError(GroupcacheError):
     """The loader failed: it raised (the exception is chained as
     ``__cause__`` when it ran in this process), or returned a value of the
     wrong type. Nothing was cached."""
+
+
+class BatchError(LoaderError):
+    """``get_many``/``aget_many``: some keys failed (a loader error, a
+    timeout...). Raised once the whole batch is done, so nothing is lost:
+    ``errors`` maps each failed key to its own exception (a
+    ``LoaderError``, ``TimeoutError``...), ``results`` holds the values of
+    the keys that did load (keys that do not exist are in neither, as in
+    ``get_many``'s result)."""
+
+    errors: Dict[str, GroupcacheError]
+    """Each failed key's exception."""
+    results: Dict[str, bytes]
+    """The values of the keys that loaded: what ``get_many`` would have
+    returned for them."""
+
+    def __init__(self, errors: Mapping[str, GroupcacheError], results: Dict[str, bytes]) -> None:
+        shown = "; ".join("%r: %s" % (k, e) for k, e in list(errors.items())[:3])
+        more = " ..." if len(errors) > 3 else ""
+        super().__init__(
+            "%d key%s failed: %s%s" % (len(errors), "" if len(errors) == 1 else "s", shown, more),
+            CACHE_LOADER_FAILED,
+        )
+        self.errors = dict(errors)
+        self.results = results
 
 
 class PeerError(GroupcacheError):

@@ -237,6 +237,10 @@ class CacheStats(Structure):
             "hot_gets",
             "hot_hits",
             "hot_evictions",
+            "batch_loads",
+            "batch_loaded_keys",
+            "peer_batch_requests",
+            "server_batch_requests",
         )
     ]
 
@@ -284,6 +288,51 @@ def cache_options_free(options: Optional[int]) -> None: ...
 
 @_bind("cache_options_set_load_timeout_ms", [c_void_p, ctypes.c_uint32], c_int32, status=True)
 def cache_options_set_load_timeout_ms(options: Optional[int], ms: int) -> int: ...
+
+
+# int32_t (*cache_batch_getter_fn)(void *user_data, const uint8_t *const *keys,
+#     const size_t *key_lens, size_t n, cache_batch_sink *sink)
+BATCH_GETTER_FN = CFUNCTYPE(c_int32, c_void_p, POINTER(c_void_p), POINTER(c_size_t), c_size_t, c_void_p)
+
+
+@_bind("cache_options_set_batch_getter", [c_void_p, BATCH_GETTER_FN, c_void_p], c_int32, status=True)
+def cache_options_set_batch_getter(options: Optional[int], getter: Any, user_data: Optional[int]) -> int: ...
+
+
+@_bind("cache_options_set_batch_chunk_keys", [c_void_p, ctypes.c_uint32], c_int32, status=True)
+def cache_options_set_batch_chunk_keys(options: Optional[int], n: int) -> int: ...
+
+
+@_bind("cache_options_set_miss_concurrency", [c_void_p, ctypes.c_uint32], c_int32, status=True)
+def cache_options_set_miss_concurrency(options: Optional[int], n: int) -> int: ...
+
+
+@_bind("cache_batch_sink_set", [c_void_p, c_size_t, c_char_p, c_size_t, c_int64], c_int32)
+def cache_batch_sink_set(sink: Optional[int], index: int, value: bytes, value_len: int, ttl_ms: int) -> int:
+    """No errcheck: called from the batch loader trampoline, which checks
+    the status itself."""
+
+
+@_bind("cache_batch_sink_fail", [c_void_p, c_size_t, c_char_p], c_int32)
+def cache_batch_sink_fail(sink: Optional[int], index: int, message: bytes) -> int:
+    """No errcheck: called from the batch loader trampoline."""
+
+
+_GET_MANY_ARGS = [c_void_p, POINTER(c_char_p), POINTER(c_size_t), c_size_t]
+_GET_MANY_OUT = [POINTER(c_int32), POINTER(c_void_p), POINTER(c_void_p)]
+
+
+@_bind("cache_get_many", _GET_MANY_ARGS + _GET_MANY_OUT, c_int32, status=True)
+def cache_get_many(c: Handle, keys: Any, key_lens: Any, n: int, statuses: Any, values: Any, messages: Any) -> int:
+    """Loads; through CDLL, so the GIL is released meanwhile."""
+
+
+@_bind("cache_get_many_slice", _GET_MANY_ARGS + [ctypes.c_uint32] + _GET_MANY_OUT, c_int32, status=True)
+def cache_get_many_slice(
+    c: Handle, keys: Any, key_lens: Any, n: int, slice_ms: int, statuses: Any, values: Any, messages: Any
+) -> int:
+    """cache_get_many whose waits on other threads' loads end after
+    ``slice_ms`` with a per-key CACHE_IN_PROGRESS (the caller loops)."""
 
 
 @_bind("cache_free", [c_void_p], None)
@@ -441,6 +490,15 @@ process registered a different allocator first (then ``lookup`` is used)."""
 cache_lookup_many_alloc: Callable[..., int] = _pydll.cache_lookup_many_alloc
 cache_lookup_many_alloc.restype = ctypes.c_ssize_t  # type: ignore[attr-defined]
 lookup_many = cache_lookup_many_alloc
+
+# ptrdiff_t cache_values_alloc(cache_value **values, size_t n,
+#     cache_alloc_fn alloc, cache_store_fn store, void *ctx)
+# through PyDLL (the GIL is held: alloc builds bytes objects), called like
+# lookup_many: values_alloc(values_array, n, LOOKUP_ALLOC, STORE_LIST_ITEM,
+# py_object(list_of_n)). It frees every value and NULLs the array.
+cache_values_alloc: Callable[..., int] = _pydll.cache_values_alloc
+cache_values_alloc.restype = ctypes.c_ssize_t  # type: ignore[attr-defined]
+values_alloc = cache_values_alloc
 
 STORE_LIST_ITEM: Any = c_void_p.from_param(ctypes.cast(ctypes.pythonapi.PyList_SetItem, c_void_p).value)
 """``PyList_SetItem`` as a cache_store_fn, pre-converted."""

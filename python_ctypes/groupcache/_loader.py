@@ -17,18 +17,28 @@ from __future__ import annotations
 
 import atexit
 import collections
+import collections.abc
 import ctypes
 import math
 import os
 import threading
 import weakref
-from typing import Callable, Dict, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 from . import _lib
 from ._errors import CACHE_LOADER_FAILED, CACHE_NOT_FOUND, CACHE_OK
 from ._keys import decode_key
 
-__all__ = ["Value", "LoaderResult", "Loader", "LoaderSlot", "TRAMPOLINE", "ttl_to_ms"]
+__all__ = [
+    "Value",
+    "LoaderResult",
+    "Loader",
+    "LoaderMany",
+    "LoaderSlot",
+    "TRAMPOLINE",
+    "BATCH_TRAMPOLINE",
+    "ttl_to_ms",
+]
 
 Value = Union[bytes, bytearray, memoryview]
 """What a loader may return as a value: any bytes-like object."""
@@ -38,6 +48,11 @@ LoaderResult = Union[Value, Tuple[Value, Optional[float]], None]
 
 Loader = Callable[[str], LoaderResult]
 """A loader: called with a missing key, returns its ``LoaderResult``."""
+
+LoaderMany = Callable[[List[str]], Optional[Mapping[str, Union[LoaderResult, BaseException]]]]
+"""A batch loader: called with missing keys, returns a mapping from the
+keys it found to their ``LoaderResult``; a key left out (or mapped to None)
+does not exist, a key mapped to an exception instance fails alone."""
 
 _INT64_MAX = (1 << 63) - 1
 
@@ -99,12 +114,15 @@ def describe(exc: BaseException) -> str:
 class LoaderSlot:
     """One cache's loader, as the trampoline finds it."""
 
-    __slots__ = ("id", "name", "loader", "_failures", "_lock", "__weakref__")
+    __slots__ = ("id", "name", "loader", "loader_many", "_failures", "_lock", "__weakref__")
 
-    def __init__(self, slot_id: int, name: str, loader: Loader) -> None:
+    def __init__(
+        self, slot_id: int, name: str, loader: Optional[Loader], loader_many: Optional[LoaderMany] = None
+    ) -> None:
         self.id = slot_id
         self.name = name
         self.loader = loader
+        self.loader_many = loader_many
         # key bytes -> (message, exception, thread id)
         self._failures: "collections.OrderedDict[bytes, Tuple[str, BaseException, int]]" = (
             collections.OrderedDict()
@@ -114,6 +132,8 @@ class LoaderSlot:
     def load(self, key: bytes, sink: Optional[int]) -> int:
         """Runs the loader for ``key`` and fills ``sink``; never raises."""
         try:
+            if self.loader is None:
+                raise TypeError("this cache has no loader")
             result = self.loader(decode_key(key))
             if result is None:
                 return CACHE_NOT_FOUND
@@ -126,6 +146,48 @@ class LoaderSlot:
             self._remember(key, message, exc)
             _lib.cache_sink_fail(sink, message.encode("utf-8", "backslashreplace"))
             return CACHE_LOADER_FAILED
+
+    def load_many(self, keys: List[bytes], sink: Optional[int]) -> int:
+        """Runs the batch loader for ``keys`` and fills ``sink``; never
+        raises. A failure of the whole call fails each key with its
+        message (so that the callers see it, not a bare status)."""
+        fail = _lib.cache_batch_sink_fail
+        try:
+            if self.loader_many is None:
+                raise TypeError("this cache has no loader_many")
+            names = [decode_key(k) for k in keys]
+            result = self.loader_many(names)
+            if result is None:
+                return CACHE_OK  # none exists
+            if not isinstance(result, collections.abc.Mapping):
+                raise TypeError(
+                    "loader_many returned %s; expected a mapping of keys to values" % type(result).__name__
+                )
+            get = result.get
+            put = _lib.cache_batch_sink_set
+            for i, name in enumerate(names):
+                found = get(name)
+                if found is None:
+                    continue
+                try:
+                    if isinstance(found, BaseException):
+                        raise found
+                    value, ttl_ms = _unpack(found)
+                except BaseException as exc:  # noqa: BLE001 - this key alone
+                    message = describe(exc)
+                    self._remember(keys[i], message, exc)
+                    fail(sink, i, message.encode("utf-8", "backslashreplace"))
+                    continue
+                if put(sink, i, value, len(value), ttl_ms) != CACHE_OK:
+                    fail(sink, i, _lib._last_error().encode("utf-8", "backslashreplace"))
+            return CACHE_OK
+        except BaseException as exc:  # noqa: BLE001 - nothing may reach C
+            message = describe(exc)
+            encoded = message.encode("utf-8", "backslashreplace")
+            for i, key in enumerate(keys):
+                self._remember(key, message, exc)
+                fail(sink, i, encoded)
+            return CACHE_OK
 
     def _remember(self, key: bytes, message: str, exc: BaseException) -> None:
         with self._lock:
@@ -153,10 +215,10 @@ _next_id = 1
 _registry_lock = threading.Lock()
 
 
-def register(name: str, loader: Loader) -> LoaderSlot:
+def register(name: str, loader: Optional[Loader], loader_many: Optional[LoaderMany] = None) -> LoaderSlot:
     global _next_id
     with _registry_lock:
-        slot = LoaderSlot(_next_id, name, loader)
+        slot = LoaderSlot(_next_id, name, loader, loader_many)
         _next_id += 1  # ids are never reused
         _registry[slot.id] = weakref.ref(slot)
     return slot
@@ -199,6 +261,26 @@ def _trampoline(user_data: Optional[int], key: Optional[int], key_len: int, sink
 
 
 TRAMPOLINE = _lib.GETTER_FN(_trampoline)
+
+
+def _batch_trampoline(
+    user_data: Optional[int], keys: Any, key_lens: Any, n: int, sink: Optional[int]
+) -> int:
+    try:
+        ref = _registry.get(user_data or 0)
+        slot = ref() if ref is not None else None
+        if slot is None:
+            for i in range(n):
+                _lib.cache_batch_sink_fail(sink, i, b"the cache was closed")
+            return CACHE_OK
+        at = ctypes.string_at
+        key_list = [at(keys[i], key_lens[i]) if key_lens[i] else b"" for i in range(n)]
+        return slot.load_many(key_list, sink)
+    except BaseException:  # noqa: BLE001 - last resort: never into C
+        return CACHE_LOADER_FAILED
+
+
+BATCH_TRAMPOLINE = _lib.BATCH_GETTER_FN(_batch_trampoline)
 
 
 def _stop_loaders_at_exit() -> None:

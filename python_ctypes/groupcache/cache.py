@@ -31,6 +31,7 @@ from typing import (
     List,
     NamedTuple,
     Optional,
+    Tuple,
 )
 
 from . import _lib
@@ -39,7 +40,9 @@ from ._errors import (
     CACHE_INVALID_ARGUMENT,
     CACHE_NOT_FOUND,
     CACHE_OK,
+    BatchError,
     ClosedError,
+    GroupcacheError,
     InvalidArgumentError,
     LoaderError,
     NotFoundError,
@@ -47,7 +50,17 @@ from ._errors import (
 )
 from ._handle import Closable
 from ._keys import decode_key, encode_key
-from ._loader import TRAMPOLINE, Loader, LoaderSlot, Value, register, ttl_to_ms, unregister
+from ._loader import (
+    BATCH_TRAMPOLINE,
+    TRAMPOLINE,
+    Loader,
+    LoaderMany,
+    LoaderSlot,
+    Value,
+    register,
+    ttl_to_ms,
+    unregister,
+)
 from ._log import sync_log_level
 
 if TYPE_CHECKING:
@@ -60,6 +73,7 @@ _lookup3 = _lib.lookup3
 _lookup_many = _lib.lookup_many
 _ALLOC = _lib.LOOKUP_ALLOC
 _STORE = _lib.STORE_LIST_ITEM
+_values_alloc = _lib.values_alloc
 _NO_GETTER = _lib.GETTER_FN()  # a NULL cache_getter_fn: a set-only cache
 
 
@@ -106,6 +120,15 @@ class Stats:
     """Lookups the hot cache answered."""
     hot_evictions: int
     """Entries the hot cache dropped to stay within its bytes."""
+    batch_loads: int
+    """Calls of ``loader_many`` on this node."""
+    batch_loaded_keys: int
+    """Keys passed to ``loader_many``, over all its calls."""
+    peer_batch_requests: int
+    """Batch fetches from the keys' owners: one per owner per ``get_many``."""
+    server_batch_requests: int
+    """Batch gets that arrived from peers (their keys count in
+    ``server_requests`` too)."""
 
 
 _STATS_FIELDS = tuple(f.name for f in fields(Stats))
@@ -190,6 +213,33 @@ def _load_timeout_ms(load_timeout: Optional[float]) -> Optional[int]:
             "load_timeout must be between 1 ms and 49 days (or math.inf: none), not %r s" % load_timeout
         )
     return max(1, math.ceil(load_timeout * 1000))
+
+
+def _count_option(value: Optional[int], name: str, most: int) -> Optional[int]:
+    """A whole-number option in 1..most, or None for "the environment's,
+    else the default"."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError("%s is an int or None, not %s" % (name, type(value).__name__))
+    if not 1 <= value <= most:
+        raise ValueError("%s must be 1 to %d, not %d" % (name, most, value))
+    return value
+
+
+def _check_loader(fn: object, name: str) -> None:
+    if fn is None:
+        return
+    if not callable(fn):
+        raise TypeError("%s must be callable or None" % name)
+    if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        getattr(fn, "__call__", None)  # noqa: B004 (not a callable test: an object's async __call__)
+    ):
+        raise TypeError(
+            "%s is a coroutine function, but loaders run on library threads "
+            "without an event loop: pass a plain function (it may block), and "
+            "use aget() to get from asyncio code" % name
+        )
 
 
 def _free(handle: int, slot_id: Optional[int]) -> None:
@@ -298,6 +348,17 @@ class Cache(Closable):
     it waits for its loader and gets its result. None (the default): the
     environment's ``GROUPCACHE_LOAD_TIMEOUT_MS``, else no limit (as
     golang/groupcache); ``math.inf``: no limit whatever the environment.
+
+    ``loader_many(keys: list[str]) -> Mapping[str, bytes | (bytes,
+    ttl_seconds)]``: a batch loader (one ``WHERE id IN (...)`` instead of a
+    query a key). ``get_many`` loads its misses through it, at most
+    ``batch_chunk_keys`` keys a call (default 256); keys left out (or mapped
+    to None) do not exist; a key mapped to an exception instance fails
+    alone; an exception raised fails every key of the call. Without it,
+    ``get_many`` runs ``loader`` on up to ``miss_concurrency`` keys at once
+    (default 16). ``get`` uses ``loader``, or ``loader_many`` with one key
+    when only it is given. Both options default to the environment's
+    ``GROUPCACHE_BATCH_CHUNK_KEYS`` and ``GROUPCACHE_MISS_CONCURRENCY``.
     """
 
     __slots__ = (
@@ -306,6 +367,7 @@ class Cache(Closable):
         "_name",
         "_max_bytes",
         "_loader",
+        "_loader_many",
         "_slot",
         "_pool",
         "_closed",
@@ -322,6 +384,9 @@ class Cache(Closable):
         pool: Optional[Pool] = None,
         *,
         load_timeout: Optional[float] = None,
+        loader_many: Optional[LoaderMany] = None,
+        batch_chunk_keys: Optional[int] = None,
+        miss_concurrency: Optional[int] = None,
     ) -> None:
         self._closed = True  # until the handle exists (__del__-free: see _free)
         if not isinstance(name, str):
@@ -333,34 +398,37 @@ class Cache(Closable):
             raise TypeError("max_bytes is an int, not %s" % type(max_bytes).__name__)
         if not 0 <= max_bytes < 1 << 64:
             raise ValueError("max_bytes must be in 0 .. 2**64-1, not %d" % max_bytes)
-        if loader is not None and not callable(loader):
-            raise TypeError("loader must be callable or None")
-        if inspect.iscoroutinefunction(loader) or inspect.iscoroutinefunction(
-            getattr(loader, "__call__", None)  # noqa: B004 (not a callable test: an object's async __call__)
-        ):
-            raise TypeError(
-                "loader is a coroutine function, but loaders run on library threads "
-                "without an event loop: pass a plain function (it may block), and "
-                "use aget() to get from asyncio code"
-            )
+        _check_loader(loader, "loader")
+        _check_loader(loader_many, "loader_many")
         timeout_ms = _load_timeout_ms(load_timeout)
+        chunk = _count_option(batch_chunk_keys, "batch_chunk_keys", 65536)
+        concurrency = _count_option(miss_concurrency, "miss_concurrency", 1024)
         pool_handle = None
         if pool is not None:
             pool_handle = pool._live_handle()
-        slot: Optional[LoaderSlot] = register(name, loader) if loader is not None else None
+        slot: Optional[LoaderSlot] = None
+        if loader is not None or loader_many is not None:
+            slot = register(name, loader, loader_many)
         out = _lib.Handle()
         opts: Optional[int] = None
         try:
-            if timeout_ms is not None:
+            if timeout_ms is not None or loader_many is not None or chunk is not None or concurrency is not None:
                 opts = _lib.cache_options_new()
                 if not opts:  # a malformed GROUPCACHE_* variable
                     raise InvalidArgumentError(_lib._last_error(), CACHE_INVALID_ARGUMENT)
-                _lib.cache_options_set_load_timeout_ms(opts, timeout_ms)
+                if timeout_ms is not None:
+                    _lib.cache_options_set_load_timeout_ms(opts, timeout_ms)
+                if loader_many is not None and slot is not None:
+                    _lib.cache_options_set_batch_getter(opts, BATCH_TRAMPOLINE, slot.id)
+                if chunk is not None:
+                    _lib.cache_options_set_batch_chunk_keys(opts, chunk)
+                if concurrency is not None:
+                    _lib.cache_options_set_miss_concurrency(opts, concurrency)
             # NULL options: the defaults and the environment.
             _lib.cache_new_with_options(
                 name.encode("utf-8", "surrogateescape"),
                 max_bytes,
-                TRAMPOLINE if slot is not None else _NO_GETTER,
+                TRAMPOLINE if loader is not None else _NO_GETTER,
                 slot.id if slot is not None else None,
                 pool_handle,
                 opts,
@@ -377,6 +445,7 @@ class Cache(Closable):
         self._name = name
         self._max_bytes = max_bytes
         self._loader = loader
+        self._loader_many = loader_many
         self._slot = slot
         self._pool = pool  # the pool object lives at least as long as its caches
         self._inflight: Dict[bytes, asyncio.Future[bytes]] = {}
@@ -514,16 +583,64 @@ class Cache(Closable):
             return default
 
     def get_many(self, keys: Iterable[str]) -> Dict[str, bytes]:
-        """``{key: value}`` for the keys that exist (the loader returning
-        None leaves a key out); other failures raise as in get(). Hits are
-        served first, in one pass; the misses then load one by one."""
+        """``{key: value}`` for the keys that exist (a key the loader says
+        does not exist is left out). Hits are served first, in one pass;
+        the misses are then loaded together: each owner node is asked once
+        for its keys, all at once, while this node loads its own through
+        ``loader_many`` (in chunks of ``batch_chunk_keys``), else through
+        ``loader``, ``miss_concurrency`` keys at once. A key someone else
+        is loading is waited for, never loaded twice.
+
+        Raises ``BatchError`` (a ``LoaderError``) once the whole batch is
+        done if any key failed: ``.errors`` has each failed key's exception
+        (``LoaderError``, ``TimeoutError``...), ``.results`` the values of
+        the others. ``ClosedError`` after close(). On the main thread,
+        Ctrl-C interrupts a wait on another thread's load within about
+        0.1 s (the loads go on)."""
         if not isinstance(keys, list):
             keys = list(keys)
-        got = self._lookup_batch(keys)
-        if got is not None:
-            return got
-        out: Dict[str, bytes] = {}
-        misses: List[Any] = []
+        out, misses = self._hits(keys)
+        if misses:
+            self._load_many(out, misses)
+        return out
+
+    def _hits(self, keys: List[str]) -> Tuple[Dict[str, bytes], List[Tuple[str, bytes]]]:
+        """The hits, and the misses as (key, encoded key): through one
+        cache_lookup_many_alloc call where the keys allow it (str keys
+        without NUL: they go NUL-separated, the values come back in a
+        list), else key by key."""
+        n = len(keys)
+        if n == 0:
+            return {}, []
+        kb: Optional[bytes] = None
+        try:
+            joined = "\0".join(keys)
+        except TypeError:
+            joined = None  # the per-key path raises the TypeError
+        if joined is not None and joined.count("\0") == n - 1:
+            try:
+                kb = joined.encode()
+            except UnicodeEncodeError:
+                try:
+                    kb = encode_key(joined)
+                except UnicodeEncodeError:
+                    kb = None
+        if kb is not None:
+            values: List[Any] = [None] * n
+            left = _lookup_many(self._harg, kb, len(kb), n, 0, _ALLOC, _STORE, ctypes.py_object(values))
+            if left == 0:
+                return dict(zip(keys, values)), []
+            if left > 0:
+                out: Dict[str, bytes] = {}
+                misses: List[Tuple[str, bytes]] = []
+                for key, v in zip(keys, values):
+                    if v:
+                        out[key] = v
+                    else:
+                        misses.append((key, encode_key(key)))
+                return out, misses
+        out = {}
+        misses = []
         h = self._harg
         for key in keys:
             try:
@@ -534,51 +651,61 @@ class Cache(Closable):
             if v:
                 out[key] = v
             else:
-                misses.append(key)
-                misses.append(k)
-        for i in range(0, len(misses), 2):
-            try:
-                out[misses[i]] = self._load(misses[i + 1])
-            except NotFoundError:
-                pass
-        return out
+                misses.append((key, k))
+        return out, misses
 
-    def _lookup_batch(self, keys: List[str]) -> Optional[Dict[str, bytes]]:
-        """get_many through one cache_lookup_many_alloc call: the keys go
-        NUL-separated, the values come back in a list. None when the batch
-        does not apply (non-str keys, a key with a NUL, an empty list)."""
-        n = len(keys)
-        if n == 0:
-            return {}
-        try:
-            joined = "\0".join(keys)
-        except TypeError:
-            return None  # the per-key path raises the TypeError
-        if joined.count("\0") != n - 1:
-            return None
-        try:
-            kb = joined.encode()
-        except UnicodeEncodeError:
+    def _load_many(self, out: Dict[str, bytes], misses: List[Tuple[str, bytes]]) -> None:
+        """The slow path of get_many: cache_get_many (GIL released) for the
+        misses, their values added to ``out``; BatchError if any failed."""
+        if self._closed:
+            raise ClosedError("the cache %r is closed" % self._name, None)
+        sync_log_level()  # cheap; a miss may log (a peer that fails)
+        errors: Dict[str, GroupcacheError] = {}
+        sliced = threading.current_thread() is threading.main_thread()
+        while misses:
+            n = len(misses)
+            kbs = [k for _, k in misses]
+            statuses = (ctypes.c_int32 * n)()
+            vals = (ctypes.c_void_p * n)()
+            msgs = (ctypes.c_void_p * n)()
+            objs: List[Any] = [None] * n
+            texts: List[Any] = [None] * n
+            args = ((ctypes.c_char_p * n)(*kbs), (ctypes.c_size_t * n)(*map(len, kbs)), n)
             try:
-                kb = encode_key(joined)
-            except UnicodeEncodeError:
-                return None
-        values: List[Any] = [None] * n
-        misses = _lookup_many(self._harg, kb, len(kb), n, 0, _ALLOC, _STORE, ctypes.py_object(values))
-        if misses == 0:
-            return dict(zip(keys, values))
-        if misses < 0:
-            return None
-        out: Dict[str, bytes] = {}
-        for key, v in zip(keys, values):
-            if v:
-                out[key] = v
-            else:
-                try:
-                    out[key] = self._load(encode_key(key))
-                except NotFoundError:
-                    pass
-        return out
+                if sliced:
+                    # As _load: waits on other threads' loads come back in
+                    # slices (CACHE_IN_PROGRESS), so that Ctrl-C gets in.
+                    _lib.cache_get_many_slice(self._handle, *args, _WAIT_SLICE_MS, statuses, vals, msgs)
+                else:
+                    _lib.cache_get_many(self._handle, *args, statuses, vals, msgs)
+            except ClosedError:
+                raise ClosedError("the cache %r is closed" % self._name, None) from None
+            finally:
+                # Frees every value (none were made if the call failed).
+                _values_alloc(vals, n, _ALLOC, _STORE, ctypes.py_object(objs))
+                _values_alloc(msgs, n, _ALLOC, _STORE, ctypes.py_object(texts))
+            again: List[Tuple[str, bytes]] = []
+            for i, (key, k) in enumerate(misses):
+                status = statuses[i]
+                if status == CACHE_OK:
+                    out[key] = objs[i]
+                elif status == CACHE_IN_PROGRESS:
+                    again.append((key, k))
+                elif status != CACHE_NOT_FOUND:
+                    errors[key] = self._key_error(k, status, (texts[i] or b"").decode("utf-8", "replace"))
+            misses = again
+        if errors:
+            raise BatchError(errors, out)
+
+    def _key_error(self, k: bytes, status: int, message: str) -> GroupcacheError:
+        """One key's exception in a BatchError, chained to what the loader
+        raised in this process when it is known."""
+        e = error_for_status(status, message)
+        if isinstance(e, LoaderError) and self._slot is not None:
+            for_key = self._slot.failure(k)
+            if for_key is not None and for_key[0] in message:
+                e.__cause__ = for_key[1]
+        return e
 
     def _peek(self, k: bytes) -> bytes:
         """The hit path alone: the value if this node holds it, else b""
@@ -709,16 +836,19 @@ class Cache(Closable):
         return _view_of_handle(value)
 
     async def aget_many(self, keys: Iterable[str]) -> Dict[str, bytes]:
-        """get_many() for asyncio: the misses load concurrently."""
-        keys = list(keys)
-        results = await asyncio.gather(*(self.aget(k) for k in keys), return_exceptions=True)
-        out: Dict[str, bytes] = {}
-        for key, r in zip(keys, results):
-            if isinstance(r, NotFoundError):
-                continue
-            if isinstance(r, BaseException):
-                raise r
-            out[key] = r
+        """get_many() for asyncio: hits answer at once; the misses load as
+        one batch (as get_many loads them) on a worker thread (see
+        ``LOAD_THREADS``), without blocking the event loop. Raises as
+        get_many does (``BatchError``)."""
+        if not isinstance(keys, list):
+            keys = list(keys)
+        out, misses = self._hits(keys)
+        if not misses:
+            return out
+        if self._closed:
+            raise ClosedError("the cache %r is closed" % self._name, None)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(_executor(), self._load_many, out, misses)
         return out
 
     # ---- writes --------------------------------------------------------------
@@ -800,6 +930,11 @@ class Cache(Closable):
     def loader(self) -> Optional[Loader]:
         """The loader given at creation, or None (a set-only cache)."""
         return self._loader
+
+    @property
+    def loader_many(self) -> Optional[LoaderMany]:
+        """The batch loader given at creation, or None."""
+        return self._loader_many
 
     @property
     def pool(self) -> Optional[Pool]:

@@ -2,8 +2,9 @@
 //! load algorithm: cache, then the key's owner, then the local getter.
 
 use std::cell::Cell;
+use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use bytes::Bytes;
 use super::clock;
 use super::fork;
 use super::reclaim::{self, Pin};
-use super::singleflight::{Flight, Role};
+use super::singleflight::{Begun, Flight, Role};
 use super::stats::{Counter, Counters, Stats};
 use super::store::{Hit, Kind, Store};
 use super::{panic_message, Error, PeerError, PeerGetter, PeerPicker, PeerValue};
@@ -74,8 +75,115 @@ where
     }
 }
 
+/// Where a batch getter puts what it loaded: one slot per key of the call,
+/// by index. A key whose slot it leaves unset does not exist.
+pub struct BatchSink {
+    slots: Vec<Slot>,
+}
+
+#[derive(Default)]
+enum Slot {
+    #[default]
+    Unset,
+    Value(Bytes, Option<i64>),
+    Failed(String),
+}
+
+impl BatchSink {
+    fn new(n: usize) -> BatchSink {
+        BatchSink {
+            slots: (0..n).map(|_| Slot::Unset).collect(),
+        }
+    }
+
+    /// The number of keys of the call (valid indexes are `0..len()`).
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Whether the call has no keys (never the case for a real call).
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    fn slot(&mut self, index: usize) -> Result<&mut Slot, Error> {
+        let n = self.slots.len();
+        self.slots.get_mut(index).ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "index {index} is not that of a key of this call ({n} keys)"
+            ))
+        })
+    }
+
+    /// Stores the value of key `index` (copied); `ttl_ms <= 0`: no expiry.
+    /// A second call replaces the first; a key already failed stays failed.
+    pub fn set(&mut self, index: usize, value: &[u8], ttl_ms: i64) -> Result<(), Error> {
+        if value.len() > MAX_VALUE_LEN {
+            return Err(Error::InvalidArgument(format!(
+                "value of {} bytes exceeds the {MAX_VALUE_LEN}-byte limit",
+                value.len()
+            )));
+        }
+        let expire = clock::expiry_after_ms(ttl_ms);
+        self.set_bytes(index, Bytes::copy_from_slice(value), expire)
+    }
+
+    /// As `set`, taking ownership of the bytes and an absolute expiry.
+    pub fn set_bytes(
+        &mut self,
+        index: usize,
+        value: Bytes,
+        expire_unix_nanos: Option<i64>,
+    ) -> Result<(), Error> {
+        let slot = self.slot(index)?;
+        if !matches!(slot, Slot::Failed(_)) {
+            *slot = Slot::Value(value, expire_unix_nanos);
+        }
+        Ok(())
+    }
+
+    /// Fails key `index` alone with `message` (it reaches that key's
+    /// callers), even if a value was set for it.
+    pub fn fail(&mut self, index: usize, message: &str) -> Result<(), Error> {
+        *self.slot(index)? = Slot::Failed(message.to_owned());
+        Ok(())
+    }
+}
+
+/// Loads several missing keys in one call (a dataloader's batch function:
+/// one `WHERE id IN (...)` instead of one query a key). Called on a thread
+/// that needs the values (a caller of `get_many` or `get`, a thread of its
+/// batch, or a server thread answering peers), with at most
+/// `GroupOptions::batch_chunk_keys` keys, each missing, distinct, and
+/// loaded by no other call at the time (single-flight per key).
+pub trait BatchGetter: Send + Sync {
+    /// `Ok(())`: each key as its slot says (`sink.set`: found;
+    /// `sink.fail`: that key failed; unset: not found). `Err(NotFound)`:
+    /// none of the keys exists. Any other error fails every key of the
+    /// call. Failures and "not found" are not cached.
+    fn get_many(&self, keys: &[&[u8]], sink: &mut BatchSink) -> Result<(), Error>;
+}
+
+impl<F> BatchGetter for F
+where
+    F: Fn(&[&[u8]], &mut BatchSink) -> Result<(), Error> + Send + Sync,
+{
+    fn get_many(&self, keys: &[&[u8]], sink: &mut BatchSink) -> Result<(), Error> {
+        self(keys, sink)
+    }
+}
+
+/// Keys a batch getter gets in one call, at most, by default.
+pub const DEFAULT_BATCH_CHUNK_KEYS: usize = 256;
+/// The largest `batch_chunk_keys` accepted.
+pub const MAX_BATCH_CHUNK_KEYS: usize = 65_536;
+/// Loads of one `get_many` that run at once, by default.
+pub const DEFAULT_MISS_CONCURRENCY: usize = 16;
+/// The largest `miss_concurrency` accepted.
+pub const MAX_MISS_CONCURRENCY: usize = 1024;
+
 /// A group's settings beyond name, size and getter.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct GroupOptions {
     /// How long a load may take before the callers waiting on it give up
     /// with `Error::Timeout` and the load is abandoned: detached, so the
@@ -83,6 +191,42 @@ pub struct GroupOptions {
     /// default, as golang/groupcache): no limit. The thread running the
     /// getter cannot be interrupted; its own caller waits for it.
     pub load_timeout: Option<Duration>,
+    /// Loads the misses of a `get_many` (and of a peer's batch) several
+    /// keys a call. With it and no getter, `get` calls it with one key.
+    /// `None` (the default): misses load through the getter, one key a
+    /// call, `miss_concurrency` at once.
+    pub batch_getter: Option<Arc<dyn BatchGetter>>,
+    /// The most keys one batch getter call gets (1 to
+    /// `MAX_BATCH_CHUNK_KEYS`; default `DEFAULT_BATCH_CHUNK_KEYS`, 256):
+    /// more misses are split into chunks of this size.
+    pub batch_chunk_keys: usize,
+    /// How many loads of one `get_many` run at once (1 to
+    /// `MAX_MISS_CONCURRENCY`; default `DEFAULT_MISS_CONCURRENCY`, 16):
+    /// getter calls, or batch getter chunks. Fetches from owner peers run
+    /// besides, one batch per peer, all at once.
+    pub miss_concurrency: usize,
+}
+
+impl Default for GroupOptions {
+    fn default() -> Self {
+        GroupOptions {
+            load_timeout: None,
+            batch_getter: None,
+            batch_chunk_keys: DEFAULT_BATCH_CHUNK_KEYS,
+            miss_concurrency: DEFAULT_MISS_CONCURRENCY,
+        }
+    }
+}
+
+impl std::fmt::Debug for GroupOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupOptions")
+            .field("load_timeout", &self.load_timeout)
+            .field("batch_getter", &self.batch_getter.as_ref().map(|_| "set"))
+            .field("batch_chunk_keys", &self.batch_chunk_keys)
+            .field("miss_concurrency", &self.miss_concurrency)
+            .finish()
+    }
 }
 
 /// A value and its absolute expiry, as loads produce and share it.
@@ -135,6 +279,90 @@ fn one_in_ten() -> bool {
         r.set(x);
         x % 10 == 0
     })
+}
+
+/// Keys looked up per epoch pin in a batch: a batch of a million keys
+/// must not hold memory reclamation back for its whole duration.
+const KEYS_PER_PIN: usize = 256;
+
+/// Stack of the threads a batch starts (getters, possibly Python loaders,
+/// run on them): as much as a default pthread on Linux.
+const BATCH_THREAD_STACK: usize = 8 << 20;
+
+/// A missing key of a batch.
+#[derive(Clone, Copy)]
+struct Miss<'k> {
+    key: &'k [u8],
+    hash: u64,
+}
+
+/// The distinct missing keys of a batch, and where each is in the batch.
+#[derive(Default)]
+struct Misses<'k> {
+    unique: Vec<Miss<'k>>,
+    /// For each of `unique`, the indexes of the batch that ask for it.
+    at: Vec<Vec<usize>>,
+    seen: HashMap<&'k [u8], usize>,
+}
+
+impl<'k> Misses<'k> {
+    fn add(&mut self, index: usize, key: &'k [u8], hash: u64) {
+        match self.seen.get(key) {
+            Some(&u) => self.at[u].push(index),
+            None => {
+                self.seen.insert(key, self.unique.len());
+                self.unique.push(Miss { key, hash });
+                self.at.push(vec![index]);
+            }
+        }
+    }
+}
+
+/// Runs `f(0)`..`f(n - 1)`, at most `par` at once: on the caller's thread
+/// and up to `par - 1` scoped helpers (none for a single task), which take
+/// the next task as they finish one. Result `i` is `f(i)`. A thread that
+/// cannot be started leaves its share to the others.
+fn run_tasks<T: Send>(n: usize, par: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    if n <= 1 || par <= 1 {
+        return (0..n).map(f).collect();
+    }
+    let next = AtomicUsize::new(0);
+    let work = || {
+        let mut done = Vec::new();
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            if i >= n {
+                return done;
+            }
+            done.push((i, f(i)));
+        }
+    };
+    let mut all: Vec<(usize, T)> = std::thread::scope(|s| {
+        let mut handles = Vec::new();
+        for _ in 1..par.min(n) {
+            let spawned = std::thread::Builder::new()
+                .name("groupcache-batch".into())
+                .stack_size(BATCH_THREAD_STACK)
+                .spawn_scoped(s, work);
+            match spawned {
+                Ok(h) => handles.push(h),
+                Err(e) => {
+                    log::warn!("cannot start a thread for a batch's loads ({e}): fewer run at once");
+                    break;
+                }
+            }
+        }
+        let mut all = work();
+        for h in handles {
+            match h.join() {
+                Ok(done) => all.extend(done),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        all
+    });
+    all.sort_unstable_by_key(|(i, _)| *i);
+    all.into_iter().map(|(_, r)| r).collect()
 }
 
 fn check_key(key: &[u8]) -> Result<(), Error> {
@@ -351,6 +579,412 @@ impl Group {
         }))
     }
 
+    /// Gets many keys at once. Result `i` answers `keys[i]`, as `get`
+    /// would (`Err(NotFound)` for a key that does not exist, an error for
+    /// that key alone otherwise). Hits are answered first; the misses are
+    /// grouped by owner: each owner peer is asked once for all of its keys
+    /// (`PeerGetter::get_many`), every peer at once and while this node
+    /// loads its own keys, through the batch getter in chunks of
+    /// `batch_chunk_keys` (else the getter, `miss_concurrency` keys at
+    /// once). Single-flight holds per key, joined with every other get of
+    /// it; so do `get`'s rules: a peer's "not found" is final, a failing
+    /// peer's keys load here, 1 in 10 values from peers is kept hot.
+    /// Blocks until every key is answered.
+    pub fn get_many(&self, keys: &[&[u8]]) -> Vec<Result<Bytes, Error>> {
+        if let Err(e) = self.check_open() {
+            return keys.iter().map(|_| Err(e.clone())).collect();
+        }
+        let mut out: Vec<Option<Result<Bytes, Error>>> = Vec::with_capacity(keys.len());
+        let mut misses = Misses::default();
+        let mut pin = reclaim::pin();
+        for (i, &key) in keys.iter().enumerate() {
+            if i > 0 && i % KEYS_PER_PIN == 0 {
+                drop(pin);
+                pin = reclaim::pin();
+            }
+            if let Err(e) = check_key(key) {
+                out.push(Some(Err(e)));
+                continue;
+            }
+            self.counters.inc(Counter::Gets);
+            let hash = self.store.hash(key);
+            match self.store.get_with(key, hash, &pin, Bytes::copy_from_slice) {
+                Some(hit) => out.push(Some(Ok(self.count_hit(hit)))),
+                None => {
+                    misses.add(i, key, hash);
+                    out.push(None);
+                }
+            }
+        }
+        drop(pin);
+        self.counters.add(Counter::Loads, misses.unique.len() as u64);
+        let loaded = self.load_many(&misses.unique, true);
+        for (at, r) in misses.at.iter().zip(loaded) {
+            for &i in at {
+                out[i] = Some(r.clone().map(|l| l.value));
+            }
+        }
+        out.into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(Error::LoaderFailed("internal: a key got no result".into()))))
+            .collect()
+    }
+
+    /// A peer's batch request: each key from this node's cache, else loaded
+    /// here (the batch getter when set, in chunks; else the getter, with
+    /// bounded concurrency), never forwarded to another peer (one hop).
+    /// Single-flight per key, joined with every other get of the key.
+    /// Result `i` answers `keys[i]`: Ok(value with expiry), Err(NotFound),
+    /// Err(LoaderFailed(..)), Err(InvalidArgument(..)) for a bad key, ...
+    /// Counts what get_for_peer counts, per key, plus one server batch.
+    pub fn get_many_for_peer(&self, keys: &[&[u8]]) -> Vec<Result<PeerValue, Error>> {
+        if let Err(e) = self.check_open() {
+            return keys.iter().map(|_| Err(e.clone())).collect();
+        }
+        self.counters.inc(Counter::ServerBatchRequests);
+        let mut out: Vec<Option<Result<PeerValue, Error>>> = Vec::with_capacity(keys.len());
+        let mut misses = Misses::default();
+        let mut pin = reclaim::pin();
+        for (i, &key) in keys.iter().enumerate() {
+            if i > 0 && i % KEYS_PER_PIN == 0 {
+                drop(pin);
+                pin = reclaim::pin();
+            }
+            if let Err(e) = check_key(key) {
+                out.push(Some(Err(e)));
+                continue;
+            }
+            self.counters.inc(Counter::ServerRequests);
+            self.counters.inc(Counter::Gets);
+            let hash = self.store.hash(key);
+            match self.store.get_with(key, hash, &pin, Bytes::copy_from_slice) {
+                Some(hit) => {
+                    let expire = hit.expire;
+                    let value = self.count_hit(hit);
+                    out.push(Some(Ok(PeerValue {
+                        value,
+                        expire_unix_nanos: expire,
+                    })));
+                }
+                None => {
+                    misses.add(i, key, hash);
+                    out.push(None);
+                }
+            }
+        }
+        drop(pin);
+        self.counters.add(Counter::Loads, misses.unique.len() as u64);
+        let loaded = self.load_many(&misses.unique, false);
+        for (at, r) in misses.at.iter().zip(loaded) {
+            for &i in at {
+                out[i] = Some(r.clone().map(PeerValue::from));
+            }
+        }
+        out.into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(Error::LoaderFailed("internal: a key got no result".into()))))
+            .collect()
+    }
+
+    /// Loads distinct missing keys: each owner peer's keys in one batch on
+    /// a thread of its own, this node's keys on the caller's thread (and
+    /// helpers, see `load_local_many`) meanwhile. Result `i` answers
+    /// `misses[i]`.
+    fn load_many(&self, misses: &[Miss<'_>], may_forward: bool) -> Vec<Result<Loaded, Error>> {
+        if misses.is_empty() {
+            return Vec::new();
+        }
+        let picker = if may_forward { self.peers() } else { None };
+        let Some(picker) = picker else {
+            return self.load_local_many(misses, true);
+        };
+        // (peer, its keys' indexes into `misses`), in order of first key.
+        let mut groups: Vec<(Arc<dyn PeerGetter>, Vec<usize>)> = Vec::new();
+        let mut by_url: HashMap<String, usize> = HashMap::new();
+        let mut local: Vec<usize> = Vec::new();
+        for (i, m) in misses.iter().enumerate() {
+            match picker.pick_peer(m.key) {
+                None => local.push(i),
+                Some(peer) => match by_url.get(peer.url()) {
+                    Some(&g) => groups[g].1.push(i),
+                    None => {
+                        by_url.insert(peer.url().to_owned(), groups.len());
+                        groups.push((peer, vec![i]));
+                    }
+                },
+            }
+        }
+        drop(picker);
+        let pick = |idx: &[usize]| idx.iter().map(|&i| misses[i]).collect::<Vec<_>>();
+        let mut results: Vec<Option<Result<Loaded, Error>>> = vec![None; misses.len()];
+        let mut place = |idx: &[usize], rs: Vec<Result<Loaded, Error>>| {
+            for (&i, r) in idx.iter().zip(rs) {
+                results[i] = Some(r);
+            }
+        };
+        std::thread::scope(|s| {
+            let mut inline = Vec::new();
+            let mut handles = Vec::new();
+            // With no local keys, the caller's thread takes the last peer.
+            let spawn_upto = if local.is_empty() {
+                groups.len() - 1
+            } else {
+                groups.len()
+            };
+            for (g, (peer, idx)) in groups.iter().enumerate() {
+                let sub = pick(idx);
+                if g >= spawn_upto {
+                    inline.push((g, sub));
+                    continue;
+                }
+                let spawned = std::thread::Builder::new()
+                    .name("groupcache-batch".into())
+                    .stack_size(BATCH_THREAD_STACK)
+                    .spawn_scoped(s, move || self.load_forward_many(&**peer, &sub));
+                match spawned {
+                    Ok(h) => handles.push((g, h)),
+                    Err(e) => {
+                        log::warn!("cache {:?}: cannot start a thread for a peer batch ({e}): fetching it on the caller's thread", self.name);
+                        inline.push((g, pick(idx)));
+                    }
+                }
+            }
+            if !local.is_empty() {
+                let rs = self.load_local_many(&pick(&local), true);
+                place(&local, rs);
+            }
+            for (g, sub) in inline {
+                let rs = self.load_forward_many(&*groups[g].0, &sub);
+                place(&groups[g].1, rs);
+            }
+            for (g, h) in handles {
+                match h.join() {
+                    Ok(rs) => place(&groups[g].1, rs),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            }
+        });
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(Error::LoaderFailed("internal: a key got no result".into()))))
+            .collect()
+    }
+
+    /// `load_forward` for all the keys one peer owns: one
+    /// `PeerGetter::get_many` for those no one else is fetching.
+    fn load_forward_many(&self, peer: &dyn PeerGetter, misses: &[Miss<'_>]) -> Vec<Result<Loaded, Error>> {
+        let mut results: Vec<Option<Result<Loaded, Error>>> = vec![None; misses.len()];
+        let mut leaders = Vec::new();
+        let mut followers = Vec::new();
+        for (i, m) in misses.iter().enumerate() {
+            match self.forward.begin(m.key, m.hash) {
+                Begun::Leader(l) => leaders.push((i, l)),
+                Begun::Follower(f) => followers.push((i, f)),
+            }
+        }
+        // (index into `leaders`) of the keys to ask the peer for.
+        let mut ask = Vec::new();
+        for (j, (i, _)) in leaders.iter().enumerate() {
+            let m = misses[*i];
+            match self.lookup_again(m.key, m.hash) {
+                Some(hit) => results[*i] = Some(Ok(hit)),
+                None => ask.push(j),
+            }
+        }
+        let mut keep_hot = vec![false; leaders.len()];
+        if !ask.is_empty() {
+            self.counters.add(Counter::LoadsDeduped, ask.len() as u64);
+            let keys: Vec<&[u8]> = ask.iter().map(|&j| misses[leaders[j].0].key).collect();
+            self.counters.inc(Counter::PeerBatchRequests);
+            let mut answers = peer.get_many(&self.name, &keys);
+            if answers.len() != keys.len() {
+                let m = format!(
+                    "{} answered {} results for {} keys",
+                    peer.url(),
+                    answers.len(),
+                    keys.len()
+                );
+                answers = keys.iter().map(|_| Err(PeerError::Failed(m.clone()))).collect();
+            }
+            let mut fallback = Vec::new();
+            let mut why = String::new();
+            for (&j, answer) in ask.iter().zip(answers) {
+                let i = leaders[j].0;
+                match answer {
+                    Ok(pv) => {
+                        self.counters.inc(Counter::PeerLoads);
+                        keep_hot[j] = one_in_ten();
+                        results[i] = Some(Ok(Loaded {
+                            value: pv.value,
+                            expire: pv.expire_unix_nanos,
+                        }));
+                    }
+                    // The owner's getter said so: final, no local re-load.
+                    Err(PeerError::NotFound) => {
+                        self.counters.inc(Counter::PeerLoads);
+                        results[i] = Some(Err(Error::NotFound));
+                    }
+                    // groupcache's rule: a failing peer means load locally.
+                    Err(PeerError::Failed(m)) => {
+                        self.counters.inc(Counter::PeerErrors);
+                        why = m;
+                        fallback.push(i);
+                    }
+                }
+            }
+            if !fallback.is_empty() {
+                log::debug!(
+                    "cache {:?}: {why}; loading {} of its keys here instead",
+                    self.name,
+                    fallback.len()
+                );
+                let sub: Vec<Miss<'_>> = fallback.iter().map(|&i| misses[i]).collect();
+                for (&i, r) in fallback.iter().zip(self.load_local_many(&sub, false)) {
+                    results[i] = Some(r);
+                }
+            }
+        }
+        for (j, (i, leader)) in leaders.into_iter().enumerate() {
+            let r = results[i]
+                .take()
+                .unwrap_or_else(|| Err(Error::LoaderFailed("internal: a key got no result".into())));
+            let m = misses[i];
+            leader.finish(r.clone(), |v| {
+                if keep_hot[j] {
+                    self.store.insert(m.key, &v.value, v.expire, Kind::Hot);
+                }
+            });
+            results[i] = Some(r);
+        }
+        // Only now, holding no call of its own: no batch waits on another
+        // while that one waits on it.
+        for (i, f) in followers {
+            results[i] = Some(f.wait());
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(Error::LoaderFailed("internal: a key got no result".into()))))
+            .collect()
+    }
+
+    /// Loads distinct keys on this node: through the batch getter, one call
+    /// a chunk of `batch_chunk_keys`; else through the getter, a key a
+    /// call. Up to `miss_concurrency` chunks (or keys) at once, on the
+    /// caller's thread and scoped helper threads (nothing outlives the
+    /// call, so a `fork()` never finds a pool of threads to restore).
+    fn load_local_many(&self, misses: &[Miss<'_>], count_dedup: bool) -> Vec<Result<Loaded, Error>> {
+        let par = self.options.miss_concurrency.max(1);
+        if let Some(bg) = &self.options.batch_getter {
+            let chunks: Vec<&[Miss<'_>]> = misses.chunks(self.options.batch_chunk_keys.max(1)).collect();
+            return run_tasks(chunks.len(), par, |c| {
+                self.load_chunk(&**bg, chunks[c], count_dedup)
+            })
+            .into_iter()
+            .flatten()
+            .collect();
+        }
+        if self.getter.is_none() {
+            // Set-only: every miss is "not found" at once.
+            return misses
+                .iter()
+                .map(|m| self.load_local(m.key, m.hash, count_dedup))
+                .collect();
+        }
+        run_tasks(misses.len(), par, |i| {
+            self.load_local(misses[i].key, misses[i].hash, count_dedup)
+        })
+    }
+
+    /// `load_local` for a chunk: one batch getter call for the keys this
+    /// thread leads; the others are waited for once those are done. Every
+    /// key's call is registered before the getter runs, so a `get` of one
+    /// of them meanwhile shares its result.
+    fn load_chunk(
+        &self,
+        bg: &dyn BatchGetter,
+        misses: &[Miss<'_>],
+        count_dedup: bool,
+    ) -> Vec<Result<Loaded, Error>> {
+        let mut results: Vec<Option<Result<Loaded, Error>>> = vec![None; misses.len()];
+        let mut leaders = Vec::new();
+        let mut followers = Vec::new();
+        for (i, m) in misses.iter().enumerate() {
+            match self.local.begin(m.key, m.hash) {
+                Begun::Leader(l) => leaders.push((i, l)),
+                Begun::Follower(f) => followers.push((i, f)),
+            }
+        }
+        let mut load = Vec::new();
+        for (i, leader) in leaders {
+            let m = misses[i];
+            match self.lookup_again(m.key, m.hash) {
+                Some(hit) => {
+                    leader.finish(Ok(hit.clone()), |v| {
+                        self.store.insert(m.key, &v.value, v.expire, Kind::Main);
+                    });
+                    results[i] = Some(Ok(hit));
+                }
+                None => load.push((i, leader)),
+            }
+        }
+        if !load.is_empty() {
+            if count_dedup {
+                self.counters.add(Counter::LoadsDeduped, load.len() as u64);
+            }
+            let keys: Vec<&[u8]> = load.iter().map(|(i, _)| misses[*i].key).collect();
+            let loaded = self.call_batch_getter(bg, &keys);
+            for ((i, leader), r) in load.into_iter().zip(loaded) {
+                self.counters.inc(if r.is_ok() {
+                    Counter::LocalLoads
+                } else {
+                    Counter::LocalLoadErrs
+                });
+                let m = misses[i];
+                leader.finish(r.clone(), |v| {
+                    self.store.insert(m.key, &v.value, v.expire, Kind::Main);
+                });
+                results[i] = Some(r);
+            }
+        }
+        for (i, f) in followers {
+            results[i] = Some(f.wait());
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(Error::LoaderFailed("internal: a key got no result".into()))))
+            .collect()
+    }
+
+    /// One batch getter call; result `i` answers `keys[i]`. A panic or a
+    /// failing call fails each of its keys, never more.
+    fn call_batch_getter(&self, bg: &dyn BatchGetter, keys: &[&[u8]]) -> Vec<Result<Loaded, Error>> {
+        self.counters.inc(Counter::BatchLoads);
+        self.counters.add(Counter::BatchLoadedKeys, keys.len() as u64);
+        let mut sink = BatchSink::new(keys.len());
+        let all = |e: Error| keys.iter().map(|_| Err(e.clone())).collect();
+        match catch_unwind(AssertUnwindSafe(|| bg.get_many(keys, &mut sink))) {
+            Err(panic) => {
+                let msg = panic_message(&*panic);
+                log::error!(
+                    "cache {:?}: the batch getter panicked loading {} keys: {msg}",
+                    self.name,
+                    keys.len()
+                );
+                all(Error::LoaderFailed(format!("batch getter panicked: {msg}")))
+            }
+            Ok(Err(Error::NotFound)) => all(Error::NotFound),
+            Ok(Err(Error::LoaderFailed(m))) => all(Error::LoaderFailed(m)),
+            Ok(Err(e)) => all(Error::LoaderFailed(e.to_string())),
+            Ok(Ok(())) => sink
+                .slots
+                .into_iter()
+                .map(|slot| match slot {
+                    Slot::Unset => Err(Error::NotFound),
+                    Slot::Value(value, expire) => Ok(Loaded { value, expire }),
+                    Slot::Failed(m) => Err(Error::LoaderFailed(m)),
+                })
+                .collect(),
+        }
+    }
+
     fn load(&self, key: &[u8], hash: u64, may_forward: bool) -> Result<Loaded, Error> {
         self.counters.inc(Counter::Loads);
         let owner = if may_forward {
@@ -456,7 +1090,14 @@ impl Group {
 
     fn call_getter(&self, key: &[u8]) -> Result<Loaded, Error> {
         let Some(getter) = &self.getter else {
-            return Err(Error::NotFound);
+            // Only a batch getter: it loads the one key.
+            return match &self.options.batch_getter {
+                Some(bg) => self
+                    .call_batch_getter(&**bg, &[key])
+                    .pop()
+                    .unwrap_or(Err(Error::NotFound)),
+                None => Err(Error::NotFound),
+            };
         };
         let mut sink = Sink::default();
         let r = catch_unwind(AssertUnwindSafe(|| getter.get(key, &mut sink)));

@@ -11,6 +11,9 @@ mod stats;
 pub mod store;
 
 pub use error::{panic_message, Error};
-pub use group::{Getter, Group, GroupOptions, Sink, MAX_KEY_LEN, MAX_VALUE_LEN};
+pub use group::{
+    BatchGetter, BatchSink, Getter, Group, GroupOptions, Sink, DEFAULT_BATCH_CHUNK_KEYS,
+    DEFAULT_MISS_CONCURRENCY, MAX_BATCH_CHUNK_KEYS, MAX_KEY_LEN, MAX_MISS_CONCURRENCY, MAX_VALUE_LEN,
+};
 pub use peers::{PeerError, PeerGetter, PeerPicker, PeerValue};
 pub use stats::Stats;

@@ -114,6 +114,33 @@ pub enum Replaced {
     Forked,
 }
 
+/// What `Flight::begin` made the caller: the leader of a new call, or a
+/// follower of one already running, who waits for it when it chooses.
+pub enum Begun<'a, T: Clone> {
+    /// Run the load, then `Leader::finish`.
+    Leader(Leader<'a, T>),
+    /// Another thread leads the call: `Follower::wait` for its result.
+    Follower(Follower<'a, T>),
+}
+
+/// A caller's place in another thread's call, taken without waiting yet:
+/// a batch first leads (and finishes) the keys it can, then waits for the
+/// rest, so it never holds a call of its own while it waits on another.
+pub struct Follower<'a, T: Clone> {
+    flight: &'a Flight<T>,
+    key: &'a [u8],
+    hash: u64,
+    call: Arc<Call<T>>,
+}
+
+impl<T: Clone> Follower<'_, T> {
+    /// Waits for the call's result, as `Flight::join`'s waiters do (the load
+    /// timeout, the wait slice and the cycle check apply).
+    pub fn wait(self) -> Result<T, Error> {
+        self.flight.wait_for(self.key, self.hash, &self.call)
+    }
+}
+
 /// What `Flight::join` made the caller.
 pub enum Role<'a, T: Clone> {
     /// Run the load, then `Leader::finish`.
@@ -296,6 +323,15 @@ impl<T: Clone> Flight<T> {
     /// A call made before a fork, or past the load timeout, is never
     /// joined: it is abandoned and this caller leads a new one.
     pub fn join<'a>(&'a self, key: &'a [u8], hash: u64) -> Role<'a, T> {
+        match self.begin(key, hash) {
+            Begun::Leader(leader) => Role::Leader(leader),
+            Begun::Follower(f) => Role::Waited(f.wait()),
+        }
+    }
+
+    /// As `join`, but a caller that finds a live call does not wait for it
+    /// yet: it gets a `Follower` to wait with later.
+    pub fn begin<'a>(&'a self, key: &'a [u8], hash: u64) -> Begun<'a, T> {
         let generation = fork::generation();
         let (call, replaced) = {
             let mut map = self.shard(hash);
@@ -306,9 +342,12 @@ impl<T: Clone> Flight<T> {
                 } else if c.is_stuck(Instant::now) {
                     replaced = Some(Replaced::Stuck);
                 } else {
-                    let c = c.clone();
-                    drop(map);
-                    return Role::Waited(self.wait_for(key, hash, &c));
+                    return Begun::Follower(Follower {
+                        flight: self,
+                        key,
+                        hash,
+                        call: c.clone(),
+                    });
                 }
                 // Abandoned: its result, if it ever comes, is not cached
                 // (the new call's is newer).
@@ -328,7 +367,7 @@ impl<T: Clone> Flight<T> {
         if replaced == Some(Replaced::Stuck) {
             self.log_abandoned(key);
         }
-        Role::Leader(Leader {
+        Begun::Leader(Leader {
             flight: self,
             key,
             hash,
@@ -460,6 +499,31 @@ mod tests {
             }
             assert_eq!(calls.load(Ordering::SeqCst), 1);
         }
+    }
+
+    #[test]
+    fn begin_follows_a_live_call_without_waiting_until_asked() {
+        let f = Arc::new(Flight::<u32>::default());
+        let Begun::Leader(leader) = f.begin(b"k", 7) else {
+            panic!("no call yet: must lead")
+        };
+        let f2 = f.clone();
+        // Another thread follows at once (begin does not block), then waits.
+        let (followed_tx, followed) = mpsc::channel();
+        let waiter = thread::spawn(move || {
+            let Begun::Follower(fo) = f2.begin(b"k", 7) else {
+                panic!("a live call must be followed")
+            };
+            followed_tx.send(()).unwrap();
+            fo.wait()
+        });
+        followed.recv().unwrap();
+        leader.finish(Ok(9), |_| {});
+        assert_eq!(waiter.join().unwrap(), Ok(9));
+        assert!(
+            matches!(f.begin(b"k", 7), Begun::Leader(_)),
+            "finished: a new call"
+        );
     }
 
     #[test]

@@ -39,6 +39,14 @@ pub struct Stats {
     pub hot_gets: u64,
     pub hot_hits: u64,
     pub hot_evictions: u64,
+    /// Calls of the batch getter (`GroupOptions::batch_getter`).
+    pub batch_loads: u64,
+    /// Keys handed to the batch getter, over all its calls.
+    pub batch_loaded_keys: u64,
+    /// Batch fetches from owner peers (`PeerGetter::get_many` calls).
+    pub peer_batch_requests: u64,
+    /// Batch gets that arrived from peers (`Group::get_many_for_peer`).
+    pub server_batch_requests: u64,
 }
 
 impl Stats {
@@ -72,6 +80,10 @@ impl Stats {
             hot_gets: lookups - main_hits,
             hot_hits: hits_hot + inner_hot,
             hot_evictions: s.hot_evictions,
+            batch_loads: c(Counter::BatchLoads),
+            batch_loaded_keys: c(Counter::BatchLoadedKeys),
+            peer_batch_requests: c(Counter::PeerBatchRequests),
+            server_batch_requests: c(Counter::ServerBatchRequests),
         }
     }
 }
@@ -98,9 +110,13 @@ pub enum Counter {
     LocalLoads,
     LocalLoadErrs,
     ServerRequests,
+    BatchLoads,
+    BatchLoadedKeys,
+    PeerBatchRequests,
+    ServerBatchRequests,
 }
 
-const COUNTERS: usize = Counter::ServerRequests as usize + 1;
+const COUNTERS: usize = Counter::ServerBatchRequests as usize + 1;
 
 type Stripe = CachePadded<[AtomicU64; COUNTERS]>;
 

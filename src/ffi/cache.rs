@@ -4,6 +4,7 @@ use std::ffi::{c_char, c_void};
 use std::sync::Arc;
 
 use crate::engine::reclaim;
+use bytes::Bytes;
 use once_cell::sync::Lazy;
 
 use crate::engine::Group;
@@ -71,6 +72,16 @@ pub struct cache_stats {
     pub hot_hits: u64,
     /// Entries the hot cache dropped (first, while hot > main / 8).
     pub hot_evictions: u64,
+    /// Batch getter calls on this node (new since 0.1).
+    pub batch_loads: u64,
+    /// Keys handed to the batch getter, over all its calls (new since 0.1).
+    pub batch_loaded_keys: u64,
+    /// Batch fetches from owner peers: one per peer per cache_get_many
+    /// (new since 0.1).
+    pub peer_batch_requests: u64,
+    /// Batch gets that arrived from peers (new since 0.1); their keys count
+    /// in server_requests too.
+    pub server_batch_requests: u64,
 }
 
 /// What a `cache` handle refers to.
@@ -334,6 +345,162 @@ pub unsafe extern "C" fn cache_get_slice(
     crate::engine::singleflight::with_wait_slice(slice, || unsafe { cache_get(c, key, key_len, out) })
 }
 
+/// Gets `n` keys at once, loading the misses: key `i` is `keys[i]`,
+/// `key_lens[i]` bytes (binary-safe). Hits are answered first; the misses
+/// are grouped by owner and each owner peer is asked once for its keys, all
+/// peers at once and meanwhile this node loads its own: through the batch
+/// getter in chunks (cache_options_set_batch_getter), else through the
+/// getter, several keys at once (cache_options_set_miss_concurrency).
+/// Single-flight holds per key, shared with every other get of it; a
+/// duplicate key is loaded once.
+///
+/// Per key: `statuses[i]` receives what cache_get would return for it
+/// (CACHE_OK, CACHE_NOT_FOUND, CACHE_LOADER_FAILED, CACHE_TIMEOUT,
+/// CACHE_INVALID_ARGUMENT for a key over 8 KiB, ...). `values[i]` receives
+/// the value on CACHE_OK (owned by the caller: cache_value_free), NULL
+/// otherwise. `messages`, if not NULL, receives for each failed key other
+/// than CACHE_NOT_FOUND a cache_value holding the failure's message
+/// (UTF-8 text, not NUL-terminated; cache_value_free it), NULL for the
+/// others. cache_values_alloc turns either array into a binding's objects.
+///
+/// Returns CACHE_OK once every key has its result (even if some failed),
+/// or, writing nothing, CACHE_INVALID_ARGUMENT (NULL c; NULL keys,
+/// key_lens, statuses or values with n > 0; a NULL key with a non-zero
+/// length; more than a million results to hand out on this thread),
+/// CACHE_CLOSED (a freed cache). n == 0 is CACHE_OK. May block: until every
+/// miss is loaded, as cache_get (waits on other threads' loads last at most
+/// the load timeout). cache_last_error is not set for per-key failures.
+///
+/// # Safety
+/// `keys` and `key_lens` point to `n` readable entries, `keys[i]` to
+/// `key_lens[i]` readable bytes (or is NULL with a length of 0);
+/// `statuses`, `values` and `messages` (if not NULL) to `n` writable
+/// entries.
+#[no_mangle]
+pub unsafe extern "C" fn cache_get_many(
+    c: *mut cache,
+    keys: *const *const u8,
+    key_lens: *const usize,
+    n: usize,
+    statuses: *mut i32,
+    values: *mut *mut cache_value,
+    messages: *mut *mut cache_value,
+) -> cache_status {
+    guard(|| {
+        require!(c);
+        if n == 0 {
+            return tri!(with_cache(c, |_| CACHE_OK));
+        }
+        require!(keys, key_lens, statuses, values);
+        if n > isize::MAX as usize / std::mem::size_of::<usize>() {
+            return fail(
+                CACHE_INVALID_ARGUMENT,
+                format!("n = {n} is larger than any array can be"),
+            );
+        }
+        // SAFETY: the caller promises n readable entries in each array.
+        let (ptrs, lens) = unsafe {
+            (
+                std::slice::from_raw_parts(keys, n),
+                std::slice::from_raw_parts(key_lens, n),
+            )
+        };
+        let mut ks: Vec<&[u8]> = Vec::with_capacity(n);
+        for (i, (&p, &len)) in ptrs.iter().zip(lens).enumerate() {
+            // SAFETY: the caller promises len readable bytes at p.
+            match unsafe { bytes(p, len, "key") } {
+                Ok(k) => ks.push(k),
+                Err(_) => {
+                    return fail(
+                        CACHE_INVALID_ARGUMENT,
+                        format!("key {i} is NULL but its length is {len}"),
+                    )
+                }
+            }
+        }
+        let obj = tri!(cache_arc(c));
+        let results = obj.group.get_many(&ks);
+        drop(obj);
+        // Handles first, so that on failure nothing was handed out.
+        let mut made: Vec<(i32, *mut cache_value, *mut cache_value)> = Vec::with_capacity(n);
+        let undo = |made: &mut Vec<(i32, *mut cache_value, *mut cache_value)>| {
+            for (_, v, m) in made.drain(..) {
+                super::value::cache_value_free(v);
+                super::value::cache_value_free(m);
+            }
+            fail(
+                CACHE_INVALID_ARGUMENT,
+                "too many live values on this thread (a million): free some",
+            )
+        };
+        for r in results {
+            let entry = match r {
+                Ok(v) => match into_c(v) {
+                    Some(h) => (CACHE_OK as i32, h, std::ptr::null_mut()),
+                    None => return undo(&mut made),
+                },
+                Err(crate::engine::Error::NotFound) => {
+                    (CACHE_NOT_FOUND as i32, std::ptr::null_mut(), std::ptr::null_mut())
+                }
+                Err(e) => {
+                    let text = e.to_string();
+                    let status = status_of(&e) as i32;
+                    let m = if messages.is_null() {
+                        std::ptr::null_mut()
+                    } else {
+                        match into_c(Bytes::from(text)) {
+                            Some(h) => h,
+                            None => return undo(&mut made),
+                        }
+                    };
+                    (status, std::ptr::null_mut(), m)
+                }
+            };
+            made.push(entry);
+        }
+        for (i, (st, v, m)) in made.into_iter().enumerate() {
+            // SAFETY: the caller promises n writable entries in statuses,
+            // values, and messages when it is not NULL; i < n.
+            unsafe {
+                *statuses.add(i) = st;
+                *values.add(i) = v;
+                if !messages.is_null() {
+                    *messages.add(i) = m;
+                }
+            }
+        }
+        CACHE_OK
+    })
+}
+
+/// Like cache_get_many, but a wait on another thread's load, made on the
+/// calling thread, lasts at most `slice_ms` milliseconds (at least 1):
+/// that key's status is then CACHE_IN_PROGRESS (the load goes on) and the
+/// call returns once the others are answered; call again with those keys
+/// to keep waiting. For a thread that must stay responsive, as
+/// cache_get_slice. Loads the call runs itself, and waits on threads it
+/// starts, are not sliced.
+///
+/// # Safety
+/// As cache_get_many.
+#[no_mangle]
+pub unsafe extern "C" fn cache_get_many_slice(
+    c: *mut cache,
+    keys: *const *const u8,
+    key_lens: *const usize,
+    n: usize,
+    slice_ms: u32,
+    statuses: *mut i32,
+    values: *mut *mut cache_value,
+    messages: *mut *mut cache_value,
+) -> cache_status {
+    let slice = std::time::Duration::from_millis(u64::from(slice_ms.max(1)));
+    // SAFETY: the same arguments, passed on with the caller's promises.
+    crate::engine::singleflight::with_wait_slice(slice, || unsafe {
+        cache_get_many(c, keys, key_lens, n, statuses, values, messages)
+    })
+}
+
 /// Whether this node's cache holds `key` (binary-safe, `key_len` bytes)
 /// now: CACHE_OK if it does, CACHE_NOT_FOUND if not. Never loads, never
 /// asks a peer (a key another node owns counts only if this node keeps a
@@ -569,6 +736,10 @@ pub unsafe extern "C" fn cache_stats_get_sized(
             hot_gets: s.hot_gets,
             hot_hits: s.hot_hits,
             hot_evictions: s.hot_evictions,
+            batch_loads: s.batch_loads,
+            batch_loaded_keys: s.batch_loaded_keys,
+            peer_batch_requests: s.peer_batch_requests,
+            server_batch_requests: s.server_batch_requests,
         };
         let known = out_size.min(std::mem::size_of::<cache_stats>());
         let out = out as *mut u8;

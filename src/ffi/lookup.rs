@@ -293,3 +293,65 @@ impl super::boundary::Fallback for isize {
         -1
     }
 }
+
+/// Turns `n` values into the caller's objects and frees them all: for each
+/// i, in order, obj = alloc(data, len) of `values[i]` (alloc(NULL, 0) for a
+/// NULL or freed value), store(ctx, i, obj), then cache_value_free and
+/// `values[i] = NULL`. For a binding that got many values from
+/// cache_get_many without its runtime's lock (Python's GIL) and builds its
+/// objects afterwards, with the lock, in one call. Never blocks, never
+/// sets cache_last_error; alloc and store must not call back into this
+/// library.
+///
+/// Returns 0, or -1 if alloc or store is NULL, values is NULL with
+/// n > 0, alloc returned NULL or store returned non-zero (then it stops
+/// storing: that object is the caller's to release, and later indexes get
+/// no object). Every value is freed, and every entry set to NULL, in every
+/// case but a NULL `values`.
+///
+/// # Safety
+/// `values` points to `n` writable entries, each NULL or a cache_value
+/// the caller owns (which this call frees); `alloc` and `store` are NULL
+/// or functions as cache_alloc_fn and cache_store_fn describe; `ctx` is
+/// what `store` expects.
+#[no_mangle]
+pub unsafe extern "C" fn cache_values_alloc(
+    values: *mut *mut super::value::cache_value,
+    n: usize,
+    alloc: cache_alloc_fn,
+    store: cache_store_fn,
+    ctx: *mut c_void,
+) -> isize {
+    guard(|| {
+        if n == 0 {
+            return 0;
+        }
+        if values.is_null() || n > isize::MAX as usize / std::mem::size_of::<usize>() {
+            return -1;
+        }
+        // SAFETY: the caller promises n writable entries at values.
+        let vs = unsafe { std::slice::from_raw_parts_mut(values, n) };
+        let mut ok = alloc.is_some() && store.is_some();
+        for (i, v) in vs.iter_mut().enumerate() {
+            let h = std::mem::replace(v, std::ptr::null_mut());
+            if let (true, Some(alloc), Some(store)) = (ok, alloc, store) {
+                let data = super::value::cache_value_data(h);
+                let len = super::value::cache_value_len(h);
+                // SAFETY: the caller's allocator, with the value's bytes
+                // (valid until the free below; at most 4 GiB, within isize),
+                // or NULL and 0.
+                let obj = unsafe { alloc(data, if data.is_null() { 0 } else { len as isize }) };
+                // SAFETY: the caller's store function, as documented.
+                if obj.is_null() || unsafe { store(ctx, i as isize, obj) } != 0 {
+                    ok = false;
+                }
+            }
+            super::value::cache_value_free(h);
+        }
+        if ok {
+            0
+        } else {
+            -1
+        }
+    })
+}

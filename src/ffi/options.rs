@@ -7,10 +7,11 @@ use std::time::Duration;
 use once_cell::sync::Lazy;
 
 use crate::engine::reclaim;
-use crate::engine::GroupOptions;
+use crate::engine::{GroupOptions, MAX_BATCH_CHUNK_KEYS, MAX_MISS_CONCURRENCY};
 
 use super::boundary::guard;
 use super::handles::HandleTable;
+use super::sink::{cache_batch_getter_fn, CBatchGetter};
 use super::status::*;
 
 /// Options for cache_new_with_options: an opaque builder, so that new
@@ -30,6 +31,19 @@ fn ms_to_timeout(ms: u32) -> Option<Duration> {
     (ms != 0).then(|| Duration::from_millis(ms as u64))
 }
 
+/// The environment variable of the batch getter's chunk size.
+const ENV_BATCH_CHUNK_KEYS: &str = "GROUPCACHE_BATCH_CHUNK_KEYS";
+/// The environment variable of the miss concurrency.
+const ENV_MISS_CONCURRENCY: &str = "GROUPCACHE_MISS_CONCURRENCY";
+
+/// `n` if it is within 1..=max, else the error naming `what`.
+fn in_range(n: u64, max: usize, what: &str) -> Result<usize, String> {
+    if n == 0 || n > max as u64 {
+        return Err(format!("{what} must be 1 to {max}, not {n}"));
+    }
+    Ok(n as usize)
+}
+
 /// The defaults overridden by the environment; a malformed variable is an
 /// error naming it, never silently ignored.
 pub(crate) fn options_from_env() -> Result<GroupOptions, String> {
@@ -39,6 +53,22 @@ pub(crate) fn options_from_env() -> Result<GroupOptions, String> {
             format!("{ENV_LOAD_TIMEOUT}={v:?} is not a whole number of milliseconds (0 to 4294967295)")
         })?;
         o.load_timeout = ms_to_timeout(ms);
+    }
+    let count = |name: &str, max: usize| -> Result<Option<usize>, String> {
+        let Ok(v) = std::env::var(name) else {
+            return Ok(None);
+        };
+        let n = v
+            .trim()
+            .parse::<u64>()
+            .map_err(|_| format!("{name}={v:?} is not a whole number (1 to {max})"))?;
+        in_range(n, max, name).map(Some)
+    };
+    if let Some(n) = count(ENV_BATCH_CHUNK_KEYS, MAX_BATCH_CHUNK_KEYS)? {
+        o.batch_chunk_keys = n;
+    }
+    if let Some(n) = count(ENV_MISS_CONCURRENCY, MAX_MISS_CONCURRENCY)? {
+        o.miss_concurrency = n;
     }
     Ok(o)
 }
@@ -62,8 +92,10 @@ pub(crate) fn resolve(o: *const cache_options) -> Result<GroupOptions, cache_sta
     }
 }
 
-/// New cache options: the defaults (no load timeout, as golang/groupcache),
-/// then the environment: GROUPCACHE_LOAD_TIMEOUT_MS (0: none). Returns
+/// New cache options: the defaults (no load timeout, as golang/groupcache;
+/// no batch getter; chunks of 256 keys; 16 loads at once), then the
+/// environment: GROUPCACHE_LOAD_TIMEOUT_MS (0: none),
+/// GROUPCACHE_BATCH_CHUNK_KEYS, GROUPCACHE_MISS_CONCURRENCY. Returns
 /// NULL (with cache_last_error) if a variable is malformed. Free with
 /// cache_options_free. Never blocks.
 #[no_mangle]
@@ -127,6 +159,80 @@ pub extern "C" fn cache_options_set_load_timeout_ms(options: *mut cache_options,
             None => not_live(),
         }
     })
+}
+
+/// Runs `f` on the options behind `options` (CACHE_INVALID_ARGUMENT for
+/// NULL or freed ones).
+fn update(options: *mut cache_options, f: impl FnOnce(&mut GroupOptions)) -> cache_status {
+    if options.is_null() {
+        return fail(CACHE_INVALID_ARGUMENT, "`options` is NULL");
+    }
+    let pin = reclaim::pin();
+    match OPTIONS.get(options as usize, &pin) {
+        Some(m) => {
+            f(&mut m.lock().unwrap_or_else(|p| p.into_inner()));
+            CACHE_OK
+        }
+        None => not_live(),
+    }
+}
+
+/// Sets the batch getter (see cache_batch_getter_fn) of the caches made
+/// from these options, with its `user_data`; NULL removes it (the
+/// default). With it, the misses of cache_get_many (and of batches peers
+/// send this node) load through it, at most the chunk size a call
+/// (cache_options_set_batch_chunk_keys); without it, they load through the
+/// getter, several at once (cache_options_set_miss_concurrency). A cache
+/// with a batch getter and no getter loads cache_get's misses through it,
+/// one key a call. `user_data` must stay valid until every cache made from
+/// these options is freed and its calls in progress have returned.
+///
+/// Returns CACHE_OK, or CACHE_INVALID_ARGUMENT (NULL or freed options).
+/// Never blocks.
+///
+/// # Safety
+/// `getter` is NULL or a function as cache_batch_getter_fn describes;
+/// `user_data` stays valid as said above.
+#[no_mangle]
+pub unsafe extern "C" fn cache_options_set_batch_getter(
+    options: *mut cache_options,
+    getter: cache_batch_getter_fn,
+    user_data: *mut std::ffi::c_void,
+) -> cache_status {
+    guard(|| {
+        let bg = CBatchGetter::new(getter, user_data).map(|g| Arc::new(g) as _);
+        update(options, |o| o.batch_getter = bg)
+    })
+}
+
+/// The most keys one batch getter call gets (1 to 65536; default 256):
+/// the misses of one cache_get_many are split into chunks of this size.
+/// Returns CACHE_OK, or CACHE_INVALID_ARGUMENT (NULL or freed options, 0,
+/// over 65536). Never blocks.
+#[no_mangle]
+pub extern "C" fn cache_options_set_batch_chunk_keys(options: *mut cache_options, n: u32) -> cache_status {
+    guard(
+        || match in_range(n.into(), MAX_BATCH_CHUNK_KEYS, "batch_chunk_keys") {
+            Ok(n) => update(options, |o| o.batch_chunk_keys = n),
+            Err(m) => fail(CACHE_INVALID_ARGUMENT, m),
+        },
+    )
+}
+
+/// How many loads of one cache_get_many run at once (1 to 1024; default
+/// 16): getter calls when there is no batch getter, else batch getter
+/// chunks. They run on the calling thread and threads started for the
+/// call (none outlive it). Fetches from the keys' owners run besides, one
+/// batch per peer, all at once. Returns CACHE_OK, or CACHE_INVALID_ARGUMENT
+/// (NULL or freed options, 0, over 1024). Never blocks.
+#[no_mangle]
+pub extern "C" fn cache_options_set_miss_concurrency(options: *mut cache_options, n: u32) -> cache_status {
+    guard(
+        || match in_range(n.into(), MAX_MISS_CONCURRENCY, "miss_concurrency") {
+            Ok(n) => update(options, |o| o.miss_concurrency = n),
+            Err(m) => fail(CACHE_INVALID_ARGUMENT, m),
+        },
+    )
 }
 
 #[cfg(test)]

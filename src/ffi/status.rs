@@ -55,7 +55,13 @@ pub(crate) fn fail(status: cache_status, msg: impl Into<String>) -> cache_status
 
 /// The status for an engine error, with its message recorded.
 pub(crate) fn from_error(e: Error) -> cache_status {
-    let status = match &e {
+    let status = status_of(&e);
+    fail(status, e.to_string())
+}
+
+/// The status for an engine error.
+pub(crate) fn status_of(e: &Error) -> cache_status {
+    match e {
         Error::NotFound => CACHE_NOT_FOUND,
         Error::LoaderFailed(_) => CACHE_LOADER_FAILED,
         Error::PeerFailed(_) => CACHE_PEER_FAILED,
@@ -63,8 +69,7 @@ pub(crate) fn from_error(e: Error) -> cache_status {
         Error::InProgress => CACHE_IN_PROGRESS,
         Error::Closed => CACHE_CLOSED,
         Error::InvalidArgument(_) => CACHE_INVALID_ARGUMENT,
-    };
-    fail(status, e.to_string())
+    }
 }
 
 /// The message for the last non-OK status returned on the calling thread

@@ -8,7 +8,7 @@ use std::fmt::Write;
 use crate::engine::Stats;
 
 /// (metric, help, type, value) for the group-level counters.
-fn group_metrics(s: &Stats) -> [(&'static str, &'static str, &'static str, u64); 9] {
+fn group_metrics(s: &Stats) -> [(&'static str, &'static str, &'static str, u64); 13] {
     [
         (
             "groupcache_gets_total",
@@ -63,6 +63,30 @@ fn group_metrics(s: &Stats) -> [(&'static str, &'static str, &'static str, u64);
             "Count of gets received from peers",
             "counter",
             s.server_requests,
+        ),
+        (
+            "groupcache_batch_loads_total",
+            "Count of batch loader calls",
+            "counter",
+            s.batch_loads,
+        ),
+        (
+            "groupcache_batch_loaded_keys_total",
+            "Count of keys passed to the batch loader",
+            "counter",
+            s.batch_loaded_keys,
+        ),
+        (
+            "groupcache_peer_batch_requests_total",
+            "Count of batch gets sent to owner peers",
+            "counter",
+            s.peer_batch_requests,
+        ),
+        (
+            "groupcache_server_batch_requests_total",
+            "Count of batch gets received from peers",
+            "counter",
+            s.server_batch_requests,
         ),
     ]
 }
@@ -146,10 +170,12 @@ mod tests {
         let s = Stats {
             gets: 7,
             hot_bytes: 3,
+            peer_batch_requests: 5,
             ..Default::default()
         };
         let text = render(&mut [("b\"q".into(), s), ("a".into(), Stats::default())]);
         assert!(text.contains("groupcache_gets_total{group=\"b\\\"q\"} 7\n"));
+        assert!(text.contains("groupcache_peer_batch_requests_total{group=\"b\\\"q\"} 5\n"));
         assert!(text.contains("groupcache_cache_bytes{group=\"b\\\"q\",type=\"hot\"} 3\n"));
         assert_eq!(text.matches("# TYPE groupcache_gets_total counter").count(), 1);
         assert_eq!(text.matches("groupcache_cache_items{").count(), 4);
