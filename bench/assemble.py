@@ -22,6 +22,7 @@ sections = [
     ("core.md", "Core: hits, misses, stampede, memory (issue 2)", "bash bench/core.sh 3"),
     ("python.md", "Python: per-hit cost and memory against other caches (issue 3)", "bash bench/python/run.sh"),
     ("peers.md", "Peers: remote fetches against golang/groupcache (issue 4)", "bash bench/peers.sh"),
+    ("batch.md", "Batches: get_many of 1,000 keys over 3 nodes (issue 10)", "bash bench/python/batch.sh"),
 ]
 rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
 md = [
