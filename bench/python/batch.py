@@ -204,9 +204,9 @@ class Cluster:
 
 def redis_mget(scratch: Path, first: int, rounds: int) -> List[float]:
     sys.path.insert(0, str(HERE))
-    from bench import Redis  # the bench's own redis-server on loopback
-
     import redis
+
+    from bench import Redis  # the bench's own redis-server on loopback
 
     srv = Redis(scratch)
     try:
