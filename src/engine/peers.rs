@@ -29,6 +29,15 @@ pub trait PeerGetter: Send + Sync {
     /// timeout. The peer answers from its cache or its own getter and never
     /// forwards the request again.
     fn get(&self, group: &str, key: &[u8]) -> Result<PeerValue, PeerError>;
+    /// Fetches several keys of `group` from this peer (the owner of every
+    /// one of them) in as few requests as it can. Result `i` answers
+    /// `keys[i]`; the result has `keys.len()` entries. May block up to the
+    /// peer timeout. The default asks `get` for each key in turn; the HTTP
+    /// peer overrides it (one batch request to our nodes, concurrent GETs
+    /// to golang/groupcache nodes, which have no batch route).
+    fn get_many(&self, group: &str, keys: &[&[u8]]) -> Vec<Result<PeerValue, PeerError>> {
+        keys.iter().map(|k| self.get(group, k)).collect()
+    }
     /// Stores a value at this peer (mailgun's PUT).
     fn set(&self, group: &str, key: &[u8], value: &PeerValue) -> Result<(), PeerError>;
     /// Removes a key at this peer (mailgun's DELETE).

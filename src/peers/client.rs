@@ -76,6 +76,8 @@ pub(crate) struct ClientConfig {
     pub connect_timeout: Duration,
     pub max_body_bytes: usize,
     pub max_idle_per_peer: usize,
+    /// Most keys per batch request (larger batches are split).
+    pub max_batch_keys: usize,
     /// Signs every request (see `peers::auth`) when set.
     pub secret: Option<Arc<[u8]>>,
 }
