@@ -681,7 +681,7 @@ enum cache_status cache_getters_stop(uint32_t timeout_ms);
  * 10000), GROUPCACHE_BASE_PATH, GROUPCACHE_SECRET (not empty),
  * GROUPCACHE_MAX_CONNECTIONS, GROUPCACHE_MAX_BODY_BYTES,
  * GROUPCACHE_BODY_BUDGET_BYTES, GROUPCACHE_MAX_HEADER_BYTES,
- * GROUPCACHE_SERVER_WORKERS. Returns NULL (with cache_last_error naming
+ * GROUPCACHE_SERVER_WORKERS, GROUPCACHE_MAX_BATCH_KEYS. Returns NULL (with cache_last_error naming
  * the variable) if a variable is malformed or out of range.
  *
  * The result is a handle, not a pointer to memory: like cache and pool
@@ -828,6 +828,17 @@ enum cache_status cache_pool_options_set_max_header_bytes(struct cache_pool_opti
  * CACHE_INVALID_ARGUMENT.
  */
 enum cache_status cache_pool_options_set_server_workers(struct cache_pool_options *options,
+                                                        uint32_t n);
+
+/**
+ * Most keys one batch request between nodes carries (1 to 1,048,576;
+ * default 1024): a `cache_lookup_many_alloc`-style get of many keys sends
+ * each owner of ours one request per this many of its keys, and the peer
+ * server answers a request with more keys with a 400 (its keys then load
+ * at the asking node). Give every node the same value. Returns CACHE_OK
+ * or CACHE_INVALID_ARGUMENT. Never blocks.
+ */
+enum cache_status cache_pool_options_set_max_batch_keys(struct cache_pool_options *options,
                                                         uint32_t n);
 
 /**

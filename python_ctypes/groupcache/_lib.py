@@ -521,6 +521,10 @@ def cache_pool_options_set_max_header_bytes(options: Optional[int], n: int) -> i
 def cache_pool_options_set_server_workers(options: Optional[int], n: int) -> int: ...
 
 
+@_bind("cache_pool_options_set_max_batch_keys", [c_void_p, ctypes.c_uint32], c_int32, status=True)
+def cache_pool_options_set_max_batch_keys(options: Optional[int], n: int) -> int: ...
+
+
 @_bind("cache_pool_url", [c_void_p], c_char_p)
 def cache_pool_url(p: Handle) -> Optional[bytes]: ...
 

@@ -84,7 +84,7 @@ pub(crate) struct OptionsObj {
 static OPTIONS: Lazy<&'static HandleTable<OptionsObj>> = Lazy::new(HandleTable::leaked);
 
 /// The environment variables a pool reads, with the option each sets.
-const ENV: [(&str, &str); 13] = [
+const ENV: [(&str, &str); 14] = [
     ("GROUPCACHE_TIMEOUT_MS", "timeout_ms"),
     ("GROUPCACHE_CONNECT_TIMEOUT_MS", "connect_timeout_ms"),
     ("GROUPCACHE_REPLICAS", "replicas"),
@@ -98,6 +98,7 @@ const ENV: [(&str, &str); 13] = [
     ("GROUPCACHE_BODY_BUDGET_BYTES", "body_budget_bytes"),
     ("GROUPCACHE_MAX_HEADER_BYTES", "max_header_bytes"),
     ("GROUPCACHE_SERVER_WORKERS", "server_workers"),
+    ("GROUPCACHE_MAX_BATCH_KEYS", "max_batch_keys"),
 ];
 
 /// Valid values of the server limits, as the setters and the environment
@@ -107,6 +108,7 @@ const MAX_BODY_BYTES: std::ops::RangeInclusive<u64> = 1024..=usize::MAX as u64;
 const BODY_BUDGET_BYTES: std::ops::RangeInclusive<u64> = 1..=usize::MAX as u64;
 const MAX_HEADER_BYTES: std::ops::RangeInclusive<u64> = 8192..=crate::peers::pool::MAX_HEADER_BYTES as u64;
 const SERVER_WORKERS: std::ops::RangeInclusive<u64> = 1..=crate::peers::pool::MAX_SERVER_WORKERS as u64;
+const MAX_BATCH_KEYS: std::ops::RangeInclusive<u64> = 1..=crate::peers::pool::MAX_BATCH_KEYS as u64;
 
 /// Sets one of the numeric server limits on `o`, if `v` is in range.
 fn set_limit(o: &mut PoolOptions, opt: &str, v: u64) -> Result<(), String> {
@@ -116,6 +118,7 @@ fn set_limit(o: &mut PoolOptions, opt: &str, v: u64) -> Result<(), String> {
         "body_budget_bytes" => (BODY_BUDGET_BYTES, |o, v| o.body_budget_bytes = v as usize),
         "max_header_bytes" => (MAX_HEADER_BYTES, |o, v| o.max_header_bytes = v as usize),
         "server_workers" => (SERVER_WORKERS, |o, v| o.server_workers = v as usize),
+        "max_batch_keys" => (MAX_BATCH_KEYS, |o, v| o.max_batch_keys = v as usize),
         _ => return Err(format!("no option {opt}")),
     };
     if !range.contains(&v) {
@@ -194,7 +197,7 @@ fn with_opts(o: *const cache_pool_options, f: impl FnOnce(&mut PoolOptions) -> c
 /// 10000), GROUPCACHE_BASE_PATH, GROUPCACHE_SECRET (not empty),
 /// GROUPCACHE_MAX_CONNECTIONS, GROUPCACHE_MAX_BODY_BYTES,
 /// GROUPCACHE_BODY_BUDGET_BYTES, GROUPCACHE_MAX_HEADER_BYTES,
-/// GROUPCACHE_SERVER_WORKERS. Returns NULL (with cache_last_error naming
+/// GROUPCACHE_SERVER_WORKERS, GROUPCACHE_MAX_BATCH_KEYS. Returns NULL (with cache_last_error naming
 /// the variable) if a variable is malformed or out of range.
 ///
 /// The result is a handle, not a pointer to memory: like cache and pool
@@ -464,6 +467,20 @@ pub extern "C" fn cache_pool_options_set_server_workers(
     n: u32,
 ) -> cache_status {
     set_u64(options, "server_workers", n as u64)
+}
+
+/// Most keys one batch request between nodes carries (1 to 1,048,576;
+/// default 1024): a `cache_lookup_many_alloc`-style get of many keys sends
+/// each owner of ours one request per this many of its keys, and the peer
+/// server answers a request with more keys with a 400 (its keys then load
+/// at the asking node). Give every node the same value. Returns CACHE_OK
+/// or CACHE_INVALID_ARGUMENT. Never blocks.
+#[no_mangle]
+pub extern "C" fn cache_pool_options_set_max_batch_keys(
+    options: *mut cache_pool_options,
+    n: u32,
+) -> cache_status {
+    set_u64(options, "max_batch_keys", n as u64)
 }
 
 /// Creates a node: binds `listen_addr` at once (e.g. "127.0.0.1:8000";
