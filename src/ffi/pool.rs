@@ -470,11 +470,12 @@ pub extern "C" fn cache_pool_options_set_server_workers(
 }
 
 /// Most keys one batch request between nodes carries (1 to 1,048,576;
-/// default 1024): a `cache_lookup_many_alloc`-style get of many keys sends
-/// each owner of ours one request per this many of its keys, and the peer
-/// server answers a request with more keys with a 400 (its keys then load
-/// at the asking node). Give every node the same value. Returns CACHE_OK
-/// or CACHE_INVALID_ARGUMENT. Never blocks.
+/// default 1024): a node that fetches many keys of a cache from the node
+/// that owns them sends one request per this many keys (the batch route
+/// of docs/peer-protocol.md), and its peer server answers a request with
+/// more keys with a 400 (those keys then load at the asking node). Give
+/// every node the same value. Returns CACHE_OK or CACHE_INVALID_ARGUMENT.
+/// Never blocks.
 #[no_mangle]
 pub extern "C" fn cache_pool_options_set_max_batch_keys(
     options: *mut cache_pool_options,
