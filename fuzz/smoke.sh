@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A short fuzzing smoke run: each cargo-fuzz target for SECS seconds
-# (default 10; 4 targets: 40 s of fuzzing, about 70 s in all once built) from the checked-in seeds plus
+# (default 10; 5 targets: 50 s of fuzzing, about 85 s in all once built) from the checked-in seeds plus
 # the local corpus (fuzz/corpus/, not checked in). Fails on any finding;
 # the input is then in fuzz/artifacts/TARGET/. Longer runs: RELIABILITY.md.
 #
@@ -16,7 +16,7 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
   echo "installing cargo-fuzz (once)"
   cargo install cargo-fuzz --locked --quiet
 fi
-targets=(http_request http_request_signed proto_decode unescape)
+targets=(http_request http_request_signed batch_request proto_decode unescape)
 cargo fuzz build -O 2>&1 | grep -v "^ *Compiling\|^ *Finished\|Blocking" || true
 passed=0
 failed=0

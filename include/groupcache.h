@@ -888,8 +888,8 @@ enum cache_status cache_batch_sink_fail(struct cache_batch_sink *sink,
  * 10000), GROUPCACHE_BASE_PATH, GROUPCACHE_SECRET (not empty),
  * GROUPCACHE_MAX_CONNECTIONS, GROUPCACHE_MAX_BODY_BYTES,
  * GROUPCACHE_BODY_BUDGET_BYTES, GROUPCACHE_MAX_HEADER_BYTES,
- * GROUPCACHE_SERVER_WORKERS, GROUPCACHE_DRAIN_MS (0 to 4294967295).
- * Returns NULL (with cache_last_error naming
+ * GROUPCACHE_SERVER_WORKERS, GROUPCACHE_DRAIN_MS (0 to 4294967295),
+ * GROUPCACHE_MAX_BATCH_KEYS. Returns NULL (with cache_last_error naming
  * the variable) if a variable is malformed or out of range.
  *
  * The result is a handle, not a pointer to memory: like cache and pool
@@ -1048,6 +1048,18 @@ enum cache_status cache_pool_options_set_server_workers(struct cache_pool_option
  * CACHE_OK or CACHE_INVALID_ARGUMENT (NULL or freed options).
  */
 enum cache_status cache_pool_options_set_drain_ms(struct cache_pool_options *options, uint32_t ms);
+
+/**
+ * Most keys one batch request between nodes carries (1 to 1,048,576;
+ * default 1024): a node that fetches many keys of a cache from the node
+ * that owns them sends one request per this many keys (the batch route
+ * of docs/peer-protocol.md), and its peer server answers a request with
+ * more keys with a 400 (those keys then load at the asking node). Give
+ * every node the same value. Returns CACHE_OK or CACHE_INVALID_ARGUMENT.
+ * Never blocks.
+ */
+enum cache_status cache_pool_options_set_max_batch_keys(struct cache_pool_options *options,
+                                                        uint32_t n);
 
 /**
  * Creates a node: binds `listen_addr` at once (e.g. "127.0.0.1:8000";

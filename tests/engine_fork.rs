@@ -94,3 +94,73 @@ fn a_forked_child_loads_a_key_its_parent_is_still_loading() {
         );
     });
 }
+
+/// A batch (`PeerGetter::get_many`) in a forked child goes over the child's
+/// own connections: the parent's keep-alive connections (the calling
+/// thread's, kept by a one-request batch, and the pool's, kept by a split
+/// one) are not read by two processes. Each answer must be the value of
+/// its own key, in the child and in the parent afterwards.
+#[test]
+fn batches_after_fork_use_the_childs_own_connections() {
+    use groupcache::engine::{Getter, PeerPicker};
+    use groupcache::peers::{Pool, PoolOptions};
+    in_own_process(|| {
+        struct Echo;
+        impl Getter for Echo {
+            fn get(&self, key: &[u8], sink: &mut Sink) -> Result<(), Error> {
+                sink.set(&[b"v:", key].concat(), 0)
+            }
+        }
+        let server = Pool::new("127.0.0.1:0", None, PoolOptions::default()).unwrap();
+        let g = Group::new("g", 1 << 20, Some(Arc::new(Echo)));
+        server.register(g.clone()).unwrap();
+        let client = Pool::new(
+            "127.0.0.1:0",
+            None,
+            PoolOptions {
+                max_batch_keys: 7,
+                ..PoolOptions::default()
+            },
+        )
+        .unwrap();
+        client.set_peers(&[server.url().to_string()]).unwrap();
+        let keys: Vec<Vec<u8>> = (0..40).map(|i| format!("k{i}").into_bytes()).collect();
+        let check = |n: usize| -> bool {
+            let refs: Vec<&[u8]> = keys[..n].iter().map(|k| &k[..]).collect();
+            let peer = client.pick_peer(b"x").unwrap();
+            let r = peer.get_many("g", &refs);
+            r.len() == n
+                && refs
+                    .iter()
+                    .zip(&r)
+                    .all(|(k, r)| r.as_ref().is_ok_and(|v| v.value == [&b"v:"[..], k].concat()))
+        };
+        // Connections of this thread (one request) and of the pool's client
+        // (split into 6 requests) are open and idle now.
+        assert!(check(5) && check(40));
+        // SAFETY: no other thread of this process is inside the library but
+        // the pools' own (whose locks the fork handlers take); the child
+        // only makes requests, then _exit.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            // SAFETY: alarm only arms a timer (a hung child is killed).
+            unsafe { libc::alarm(20) };
+            let ok = (0..20).all(|_| check(5) && check(40));
+            // SAFETY: _exit skips the harness's atexit handlers.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+        }
+        // The parent keeps using its connections meanwhile.
+        let ok = (0..20).all(|_| check(5) && check(40));
+        let mut status = 0;
+        // SAFETY: waiting for our own child.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "the child failed: wait status {status:#x}"
+        );
+        assert!(ok, "the parent got a wrong answer");
+        client.close();
+        server.close();
+    });
+}

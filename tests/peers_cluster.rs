@@ -487,3 +487,68 @@ fn an_inline_getter_may_call_a_peer() {
     assert!(g2c.stats().server_requests >= 1, "C was asked");
     assert_eq!(gb.stats().peer_errors + g2b.stats().peer_errors, 0);
 }
+
+/// The first key `prefix{i}` that node `owner` owns.
+fn owned_key(urls: &[String], owner: usize, prefix: &[u8]) -> Vec<u8> {
+    (0..)
+        .map(|i: u32| [prefix, i.to_string().as_bytes()].concat())
+        .find(|k| owner_of(urls, k) == owner)
+        .unwrap()
+}
+
+#[test]
+fn batches_between_real_nodes() {
+    // The peer level of `get_many` (the engine's cluster get_many is built
+    // on it): node 0 asks node 1 for keys node 1 owns, in one batch.
+    let (nodes, urls) = cluster(2, opts(2000));
+    let mut keys = keys_owned_by(&urls, 1, 30, "batch-");
+    let missing = owned_key(&urls, 1, b"missing:");
+    let fail = owned_key(&urls, 1, b"fail:");
+    let big = owned_key(&urls, 1, b"big:");
+    let long = owned_key(&urls, 1, &[b'x'; 8193]);
+    keys.extend([missing.clone(), fail.clone(), big.clone(), keys[0].clone()]);
+    let with_long: Vec<&[u8]> = keys.iter().map(|k| &k[..]).chain([&long[..]]).collect();
+    let peer = nodes[0].pool.pick_peer(&keys[0]).expect("node 1 owns it");
+    let before = nodes[1].group.stats().server_requests;
+    for round in 0..2 {
+        let r = peer.get_many("g", &with_long);
+        assert_eq!(r.len(), with_long.len());
+        for (k, r) in with_long.iter().zip(&r) {
+            match *k {
+                k if k == &missing[..] => assert_eq!(r, &Err(groupcache::engine::PeerError::NotFound)),
+                k if k == &fail[..] => assert!(
+                    matches!(r, Err(groupcache::engine::PeerError::Failed(m)) if m.contains("500")),
+                    "{r:?}"
+                ),
+                k if k == &long[..] => assert!(
+                    matches!(r, Err(groupcache::engine::PeerError::Failed(m)) if m.contains("400") && m.contains("8192")),
+                    "{r:?}"
+                ),
+                k if k == &big[..] => assert_eq!(r.as_ref().unwrap().value, big_value(k)),
+                k => assert_eq!(r.as_ref().unwrap().value, value_for(1, k), "round {round}"),
+            }
+        }
+    }
+    // Each key loaded once, at its owner (a not-found or failed key again
+    // on the second round: neither is cached); node 0 loaded nothing.
+    for k in &keys {
+        let again = u64::from(k == &missing || k == &fail);
+        assert_eq!(
+            nodes[1].loads(k),
+            1 + again,
+            "{:?}",
+            String::from_utf8_lossy(&k[..k.len().min(20)])
+        );
+    }
+    assert_eq!(nodes[0].total_loads(), 0);
+    // Each key (but the one over the limit) counts as a server request.
+    let served = nodes[1].group.stats().server_requests - before;
+    assert_eq!(served, 2 * keys.len() as u64);
+    // A batch whose keys are all cached at the owner is answered without
+    // a worker, and still counts as one server batch.
+    let cached: Vec<&[u8]> = keys[..30].iter().map(|k| &k[..]).collect();
+    let batches = nodes[1].group.stats().server_batch_requests;
+    assert_eq!(batches, 2);
+    assert!(peer.get_many("g", &cached).iter().all(|r| r.is_ok()));
+    assert_eq!(nodes[1].group.stats().server_batch_requests, batches + 1);
+}

@@ -1,9 +1,10 @@
 //! The protobuf bodies of the peer protocol as a peer may send them: a
-//! GetResponse (client side) and a SetRequest (server side). Decoding
+//! GetResponse and GetManyResponse (client side), a SetRequest and
+//! GetManyRequest (server side). Decoding
 //! never panics; what decodes re-encodes to bytes that decode the same.
 #![no_main]
 
-use groupcache::peers::proto::{expire_from_wire, GetResponse, SetRequest};
+use groupcache::peers::proto::{expire_from_wire, GetManyRequest, GetManyResponse, GetResponse, SetRequest};
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
 
@@ -24,6 +25,14 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(m) = SetRequest::decode(data) {
         let again = SetRequest::decode(&m.encode_to_vec()[..]).expect("re-encoded SetRequest");
+        assert_eq!(again, m);
+    }
+    if let Ok(m) = GetManyRequest::decode(data) {
+        let again = GetManyRequest::decode(&m.encode_to_vec()[..]).expect("re-encoded GetManyRequest");
+        assert_eq!(again, m);
+    }
+    if let Ok(m) = GetManyResponse::decode(data) {
+        let again = GetManyResponse::decode(&m.encode_to_vec()[..]).expect("re-encoded GetManyResponse");
         assert_eq!(again, m);
     }
 });

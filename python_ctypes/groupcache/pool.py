@@ -111,7 +111,8 @@ class Pool(Closable):
     body (64 MiB + 64 KiB); ``body_budget_bytes``: request bodies held at
     once, all connections together (64 MiB); ``max_header_bytes``: largest
     request head (128 KiB); ``server_workers``: threads that run loaders
-    for other nodes at once (64).
+    for other nodes at once (64); ``max_batch_keys``: most keys in one
+    batch request between nodes (1024; the same on every node).
 
     ``drain``: seconds ``close()`` keeps the node serving before it stops
     accepting, while ``GET /healthz`` on the peer port answers 503 instead
@@ -142,6 +143,7 @@ class Pool(Closable):
         max_header_bytes: Optional[int] = None,
         server_workers: Optional[int] = None,
         drain: Optional[float] = None,
+        max_batch_keys: Optional[int] = None,
     ) -> None:
         self._closed = True  # until the handle exists
         # Every argument is checked before anything is made: ctypes would
@@ -177,6 +179,7 @@ class Pool(Closable):
                 ("body_budget_bytes", body_budget_bytes, 64, _lib.cache_pool_options_set_body_budget_bytes),
                 ("max_header_bytes", max_header_bytes, 32, _lib.cache_pool_options_set_max_header_bytes),
                 ("server_workers", server_workers, 32, _lib.cache_pool_options_set_server_workers),
+                ("max_batch_keys", max_batch_keys, 32, _lib.cache_pool_options_set_max_batch_keys),
             ):
                 if value is not None:
                     # ctypes would wrap a negative or huge int silently.

@@ -637,10 +637,23 @@ impl Group {
     /// Err(LoaderFailed(..)), Err(InvalidArgument(..)) for a bad key, ...
     /// Counts what get_for_peer counts, per key, plus one server batch.
     pub fn get_many_for_peer(&self, keys: &[&[u8]]) -> Vec<Result<PeerValue, Error>> {
+        self.count_server_batch();
+        self.get_many_for_peer_uncounted(keys)
+    }
+
+    /// Counts one batch request from a peer. The peer server counts each
+    /// batch it serves here (those whose keys are all cached never reach
+    /// `get_many_for_peer`) and sends the misses to
+    /// [`Self::get_many_for_peer_uncounted`].
+    pub fn count_server_batch(&self) {
+        self.counters.inc(Counter::ServerBatchRequests);
+    }
+
+    /// `get_many_for_peer` without counting a server batch (the caller did).
+    pub fn get_many_for_peer_uncounted(&self, keys: &[&[u8]]) -> Vec<Result<PeerValue, Error>> {
         if let Err(e) = self.check_open() {
             return keys.iter().map(|_| Err(e.clone())).collect();
         }
-        self.counters.inc(Counter::ServerBatchRequests);
         let mut out: Vec<Option<Result<PeerValue, Error>>> = Vec::with_capacity(keys.len());
         let mut misses = Misses::default();
         let mut pin = reclaim::pin();

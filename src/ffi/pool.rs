@@ -84,7 +84,7 @@ pub(crate) struct OptionsObj {
 static OPTIONS: Lazy<&'static HandleTable<OptionsObj>> = Lazy::new(HandleTable::leaked);
 
 /// The environment variables a pool reads, with the option each sets.
-const ENV: [(&str, &str); 14] = [
+const ENV: [(&str, &str); 15] = [
     ("GROUPCACHE_TIMEOUT_MS", "timeout_ms"),
     ("GROUPCACHE_CONNECT_TIMEOUT_MS", "connect_timeout_ms"),
     ("GROUPCACHE_REPLICAS", "replicas"),
@@ -99,6 +99,7 @@ const ENV: [(&str, &str); 14] = [
     ("GROUPCACHE_MAX_HEADER_BYTES", "max_header_bytes"),
     ("GROUPCACHE_SERVER_WORKERS", "server_workers"),
     ("GROUPCACHE_DRAIN_MS", "drain_ms"),
+    ("GROUPCACHE_MAX_BATCH_KEYS", "max_batch_keys"),
 ];
 
 /// Valid values of the server limits, as the setters and the environment
@@ -108,6 +109,7 @@ const MAX_BODY_BYTES: std::ops::RangeInclusive<u64> = 1024..=usize::MAX as u64;
 const BODY_BUDGET_BYTES: std::ops::RangeInclusive<u64> = 1..=usize::MAX as u64;
 const MAX_HEADER_BYTES: std::ops::RangeInclusive<u64> = 8192..=crate::peers::pool::MAX_HEADER_BYTES as u64;
 const SERVER_WORKERS: std::ops::RangeInclusive<u64> = 1..=crate::peers::pool::MAX_SERVER_WORKERS as u64;
+const MAX_BATCH_KEYS: std::ops::RangeInclusive<u64> = 1..=crate::peers::pool::MAX_BATCH_KEYS as u64;
 
 /// Sets one of the numeric server limits on `o`, if `v` is in range.
 fn set_limit(o: &mut PoolOptions, opt: &str, v: u64) -> Result<(), String> {
@@ -117,6 +119,7 @@ fn set_limit(o: &mut PoolOptions, opt: &str, v: u64) -> Result<(), String> {
         "body_budget_bytes" => (BODY_BUDGET_BYTES, |o, v| o.body_budget_bytes = v as usize),
         "max_header_bytes" => (MAX_HEADER_BYTES, |o, v| o.max_header_bytes = v as usize),
         "server_workers" => (SERVER_WORKERS, |o, v| o.server_workers = v as usize),
+        "max_batch_keys" => (MAX_BATCH_KEYS, |o, v| o.max_batch_keys = v as usize),
         _ => return Err(format!("no option {opt}")),
     };
     if !range.contains(&v) {
@@ -196,8 +199,8 @@ fn with_opts(o: *const cache_pool_options, f: impl FnOnce(&mut PoolOptions) -> c
 /// 10000), GROUPCACHE_BASE_PATH, GROUPCACHE_SECRET (not empty),
 /// GROUPCACHE_MAX_CONNECTIONS, GROUPCACHE_MAX_BODY_BYTES,
 /// GROUPCACHE_BODY_BUDGET_BYTES, GROUPCACHE_MAX_HEADER_BYTES,
-/// GROUPCACHE_SERVER_WORKERS, GROUPCACHE_DRAIN_MS (0 to 4294967295).
-/// Returns NULL (with cache_last_error naming
+/// GROUPCACHE_SERVER_WORKERS, GROUPCACHE_DRAIN_MS (0 to 4294967295),
+/// GROUPCACHE_MAX_BATCH_KEYS. Returns NULL (with cache_last_error naming
 /// the variable) if a variable is malformed or out of range.
 ///
 /// The result is a handle, not a pointer to memory: like cache and pool
@@ -484,6 +487,21 @@ pub extern "C" fn cache_pool_options_set_drain_ms(options: *mut cache_pool_optio
             CACHE_OK
         })
     })
+}
+
+/// Most keys one batch request between nodes carries (1 to 1,048,576;
+/// default 1024): a node that fetches many keys of a cache from the node
+/// that owns them sends one request per this many keys (the batch route
+/// of docs/peer-protocol.md), and its peer server answers a request with
+/// more keys with a 400 (those keys then load at the asking node). Give
+/// every node the same value. Returns CACHE_OK or CACHE_INVALID_ARGUMENT.
+/// Never blocks.
+#[no_mangle]
+pub extern "C" fn cache_pool_options_set_max_batch_keys(
+    options: *mut cache_pool_options,
+    n: u32,
+) -> cache_status {
+    set_u64(options, "max_batch_keys", n as u64)
 }
 
 /// Creates a node: binds `listen_addr` at once (e.g. "127.0.0.1:8000";

@@ -24,6 +24,16 @@
 //! finding its timers gone; the runtime shuts down when the pool and the
 //! last peer in use are gone. After close, new requests fail at once.
 //!
+//! Batches ([`HttpPeer`]'s `get_many`): one `POST {base}{group}` per up to
+//! `max_batch_keys` keys to a node that serves the batch route (sent on
+//! the calling thread when there is one request, else concurrently on the
+//! pool's runtime); GETs per key, at most [`PARALLEL_GETS`] at once on the
+//! pool's runtime, to a node that does not (golang/groupcache answers the
+//! POST with a 400 and without our header). A node that answered a batch
+//! without the batch token gets GETs for [`BATCH_REPROBE`], then a batch
+//! again; one known to send no header at all (a Go node) gets no batch.
+//! The whole batch has one deadline, `timeout`.
+//!
 //! Errors: 404 is [`PeerError::NotFound`] (final: the owner's getter said the
 //! key does not exist), except a "no such group" 404 (the peer does not know
 //! the group, e.g. it has not registered it yet), which is a failure so the
@@ -35,7 +45,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -52,8 +62,10 @@ use prost::Message;
 
 use super::escape::escape_into;
 use super::proto::{
-    expire_from_wire, expire_to_wire, GetResponse, SetRequest, AUTH_HEADER, PEER_HEADER, PROTOBUF,
+    expire_from_wire, expire_to_wire, header_has_batch, GetManyResponse, GetResponse, KeyResult, SetRequest,
+    AUTH_HEADER, PEER_HEADER, PROTOBUF, STATUS_FOUND, STATUS_TOO_LARGE,
 };
+use super::server::BATCH_OVERHEAD_PER_KEY;
 use crate::engine::{PeerError, PeerGetter, PeerValue};
 
 /// What a peer is known to implement.
@@ -66,6 +78,15 @@ const KIND_GET_ONLY: u8 = 2;
 /// the server, closes idle connections and a reused one is rarely stale.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Requests of one `get_many` in flight at once to one peer when it is
+/// sent several (GETs per key to a node without the batch route, keys
+/// answered "too large" in a batch, batches of more than `max_batch_keys`).
+pub(crate) const PARALLEL_GETS: usize = 16;
+
+/// How long a peer that answered a batch without the batch token (an
+/// older node of ours) is sent GETs per key before a batch is tried again.
+pub(crate) const BATCH_REPROBE: Duration = Duration::from_secs(60);
+
 /// How much of an error body goes into a message.
 const ERROR_SNIPPET: usize = 512;
 
@@ -76,6 +97,8 @@ pub(crate) struct ClientConfig {
     pub connect_timeout: Duration,
     pub max_body_bytes: usize,
     pub max_idle_per_peer: usize,
+    /// Most keys per batch request (larger batches are split).
+    pub max_batch_keys: usize,
     /// Signs every request (see `peers::auth`) when set.
     pub secret: Option<Arc<[u8]>>,
 }
@@ -214,8 +237,26 @@ pub struct HttpPeer {
     /// KIND_*: learnt from any answer (our header or its absence) or, before
     /// a first PUT or DELETE, from a probe.
     kind: Arc<AtomicU8>,
+    /// Until when (ms of [`mono_ms`]) this peer is sent GETs instead of
+    /// batches: it answered a batch without the batch token. 0: batches.
+    no_batch_until: AtomicU64,
     /// Whether the peer is failing, for logging changes of state only.
     health: Health,
+}
+
+/// Milliseconds on a monotonic clock, from the first call in the process.
+fn mono_ms() -> u64 {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
+}
+
+/// A batch's answer.
+enum BatchAnswer {
+    /// `results[i]` answers key `i` of the request.
+    Results(Vec<KeyResult>),
+    /// The peer does not serve the batch route (no batch token in its
+    /// answer): send GETs.
+    NoRoute,
 }
 
 impl std::fmt::Debug for HttpPeer {
@@ -250,6 +291,7 @@ impl HttpPeer {
             shared,
             _runtime: runtime,
             kind: Arc::new(AtomicU8::new(KIND_UNKNOWN)),
+            no_batch_until: AtomicU64::new(0),
             health: Health::default(),
         }
     }
@@ -297,6 +339,88 @@ impl HttpPeer {
             path,
             body,
         }
+    }
+
+    /// A batch request for `keys` of `group`: `POST {prefix}{group}`, the
+    /// `GetManyRequest` encoded by hand (no copy of the keys into
+    /// messages).
+    fn batch_call(&self, group: &str, keys: &[&[u8]]) -> Call {
+        use bytes::BufMut;
+        use prost::encoding::{encode_varint, encoded_len_varint};
+        let mut path = String::with_capacity(self.prefix.len() + group.len() * 3);
+        path.push_str(&self.prefix);
+        escape_into(group.as_bytes(), &mut path);
+        let budget = self.shared.cfg.max_body_bytes as u64;
+        let len = 1
+            + encoded_len_varint(group.len() as u64)
+            + group.len()
+            + keys
+                .iter()
+                .map(|k| 1 + encoded_len_varint(k.len() as u64) + k.len())
+                .sum::<usize>()
+            + 1
+            + encoded_len_varint(budget);
+        let mut body = bytes::BytesMut::with_capacity(len);
+        body.put_u8(0x0a); // group = 1
+        encode_varint(group.len() as u64, &mut body);
+        body.put_slice(group.as_bytes());
+        for k in keys {
+            body.put_u8(0x12); // keys = 2
+            encode_varint(k.len() as u64, &mut body);
+            body.put_slice(k);
+        }
+        body.put_u8(0x18); // max_response_bytes = 3
+        encode_varint(budget, &mut body);
+        Call {
+            method: Method::POST,
+            authority: self.authority.clone(),
+            connect_to: self.connect_to.clone(),
+            node: self.node.clone(),
+            path,
+            body: body.freeze(),
+        }
+    }
+
+    /// Whether this peer is known not to serve the batch route.
+    fn batch_route_absent(&self) -> bool {
+        self.kind.load(Ordering::Relaxed) == KIND_GET_ONLY
+            || mono_ms() < self.no_batch_until.load(Ordering::Relaxed)
+    }
+
+    /// Sends `calls` concurrently (at most [`PARALLEL_GETS`] at once) on the
+    /// pool's runtime, all within `deadline`; result `i` answers call `i`.
+    fn exec_all<T, H, Fut>(&self, calls: Vec<Call>, handle: H, deadline: Instant) -> Vec<Result<T, PeerError>>
+    where
+        T: Send + 'static,
+        H: FnOnce(Response<Incoming>, usize) -> Fut + Clone + Send + 'static,
+        Fut: Future<Output = Result<T, PeerError>> + Send,
+    {
+        let s = &self.shared;
+        let what: Vec<Method> = calls.iter().map(|c| c.method.clone()).collect();
+        let rs = if s.closed.load(Ordering::Acquire) {
+            calls
+                .iter()
+                .map(|_| Err(PeerError::Failed("the pool is closed".to_string())))
+                .collect()
+        } else if tokio::runtime::Handle::try_current().is_ok() && super::server::inline_call_running() {
+            // As in `exec_as`: the tasks must not wait behind this thread.
+            tokio::task::block_in_place(|| exec_all_on_pool(s, calls, handle, deadline))
+        } else {
+            exec_all_on_pool(s, calls, handle, deadline)
+        };
+        rs.into_iter()
+            .zip(what)
+            .map(|(r, what)| {
+                let r = r.map_err(|e| match e {
+                    PeerError::Failed(m) => PeerError::Failed(format!("{what} at {}: {m}", self.url)),
+                    nf => nf,
+                });
+                if !s.closed.load(Ordering::Acquire) {
+                    self.health.note(&self.url, &r);
+                }
+                r
+            })
+            .collect()
     }
 
     /// Sends `call` and gives the response to `handle`, within the timeout.
@@ -443,6 +567,88 @@ where
         }
         Err(mpsc::RecvTimeoutError::Disconnected) => Err(PeerError::Failed("the pool is closed".to_string())),
     }
+}
+
+/// [`exec_on_pool`] for several calls at once: each a task on the pool's
+/// runtime (at most [`PARALLEL_GETS`] in flight), all within `deadline`.
+/// Result `i` answers call `i`; a call still unanswered at the deadline
+/// is a timeout.
+fn exec_all_on_pool<T, H, Fut>(
+    s: &ClientShared,
+    calls: Vec<Call>,
+    handle: H,
+    deadline: Instant,
+) -> Vec<Result<T, PeerError>>
+where
+    T: Send + 'static,
+    H: FnOnce(Response<Incoming>, usize) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Result<T, PeerError>> + Send,
+{
+    let n = calls.len();
+    let mut out: Vec<Option<Result<T, PeerError>>> = (0..n).map(|_| None).collect();
+    let max = s.cfg.max_body_bytes;
+    let timeout = s.cfg.timeout;
+    let permits = Arc::new(tokio::sync::Semaphore::new(PARALLEL_GETS));
+    let until = tokio::time::Instant::from_std(deadline);
+    let (tx, rx) = mpsc::channel();
+    let mut pending = 0usize;
+    for (i, call) in calls.into_iter().enumerate() {
+        let req = match call.request(true, s.cfg.secret.as_deref()) {
+            Ok(r) => r,
+            Err(e) => {
+                out[i] = Some(Err(e));
+                continue;
+            }
+        };
+        let (client, tx, permits, handle) = (s.pooled.clone(), tx.clone(), permits.clone(), handle.clone());
+        pending += 1;
+        // A dropped task (the runtime shut down) drops its `tx`.
+        drop(s.handle.spawn(async move {
+            let r = match tokio::time::timeout_at(until, async move {
+                let _turn = permits.acquire_owned().await;
+                let resp = client
+                    .request(req)
+                    .await
+                    .map_err(|e| PeerError::Failed(describe(&e)))?;
+                handle(resp, max).await
+            })
+            .await
+            {
+                Ok(r) => r,
+                Err(_) => Err(PeerError::Failed(format!("timed out after {timeout:?}"))),
+            };
+            let _ = tx.send((i, r));
+        }));
+    }
+    drop(tx);
+    // The tasks enforce the deadline; this wait's second is a backstop in
+    // case the runtime stalls.
+    let backstop = deadline + Duration::from_secs(1);
+    let mut closed = false;
+    while pending > 0 {
+        match rx.recv_timeout(backstop.saturating_duration_since(Instant::now())) {
+            Ok((i, r)) => {
+                out[i] = Some(r);
+                pending -= 1;
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => break,
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                closed = true;
+                break;
+            }
+        }
+    }
+    out.into_iter()
+        .map(|r| {
+            r.unwrap_or_else(|| {
+                Err(PeerError::Failed(if closed {
+                    "the pool is closed".to_string()
+                } else {
+                    format!("timed out after {timeout:?}")
+                }))
+            })
+        })
+        .collect()
 }
 
 /// A calling thread's own runtime and keep-alive connections.
@@ -863,6 +1069,45 @@ async fn get_response(resp: Response<Incoming>, max: usize) -> Result<PeerValue,
     Err(status_error(status, &text))
 }
 
+/// A batch's answer: the results, or `NoRoute` when the answer does not
+/// carry the batch token (golang/groupcache's 400, an older node's), or a
+/// failure of the whole request. `max` bounds the values' bytes; the
+/// answer may hold [`BATCH_OVERHEAD_PER_KEY`] more for each of at most
+/// `keys` keys.
+async fn batch_response(
+    resp: Response<Incoming>,
+    max: usize,
+    keys: usize,
+    kind: Arc<AtomicU8>,
+) -> Result<BatchAnswer, PeerError> {
+    note_kind(&kind, &resp);
+    let batch = resp
+        .headers()
+        .get_all(PEER_HEADER)
+        .iter()
+        .any(|v| header_has_batch(v.as_bytes()));
+    let status = resp.status();
+    if !batch {
+        let _ = snippet(resp.into_body(), ERROR_SNIPPET).await;
+        return Ok(BatchAnswer::NoRoute);
+    }
+    if status != StatusCode::OK {
+        let text = snippet(resp.into_body(), ERROR_SNIPPET).await;
+        return Err(status_error(status, &text));
+    }
+    if !is_protobuf(&resp) {
+        return Err(PeerError::Failed(
+            "200 without Content-Type application/x-protobuf".into(),
+        ));
+    }
+    let limit = max.saturating_add(keys.saturating_mul(BATCH_OVERHEAD_PER_KEY) + 16);
+    let body = read_body(resp.into_body(), limit).await?;
+    let m = GetManyResponse::decode(body)
+        .map_err(|e| PeerError::Failed(format!("decoding batch response body: {e}")))?;
+    // The caller checks that there is one result per key.
+    Ok(BatchAnswer::Results(m.results))
+}
+
 /// A PUT's or DELETE's answer: 200 is success, anything else a failure.
 async fn ok_response(resp: Response<Incoming>, _max: usize) -> Result<(), PeerError> {
     let status = resp.status();
@@ -913,6 +1158,103 @@ impl PeerGetter for HttpPeer {
             return Ok(());
         }
         self.exec(self.call(Method::DELETE, group, key, Bytes::new()), ok_response)
+    }
+
+    /// One batch request per `max_batch_keys` keys to our nodes; GETs per
+    /// key, [`PARALLEL_GETS`] at once, to a node without the batch route
+    /// (see the module docs). A batch request that fails makes each of its
+    /// keys `Failed` (the engine then loads them locally); keys the answer
+    /// had no room for are fetched with GETs. All within one `timeout`.
+    fn get_many(&self, group: &str, keys: &[&[u8]]) -> Vec<Result<PeerValue, PeerError>> {
+        match keys {
+            [] => return Vec::new(),
+            [k] => return vec![self.get(group, k)],
+            _ => {}
+        }
+        let deadline = Instant::now() + self.shared.cfg.timeout;
+        let mut out: Vec<Option<Result<PeerValue, PeerError>>> = vec![None; keys.len()];
+        // Keys to fetch with GETs.
+        let mut singles: Vec<usize> = Vec::new();
+        if self.batch_route_absent() {
+            singles.extend(0..keys.len());
+        } else {
+            let per = self.shared.cfg.max_batch_keys.max(1);
+            let handler = |n: usize| {
+                let kind = self.kind.clone();
+                move |resp, max| batch_response(resp, max, n, kind)
+            };
+            let answers = if keys.len() <= per {
+                // One request: on this thread, like a GET.
+                vec![self.exec(self.batch_call(group, keys), handler(keys.len()))]
+            } else {
+                let chunks: Vec<&[&[u8]]> = keys.chunks(per).collect();
+                let calls = chunks.iter().map(|c| self.batch_call(group, c)).collect();
+                // The handler is told the longest chunk's length (a bound
+                // on the answer); each chunk's count is checked below.
+                self.exec_all(calls, handler(per), deadline)
+            };
+            for (c, answer) in answers.into_iter().enumerate() {
+                let start = c * per;
+                let len = per.min(keys.len() - start);
+                match answer {
+                    Ok(BatchAnswer::Results(rs)) if rs.len() == len => {
+                        for (j, r) in rs.into_iter().enumerate() {
+                            out[start + j] = match r.status {
+                                STATUS_FOUND => Some(Ok(PeerValue {
+                                    value: r.value,
+                                    expire_unix_nanos: expire_from_wire(r.expire),
+                                })),
+                                404 => Some(Err(PeerError::NotFound)),
+                                STATUS_TOO_LARGE => {
+                                    singles.push(start + j);
+                                    None
+                                }
+                                status => Some(Err(PeerError::Failed(format!(
+                                    "POST at {}: the batch answered {status} for this key: {}",
+                                    self.url,
+                                    r.error.chars().take(ERROR_SNIPPET).collect::<String>()
+                                )))),
+                            };
+                        }
+                    }
+                    Ok(BatchAnswer::Results(rs)) => {
+                        let e = PeerError::Failed(format!(
+                            "POST at {}: the batch answer has {} results for {len} keys",
+                            self.url,
+                            rs.len()
+                        ));
+                        out[start..start + len].fill(Some(Err(e)));
+                    }
+                    Ok(BatchAnswer::NoRoute) => {
+                        self.no_batch_until
+                            .store(mono_ms() + BATCH_REPROBE.as_millis() as u64, Ordering::Relaxed);
+                        singles.extend(start..start + len);
+                    }
+                    Err(e) => out[start..start + len].fill(Some(Err(e))),
+                }
+            }
+        }
+        if !singles.is_empty() {
+            let calls = singles
+                .iter()
+                .map(|&i| self.call(Method::GET, group, keys[i], Bytes::new()))
+                .collect();
+            let kind = self.kind.clone();
+            let got = self.exec_all(
+                calls,
+                move |resp, max| {
+                    note_kind(&kind, &resp);
+                    get_response(resp, max)
+                },
+                deadline,
+            );
+            for (i, r) in singles.into_iter().zip(got) {
+                out[i] = Some(r);
+            }
+        }
+        out.into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(PeerError::Failed("no answer for this key".into()))))
+            .collect()
     }
 
     fn url(&self) -> &str {

@@ -61,7 +61,7 @@ mod tests;
 pub mod fuzzing {
     pub use super::server::serve_raw_for_fuzzing as serve_raw;
     pub use super::server::serve_raw_signed_for_fuzzing as serve_raw_signed;
-    pub use super::server::{FUZZ_NODE, FUZZ_NOW_MS};
+    pub use super::server::{FUZZ_MAX_BATCH_KEYS, FUZZ_NODE, FUZZ_NOW_MS};
 }
 
 pub use client::HttpPeer;

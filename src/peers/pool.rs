@@ -113,6 +113,12 @@ pub struct PoolOptions {
     /// How long the server waits for a whole request body (408 past it).
     /// Default 10 s.
     pub body_timeout: Duration,
+    /// Most keys one batch request carries (`get_many` of keys another
+    /// node owns; see the batch route in docs/peer-protocol.md). The
+    /// client splits larger batches into requests of at most this many
+    /// keys; the server answers a request with more a 400 (its keys then
+    /// load locally), so give every node the same value. Default 1024.
+    pub max_batch_keys: usize,
     /// Threads that run peers' requests that may block (a miss runs the
     /// getter; a large PUT copies its value) at once; more requests wait
     /// for a turn, at no thread's cost. Cache hits are answered without
@@ -159,6 +165,7 @@ impl Default for PoolOptions {
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(120),
             body_timeout: Duration::from_secs(10),
+            max_batch_keys: super::proto::DEFAULT_MAX_BATCH_KEYS,
             server_workers: 64,
             max_idle_per_peer: 64,
             worker_threads: 2,
@@ -450,6 +457,7 @@ fn client_config(options: &PoolOptions) -> ClientConfig {
         connect_timeout: options.connect_timeout,
         max_body_bytes: options.max_body_bytes,
         max_idle_per_peer: options.max_idle_per_peer,
+        max_batch_keys: options.max_batch_keys,
         secret: options.secret.as_ref().map(|s| Arc::from(s.as_bytes())),
     }
 }
@@ -547,6 +555,9 @@ pub const MAX_HEADER_BYTES: usize = 64 << 20;
 /// The most async worker threads a pool's runtime may have.
 pub const MAX_WORKER_THREADS: usize = 1024;
 
+/// Upper bound of `max_batch_keys`.
+pub const MAX_BATCH_KEYS: usize = 1 << 20;
+
 /// The longest timeout (about 49.7 days: what the C API's `uint32_t`
 /// milliseconds can say).
 pub const MAX_TIMEOUT: Duration = Duration::from_millis(u32::MAX as u64);
@@ -614,6 +625,12 @@ fn check_options(o: &PoolOptions) -> Result<(), PoolError> {
     if o.max_body_bytes < 1024 {
         return bad("max_body_bytes must be at least 1024");
     }
+    if !(1..=MAX_BATCH_KEYS).contains(&o.max_batch_keys) {
+        return bad(&format!(
+            "max_batch_keys must be 1 to {MAX_BATCH_KEYS}, not {}",
+            o.max_batch_keys
+        ));
+    }
     if o.body_budget_bytes == 0 {
         return bad("body_budget_bytes must be at least 1");
     }
@@ -666,6 +683,7 @@ impl Pool {
             idle_timeout: options.idle_timeout,
             body_timeout: options.body_timeout,
             body_budget_bytes: options.body_budget_bytes,
+            max_batch_keys: options.max_batch_keys,
             server_workers: options.server_workers,
             worker_name: format!("gcwork-{}", addr.port()),
             inline: options.worker_threads > 1,

@@ -24,10 +24,17 @@
 //!   shutdown; see [`ServerHandle::drain`]): for readiness probes. Answered
 //!   on the runtime thread that read it, never behind a worker, and under
 //!   the same connection limits and timeouts as every request.
+//! - `POST {base_path}{group}` (no key) with a `GetManyRequest` body: the
+//!   batch route ([`serve_batch`]). At most `max_batch_keys` keys (400
+//!   past it); the hits are answered on the runtime thread, the misses go
+//!   to a worker in one [`PeerService::get_many_for_peer`] call (never run
+//!   on the runtime: a batch's loads may take long). 200 with a
+//!   `GetManyResponse`: per key the value and expiry, or the status and
+//!   text the single GET would have answered.
 //! - With a secret (`ServerConfig::auth`), every request but `GET /metrics`
 //!   and `/healthz` is checked first, its head before its body is read (see
 //!   [`super::auth`]): a bare 401 for anything not signed for this node, or
-//!   a replayed PUT or DELETE.
+//!   a replayed PUT, DELETE or batch POST.
 //! - 404 "no such group: NAME" for a group this node does not serve (Go's
 //!   text; our client reads it as a failure, not as a missing key), 400 for a
 //!   malformed path, 405 for another method.
@@ -87,8 +94,8 @@ use self::workers::Workers;
 use super::auth::Verifier;
 use super::escape::unescape;
 use super::proto::{
-    expire_from_wire, GetResponse, SetRequest, DEFAULT_BASE_PATH, PEER_HEADER, PEER_HEADER_VALUE,
-    PROMETHEUS_TEXT, PROTOBUF, TEXT_PLAIN,
+    expire_from_wire, GetManyRequest, GetResponse, KeyResult, SetRequest, DEFAULT_BASE_PATH, PEER_HEADER,
+    PEER_HEADER_VALUE, PROMETHEUS_TEXT, PROTOBUF, STATUS_TOO_LARGE, TEXT_PLAIN,
 };
 use crate::engine::{Error, Group, PeerValue};
 
@@ -109,6 +116,14 @@ pub(crate) trait PeerService: Send + Sync + 'static {
     fn get_for_peer(&self, key: &[u8]) -> Result<PeerValue, Error>;
     fn set_from_peer(&self, key: &[u8], value: PeerValue) -> Result<(), Error>;
     fn remove_from_peer(&self, key: &[u8]) -> Result<(), Error>;
+    /// A batch of peer GETs (may run getters, and block): result `i`
+    /// answers `keys[i]`.
+    fn get_many_for_peer(&self, keys: &[&[u8]]) -> Vec<Result<PeerValue, Error>> {
+        keys.iter().map(|k| self.get_for_peer(k)).collect()
+    }
+    /// Called once per batch request, before its keys are looked up (the
+    /// misses then go to `get_many_for_peer`, which counts no batch).
+    fn count_batch(&self) {}
 }
 
 impl PeerService for Group {
@@ -123,6 +138,12 @@ impl PeerService for Group {
     }
     fn remove_from_peer(&self, key: &[u8]) -> Result<(), Error> {
         Group::remove_from_peer(self, key)
+    }
+    fn get_many_for_peer(&self, keys: &[&[u8]]) -> Vec<Result<PeerValue, Error>> {
+        Group::get_many_for_peer_uncounted(self, keys)
+    }
+    fn count_batch(&self) {
+        Group::count_server_batch(self)
     }
 }
 
@@ -146,6 +167,8 @@ pub(crate) struct ServerConfig {
     pub idle_timeout: Duration,
     pub body_timeout: Duration,
     pub body_budget_bytes: usize,
+    /// Most keys in one batch request (400 past it).
+    pub max_batch_keys: usize,
     pub server_workers: usize,
     /// Name of the worker threads (at most 15 bytes show on Linux).
     pub worker_name: String,
@@ -465,6 +488,9 @@ async fn serve_request(req: Request<Incoming>, ctx: &ServeCtx, slot: &Slot) -> R
 pub(crate) struct Chunks {
     parts: [Bytes; 3],
     next: usize,
+    /// More parts after the three (a batch answer); empty otherwise, which
+    /// costs no allocation.
+    tail: std::vec::IntoIter<Bytes>,
     remaining: u64,
 }
 
@@ -477,6 +503,16 @@ impl Chunks {
         Chunks {
             parts: [a, b, c],
             next: 0,
+            tail: Vec::new().into_iter(),
+            remaining,
+        }
+    }
+    fn many(parts: Vec<Bytes>) -> Chunks {
+        let remaining = parts.iter().map(|b| b.len() as u64).sum();
+        Chunks {
+            parts: Default::default(),
+            next: 3,
+            tail: parts.into_iter(),
             remaining,
         }
     }
@@ -494,6 +530,12 @@ impl Body for Chunks {
             let i = self.next;
             self.next += 1;
             let b = std::mem::take(&mut self.parts[i]);
+            if !b.is_empty() {
+                self.remaining -= b.len() as u64;
+                return Poll::Ready(Some(Ok(Frame::data(b))));
+            }
+        }
+        for b in self.tail.by_ref() {
             if !b.is_empty() {
                 self.remaining -= b.len() as u64;
                 return Poll::Ready(Some(Ok(Frame::data(b))));
@@ -564,15 +606,8 @@ fn ok_empty() -> Response<Chunks> {
 /// failure only: a getter's message may hold SQL, paths or secrets, and is
 /// logged here instead (by the caller).
 fn error_response(e: &Error) -> Response<Chunks> {
-    match e {
-        Error::NotFound => text(StatusCode::NOT_FOUND, "not found"),
-        Error::Closed => text(StatusCode::SERVICE_UNAVAILABLE, "closed"),
-        Error::Timeout(_) | Error::InProgress => text(StatusCode::GATEWAY_TIMEOUT, "timed out"),
-        // Our own checks of the request (a key too long, ...): say which.
-        Error::InvalidArgument(_) => text(StatusCode::BAD_REQUEST, &e.to_string()),
-        Error::LoaderFailed(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "loader failed"),
-        Error::PeerFailed(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "peer failed"),
-    }
+    let (status, msg) = error_status(e);
+    text(status, &msg)
 }
 
 /// A request's target, decoded.
@@ -584,7 +619,10 @@ pub(crate) enum Target {
     },
     /// Outside the base path.
     NotOurs,
-    /// No '/' after the group, or a bad escape.
+    /// `{base_path}{group}`, no '/' after the group: the batch route's
+    /// target (a POST), malformed for every other method.
+    Group(String),
+    /// A bad escape.
     Malformed(&'static str),
     /// The group name is not UTF-8, so no group can have it.
     NoSuchGroup(String),
@@ -596,7 +634,13 @@ pub(crate) fn parse_target(path: &str, base_path: &str) -> Target {
         return Target::NotOurs;
     };
     let Some((g, k)) = rest.split_once('/') else {
-        return Target::Malformed("expected {group}/{key}");
+        let Ok(group) = unescape(rest.as_bytes()) else {
+            return Target::Malformed("bad escape in group");
+        };
+        return match String::from_utf8(group) {
+            Ok(group) => Target::Group(group),
+            Err(e) => Target::NoSuchGroup(String::from_utf8_lossy(e.as_bytes()).into_owned()),
+        };
     };
     let Ok(group) = unescape(g.as_bytes()) else {
         return Target::Malformed("bad escape in group");
@@ -734,6 +778,17 @@ async fn serve(
     let (cfg, groups) = (&ctx.cfg, &*ctx.groups);
     let (group, key) = match parse_target(req.uri.path(), &cfg.base_path) {
         Target::Ok { group, key } => (group, key),
+        Target::Group(group) if req.method == Method::POST => {
+            return serve_batch(group, body, ctx, slot).await;
+        }
+        Target::Group(_) => {
+            log::debug!(
+                "peer server: {} {}: bad request: expected {{group}}/{{key}}",
+                &req.method,
+                req.uri.path()
+            );
+            return text(StatusCode::BAD_REQUEST, "bad request: expected {group}/{key}");
+        }
         Target::NotOurs if req.uri.path() == "/metrics" && req.method == Method::GET => {
             return Response::builder()
                 .status(StatusCode::OK)
@@ -841,6 +896,227 @@ async fn serve(
     }
 }
 
+/// The bytes of a batch answer beyond its values, at most, per key: a
+/// `KeyResult`'s framing, expiry, status and error text (cut to
+/// [`BATCH_ERROR_TEXT`] bytes). A client reads up to its
+/// `max_response_bytes` plus this much per key.
+pub(crate) const BATCH_OVERHEAD_PER_KEY: usize = 160;
+/// The longest error text of one key in a batch answer.
+const BATCH_ERROR_TEXT: usize = 128;
+/// Values of one batch copied on the runtime thread, at most, all
+/// together (hits beyond it are copied on the worker with the misses).
+const INLINE_BATCH_BYTES: usize = INLINE_VALUE_BYTES;
+
+/// The batch route: `POST {base_path}{group}`, a `GetManyRequest` body.
+/// The hits are answered here, on the runtime thread, without blocking;
+/// the misses go to one worker, in one `get_many_for_peer` call, never to
+/// the runtime (a batch of loads may take long, and the inline path's
+/// "fast group" measure is of single loads).
+async fn serve_batch(group: String, body: ReqBody, ctx: &ServeCtx, slot: &Slot) -> Response<Chunks> {
+    let cfg = &ctx.cfg;
+    let Some(svc) = ctx.groups.lookup(&group) else {
+        log::debug!(
+            "peer server: a peer asked for a batch of cache {group:?}, which this node does not have"
+        );
+        return text(StatusCode::NOT_FOUND, &format!("no such group: {group}"));
+    };
+    let (body, held) = match body {
+        ReqBody::Read(b, held) => (b, held),
+        ReqBody::Unread(body) => match read_body_in_phase(body, ctx, slot).await {
+            Ok((b, held)) => (b, Some(held)),
+            Err(resp) => return resp,
+        },
+    };
+    // The keys are slices of the body (no copy): its reservation is held
+    // until the answer is built.
+    let m = match GetManyRequest::decode(body) {
+        Ok(m) => m,
+        Err(e) => return text(StatusCode::BAD_REQUEST, &format!("decoding GetManyRequest: {e}")),
+    };
+    if !m.group.is_empty() && m.group != group.as_bytes() {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "GetManyRequest group differs from the path's",
+        );
+    }
+    if m.keys.len() > cfg.max_batch_keys {
+        return text(
+            StatusCode::BAD_REQUEST,
+            &format!(
+                "a batch of {} keys: this node takes at most {} (max_batch_keys)",
+                m.keys.len(),
+                cfg.max_batch_keys
+            ),
+        );
+    }
+    let budget = match m.max_response_bytes {
+        0 => cfg.max_body_bytes,
+        n => usize::try_from(n).unwrap_or(usize::MAX).min(cfg.max_body_bytes),
+    };
+    let keys = m.keys;
+    svc.count_batch();
+    // The hits, here (short, non-blocking engine calls).
+    let mut results: Vec<Option<Result<PeerValue, Error>>> = vec![None; keys.len()];
+    let hits = inline(|| {
+        let mut copied = 0usize;
+        for (k, r) in keys.iter().zip(results.iter_mut()) {
+            match svc.get_cached_for_peer(k, INLINE_BATCH_BYTES - copied) {
+                Ok(Some(v)) => {
+                    copied += v.value.len();
+                    *r = Some(Ok(v));
+                }
+                Ok(None) => {}
+                Err(e) => *r = Some(Err(e)),
+            }
+        }
+    });
+    if let Err(resp) = hits {
+        return resp;
+    }
+    // The misses, on a worker, in one call.
+    let misses: Vec<usize> = (0..keys.len()).filter(|&i| results[i].is_none()).collect();
+    if !misses.is_empty() {
+        let miss_keys: Vec<Bytes> = misses.iter().map(|&i| keys[i].clone()).collect();
+        let svc = svc.clone();
+        let loaded = on_worker(ctx, move || {
+            let refs: Vec<&[u8]> = miss_keys.iter().map(|k| &k[..]).collect();
+            svc.get_many_for_peer(&refs)
+        })
+        .await;
+        match loaded {
+            Ok(loaded) if loaded.len() == misses.len() => {
+                for (i, r) in misses.into_iter().zip(loaded) {
+                    results[i] = Some(r);
+                }
+            }
+            Ok(loaded) => {
+                log::error!(
+                    "peer server: get_many_for_peer answered {} results for {} keys (a bug)",
+                    loaded.len(),
+                    misses.len()
+                );
+                return text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the engine answered a batch wrongly",
+                );
+            }
+            Err(resp) => return resp,
+        }
+    }
+    drop(keys);
+    drop(held);
+    let results: Vec<Result<PeerValue, Error>> = results
+        .into_iter()
+        .map(|r| r.unwrap_or(Err(Error::NotFound)))
+        .collect();
+    // One line per batch, not per key.
+    let mut failed = results
+        .iter()
+        .filter_map(|r| r.as_ref().err())
+        .filter(|e| !matches!(e, Error::NotFound));
+    if let Some(first) = failed.next() {
+        log::warn!(
+            "peer server: answering a batch for cache {group:?}: {} of {} keys failed, the first: {first}",
+            1 + failed.count(),
+            results.len()
+        );
+    }
+    Response::builder()
+        .header(header::CONTENT_TYPE, PROTOBUF)
+        .body(batch_response_body(results, budget))
+        .expect("valid response")
+}
+
+/// The status and text the single GET would answer for `e` (see
+/// [`error_response`]).
+fn error_status(e: &Error) -> (StatusCode, String) {
+    match e {
+        // Our own checks of the request (a key too long, ...): say which.
+        Error::NotFound => (StatusCode::NOT_FOUND, "not found".into()),
+        Error::Closed => (StatusCode::SERVICE_UNAVAILABLE, "closed".into()),
+        Error::Timeout(_) | Error::InProgress => (StatusCode::GATEWAY_TIMEOUT, "timed out".into()),
+        Error::InvalidArgument(_) => (StatusCode::BAD_REQUEST, e.to_string()),
+        Error::LoaderFailed(_) => (StatusCode::INTERNAL_SERVER_ERROR, "loader failed".into()),
+        Error::PeerFailed(_) => (StatusCode::INTERNAL_SERVER_ERROR, "peer failed".into()),
+    }
+}
+
+/// `s` cut to at most `max` bytes, at a character boundary.
+fn cut(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut at = max;
+        while !s.is_char_boundary(at) {
+            at -= 1;
+        }
+        s.truncate(at);
+    }
+    s
+}
+
+/// Encodes a `GetManyResponse`. Values whose bytes would take the values'
+/// total past `budget` are answered [`STATUS_TOO_LARGE`] instead (the
+/// client fetches those one by one); the rest of the answer is at most
+/// [`BATCH_OVERHEAD_PER_KEY`] bytes a key. Values up to [`COPY_LIMIT`] are
+/// copied into the encoding; larger ones are sent from their own bytes.
+fn batch_response_body(results: Vec<Result<PeerValue, Error>>, budget: usize) -> Chunks {
+    use prost::encoding::{encode_varint, encoded_len_varint};
+    let mut parts = Vec::new();
+    let mut cur = BytesMut::with_capacity(64 * results.len().min(1024));
+    let mut values = 0usize;
+    for r in results {
+        let (value, rest) = match r {
+            Ok(v) if values.saturating_add(v.value.len()) <= budget => {
+                values += v.value.len();
+                let rest = KeyResult {
+                    expire: v.expire_unix_nanos.filter(|&e| e > 0).unwrap_or(0),
+                    ..Default::default()
+                };
+                (v.value, rest)
+            }
+            Ok(_) => (
+                Bytes::new(),
+                KeyResult {
+                    status: STATUS_TOO_LARGE,
+                    error: "over the batch answer's size; fetch it alone".into(),
+                    ..Default::default()
+                },
+            ),
+            Err(e) => {
+                let (status, error) = error_status(&e);
+                (
+                    Bytes::new(),
+                    KeyResult {
+                        status: status.as_u16() as u32,
+                        error: cut(error, BATCH_ERROR_TEXT),
+                        ..Default::default()
+                    },
+                )
+            }
+        };
+        let value_field = if value.is_empty() {
+            0
+        } else {
+            1 + encoded_len_varint(value.len() as u64) + value.len()
+        };
+        let inner = value_field + rest.encoded_len();
+        cur.put_u8(0x0a); // GetManyResponse.results, length-delimited
+        encode_varint(inner as u64, &mut cur);
+        if !value.is_empty() {
+            cur.put_u8(0x0a); // KeyResult.value
+            encode_varint(value.len() as u64, &mut cur);
+            if value.len() <= COPY_LIMIT {
+                cur.put_slice(&value);
+            } else {
+                parts.push(cur.split().freeze());
+                parts.push(value);
+            }
+        }
+        rest.encode(&mut cur).expect("BytesMut grows");
+    }
+    parts.push(cur.freeze());
+    Chunks::many(parts)
+}
+
 /// Reads a request body within `body_timeout`, `max_body_bytes` and the
 /// bodies' budget (see [`budget`]). Returns it with its reservation, which
 /// the caller holds while the body's bytes are in use.
@@ -934,6 +1210,10 @@ pub fn serve_raw_signed_for_fuzzing(group: &Arc<Group>, raw: &[u8], secret: &[u8
     serve_raw(group, raw, Some(Arc::new(auth)))
 }
 
+/// The fuzzing server's `max_batch_keys`.
+#[doc(hidden)]
+pub const FUZZ_MAX_BATCH_KEYS: usize = 256;
+
 /// The node the signed fuzzing server answers as.
 #[doc(hidden)]
 pub const FUZZ_NODE: &str = "127.0.0.1:7000";
@@ -1001,6 +1281,7 @@ fn serve_raw(group: &Arc<Group>, raw: &[u8], auth: Option<Arc<Verifier>>) -> (Ve
         idle_timeout: Duration::from_millis(50),
         body_timeout: Duration::from_millis(50),
         body_budget_bytes: 64 << 10,
+        max_batch_keys: FUZZ_MAX_BATCH_KEYS,
         server_workers: 1,
         worker_name: "fuzz".to_string(),
         inline: false,
@@ -1091,7 +1372,20 @@ mod tests {
             }
         );
         assert_eq!(parse_target("/other/g/k", b), Target::NotOurs);
-        assert!(matches!(parse_target("/_groupcache/g", b), Target::Malformed(_)));
+        assert_eq!(parse_target("/_groupcache/g", b), Target::Group("g".into()));
+        assert_eq!(
+            parse_target("/_groupcache/a%2Fb+c", b),
+            Target::Group("a/b c".into())
+        );
+        assert_eq!(parse_target("/_groupcache/", b), Target::Group(String::new()));
+        assert!(matches!(
+            parse_target("/_groupcache/%zz", b),
+            Target::Malformed(_)
+        ));
+        assert!(matches!(
+            parse_target("/_groupcache/%ff", b),
+            Target::NoSuchGroup(_)
+        ));
         assert!(matches!(
             parse_target("/_groupcache/g/%zz", b),
             Target::Malformed(_)

@@ -75,6 +75,30 @@ static int get_status(const cache_pool *p, const char *path) {
   return strncmp(resp, "HTTP/1.1 ", 9) == 0 ? atoi(resp + 9) : 0;
 }
 
+/* Sends a batch request for `n` keys ("a", "b", ...) of `group` on a new
+ * connection (the GetManyRequest written by hand: field 2, one byte each);
+ * the status of the answer (0: none). */
+static int batch_status(const cache_pool *p, const char *group, int n) {
+  int s = connect_to(p);
+  char body[64], req[256], resp[512] = {0};
+  size_t len = 0;
+  for (int i = 0; i < n && len + 3 <= sizeof body; i++) {
+    body[len++] = 0x12;
+    body[len++] = 1;
+    body[len++] = (char)('a' + i);
+  }
+  int h = snprintf(req, sizeof req,
+                   "POST /_groupcache/%s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                   "Content-Length: %zu\r\n\r\n",
+                   group, len);
+  CHECK(write(s, req, (size_t)h) == h);
+  CHECK(write(s, body, len) == (ssize_t)len);
+  ssize_t got = 0, r;
+  while (got < (ssize_t)sizeof resp - 1 && (r = read(s, resp + got, sizeof resp - 1 - (size_t)got)) > 0) got += r;
+  close(s);
+  return strncmp(resp, "HTTP/1.1 ", 9) == 0 ? atoi(resp + 9) : 0;
+}
+
 static void server_limits(void) {
   cache_pool_options *o = cache_pool_options_new();
   /* Out of range: refused, naming the limit. */
@@ -89,6 +113,10 @@ static void server_limits(void) {
   CHECK_STATUS(cache_pool_options_set_idle_timeout_ms(o, 0), CACHE_INVALID_ARGUMENT);
   CHECK_STATUS(cache_pool_options_set_body_timeout_ms(o, 0), CACHE_INVALID_ARGUMENT);
   CHECK_STATUS(cache_pool_options_set_server_workers(NULL, 4), CACHE_INVALID_ARGUMENT);
+  CHECK_STATUS(cache_pool_options_set_max_batch_keys(o, 0), CACHE_INVALID_ARGUMENT);
+  CHECK(strstr(cache_last_error(), "max_batch_keys") != NULL);
+  CHECK_STATUS(cache_pool_options_set_max_batch_keys(o, 2000000), CACHE_INVALID_ARGUMENT);
+  CHECK_STATUS(cache_pool_options_set_max_batch_keys(NULL, 4), CACHE_INVALID_ARGUMENT);
   /* In range. */
   CHECK_STATUS(cache_pool_options_set_max_connections(o, 0), CACHE_OK);
   CHECK_STATUS(cache_pool_options_set_max_body_bytes(o, 1 << 20), CACHE_OK);
@@ -99,6 +127,7 @@ static void server_limits(void) {
   CHECK_STATUS(cache_pool_options_set_server_workers(o, 4), CACHE_OK);
   CHECK_STATUS(cache_pool_options_set_max_connections(o, 2), CACHE_OK);
   CHECK_STATUS(cache_pool_options_set_header_timeout_ms(o, 300), CACHE_OK);
+  CHECK_STATUS(cache_pool_options_set_max_batch_keys(o, 3), CACHE_OK);
   cache_pool *p = NULL;
   CHECK_STATUS(cache_pool_new_with_options("127.0.0.1:0", NULL, o, &p), CACHE_OK);
   cache_pool_options_free(o);
@@ -119,6 +148,9 @@ static void server_limits(void) {
   CHECK(write(b, "GET /_groupcache/lim/k HTTP/1.1\r\nHost:", 38) == 38);
   usleep(20000);
   CHECK(get_status(p, "/_groupcache/lim/third") == 200);
+  /* max_batch_keys 3: a batch of 3 keys is answered, one of 4 refused. */
+  CHECK(batch_status(p, "lim", 3) == 200);
+  CHECK(batch_status(p, "lim", 4) == 400);
   took = closed_after(a, 0.25);
   CHECK(took >= 0 && took < 0.25); /* made room */
   close(a);
@@ -136,6 +168,17 @@ static void server_limits(void) {
   CHECK_STATUS(cache_pool_new("127.0.0.1:0", NULL, &p), CACHE_INVALID_ARGUMENT);
   CHECK(strstr(cache_last_error(), "GROUPCACHE_BODY_BUDGET_BYTES") != NULL);
   unsetenv("GROUPCACHE_BODY_BUDGET_BYTES");
+  setenv("GROUPCACHE_MAX_BATCH_KEYS", "0", 1);
+  CHECK_STATUS(cache_pool_new("127.0.0.1:0", NULL, &p), CACHE_INVALID_ARGUMENT);
+  CHECK(strstr(cache_last_error(), "GROUPCACHE_MAX_BATCH_KEYS") != NULL);
+  setenv("GROUPCACHE_MAX_BATCH_KEYS", "2", 1);
+  CHECK_STATUS(cache_pool_new("127.0.0.1:0", NULL, &p), CACHE_OK);
+  CHECK_STATUS(cache_new("envb", 1 << 20, getter, NULL, p, &c), CACHE_OK);
+  CHECK(batch_status(p, "envb", 2) == 200);
+  CHECK(batch_status(p, "envb", 3) == 400);
+  cache_free(c);
+  cache_pool_free(p);
+  unsetenv("GROUPCACHE_MAX_BATCH_KEYS");
   setenv("GROUPCACHE_HEADER_TIMEOUT_MS", "300", 1);
   setenv("GROUPCACHE_MAX_CONNECTIONS", "64", 1);
   setenv("GROUPCACHE_MAX_BODY_BYTES", "1048576", 1);

@@ -88,11 +88,38 @@ def set_request(group: bytes, key: bytes, value: bytes, expire: int = 0) -> byte
     return out
 
 
+def get_many_request(group: bytes, keys: List[bytes], max_response_bytes: int = 0) -> bytes:
+    """GetManyRequest { bytes group = 1; repeated bytes keys = 2; uint64 max_response_bytes = 3; }"""
+    out = bytes([1 << 3 | 2]) + varint(len(group)) + group if group else b""
+    for k in keys:  # repeated: one field per key, the empty key too
+        out += bytes([2 << 3 | 2]) + varint(len(k)) + k
+    if max_response_bytes:
+        out += bytes([3 << 3]) + varint(max_response_bytes)
+    return out
+
+
+def results(body: bytes) -> List[Dict[int, object]]:
+    """GetManyResponse { repeated KeyResult results = 1; }, each KeyResult's fields."""
+    out = []
+    i = 0
+    while i < len(body):
+        tag, i = _read_varint(body, i)
+        assert tag == 1 << 3 | 2, tag
+        n, i = _read_varint(body, i)
+        out.append(fields(body[i : i + n]))
+        i += n
+    return out
+
+
 def test_the_pages_protobuf_examples() -> None:
     assert bytes.fromhex("0a 02 68 69 18 01") == b"\x0a\x02hi" + bytes([3 << 3]) + varint(1)
     assert set_request(b"g", b"\xff\x00k", b"v", 5) == bytes.fromhex("0a 01 67 12 03 ff 00 6b 1a 01 76 20 05")
     text = DOC.read_text()
     assert "`0a 02 68 69 18 01`" in text and "`0a 01 67 12 03 ff 00 6b 1a 01 76 20 05`" in text
+    # The batch example.
+    req = "0a 01 67  12 01 61  12 07 6d 69 73 73 69 6e 67"
+    assert get_many_request(b"g", [b"a", b"missing"]) == bytes.fromhex(req) and req in text
+    assert "Content-Length: %d" % len(bytes.fromhex(req)) in text
 
 
 # ---- ownership -------------------------------------------------------------------
@@ -131,7 +158,7 @@ def test_owners_are_the_consistent_hash_of_the_page() -> None:
 
 def loader(key: str) -> groupcache.LoaderResult:
     raw = key.encode("utf-8", "surrogateescape")
-    if key.startswith("missing:"):
+    if key.startswith("missing:") or key == "missing":  # the page's batch example
         return None
     if key.startswith("fail:"):
         raise RuntimeError("the database is down")
@@ -175,7 +202,7 @@ def test_get_answers_a_get_response(node: Tuple[groupcache.Pool, groupcache.Cach
         status, headers, body = get(pool, b"g", key)
         assert status == 200, (key, body)
         assert headers["content-type"] == "application/x-protobuf"
-        assert headers["x-groupcache-peer"] == "set, remove"
+        assert headers["x-groupcache-peer"] == "set, remove, batch"
         f = fields(body)
         assert f.get(1, b"") == b"v:" + key and 2 not in f and 3 not in f
     before = cache.stats().server_requests
@@ -223,7 +250,7 @@ def test_statuses_of_gets(node: Tuple[groupcache.Pool, groupcache.Cache]) -> Non
 def test_the_probe_is_a_400_with_the_header(node: Tuple[groupcache.Pool, groupcache.Cache]) -> None:
     pool, _ = node
     status, headers, _ = request(pool.url, "GET", "/_groupcache/")
-    assert status == 400 and headers["x-groupcache-peer"] == "set, remove"
+    assert status == 400 and headers["x-groupcache-peer"] == "set, remove, batch"
 
 
 def test_other_methods_are_405_with_allow(node: Tuple[groupcache.Pool, groupcache.Cache]) -> None:
@@ -237,7 +264,7 @@ def test_put_stores_the_bodys_key_and_delete_drops_it(node: Tuple[groupcache.Poo
     status, headers, body = request(
         pool.url, "PUT", "/_groupcache/g/put-path", body=set_request(b"g", b"put-body", b"stored")
     )
-    assert (status, body) == (200, b"") and headers["x-groupcache-peer"] == "set, remove"
+    assert (status, body) == (200, b"") and headers["x-groupcache-peer"] == "set, remove, batch"
     assert "put-body" in cache and "put-path" not in cache
     assert cache.get("put-body") == b"stored"
     # An empty group is accepted; another group is not; nor is garbage.
@@ -392,3 +419,97 @@ def test_signed_requests(signed_node: Tuple[groupcache.Pool, groupcache.Cache]) 
     assert send("DELETE", "/_groupcache/s/k9", nonce=nonce + 3) == 200
     assert "k9" not in cache
     assert send("DELETE", "/_groupcache/s/k9", nonce=nonce + 3) == 401
+
+
+# ---- the batch route --------------------------------------------------------------
+
+
+def batch(pool: groupcache.Pool, group: bytes, body: bytes, **kw: object) -> Tuple[int, Dict[str, str], bytes]:
+    return request(pool.url, "POST", "/_groupcache/" + escape(group), body=body, **kw)  # type: ignore[arg-type]
+
+
+def test_the_pages_batch_example(node: Tuple[groupcache.Pool, groupcache.Cache]) -> None:
+    pool, _ = node
+    text = DOC.read_text()
+    status, headers, body = batch(pool, b"g", get_many_request(b"g", [b"a", b"missing"]))
+    assert status == 200
+    assert headers["content-type"] == "application/x-protobuf"
+    assert headers["x-groupcache-peer"] == "set, remove, batch"
+    want = "0a 05 0a 03 76 3a 61  0a 0e 20 94 03 2a 09 6e 6f 74 20 66 6f 75 6e 64"
+    assert body == bytes.fromhex(want) and want in text
+
+
+def test_a_batch_answers_each_key_as_its_get_would(node: Tuple[groupcache.Pool, groupcache.Cache]) -> None:
+    pool, cache = node
+    keys = [b"b1", b"missing:b", b"fail:b", b"ttl:b", b"", "é/ +%".encode(), b"\xff\x00", b"k" * 8193, b"b1"]
+    before = cache.stats().server_requests
+    status, _, body = batch(pool, b"g", get_many_request(b"", keys))  # group only in the path
+    assert status == 200
+    rs = results(body)
+    assert len(rs) == len(keys)
+    for key, r in zip(keys, rs):
+        single = get(pool, b"g", key)
+        if single[0] == 200:
+            assert 4 not in r and r.get(1, b"") == fields(single[2]).get(1, b""), key
+        else:
+            assert r[4] == single[0], key
+            assert r[5] == single[2].rstrip(b"\n"), key
+    assert rs[1][4] == 404 and rs[1][5] == b"not found"
+    assert rs[2][4] == 500 and rs[2][5] == b"loader failed"  # the getter's message stays here
+    assert rs[7][4] == 400  # over 8192 bytes
+    expire = rs[3][3]
+    assert isinstance(expire, int) and abs(expire - (time.time() + 60) * 1e9) < 10e9
+    # Each key counts as a server request (the 8193-byte key is refused first).
+    assert cache.stats().server_requests >= before + len(keys) - 1
+
+
+def test_the_answer_budget_turns_values_away_with_413(node: Tuple[groupcache.Pool, groupcache.Cache]) -> None:
+    pool, _ = node
+    keys = [b"budget-%d" % i for i in range(4)]  # values "v:budget-N", 10 bytes each
+    status, _, body = batch(pool, b"g", get_many_request(b"g", keys, max_response_bytes=25))
+    assert status == 200
+    rs = results(body)
+    assert [r.get(4, 0) for r in rs] == [0, 0, 413, 413]
+    assert rs[0][1] == b"v:budget-0" and rs[2][5] == b"over the batch answer's size; fetch it alone"
+    assert len(body) <= 25 + 160 * len(keys) + 16
+
+
+def test_bad_batches_are_refused_clearly(node: Tuple[groupcache.Pool, groupcache.Cache]) -> None:
+    pool, _ = node
+    status, _, body = batch(pool, b"g", b"\x12\x7f\x7f")
+    assert status == 400 and body.startswith(b"decoding GetManyRequest")
+    assert batch(pool, b"g", get_many_request(b"other", [b"k"]))[::2] == (
+        400,
+        b"GetManyRequest group differs from the path's\n",
+    )
+    status, _, body = batch(pool, b"nope", get_many_request(b"", [b"k"]))
+    assert status == 404 and body.startswith(b"no such group")
+    status, _, body = batch(pool, b"g", get_many_request(b"g", [b"k"] * 1025))
+    assert (status, body) == (400, b"a batch of 1025 keys: this node takes at most 1024 (max_batch_keys)\n")
+    assert batch(pool, b"g", get_many_request(b"g", [b"k"] * 1024))[0] == 200
+    assert batch(pool, b"g", b"")[::2] == (200, b"")  # no keys, no results
+    # Another method on the group's path: 400, as before the route existed.
+    assert request(pool.url, "GET", "/_groupcache/g")[0] == 400
+
+
+def test_signed_batches(signed_node: Tuple[groupcache.Pool, groupcache.Cache]) -> None:
+    pool, _ = signed_node
+    node = urllib.parse.urlsplit(pool.url).netloc
+    now = int(time.time() * 1000)
+    nonce = int.from_bytes(os.urandom(8), "big")
+    target = "/_groupcache/s"
+    body = get_many_request(b"s", [b"a", b"missing:1"])
+
+    def send(payload: bytes, header: str, path: str = target) -> int:
+        return request(pool.url, "POST", path, body=payload, headers={"x-groupcache-auth": header} if header else {})[0]
+
+    good = sign(b"s3cret", "POST", node, target, body, now, nonce)
+    assert send(body, "") == 401  # unsigned
+    assert send(body, sign(b"other", "POST", node, target, body, now, nonce)) == 401
+    assert send(get_many_request(b"s", [b"b"]), good) == 401  # other keys under the signature
+    assert send(body, good, "/_groupcache/g") == 401  # re-aimed at another group
+    assert send(body, sign(b"s3cret", "POST", "127.0.0.1:1", target, body, now, nonce)) == 401  # another node
+    status, _, answer = request(pool.url, "POST", target, body=body, headers={"x-groupcache-auth": good})
+    assert status == 200 and results(answer)[0][1] == b"v:a" and results(answer)[1][4] == 404
+    assert send(body, good) == 401  # a batch is accepted once
+

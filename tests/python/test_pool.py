@@ -363,6 +363,7 @@ def test_server_limits() -> None:
         body_budget_bytes=1 << 20,
         max_header_bytes=16384,
         server_workers=2,
+        max_batch_keys=2,
     )
     c = groupcache.Cache("lim", max_bytes=1 << 20, loader=lambda k: k.encode(), pool=p)
     host, port = p.url[len("http://") :].rsplit(":", 1)
@@ -393,6 +394,19 @@ def test_server_limits() -> None:
     s.sendall(b"PUT /_groupcache/lim/k HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\nConnection: close\r\n\r\n")
     assert s.recv(100).startswith(b"HTTP/1.1 413")
     s.close()
+
+    # max_batch_keys=2: a batch request (GetManyRequest, keys in field 2)
+    # of two keys is answered, one of three refused with a 400.
+    for n, want in ((2, b"HTTP/1.1 200"), (3, b"HTTP/1.1 400")):
+        body = b"".join(b"\x12\x01" + bytes([97 + i]) for i in range(n))
+        s = socket.create_connection(addr)
+        s.settimeout(5)
+        s.sendall(
+            b"POST /_groupcache/lim HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        assert s.recv(100).startswith(want), n
+        s.close()
     c.close()
     p.close()
 
@@ -404,6 +418,8 @@ def test_server_limits() -> None:
         {"body_budget_bytes": 0},
         {"max_header_bytes": 100},
         {"header_timeout": 0},
+        {"max_batch_keys": 0},
+        {"max_batch_keys": 2**32},
     ):
         with pytest.raises((ValueError, groupcache.InvalidArgumentError)):
             groupcache.Pool(**kwargs)  # type: ignore[arg-type]
