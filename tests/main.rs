@@ -13,6 +13,7 @@ mod attack_peers;
 mod engine_fork;
 mod engine_group;
 mod peers_cluster;
+mod peers_dns;
 mod peers_escape;
 mod peers_gonode;
 mod peers_perf;

@@ -39,6 +39,13 @@ pub struct Stats {
     pub hot_gets: u64,
     pub hot_hits: u64,
     pub hot_evictions: u64,
+    // Membership (filled by `Group::stats` from its pool; 0 without one).
+    /// Distinct nodes in the pool's membership, this one included when
+    /// listed.
+    pub peers: u64,
+    /// Times the pool's membership changed (`set_peers` with a different
+    /// list, or a DNS round of `peers_from` that found one).
+    pub membership_changes: u64,
 }
 
 impl Stats {
@@ -72,6 +79,8 @@ impl Stats {
             hot_gets: lookups - main_hits,
             hot_hits: hits_hot + inner_hot,
             hot_evictions: s.hot_evictions,
+            peers: 0,
+            membership_changes: 0,
         }
     }
 }
