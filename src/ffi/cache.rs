@@ -72,6 +72,13 @@ pub struct cache_stats {
     pub hot_hits: u64,
     /// Entries the hot cache dropped (first, while hot > main / 8).
     pub hot_evictions: u64,
+    // Added after 0.1 (membership), read with cache_stats_get_sized:
+    /// Distinct nodes in the membership of the cache's pool, this one
+    /// included when listed (0 without a pool).
+    pub peers: u64,
+    /// Times the pool's membership changed: cache_pool_set_peers with a
+    /// different list, or a DNS lookup of peers_from that found one.
+    pub membership_changes: u64,
 }
 
 /// What a `cache` handle refers to.
@@ -569,6 +576,8 @@ pub unsafe extern "C" fn cache_stats_get_sized(
             hot_gets: s.hot_gets,
             hot_hits: s.hot_hits,
             hot_evictions: s.hot_evictions,
+            peers: s.peers,
+            membership_changes: s.membership_changes,
         };
         let known = out_size.min(std::mem::size_of::<cache_stats>());
         let out = out as *mut u8;
