@@ -106,6 +106,12 @@ class Stats:
     """Lookups the hot cache answered."""
     hot_evictions: int
     """Entries the hot cache dropped to stay within its bytes."""
+    peers: int
+    """Distinct nodes in the membership of the cache's pool, this one
+    included when listed (0 without a pool)."""
+    membership_changes: int
+    """Times the pool's membership changed (``set_peers`` with another
+    list, or a DNS lookup of ``peers_from`` that found one)."""
 
 
 _STATS_FIELDS = tuple(f.name for f in fields(Stats))
