@@ -66,13 +66,14 @@ dnsmasq:
 	@test -x /usr/sbin/dnsmasq || command -v dnsmasq >/dev/null \
 	  || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dnsmasq-base; }
 
-demo: lib examples venv
+demo: lib examples venv dnsmasq
 	@echo "== say_hi (C) ==";            $(BUILD)/say_hi
 	@echo "== say_hi (Python, plain ctypes) =="; GROUPCACHE_LIB=$(LIB) $(VPY) examples/say_hi.py
 	@echo "== loader (C) ==";            $(BUILD)/loader
 	@echo "== loader (Python) ==";       PYTHONPATH=python_ctypes $(VPY) examples/loader.py
 	@echo "== an asyncio HTTP service, three workers, one cache =="; PYTHONPATH=python_ctypes $(VPY) examples/service/demo.py
 	@echo "== a cluster of three Python workers over SQLite =="; PYTHONPATH=python_ctypes $(VPY) examples/cluster_demo.py
+	@echo "== gunicorn, 4 workers on each of two hosts, peers from one DNS name (dnsmasq) =="; PYTHONPATH=python_ctypes $(VPY) examples/workers/run.py
 
 test: lint check-header test-rust test-attack test-c test-python test-python-wheel test-service test-interop test-install test-cgo test-fuzz
 	@echo "make test: all suites passed"
