@@ -476,8 +476,18 @@ impl Shared {
                         let Some(runtime) = lock(&self.runtime).clone() else {
                             return;
                         };
-                        let m = self.build_members(&urls, &runtime, Some(&old), in_child);
-                        *write(&self.members) = Arc::new(m);
+                        let m = Arc::new(self.build_members(&urls, &runtime, Some(&old), in_child));
+                        {
+                            let mut members = write(&self.members);
+                            // `close` sets `closed` before it empties the
+                            // membership under this lock: a pool closed
+                            // meanwhile keeps its empty one (whose peers
+                            // would hold the runtime alive).
+                            if self.closed.load(Ordering::Acquire) {
+                                return;
+                            }
+                            *members = m;
+                        }
                         self.membership_changes.fetch_add(1, Ordering::Relaxed);
                         logs.push((
                             log::Level::Info,
