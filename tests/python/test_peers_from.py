@@ -23,9 +23,18 @@ REFRESH = 0.2
 
 
 @pytest.fixture
-def dns() -> Iterator[Dnsmasq]:
-    with Dnsmasq("") as d:
-        yield d
+def make_dns() -> Iterator[Callable[[str], Dnsmasq]]:
+    """Starts dnsmasq with a hosts file (given at start: a SIGHUP right
+    after would race with the first lookup)."""
+    made: List[Dnsmasq] = []
+
+    def make(text: str) -> Dnsmasq:
+        made.append(Dnsmasq(text))
+        return made[-1]
+
+    yield make
+    for d in made:
+        d.close()
 
 
 def common_port(ips: Sequence[str], span: int = 1) -> int:
@@ -61,9 +70,9 @@ def urls(ips: Sequence[str], port: int, span: int = 1) -> List[str]:
     return sorted("http://%s:%d" % (ip, p) for ip in ips for p in range(port, port + span))
 
 
-def test_three_pools_find_each_other_and_load_each_key_once(dns: Dnsmasq, name: str) -> None:
+def test_three_pools_find_each_other_and_load_each_key_once(make_dns: Callable[[str], Dnsmasq], name: str) -> None:
     ips = ["127.0.3.1", "127.0.3.2", "127.0.3.3"]
-    dns.set_hosts(hosts("py3", ips))
+    dns = make_dns(hosts("py3", ips))
     port = common_port(ips)
     spec = "dns+http://py3.%s:%d" % (DOMAIN, port)
     loads: List[str] = []
@@ -96,10 +105,12 @@ def test_three_pools_find_each_other_and_load_each_key_once(dns: Dnsmasq, name: 
             p.close()
 
 
-def test_failures_and_absence_are_logged_once_per_change(dns: Dnsmasq, caplog: pytest.LogCaptureFixture) -> None:
+def test_failures_and_absence_are_logged_once_per_change(
+    make_dns: Callable[[str], Dnsmasq], caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO, logger="groupcache")
     ips = ["127.0.3.11", "127.0.3.12"]
-    dns.set_hosts(hosts("logs", ips[1:]))  # this node is not listed yet
+    dns = make_dns(hosts("logs", ips[1:]))  # this node is not listed yet
     port = common_port(ips)
     spec = "dns+http://logs.%s:%d" % (DOMAIN, port)
 
@@ -137,8 +148,8 @@ def test_failures_and_absence_are_logged_once_per_change(dns: Dnsmasq, caplog: p
         assert len(warnings) == 2, [r.getMessage() for r in warnings]
 
 
-def test_set_peers_and_peers_from_do_not_mix(dns: Dnsmasq) -> None:
-    dns.set_hosts(hosts("mix", ["127.0.3.21"]))
+def test_set_peers_and_peers_from_do_not_mix(make_dns: Callable[[str], Dnsmasq]) -> None:
+    dns = make_dns(hosts("mix", ["127.0.3.21"]))
     spec = "dns+http://mix.%s:8001" % DOMAIN
     with Pool("127.0.3.21:0", peers_from=spec, nameserver=dns.nameserver) as p:
         with pytest.raises(ValueError, match="peers from DNS.*set_peers cannot be used"):
@@ -170,10 +181,10 @@ def test_bad_option_values() -> None:
         Pool(peers_from=5)  # type: ignore[arg-type]
 
 
-def test_from_the_environment(dns: Dnsmasq, prelude: str) -> None:
+def test_from_the_environment(make_dns: Callable[[str], Dnsmasq], prelude: str) -> None:
     """GROUPCACHE_PEERS_FROM, _PEERS_REFRESH_MS and _NAMESERVER, in a
     process of its own (the environment is read when a pool is made)."""
-    dns.set_hosts(hosts("env", ["127.0.3.31", "127.0.3.32"]))
+    dns = make_dns(hosts("env", ["127.0.3.31", "127.0.3.32"]))
     code = prelude + textwrap.dedent(
         """
         import groupcache, time
@@ -204,12 +215,12 @@ def test_from_the_environment(dns: Dnsmasq, prelude: str) -> None:
     assert out.returncode != 0 and "GROUPCACHE_PEERS_FROM" in out.stderr and "a port is needed" in out.stderr
 
 
-def test_a_forked_child_keeps_looking_dns_up(dns: Dnsmasq, name: str) -> None:
+def test_a_forked_child_keeps_looking_dns_up(make_dns: Callable[[str], Dnsmasq], name: str) -> None:
     """A pool made before fork() is a client-only node in the child: the
     child runs its own refresh on its own runtime, so it routes keys by the
     cluster as DNS says now, not as it was at the fork."""
     ips = ["127.0.3.41", "127.0.3.42", "127.0.3.43"]
-    dns.set_hosts(hosts("fork", ips[:2]))
+    dns = make_dns(hosts("fork", ips[:2]))
     port = common_port(ips)
     spec = "dns+http://fork.%s:%d" % (DOMAIN, port)
 
