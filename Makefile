@@ -20,7 +20,7 @@ C_TESTS    := test_api test_abi test_threads test_pool test_options test_adversa
 EXAMPLES   := say_hi loader
 
 .PHONY: all lib demo lint test test-rust test-c test-c-valgrind test-c-asan \
-        test-header test-fuzz test-python test-python-wheel test-service test-interop test-install test-cgo test-attack header check-header bench clean venv examples
+        test-header test-fuzz test-python test-python-wheel test-service test-interop test-install test-cgo test-attack header check-header bench clean venv examples dnsmasq
 
 all: lib
 
@@ -59,13 +59,21 @@ examples: $(addprefix $(BUILD)/,$(EXAMPLES))
 venv:
 	@bash scripts/python-venv.sh
 
-demo: lib examples venv
+# Debian's dnsmasq: the real DNS server on loopback that the peers_from
+# tests (Rust and Python) and the workers demo start for themselves
+# (dnsmasq-base: the program alone, no system service).
+dnsmasq:
+	@test -x /usr/sbin/dnsmasq || command -v dnsmasq >/dev/null \
+	  || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dnsmasq-base; }
+
+demo: lib examples venv dnsmasq
 	@echo "== say_hi (C) ==";            $(BUILD)/say_hi
 	@echo "== say_hi (Python, plain ctypes) =="; GROUPCACHE_LIB=$(LIB) $(VPY) examples/say_hi.py
 	@echo "== loader (C) ==";            $(BUILD)/loader
 	@echo "== loader (Python) ==";       PYTHONPATH=python_ctypes $(VPY) examples/loader.py
 	@echo "== an asyncio HTTP service, three workers, one cache =="; PYTHONPATH=python_ctypes $(VPY) examples/service/demo.py
 	@echo "== a cluster of three Python workers over SQLite =="; PYTHONPATH=python_ctypes $(VPY) examples/cluster_demo.py
+	@echo "== gunicorn, 4 workers on each of two hosts, peers from one DNS name (dnsmasq) =="; PYTHONPATH=python_ctypes $(VPY) examples/workers/run.py
 
 test: lint check-header test-rust test-attack test-c test-python test-python-wheel test-service test-interop test-install test-cgo test-fuzz
 	@echo "make test: all suites passed"
@@ -89,7 +97,7 @@ lint: venv
 	$(VPY) -m ruff check --cache-dir target/ruff python_ctypes tests bench examples
 	@echo "make lint: clean"
 
-test-rust:
+test-rust: dnsmasq
 	$(CARGO) test --release
 
 # The peer port under attack (issue 9): a node limited to 1,024 fds against
@@ -159,13 +167,13 @@ test-c-asan: $(addprefix $(BUILD)/asan/,$(C_TESTS))
 # need (pytest.ini lists the markers).
 NO_SKIP    := GROUPCACHE_NO_SKIP=1
 
-test-python: lib venv
+test-python: lib venv dnsmasq
 	$(NO_SKIP) PYTHONPATH=python_ctypes GROUPCACHE_LIB=$(LIB) $(VPY) -m pytest -q tests/python
 
 # The wheel (py3-none-manylinux, <= 5 MB, checked by auditwheel), the sdist
 # (builds the same wheel), an editable install, and the suite against the
 # wheel installed without Rust on every Python 3 here (PYTHONS="..." to pick).
-test-python-wheel: lib venv
+test-python-wheel: lib venv dnsmasq
 	$(NO_SKIP) bash tests/python/wheel.sh
 	$(NO_SKIP) GROUPCACHE_TEST_PIP=1 PYTHONPATH=python_ctypes GROUPCACHE_LIB=$(LIB) \
 	  $(VPY) -m pytest -q -m pip_install tests/python

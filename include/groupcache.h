@@ -331,6 +331,16 @@ typedef struct cache_stats {
    * in server_requests too.
    */
   uint64_t server_batch_requests;
+  /**
+   * Distinct nodes in the membership of the cache's pool, this one
+   * included when listed (0 without a pool).
+   */
+  uint64_t peers;
+  /**
+   * Times the pool's membership changed: cache_pool_set_peers with a
+   * different list, or a DNS lookup of peers_from that found one.
+   */
+  uint64_t membership_changes;
 } cache_stats;
 
 /**
@@ -889,8 +899,10 @@ enum cache_status cache_batch_sink_fail(struct cache_batch_sink *sink,
  * GROUPCACHE_MAX_CONNECTIONS, GROUPCACHE_MAX_BODY_BYTES,
  * GROUPCACHE_BODY_BUDGET_BYTES, GROUPCACHE_MAX_HEADER_BYTES,
  * GROUPCACHE_SERVER_WORKERS, GROUPCACHE_DRAIN_MS (0 to 4294967295),
- * GROUPCACHE_MAX_BATCH_KEYS. Returns NULL (with cache_last_error naming
- * the variable) if a variable is malformed or out of range.
+ * GROUPCACHE_MAX_BATCH_KEYS, GROUPCACHE_PEERS_FROM,
+ * GROUPCACHE_PEERS_REFRESH_MS (100 to 4294967295) and
+ * GROUPCACHE_NAMESERVER. Returns NULL (with cache_last_error naming the
+ * variable) if a variable is malformed or out of range.
  *
  * The result is a handle, not a pointer to memory: like cache and pool
  * handles it is checked at each use, so a freed one is refused
@@ -1050,6 +1062,32 @@ enum cache_status cache_pool_options_set_server_workers(struct cache_pool_option
 enum cache_status cache_pool_options_set_drain_ms(struct cache_pool_options *options, uint32_t ms);
 
 /**
+ * Takes the membership from DNS instead of cache_pool_set_peers: `spec`
+ * is "dns+http://NAME:PORT" (one peer "http://ADDR:PORT" per A and AAAA
+ * record of NAME), "dns+http://NAME:FIRST-LAST" (a port range: one peer
+ * per address per port, for several worker processes per host, each a
+ * node on its own port), "dns+srv+http://_service._proto.NAME" (SRV
+ * records: each target's addresses with its port), or the same with
+ * "https" for TLS peers. NAME is looked up as /etc/resolv.conf and
+ * /etc/hosts say (or at cache_pool_options_set_nameserver's server) when
+ * the pool is made, and again every peers_refresh_ms (default 5,000). The
+ * peers are the URLs found, sorted and without duplicates, so every node
+ * computes the same list; a node finds itself by its self_url (the
+ * default, "http://<bound address>", matches when it binds the address
+ * DNS gives). A lookup that fails or finds no address keeps the last
+ * good membership. The string is copied; NULL removes a spec set before
+ * (or by GROUPCACHE_PEERS_FROM). A pool made with one refuses
+ * cache_pool_set_peers. Returns CACHE_OK or CACHE_INVALID_ARGUMENT (a
+ * malformed spec, named in cache_last_error; not UTF-8; NULL or freed
+ * options).
+ *
+ * # Safety
+ * `spec` is NULL or a NUL-terminated string.
+ */
+enum cache_status cache_pool_options_set_peers_from(struct cache_pool_options *options,
+                                                    const char *spec);
+
+/**
  * Most keys one batch request between nodes carries (1 to 1,048,576;
  * default 1024): a node that fetches many keys of a cache from the node
  * that owns them sends one request per this many keys (the batch route
@@ -1060,6 +1098,29 @@ enum cache_status cache_pool_options_set_drain_ms(struct cache_pool_options *opt
  */
 enum cache_status cache_pool_options_set_max_batch_keys(struct cache_pool_options *options,
                                                         uint32_t n);
+
+/**
+ * How often peers_from is looked up again, in milliseconds (100 or more;
+ * default 5,000). A change of membership is seen within this time.
+ * Returns CACHE_OK or CACHE_INVALID_ARGUMENT (below 100; NULL or freed
+ * options).
+ */
+enum cache_status cache_pool_options_set_peers_refresh_ms(struct cache_pool_options *options,
+                                                          uint32_t ms);
+
+/**
+ * The DNS server peers_from asks, as "IP:PORT" ("127.0.0.1:5353",
+ * "[::1]:53") or "IP" (port 53), in place of the servers of
+ * /etc/resolv.conf (its search domains still apply; /etc/hosts is still
+ * read first). The string is copied; NULL goes back to resolv.conf's.
+ * Returns CACHE_OK or CACHE_INVALID_ARGUMENT (not an IP address and
+ * port; NULL or freed options).
+ *
+ * # Safety
+ * `addr` is NULL or a NUL-terminated string.
+ */
+enum cache_status cache_pool_options_set_nameserver(struct cache_pool_options *options,
+                                                    const char *addr);
 
 /**
  * Creates a node: binds `listen_addr` at once (e.g. "127.0.0.1:8000";
@@ -1085,7 +1146,9 @@ enum cache_status cache_pool_options_set_max_batch_keys(struct cache_pool_option
  * On CACHE_OK `*out` receives the handle. Returns CACHE_OK,
  * CACHE_INVALID_ARGUMENT (NULL listen_addr or out, an address or URL that
  * does not parse, a malformed GROUPCACHE_* variable), CACHE_IO (the
- * address cannot be bound). Does not block beyond binding.
+ * address cannot be bound). Does not block beyond binding, except with
+ * peers_from: then it waits for the first DNS answer, at most 5 s (past
+ * that the node starts with no peers and keeps asking).
  *
  * # Safety
  * `listen_addr` and `self_url` are NULL or NUL-terminated strings;
@@ -1125,14 +1188,37 @@ const char *cache_pool_url(const struct cache_pool *p);
  * started with. Every node must be given the same list.
  *
  * Returns CACHE_OK, CACHE_INVALID_ARGUMENT (NULL p, NULL urls with n > 0,
- * a NULL or malformed URL: nothing is changed then), CACHE_CLOSED. Never
- * blocks on the network.
+ * a NULL or malformed URL, a pool whose peers come from DNS
+ * (peers_from): nothing is changed then), CACHE_CLOSED. Never blocks on
+ * the network.
  *
  * # Safety
  * `urls` is NULL (with `n` 0) or points to `n` readable pointers, each
  * NULL or a NUL-terminated string.
  */
 enum cache_status cache_pool_set_peers(struct cache_pool *p, const char *const *urls, size_t n);
+
+/**
+ * Writes the membership (the URLs last given to cache_pool_set_peers, or
+ * found by peers_from, sorted), one per line, each followed by '\n', then
+ * a NUL, into `buf` (`cap` bytes; `buf` may be NULL when `cap` is 0).
+ * `*out_len` receives the text's length without the NUL; on
+ * CACHE_BUFFER_TOO_SMALL it is the length needed (add one for the NUL; the
+ * membership may change before the next call). For operators and tests:
+ * "which nodes does this node see?"
+ *
+ * Returns CACHE_OK, CACHE_INVALID_ARGUMENT (NULL p or out_len, NULL buf
+ * with a non-zero cap), CACHE_CLOSED, CACHE_BUFFER_TOO_SMALL. Never
+ * blocks.
+ *
+ * # Safety
+ * `buf` points to `cap` writable bytes (or is NULL with `cap` 0);
+ * `out_len` is NULL or writable.
+ */
+enum cache_status cache_pool_peers(const struct cache_pool *p,
+                                   char *buf,
+                                   size_t cap,
+                                   size_t *out_len);
 
 /**
  * Writes the URL of the node that owns `key` (binary-safe, `key_len`

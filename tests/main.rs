@@ -14,6 +14,7 @@ mod engine_batch;
 mod engine_fork;
 mod engine_group;
 mod peers_cluster;
+mod peers_dns;
 mod peers_escape;
 mod peers_gonode;
 mod peers_perf;

@@ -241,6 +241,9 @@ class CacheStats(Structure):
             "batch_loaded_keys",
             "peer_batch_requests",
             "server_batch_requests",
+            # membership (after 0.1)
+            "peers",
+            "membership_changes",
         )
     ]
 
@@ -612,6 +615,16 @@ def cache_pool_options_set_server_workers(options: Optional[int], n: int) -> int
 
 @_bind("cache_pool_options_set_max_batch_keys", [c_void_p, ctypes.c_uint32], c_int32, status=True)
 def cache_pool_options_set_max_batch_keys(options: Optional[int], n: int) -> int: ...
+@_bind("cache_pool_options_set_peers_from", [c_void_p, c_char_p], c_int32, status=True)
+def cache_pool_options_set_peers_from(options: Optional[int], spec: Optional[bytes]) -> int: ...
+
+
+@_bind("cache_pool_options_set_peers_refresh_ms", [c_void_p, ctypes.c_uint32], c_int32, status=True)
+def cache_pool_options_set_peers_refresh_ms(options: Optional[int], ms: int) -> int: ...
+
+
+@_bind("cache_pool_options_set_nameserver", [c_void_p, c_char_p], c_int32, status=True)
+def cache_pool_options_set_nameserver(options: Optional[int], addr: Optional[bytes]) -> int: ...
 
 
 @_bind("cache_pool_url", [c_void_p], c_char_p)
@@ -641,6 +654,12 @@ def cache_pool_free(p: Any) -> None: ...
     c_int32,
 )
 def cache_pool_owner(p: Handle, key: bytes, key_len: int, buf: Any, cap: int, out_len: Any) -> int: ...
+
+
+# cache_status cache_pool_peers(const cache_pool *p, char *buf, size_t cap,
+#     size_t *out_len); no errcheck, as cache_pool_owner.
+@_bind("cache_pool_peers", [c_void_p, c_char_p, c_size_t, POINTER(c_size_t)], c_int32)
+def cache_pool_peers(p: Handle, buf: Any, cap: int, out_len: Any) -> int: ...
 
 
 # ---- logging -------------------------------------------------------------------

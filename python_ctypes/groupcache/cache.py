@@ -129,6 +129,12 @@ class Stats:
     server_batch_requests: int
     """Batch gets that arrived from peers (their keys count in
     ``server_requests`` too)."""
+    peers: int
+    """Distinct nodes in the membership of the cache's pool, this one
+    included when listed (0 without a pool)."""
+    membership_changes: int
+    """Times the pool's membership changed (``set_peers`` with another
+    list, or a DNS lookup of ``peers_from`` that found one)."""
 
 
 _STATS_FIELDS = tuple(f.name for f in fields(Stats))

@@ -60,6 +60,8 @@ def _drain_ms(value: object) -> int:
     if not 0 <= ms <= _MAX_MS:  # also NaN and infinities
         raise ValueError("drain must be 0 to %d seconds, not %r" % (_MAX_MS // 1000, value))
     return round(ms)
+MIN_PEERS_REFRESH = 0.1
+"""The shortest ``peers_refresh``, in seconds."""
 
 
 def _replicas(value: object) -> int:
@@ -88,6 +90,22 @@ class Pool(Closable):
     every node, and ``self_url`` must be this node's URL as the peer lists
     spell it; without a secret the port serves cache contents to anyone
     who reaches it).
+
+    Membership from DNS, instead of ``set_peers``: ``peers_from`` is
+    "dns+http://NAME:PORT" (a peer "http://ADDR:PORT" per A and AAAA record
+    of NAME), "dns+http://NAME:FIRST-LAST" (a port range: a peer per
+    address per port, for several worker processes per host, each a node
+    on its own port), "dns+srv+http://_service._proto.NAME" (SRV records),
+    or the same with "https". NAME is looked up when the pool is made (the
+    constructor waits for the answer, at most 5 s) and every
+    ``peers_refresh`` seconds (default 5.0; at least 0.1), as
+    /etc/resolv.conf and /etc/hosts say, or at ``nameserver`` ("IP:PORT").
+    The peers are the URLs found, sorted: every node computes the same
+    list, and finds itself by ``self_url`` (the default,
+    "http://<bound address>", matches when it binds the address DNS
+    gives). A lookup that fails or finds nothing keeps the last good
+    membership. ``set_peers`` then raises ``ValueError``. See
+    docs/operations.md, "Membership from DNS".
 
     Prefork servers (gunicorn, uWSGI, multiprocessing): create pools and
     caches in each worker after the fork (gunicorn's ``post_fork``; see
@@ -144,6 +162,9 @@ class Pool(Closable):
         server_workers: Optional[int] = None,
         drain: Optional[float] = None,
         max_batch_keys: Optional[int] = None,
+        peers_from: Optional[str] = None,
+        peers_refresh: Optional[float] = None,
+        nameserver: Optional[str] = None,
     ) -> None:
         self._closed = True  # until the handle exists
         # Every argument is checked before anything is made: ctypes would
@@ -156,6 +177,15 @@ class Pool(Closable):
         drain_ms = None if drain is None else _drain_ms(drain)
         listen_b = _encode(listen, "listen")
         self_url_b = None if self_url is None else _encode(self_url, "self_url")
+        peers_from_b = None if peers_from is None else _encode(peers_from, "peers_from")
+        nameserver_b = None if nameserver is None else _encode(nameserver, "nameserver")
+        refresh_ms = None
+        if peers_refresh is not None:
+            refresh_ms = _timeout_ms(peers_refresh, "peers_refresh")
+            if peers_refresh < MIN_PEERS_REFRESH:
+                raise ValueError(
+                    "peers_refresh must be at least %s seconds, not %r" % (MIN_PEERS_REFRESH, peers_refresh)
+                )
         sync_log_level()  # before: the new pool logs that it serves
         opts = _lib.cache_pool_options_new()
         if not opts:  # a malformed GROUPCACHE_* variable
@@ -196,6 +226,12 @@ class Pool(Closable):
                 _lib.cache_pool_options_set_secret(opts, secret_b)
             if drain_ms is not None:
                 _lib.cache_pool_options_set_drain_ms(opts, drain_ms)
+            if peers_from_b is not None:
+                _lib.cache_pool_options_set_peers_from(opts, peers_from_b)
+            if refresh_ms is not None:
+                _lib.cache_pool_options_set_peers_refresh_ms(opts, refresh_ms)
+            if nameserver_b is not None:
+                _lib.cache_pool_options_set_nameserver(opts, nameserver_b)
             _lib.cache_pool_new_with_options(listen_b, self_url_b, opts, ctypes.byref(out))
         finally:
             _lib.cache_pool_options_free(opts)
@@ -213,7 +249,8 @@ class Pool(Closable):
 
     def set_peers(self, urls: Iterable[str]) -> None:
         """The whole cluster, this node included (as Go's HTTPPool.Set).
-        A node missing from its own list owns no keys: a client only."""
+        A node missing from its own list owns no keys: a client only.
+        ``ValueError`` for a pool whose peers come from ``peers_from``."""
         encoded: List[bytes] = [_encode(u, "a peer URL") for u in urls]
         self._check_open()
         array = (ctypes.c_char_p * max(1, len(encoded)))(*encoded)
@@ -221,6 +258,27 @@ class Pool(Closable):
             _lib.cache_pool_set_peers(self._handle, array, len(encoded))
         except ClosedError:
             raise ClosedError("the pool is closed", None) from None
+
+    @property
+    def peers(self) -> List[str]:
+        """The membership: the URLs last given to ``set_peers``, or found by
+        ``peers_from`` (sorted). For operators and tests ("which nodes does
+        this node see?"); never blocks."""
+        self._check_open()
+        n = ctypes.c_size_t()
+        cap = 256
+        while True:
+            buf = ctypes.create_string_buffer(cap)
+            status = _lib.cache_pool_peers(self._handle, buf, cap, ctypes.byref(n))
+            if status == CACHE_OK:
+                return buf.raw[: n.value].decode("utf-8", "replace").splitlines()
+            if status == CACHE_BUFFER_TOO_SMALL and n.value + 1 > cap:
+                cap = n.value + 1  # the membership may change meanwhile: loop
+                continue
+            err = error_for_status(status, _lib._last_error())
+            if isinstance(err, ClosedError):
+                raise ClosedError("the pool is closed", None)
+            raise err
 
     def owner(self, key: str) -> str:
         """The URL of the node that owns ``key`` by this node's current

@@ -1274,7 +1274,11 @@ impl Group {
     }
 
     pub fn stats(&self) -> Stats {
-        Stats::new(&self.counters, self.store.stats())
+        let mut s = Stats::new(&self.counters, self.store.stats());
+        if let Some(p) = self.peers() {
+            (s.peers, s.membership_changes) = p.membership();
+        }
+        s
     }
 
     /// Marks the group closed: later calls return `Error::Closed`; calls

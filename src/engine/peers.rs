@@ -53,4 +53,9 @@ pub trait PeerPicker: Send + Sync {
     fn pick_peer(&self, key: &[u8]) -> Option<Arc<dyn PeerGetter>>;
     /// Every peer but this node, for broadcasting removes.
     fn all_peers(&self) -> Vec<Arc<dyn PeerGetter>>;
+    /// (peers, membership changes) for the group's stats: distinct nodes
+    /// in the membership, and how often it changed. None by default.
+    fn membership(&self) -> (u64, u64) {
+        (0, 0)
+    }
 }

@@ -47,6 +47,13 @@ pub struct Stats {
     pub peer_batch_requests: u64,
     /// Batch gets that arrived from peers (`Group::get_many_for_peer`).
     pub server_batch_requests: u64,
+    // Membership (filled by `Group::stats` from its pool; 0 without one).
+    /// Distinct nodes in the pool's membership, this one included when
+    /// listed.
+    pub peers: u64,
+    /// Times the pool's membership changed (`set_peers` with a different
+    /// list, or a DNS round of `peers_from` that found one).
+    pub membership_changes: u64,
 }
 
 impl Stats {
@@ -84,6 +91,8 @@ impl Stats {
             batch_loaded_keys: c(Counter::BatchLoadedKeys),
             peer_batch_requests: c(Counter::PeerBatchRequests),
             server_batch_requests: c(Counter::ServerBatchRequests),
+            peers: 0,
+            membership_changes: 0,
         }
     }
 }

@@ -82,6 +82,13 @@ pub struct cache_stats {
     /// Batch gets that arrived from peers (new since 0.1); their keys count
     /// in server_requests too.
     pub server_batch_requests: u64,
+    // Added after 0.1 (membership), read with cache_stats_get_sized:
+    /// Distinct nodes in the membership of the cache's pool, this one
+    /// included when listed (0 without a pool).
+    pub peers: u64,
+    /// Times the pool's membership changed: cache_pool_set_peers with a
+    /// different list, or a DNS lookup of peers_from that found one.
+    pub membership_changes: u64,
 }
 
 /// What a `cache` handle refers to.
@@ -740,6 +747,8 @@ pub unsafe extern "C" fn cache_stats_get_sized(
             batch_loaded_keys: s.batch_loaded_keys,
             peer_batch_requests: s.peer_batch_requests,
             server_batch_requests: s.server_batch_requests,
+            peers: s.peers,
+            membership_changes: s.membership_changes,
         };
         let known = out_size.min(std::mem::size_of::<cache_stats>());
         let out = out as *mut u8;

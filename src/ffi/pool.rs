@@ -7,7 +7,8 @@ use crate::engine::reclaim;
 use once_cell::sync::Lazy;
 
 use crate::engine::{Group, PeerPicker};
-use crate::peers::pool::MAX_REPLICAS;
+use crate::peers::dns::{parse_nameserver, PeerSource};
+use crate::peers::pool::{MAX_REPLICAS, MIN_PEERS_REFRESH};
 use crate::peers::{Pool, PoolError, PoolOptions};
 
 use super::boundary::{guard, require, str_arg};
@@ -84,7 +85,7 @@ pub(crate) struct OptionsObj {
 static OPTIONS: Lazy<&'static HandleTable<OptionsObj>> = Lazy::new(HandleTable::leaked);
 
 /// The environment variables a pool reads, with the option each sets.
-const ENV: [(&str, &str); 15] = [
+const ENV: [(&str, &str); 18] = [
     ("GROUPCACHE_TIMEOUT_MS", "timeout_ms"),
     ("GROUPCACHE_CONNECT_TIMEOUT_MS", "connect_timeout_ms"),
     ("GROUPCACHE_REPLICAS", "replicas"),
@@ -100,6 +101,10 @@ const ENV: [(&str, &str); 15] = [
     ("GROUPCACHE_SERVER_WORKERS", "server_workers"),
     ("GROUPCACHE_DRAIN_MS", "drain_ms"),
     ("GROUPCACHE_MAX_BATCH_KEYS", "max_batch_keys"),
+    // Membership from DNS.
+    ("GROUPCACHE_PEERS_FROM", "peers_from"),
+    ("GROUPCACHE_PEERS_REFRESH_MS", "peers_refresh_ms"),
+    ("GROUPCACHE_NAMESERVER", "nameserver"),
 ];
 
 /// Valid values of the server limits, as the setters and the environment
@@ -163,6 +168,18 @@ fn options_from_env() -> Result<PoolOptions, String> {
             "secret" if v.is_empty() => return Err(format!("{var} is set but empty")),
             "secret" => o.secret = Some(v.clone()),
             "base_path" => o.base_path = v.clone(),
+            "peers_from" if v.is_empty() => return Err(format!("{var} is set but empty")),
+            "peers_from" => {
+                PeerSource::parse(&v).map_err(|m| format!("{var}: {m}"))?;
+                o.peers_from = Some(v.clone());
+            }
+            "peers_refresh_ms" => {
+                let min = MIN_PEERS_REFRESH.as_millis() as u32;
+                o.peers_refresh = std::time::Duration::from_millis(num(min, u32::MAX)? as u64);
+            }
+            "nameserver" => {
+                o.nameserver = Some(parse_nameserver(v.trim()).map_err(|m| format!("{var}: {m}"))?)
+            }
             limit => {
                 let n = v
                     .trim()
@@ -200,8 +217,10 @@ fn with_opts(o: *const cache_pool_options, f: impl FnOnce(&mut PoolOptions) -> c
 /// GROUPCACHE_MAX_CONNECTIONS, GROUPCACHE_MAX_BODY_BYTES,
 /// GROUPCACHE_BODY_BUDGET_BYTES, GROUPCACHE_MAX_HEADER_BYTES,
 /// GROUPCACHE_SERVER_WORKERS, GROUPCACHE_DRAIN_MS (0 to 4294967295),
-/// GROUPCACHE_MAX_BATCH_KEYS. Returns NULL (with cache_last_error naming
-/// the variable) if a variable is malformed or out of range.
+/// GROUPCACHE_MAX_BATCH_KEYS, GROUPCACHE_PEERS_FROM,
+/// GROUPCACHE_PEERS_REFRESH_MS (100 to 4294967295) and
+/// GROUPCACHE_NAMESERVER. Returns NULL (with cache_last_error naming the
+/// variable) if a variable is malformed or out of range.
 ///
 /// The result is a handle, not a pointer to memory: like cache and pool
 /// handles it is checked at each use, so a freed one is refused
@@ -489,6 +508,52 @@ pub extern "C" fn cache_pool_options_set_drain_ms(options: *mut cache_pool_optio
     })
 }
 
+/// Takes the membership from DNS instead of cache_pool_set_peers: `spec`
+/// is "dns+http://NAME:PORT" (one peer "http://ADDR:PORT" per A and AAAA
+/// record of NAME), "dns+http://NAME:FIRST-LAST" (a port range: one peer
+/// per address per port, for several worker processes per host, each a
+/// node on its own port), "dns+srv+http://_service._proto.NAME" (SRV
+/// records: each target's addresses with its port), or the same with
+/// "https" for TLS peers. NAME is looked up as /etc/resolv.conf and
+/// /etc/hosts say (or at cache_pool_options_set_nameserver's server) when
+/// the pool is made, and again every peers_refresh_ms (default 5,000). The
+/// peers are the URLs found, sorted and without duplicates, so every node
+/// computes the same list; a node finds itself by its self_url (the
+/// default, "http://<bound address>", matches when it binds the address
+/// DNS gives). A lookup that fails or finds no address keeps the last
+/// good membership. The string is copied; NULL removes a spec set before
+/// (or by GROUPCACHE_PEERS_FROM). A pool made with one refuses
+/// cache_pool_set_peers. Returns CACHE_OK or CACHE_INVALID_ARGUMENT (a
+/// malformed spec, named in cache_last_error; not UTF-8; NULL or freed
+/// options).
+///
+/// # Safety
+/// `spec` is NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn cache_pool_options_set_peers_from(
+    options: *mut cache_pool_options,
+    spec: *const c_char,
+) -> cache_status {
+    guard(|| {
+        let v = if spec.is_null() {
+            None
+        } else {
+            // SAFETY: the caller promises a NUL-terminated string.
+            match unsafe { str_arg(spec, "spec") } {
+                Ok(v) => match PeerSource::parse(v) {
+                    Ok(_) => Some(v.to_owned()),
+                    Err(m) => return fail(CACHE_INVALID_ARGUMENT, m),
+                },
+                Err(s) => return s,
+            }
+        };
+        with_opts(options, |o| {
+            o.peers_from = v;
+            CACHE_OK
+        })
+    })
+}
+
 /// Most keys one batch request between nodes carries (1 to 1,048,576;
 /// default 1024): a node that fetches many keys of a cache from the node
 /// that owns them sends one request per this many keys (the batch route
@@ -502,6 +567,64 @@ pub extern "C" fn cache_pool_options_set_max_batch_keys(
     n: u32,
 ) -> cache_status {
     set_u64(options, "max_batch_keys", n as u64)
+}
+
+/// How often peers_from is looked up again, in milliseconds (100 or more;
+/// default 5,000). A change of membership is seen within this time.
+/// Returns CACHE_OK or CACHE_INVALID_ARGUMENT (below 100; NULL or freed
+/// options).
+#[no_mangle]
+pub extern "C" fn cache_pool_options_set_peers_refresh_ms(
+    options: *mut cache_pool_options,
+    ms: u32,
+) -> cache_status {
+    guard(|| {
+        with_opts(options, |o| {
+            let min = MIN_PEERS_REFRESH.as_millis() as u32;
+            if ms < min {
+                return fail(
+                    CACHE_INVALID_ARGUMENT,
+                    format!("peers_refresh_ms must be at least {min}, not {ms}"),
+                );
+            }
+            o.peers_refresh = std::time::Duration::from_millis(ms as u64);
+            CACHE_OK
+        })
+    })
+}
+
+/// The DNS server peers_from asks, as "IP:PORT" ("127.0.0.1:5353",
+/// "[::1]:53") or "IP" (port 53), in place of the servers of
+/// /etc/resolv.conf (its search domains still apply; /etc/hosts is still
+/// read first). The string is copied; NULL goes back to resolv.conf's.
+/// Returns CACHE_OK or CACHE_INVALID_ARGUMENT (not an IP address and
+/// port; NULL or freed options).
+///
+/// # Safety
+/// `addr` is NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn cache_pool_options_set_nameserver(
+    options: *mut cache_pool_options,
+    addr: *const c_char,
+) -> cache_status {
+    guard(|| {
+        let v = if addr.is_null() {
+            None
+        } else {
+            // SAFETY: the caller promises a NUL-terminated string.
+            match unsafe { str_arg(addr, "addr") } {
+                Ok(v) => match parse_nameserver(v) {
+                    Ok(a) => Some(a),
+                    Err(m) => return fail(CACHE_INVALID_ARGUMENT, m),
+                },
+                Err(s) => return s,
+            }
+        };
+        with_opts(options, |o| {
+            o.nameserver = v;
+            CACHE_OK
+        })
+    })
 }
 
 /// Creates a node: binds `listen_addr` at once (e.g. "127.0.0.1:8000";
@@ -527,7 +650,9 @@ pub extern "C" fn cache_pool_options_set_max_batch_keys(
 /// On CACHE_OK `*out` receives the handle. Returns CACHE_OK,
 /// CACHE_INVALID_ARGUMENT (NULL listen_addr or out, an address or URL that
 /// does not parse, a malformed GROUPCACHE_* variable), CACHE_IO (the
-/// address cannot be bound). Does not block beyond binding.
+/// address cannot be bound). Does not block beyond binding, except with
+/// peers_from: then it waits for the first DNS answer, at most 5 s (past
+/// that the node starts with no peers and keeps asking).
 ///
 /// # Safety
 /// `listen_addr` and `self_url` are NULL or NUL-terminated strings;
@@ -628,8 +753,9 @@ pub extern "C" fn cache_pool_url(p: *const cache_pool) -> *const c_char {
 /// started with. Every node must be given the same list.
 ///
 /// Returns CACHE_OK, CACHE_INVALID_ARGUMENT (NULL p, NULL urls with n > 0,
-/// a NULL or malformed URL: nothing is changed then), CACHE_CLOSED. Never
-/// blocks on the network.
+/// a NULL or malformed URL, a pool whose peers come from DNS
+/// (peers_from): nothing is changed then), CACHE_CLOSED. Never blocks on
+/// the network.
 ///
 /// # Safety
 /// `urls` is NULL (with `n` 0) or points to `n` readable pointers, each
@@ -669,6 +795,58 @@ pub unsafe extern "C" fn cache_pool_set_peers(
             Ok(()) => CACHE_OK,
             Err(e) => from_pool_error(e),
         }
+    })
+}
+
+/// Writes the membership (the URLs last given to cache_pool_set_peers, or
+/// found by peers_from, sorted), one per line, each followed by '\n', then
+/// a NUL, into `buf` (`cap` bytes; `buf` may be NULL when `cap` is 0).
+/// `*out_len` receives the text's length without the NUL; on
+/// CACHE_BUFFER_TOO_SMALL it is the length needed (add one for the NUL; the
+/// membership may change before the next call). For operators and tests:
+/// "which nodes does this node see?"
+///
+/// Returns CACHE_OK, CACHE_INVALID_ARGUMENT (NULL p or out_len, NULL buf
+/// with a non-zero cap), CACHE_CLOSED, CACHE_BUFFER_TOO_SMALL. Never
+/// blocks.
+///
+/// # Safety
+/// `buf` points to `cap` writable bytes (or is NULL with `cap` 0);
+/// `out_len` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn cache_pool_peers(
+    p: *const cache_pool,
+    buf: *mut c_char,
+    cap: usize,
+    out_len: *mut usize,
+) -> cache_status {
+    guard(|| {
+        require!(p, out_len);
+        if buf.is_null() && cap != 0 {
+            return fail(CACHE_INVALID_ARGUMENT, "`buf` is NULL but `cap` is not 0");
+        }
+        let pin = reclaim::pin();
+        let Some(obj) = POOLS.get(p as usize, &pin) else {
+            return closed();
+        };
+        if obj.pool.is_closed() {
+            return fail(CACHE_CLOSED, "the pool is closed");
+        }
+        let text: String = obj.pool.peers().iter().map(|u| format!("{u}\n")).collect();
+        // SAFETY: out_len is non-NULL (checked) and writable (promise).
+        unsafe { *out_len = text.len() };
+        if text.len() >= cap {
+            return fail(
+                CACHE_BUFFER_TOO_SMALL,
+                format!("the list needs {} bytes with its NUL", text.len() + 1),
+            );
+        }
+        // SAFETY: buf has cap > text.len() writable bytes (promise).
+        unsafe {
+            std::ptr::copy_nonoverlapping(text.as_ptr(), buf as *mut u8, text.len());
+            *buf.add(text.len()) = 0;
+        }
+        CACHE_OK
     })
 }
 

@@ -161,6 +161,20 @@ pub fn render(groups: &mut [(String, Stats)]) -> String {
     out
 }
 
+/// The pool's membership (not per group; the exporter has no such
+/// metrics): `groupcache_peers`, a gauge, and
+/// `groupcache_membership_changes_total`, a counter.
+pub fn render_membership(peers: u64, changes: u64) -> String {
+    format!(
+        "# HELP groupcache_peers Distinct nodes in this node's membership\n\
+         # TYPE groupcache_peers gauge\n\
+         groupcache_peers {peers}\n\
+         # HELP groupcache_membership_changes_total Count of changes of the membership (set_peers, DNS)\n\
+         # TYPE groupcache_membership_changes_total counter\n\
+         groupcache_membership_changes_total {changes}\n"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,5 +195,13 @@ mod tests {
         assert_eq!(text.matches("groupcache_cache_items{").count(), 4);
         assert!(text.find("group=\"a\"").unwrap() < text.find("group=\"b").unwrap());
         assert_eq!(render(&mut []), "");
+    }
+
+    #[test]
+    fn membership_is_one_gauge_and_one_counter() {
+        let text = render_membership(3, 7);
+        assert!(text.contains("# TYPE groupcache_peers gauge\ngroupcache_peers 3\n"));
+        assert!(text.contains("# TYPE groupcache_membership_changes_total counter\n"));
+        assert!(text.ends_with("groupcache_membership_changes_total 7\n"));
     }
 }

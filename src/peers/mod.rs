@@ -47,6 +47,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod dns;
 pub mod escape;
 pub mod metrics;
 pub mod pool;

@@ -29,12 +29,13 @@ use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 use std::time::Duration;
 
 use hyper::Uri;
 
 use super::client::{ClientConfig, ClientShared, HttpPeer, RuntimeOwner};
+use super::dns::PeerSource;
 use super::proto::DEFAULT_BASE_PATH;
 use super::server::{self, GroupLookup, PeerService, ServerConfig, ServerHandle};
 use crate::engine::{fork, Group, PeerGetter, PeerPicker};
@@ -149,6 +150,18 @@ pub struct PoolOptions {
     /// blocks for this long. Default 0: no drain (the 503 is then seen
     /// only by requests racing the shutdown).
     pub drain: Duration,
+    /// Membership from DNS instead of `set_peers` (see `peers::dns`):
+    /// `dns+http://NAME:PORT` (or a port range `FIRST-LAST`),
+    /// `dns+srv+http://_service._proto.NAME`, or `https` forms. Looked up
+    /// when the pool is made and every `peers_refresh`. Default none: the
+    /// application calls `set_peers`.
+    pub peers_from: Option<String>,
+    /// How often `peers_from` is looked up again. Default 5 s; at least
+    /// 100 ms.
+    pub peers_refresh: Duration,
+    /// The DNS server for `peers_from`, in place of /etc/resolv.conf's.
+    /// Default none.
+    pub nameserver: Option<SocketAddr>,
 }
 
 impl Default for PoolOptions {
@@ -172,6 +185,9 @@ impl Default for PoolOptions {
             max_blocking_threads: 64,
             secret: None,
             drain: Duration::ZERO,
+            peers_from: None,
+            peers_refresh: Duration::from_secs(5),
+            nameserver: None,
         }
     }
 }
@@ -211,6 +227,8 @@ struct Members {
     owners: Vec<Option<Arc<dyn PeerGetter>>>,
     /// Every other node once, for broadcasts.
     others: Vec<Arc<dyn PeerGetter>>,
+    /// Distinct URLs in `urls` (the `peers` counter).
+    distinct: usize,
 }
 
 impl Members {
@@ -220,6 +238,7 @@ impl Members {
             ring: Ring::new(replicas),
             owners: Vec::new(),
             others: Vec::new(),
+            distinct: 0,
         }
     }
 }
@@ -233,6 +252,9 @@ struct Registered {
 
 /// State shared by the `Pool`, the pickers given to groups and the server.
 struct Shared {
+    /// This state itself, for the tasks it spawns (which must not keep
+    /// it alive).
+    me: Weak<Shared>,
     self_url: String,
     addr: SocketAddr,
     opts: PoolOptions,
@@ -258,6 +280,25 @@ struct Shared {
     /// Taken at close; peers in use hold their own reference.
     runtime: Mutex<Option<Arc<RuntimeOwner>>>,
     server: Mutex<Option<ServerHandle>>,
+    /// Where the membership comes from, with `peers_from`.
+    source: Option<Arc<PeerSource>>,
+    /// What the DNS rounds found last, to log changes of state only.
+    /// Taken before `members` when both are.
+    dns_state: Mutex<DnsState>,
+    /// Times the membership changed (`set_peers` or a DNS round that
+    /// found a different list).
+    membership_changes: AtomicU64,
+}
+
+/// What the last DNS round said, for logging each change once.
+#[derive(Default)]
+struct DnsState {
+    /// Rounds done (the first is waited for by `Pool::new`).
+    rounds: u64,
+    /// The last round failed (the membership is the last good one's).
+    failing: bool,
+    /// Whether this node's URL was in the last good answer.
+    self_listed: Option<bool>,
 }
 
 impl Shared {
@@ -317,6 +358,12 @@ impl Shared {
         // Last: other threads skip `after_fork` from here on, and must find
         // the child's membership.
         self.generation.store(now, Ordering::Release);
+        // The parent's refresh task does not run here (its runtime's
+        // threads do not exist): the child looks DNS up itself, to route
+        // keys by the cluster as it is now, not as it was at the fork.
+        if let Some(rt) = lock(&self.runtime).clone() {
+            self.spawn_refresh(rt.handle(), None);
+        }
         // Logged with no lock held: the log callback may wait for Python's
         // GIL, whose holder may be forking (and taking our locks).
         drop(serial);
@@ -371,11 +418,131 @@ impl Shared {
             };
             owners.push(Some(peer));
         }
+        let distinct = others.len() + usize::from(owners.iter().any(Option::is_none));
         Members {
             urls: urls.to_vec(),
             ring,
             owners,
             others,
+            distinct,
+        }
+    }
+
+    /// Starts looking `peers_from` up every `peers_refresh` on `handle`
+    /// (the pool's runtime), if the pool has a source. `first` hears when
+    /// the first round is applied.
+    fn spawn_refresh(&self, handle: &tokio::runtime::Handle, first: Option<mpsc::Sender<()>>) {
+        let Some(source) = self.source.clone() else { return };
+        let weak = self.me.clone();
+        let (every, nameserver) = (self.opts.peers_refresh, self.opts.nameserver);
+        handle.spawn(async move {
+            let mut first = first;
+            loop {
+                let found = source.resolve(nameserver).await;
+                match weak.upgrade() {
+                    Some(s) if !s.closed.load(Ordering::Acquire) => s.apply_discovered(&source, found),
+                    _ => return,
+                }
+                if let Some(tx) = first.take() {
+                    let _ = tx.send(());
+                }
+                tokio::time::sleep(every).await;
+            }
+        });
+    }
+
+    /// Applies one DNS round: a different list replaces the membership
+    /// (requests in flight keep the one they started with); a failed or
+    /// empty round keeps it. Logs changes of state only, with no lock held.
+    fn apply_discovered(&self, source: &PeerSource, found: Result<Vec<String>, String>) {
+        let mut logs: Vec<(log::Level, String)> = Vec::new();
+        let who = &self.self_url;
+        let spec = &source.spec;
+        {
+            let mut st = lock(&self.dns_state);
+            st.rounds += 1;
+            match found {
+                Err(why) => {
+                    if !st.failing {
+                        st.failing = true;
+                        let n = read(&self.members).distinct;
+                        let keep = if n == 0 {
+                            "no peers yet: this node loads every key itself".to_string()
+                        } else {
+                            format!("keeping the {n} peers found before")
+                        };
+                        let every = self.opts.peers_refresh;
+                        logs.push((
+                            log::Level::Warn,
+                            format!(
+                                "pool {who}: peers from {spec}: {why}; {keep}, trying again every {every:?}"
+                            ),
+                        ));
+                    }
+                }
+                Ok(urls) => {
+                    if st.failing {
+                        st.failing = false;
+                        logs.push((
+                            log::Level::Info,
+                            format!("pool {who}: peers from {spec}: answering again"),
+                        ));
+                    }
+                    let in_child = self.in_child.load(Ordering::Acquire);
+                    let old = read(&self.members).clone();
+                    if old.urls != urls {
+                        let Some(runtime) = lock(&self.runtime).clone() else {
+                            return;
+                        };
+                        let m = Arc::new(self.build_members(&urls, &runtime, Some(&old), in_child));
+                        {
+                            let mut members = write(&self.members);
+                            // `close` sets `closed` before it empties the
+                            // membership under this lock: a pool closed
+                            // meanwhile keeps its empty one (whose peers
+                            // would hold the runtime alive).
+                            if self.closed.load(Ordering::Acquire) {
+                                return;
+                            }
+                            *members = m;
+                        }
+                        self.membership_changes.fetch_add(1, Ordering::Relaxed);
+                        logs.push((
+                            log::Level::Info,
+                            format!(
+                                "pool {who}: peers from {spec}: {} peers{}",
+                                urls.len(),
+                                describe_change(&old.urls, &urls)
+                            ),
+                        ));
+                    }
+                    // A forked child's URL is its parent's: not its own
+                    // presence to report.
+                    let listed = urls.contains(who);
+                    if !in_child && st.self_listed != Some(listed) {
+                        if !listed {
+                            logs.push((
+                                log::Level::Warn,
+                                format!(
+                                    "pool {who}: this node is not among the {} peers from {spec}: it serves and \
+                                     forwards, but owns no keys (a node starting or leaving; otherwise give it \
+                                     the self URL DNS gives it)",
+                                    urls.len()
+                                ),
+                            ));
+                        } else if st.self_listed.is_some() {
+                            logs.push((
+                                log::Level::Info,
+                                format!("pool {who}: now among the peers from {spec}"),
+                            ));
+                        }
+                        st.self_listed = Some(listed);
+                    }
+                }
+            }
+        }
+        for (level, msg) in logs {
+            log::log!(level, "{msg}");
         }
     }
 
@@ -389,6 +556,11 @@ impl Shared {
         let m = read(&self.members);
         let i = m.ring.get_index(key)?;
         m.owners[i].clone()
+    }
+
+    fn membership(&self) -> (u64, u64) {
+        let peers = read(&self.members).distinct as u64;
+        (peers, self.membership_changes.load(Ordering::Relaxed))
     }
 
     fn all_peers(&self) -> Vec<Arc<dyn PeerGetter>> {
@@ -405,11 +577,12 @@ impl Shared {
 impl fork::ForkLocks for Shared {
     fn lock_for_fork(&self, guards: &mut fork::Guards) {
         // Never held together, except `fork_refresh` (taken first) with
-        // the others.
+        // the others, and `dns_state` before `members`.
         // SAFETY: (all) the registry holds `self` alive until the guards
         // are dropped.
         unsafe {
             guards.keep(lock(&self.fork_refresh));
+            guards.keep(lock(&self.dns_state));
             guards.keep(write(&self.members));
             guards.keep(write(&self.groups));
             guards.keep(write(&self.client));
@@ -431,6 +604,32 @@ impl fork::ForkLocks for Shared {
             // not exist here and `after_fork` abandons its objects).
             unsafe { libc::close(fd) };
         }
+    }
+}
+
+/// " (+added, -removed)" for a log line: a few URLs of each, and a count
+/// past that.
+fn describe_change(old: &[String], new: &[String]) -> String {
+    let list = |v: Vec<&String>| {
+        let mut s = v.iter().take(4).map(|u| u.as_str()).collect::<Vec<_>>().join(" ");
+        if v.len() > 4 {
+            s.push_str(&format!(" and {} more", v.len() - 4));
+        }
+        s
+    };
+    let added: Vec<&String> = new.iter().filter(|u| !old.contains(u)).collect();
+    let removed: Vec<&String> = old.iter().filter(|u| !new.contains(u)).collect();
+    let mut out = Vec::new();
+    if !added.is_empty() {
+        out.push(format!("added {}", list(added)));
+    }
+    if !removed.is_empty() {
+        out.push(format!("removed {}", list(removed)));
+    }
+    if out.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", out.join("; "))
     }
 }
 
@@ -484,7 +683,10 @@ impl GroupLookup for Lookup {
                 .filter_map(|(name, r)| Some((name.clone(), r.group.as_ref()?.upgrade()?.stats())))
                 .collect()
         };
-        super::metrics::render(&mut stats)
+        let mut text = super::metrics::render(&mut stats);
+        let (peers, changes) = shared.membership();
+        text.push_str(&super::metrics::render_membership(peers, changes));
+        text
     }
 }
 
@@ -497,6 +699,9 @@ impl PeerPicker for Picker {
     }
     fn all_peers(&self) -> Vec<Arc<dyn PeerGetter>> {
         self.0.all_peers()
+    }
+    fn membership(&self) -> (u64, u64) {
+        self.0.membership()
     }
 }
 
@@ -561,6 +766,13 @@ pub const MAX_BATCH_KEYS: usize = 1 << 20;
 /// The longest timeout (about 49.7 days: what the C API's `uint32_t`
 /// milliseconds can say).
 pub const MAX_TIMEOUT: Duration = Duration::from_millis(u32::MAX as u64);
+
+/// The shortest `peers_refresh`: more often would load the DNS server for
+/// nothing.
+pub const MIN_PEERS_REFRESH: Duration = Duration::from_millis(100);
+
+/// How long `Pool::new` waits for the first DNS round of `peers_from`.
+const FIRST_ROUND_WAIT: Duration = Duration::from_secs(5);
 
 fn check_options(o: &PoolOptions) -> Result<(), PoolError> {
     let bad = |m: &str| Err(PoolError::InvalidArgument(m.to_string()));
@@ -634,6 +846,15 @@ fn check_options(o: &PoolOptions) -> Result<(), PoolError> {
     if o.body_budget_bytes == 0 {
         return bad("body_budget_bytes must be at least 1");
     }
+    if let Some(spec) = &o.peers_from {
+        PeerSource::parse(spec).map_err(PoolError::InvalidArgument)?;
+    }
+    if o.peers_refresh < MIN_PEERS_REFRESH || o.peers_refresh > MAX_TIMEOUT {
+        return bad(&format!(
+            "peers_refresh must be {MIN_PEERS_REFRESH:?} to {MAX_TIMEOUT:?}, not {:?}",
+            o.peers_refresh
+        ));
+    }
     Ok(())
 }
 
@@ -650,6 +871,12 @@ impl Pool {
         if let Some(u) = self_url {
             check_url(u)?;
         }
+        let source = match &options.peers_from {
+            Some(spec) => Some(Arc::new(
+                PeerSource::parse(spec).map_err(PoolError::InvalidArgument)?,
+            )),
+            None => None,
+        };
         let listener = std::net::TcpListener::bind(listen_addr).map_err(|e| {
             // An address that does not parse is the caller's mistake; one
             // that cannot be bound (taken, not ours) is the system's answer.
@@ -695,7 +922,8 @@ impl Pool {
             }),
         };
         let handle = runtime.handle().clone();
-        let shared = Arc::new(Shared {
+        let shared = Arc::new_cyclic(|me| Shared {
+            me: me.clone(),
             self_url,
             addr,
             members: RwLock::new(Arc::new(Members::empty(options.replicas))),
@@ -710,6 +938,9 @@ impl Pool {
             in_child: AtomicBool::new(false),
             runtime: Mutex::new(Some(runtime)),
             server: Mutex::new(None),
+            source,
+            dns_state: Mutex::new(DnsState::default()),
+            membership_changes: AtomicU64::new(0),
         });
         let weak: Weak<dyn fork::ForkLocks> = Arc::downgrade(&shared) as _;
         fork::register(weak);
@@ -724,6 +955,13 @@ impl Pool {
         *lock(&shared.server) = Some(server);
         log::info!("pool {}: serving the peer protocol on {addr}", shared.self_url);
         log::debug!("pool {}: at most {max_connections} connections", shared.self_url);
+        if shared.source.is_some() {
+            // The node starts with its cluster when DNS answers in time;
+            // otherwise with none, and the task keeps trying.
+            let (tx, rx) = mpsc::channel();
+            shared.spawn_refresh(&handle, Some(tx));
+            let _ = rx.recv_timeout(FIRST_ROUND_WAIT);
+        }
         let picker = Arc::new(Picker(shared.clone()));
         Ok(Arc::new(Pool { shared, picker }))
     }
@@ -757,6 +995,13 @@ impl Pool {
         if self.is_closed() {
             return Err(PoolError::Closed);
         }
+        if let Some(source) = &self.shared.source {
+            return Err(PoolError::InvalidArgument(format!(
+                "this pool takes its peers from DNS ({}, by peers_from or GROUPCACHE_PEERS_FROM): \
+                 set_peers cannot be used with it",
+                source.spec
+            )));
+        }
         for u in urls {
             check_url(u)?;
         }
@@ -769,13 +1014,28 @@ impl Pool {
         };
         let old = read(&s.members).clone();
         let m = Arc::new(s.build_members(urls, &runtime, Some(&old), s.in_child.load(Ordering::Acquire)));
+        if m.urls != old.urls {
+            s.membership_changes.fetch_add(1, Ordering::Relaxed);
+        }
         *write(&s.members) = m;
         Ok(())
     }
 
-    /// The list last given to [`Pool::set_peers`].
+    /// The membership: the list last given to [`Pool::set_peers`], or the
+    /// last good answer of `peers_from` (sorted).
     pub fn peers(&self) -> Vec<String> {
         read(&self.shared.members).urls.clone()
+    }
+
+    /// (peers, membership changes): distinct nodes in the membership, this
+    /// one included when listed, and how often the membership changed.
+    pub fn membership(&self) -> (u64, u64) {
+        self.shared.membership()
+    }
+
+    /// The `peers_from` source, if the pool has one.
+    pub fn peer_source(&self) -> Option<&PeerSource> {
+        self.shared.source.as_deref()
     }
 
     /// Serves `group` to peers under its name and installs this pool as its
@@ -920,6 +1180,9 @@ impl PeerPicker for Pool {
     }
     fn all_peers(&self) -> Vec<Arc<dyn PeerGetter>> {
         self.shared.all_peers()
+    }
+    fn membership(&self) -> (u64, u64) {
+        self.shared.membership()
     }
 }
 

@@ -1,9 +1,11 @@
 /* Pool options: the builder, the environment, and that a timeout set from C
  * is the one a get waits on a silent peer; the server's limits set from C
- * and from the environment are the ones it enforces. */
+ * and from the environment are the ones it enforces; membership from DNS
+ * (peers_from) against a tiny DNS server in a thread. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -233,6 +235,183 @@ static void drain(void) {
   unsetenv("GROUPCACHE_DRAIN_MS");
 }
 
+/* A DNS server of a few lines on 127.0.0.1 (UDP): "nodes.dns.test" has the
+ * A records 127.0.2.71 and 127.0.2.72 and no AAAA record; every other name
+ * does not exist. Enough for the pool's resolver. */
+struct dns_server {
+  int fd;
+  volatile int stop;
+  int queries;
+  char addr[32];
+};
+
+static size_t dns_answer(const uint8_t *q, size_t n, uint8_t *out) {
+  if (n < 17) return 0;
+  size_t i = 12; /* the question's name: labels up to a 0 */
+  char name[256] = {0};
+  size_t len = 0;
+  while (i < n && q[i] != 0) {
+    size_t l = q[i++];
+    if (i + l > n || len + l + 1 >= sizeof name) return 0;
+    if (len) name[len++] = '.';
+    memcpy(name + len, q + i, l);
+    len += l;
+    i += l;
+  }
+  if (i + 5 > n) return 0;
+  size_t qend = i + 5; /* the 0, type, class */
+  int qtype = (q[i + 1] << 8) | q[i + 2];
+  int known = strcmp(name, "nodes.dns.test") == 0;
+  memcpy(out, q, qend);
+  out[2] = 0x84 | (q[2] & 0x01); /* a response, authoritative, RD as asked */
+  out[3] = known ? 0x00 : 0x03;  /* NOERROR or NXDOMAIN */
+  out[6] = out[7] = out[8] = out[9] = out[10] = out[11] = 0;
+  size_t o = qend;
+  if (known && qtype == 1) {
+    out[7] = 2;
+    for (int k = 0; k < 2; k++) {
+      const uint8_t rr[] = {0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 0, 0, 4, 127, 0, 2, (uint8_t)(71 + k)};
+      memcpy(out + o, rr, sizeof rr);
+      o += sizeof rr;
+    }
+  }
+  return o;
+}
+
+static void *dns_serve(void *arg) {
+  struct dns_server *d = arg;
+  uint8_t q[512], a[600];
+  while (!d->stop) {
+    struct pollfd pfd = {.fd = d->fd, .events = POLLIN};
+    if (poll(&pfd, 1, 50) <= 0) continue;
+    struct sockaddr_in from;
+    socklen_t fl = sizeof from;
+    ssize_t n = recvfrom(d->fd, q, sizeof q, 0, (struct sockaddr *)&from, &fl);
+    if (n <= 0) continue;
+    size_t m = dns_answer(q, (size_t)n, a);
+    if (m) {
+      __atomic_add_fetch(&d->queries, 1, __ATOMIC_SEQ_CST);
+      sendto(d->fd, a, m, 0, (struct sockaddr *)&from, fl);
+    }
+  }
+  return NULL;
+}
+
+static void dns_start(struct dns_server *d, pthread_t *t) {
+  d->fd = socket(AF_INET, SOCK_DGRAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t len = sizeof a;
+  CHECK(bind(d->fd, (struct sockaddr *)&a, sizeof a) == 0);
+  getsockname(d->fd, (struct sockaddr *)&a, &len);
+  snprintf(d->addr, sizeof d->addr, "127.0.0.1:%d", ntohs(a.sin_port));
+  d->stop = 0;
+  d->queries = 0;
+  CHECK(pthread_create(t, NULL, dns_serve, d) == 0);
+}
+
+static void peers_from(void) {
+  struct dns_server d;
+  pthread_t t;
+  dns_start(&d, &t);
+  cache_pool_options *o = cache_pool_options_new();
+  /* Bad values are refused at once, saying why. */
+  CHECK_STATUS(cache_pool_options_set_peers_from(o, "dns+http://nodes.dns.test"), CACHE_INVALID_ARGUMENT);
+  CHECK(strstr(cache_last_error(), "a port is needed") != NULL);
+  CHECK_STATUS(cache_pool_options_set_peers_from(o, "http://nodes.dns.test:80"), CACHE_INVALID_ARGUMENT);
+  CHECK(strstr(cache_last_error(), "unknown scheme") != NULL);
+  CHECK_STATUS(cache_pool_options_set_peers_refresh_ms(o, 99), CACHE_INVALID_ARGUMENT);
+  CHECK_STATUS(cache_pool_options_set_nameserver(o, "dns.example:53"), CACHE_INVALID_ARGUMENT);
+  CHECK_STATUS(cache_pool_options_set_peers_from(NULL, "dns+http://x.y:1"), CACHE_INVALID_ARGUMENT);
+  /* NULL unsets. */
+  CHECK_STATUS(cache_pool_options_set_peers_from(o, NULL), CACHE_OK);
+  CHECK_STATUS(cache_pool_options_set_nameserver(o, NULL), CACHE_OK);
+  CHECK_STATUS(cache_pool_options_set_peers_from(o, "dns+http://nodes.dns.test:8001-8002"), CACHE_OK);
+  CHECK_STATUS(cache_pool_options_set_peers_refresh_ms(o, 100), CACHE_OK);
+  CHECK_STATUS(cache_pool_options_set_nameserver(o, d.addr), CACHE_OK);
+  cache_pool *p = NULL;
+  CHECK_STATUS(cache_pool_new_with_options("127.0.2.71:0", NULL, o, &p), CACHE_OK);
+  cache_pool_options_free(o);
+  /* The membership, found before cache_pool_new returned. */
+  const char *want =
+      "http://127.0.2.71:8001\nhttp://127.0.2.71:8002\nhttp://127.0.2.72:8001\nhttp://127.0.2.72:8002\n";
+  char list[256];
+  size_t n = 0;
+  CHECK_STATUS(cache_pool_peers(p, list, 8, &n), CACHE_BUFFER_TOO_SMALL);
+  CHECK(n == strlen(want));
+  CHECK_STATUS(cache_pool_peers(p, NULL, 0, &n), CACHE_BUFFER_TOO_SMALL);
+  CHECK_STATUS(cache_pool_peers(p, list, sizeof list, &n), CACHE_OK);
+  CHECK(n == strlen(want) && strcmp(list, want) == 0);
+  CHECK_STATUS(cache_pool_peers(p, NULL, 4, &n), CACHE_INVALID_ARGUMENT);
+  CHECK_STATUS(cache_pool_peers(p, list, sizeof list, NULL), CACHE_INVALID_ARGUMENT);
+  CHECK_STATUS(cache_pool_peers(NULL, list, sizeof list, &n), CACHE_INVALID_ARGUMENT);
+  /* Both ways of setting peers: refused, saying so. */
+  const char *urls[1] = {"http://127.0.2.71:8001"};
+  CHECK_STATUS(cache_pool_set_peers(p, urls, 1), CACHE_INVALID_ARGUMENT);
+  CHECK(strstr(cache_last_error(), "peers_from") != NULL);
+  /* The counters, at the end of struct cache_stats. */
+  cache *c = NULL;
+  CHECK_STATUS(cache_new("dns", 1 << 20, getter, NULL, p, &c), CACHE_OK);
+  cache_stats s;
+  memset(&s, 0xff, sizeof s);
+  CHECK_STATUS(cache_stats_get_sized(c, &s, sizeof s), CACHE_OK);
+  CHECK(s.peers == 4 && s.membership_changes == 1);
+  /* It keeps asking, every 100 ms. */
+  int before = __atomic_load_n(&d.queries, __ATOMIC_SEQ_CST);
+  usleep(450000);
+  CHECK(__atomic_load_n(&d.queries, __ATOMIC_SEQ_CST) >= before + 4);
+  CHECK_STATUS(cache_stats_get_sized(c, &s, sizeof s), CACHE_OK);
+  CHECK(s.peers == 4 && s.membership_changes == 1);
+  cache_free(c);
+  cache_pool_free(p);
+  CHECK_STATUS(cache_pool_peers(p, list, sizeof list, &n), CACHE_CLOSED);
+
+  /* A static pool reports its set_peers list and counts changes. */
+  CHECK_STATUS(cache_pool_new("127.0.0.1:0", NULL, &p), CACHE_OK);
+  CHECK_STATUS(cache_pool_peers(p, list, sizeof list, &n), CACHE_OK);
+  CHECK(n == 0 && list[0] == 0);
+  const char *two[2] = {"http://127.0.0.1:1", "http://127.0.0.1:2"};
+  CHECK_STATUS(cache_pool_set_peers(p, two, 2), CACHE_OK);
+  CHECK_STATUS(cache_pool_set_peers(p, two, 2), CACHE_OK); /* the same: no change */
+  CHECK_STATUS(cache_new("dns", 1 << 20, getter, NULL, p, &c), CACHE_OK);
+  CHECK_STATUS(cache_stats_get_sized(c, &s, sizeof s), CACHE_OK);
+  CHECK(s.peers == 2 && s.membership_changes == 1);
+  CHECK_STATUS(cache_pool_peers(p, list, sizeof list, &n), CACHE_OK);
+  CHECK(strcmp(list, "http://127.0.0.1:1\nhttp://127.0.0.1:2\n") == 0);
+  cache_free(c);
+  cache_pool_free(p);
+
+  /* The environment. */
+  setenv("GROUPCACHE_PEERS_FROM", "dns+http://nodes.dns.test:8001", 1);
+  setenv("GROUPCACHE_NAMESERVER", d.addr, 1);
+  setenv("GROUPCACHE_PEERS_REFRESH_MS", "250", 1);
+  CHECK_STATUS(cache_pool_new("127.0.2.72:0", NULL, &p), CACHE_OK);
+  CHECK_STATUS(cache_pool_peers(p, list, sizeof list, &n), CACHE_OK);
+  CHECK(strcmp(list, "http://127.0.2.71:8001\nhttp://127.0.2.72:8001\n") == 0);
+  cache_pool_free(p);
+  const struct {
+    const char *var, *value, *why;
+  } bad[] = {
+      {"GROUPCACHE_PEERS_FROM", "dns+http://nodes.dns.test:0", "the port \"0\""},
+      {"GROUPCACHE_PEERS_FROM", "", "empty"},
+      {"GROUPCACHE_PEERS_REFRESH_MS", "99", "100"},
+      {"GROUPCACHE_NAMESERVER", "localhost", "IP:PORT"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    char *keep = getenv(bad[i].var) ? strdup(getenv(bad[i].var)) : NULL;
+    setenv(bad[i].var, bad[i].value, 1);
+    CHECK_STATUS(cache_pool_new("127.0.2.72:0", NULL, &p), CACHE_INVALID_ARGUMENT);
+    CHECK(strstr(cache_last_error(), bad[i].var) != NULL && strstr(cache_last_error(), bad[i].why) != NULL);
+    setenv(bad[i].var, keep, 1);
+    free(keep);
+  }
+  unsetenv("GROUPCACHE_PEERS_FROM");
+  unsetenv("GROUPCACHE_NAMESERVER");
+  unsetenv("GROUPCACHE_PEERS_REFRESH_MS");
+  d.stop = 1;
+  pthread_join(t, NULL);
+  close(d.fd);
+}
+
 int main(void) {
   /* The builder and its checks. */
   cache_pool_options *o = cache_pool_options_new();
@@ -396,5 +575,6 @@ int main(void) {
   }
   server_limits();
   drain();
+  peers_from();
   return checks_report("test_options");
 }

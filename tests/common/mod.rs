@@ -5,6 +5,7 @@
 //! child process) and [`faults`] (hostile peers, a fault-injecting proxy,
 //! raw HTTP).
 
+pub mod dns;
 pub mod faults;
 pub mod process;
 
