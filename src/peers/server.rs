@@ -85,6 +85,7 @@ use super::proto::{
     expire_from_wire, GetResponse, SetRequest, DEFAULT_BASE_PATH, PEER_HEADER, PEER_HEADER_VALUE,
     PROMETHEUS_TEXT, PROTOBUF, TEXT_PLAIN,
 };
+use super::tls::Tls;
 use crate::engine::{Error, Group, PeerValue};
 
 pub(crate) use self::conns::auto_max_connections;
@@ -152,6 +153,9 @@ pub(crate) struct ServerConfig {
     /// When set, requests must be signed for this node under its secret
     /// (see `peers::auth`).
     pub auth: Option<Arc<Verifier>>,
+    /// When set, connections are TLS (see `peers::tls`): the handshake
+    /// runs within the connection's head deadline, in its table slot.
+    pub tls: Option<Arc<Tls>>,
 }
 
 /// Values up to this size are copied out of the cache on the runtime
@@ -203,6 +207,8 @@ struct ServeCtx {
     inline: Arc<Inline>,
     /// How long each group's misses take (where the next one runs).
     speeds: Mutex<HashMap<String, Arc<Speed>>>,
+    /// Failed TLS handshakes, logged at most once per `LOG_INTERVAL`.
+    tls_log: Throttle,
 }
 
 impl ServeCtx {
@@ -254,6 +260,7 @@ pub(crate) fn start(
         workers,
         inline,
         speeds: Mutex::default(),
+        tls_log: Throttle::new(LOG_INTERVAL),
         cfg,
         groups,
         shutdown: rx.clone(),
@@ -393,8 +400,43 @@ async fn accept_loop(
 /// Serves one connection until it closes, is closed to make room, or the
 /// server shuts down.
 async fn serve_conn(stream: tokio::net::TcpStream, guard: ConnGuard, ctx: Arc<ServeCtx>) {
-    let slot = guard.slot().clone();
     let io = ConnIo::new(stream, &guard);
+    let Some(tls) = &ctx.cfg.tls else {
+        return serve_http(io, guard, ctx).await;
+    };
+    // The handshake reads and writes through `ConnIo`: it has the head
+    // deadline from the accept (a client that never finishes it is cut
+    // then), and the connection holds its place in the table meanwhile,
+    // where it is a waiting one (the first to go when the table is full).
+    let slot = guard.slot().clone();
+    let mut shutdown = ctx.shutdown.clone();
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls.server_config());
+    let accepted = tokio::select! {
+        r = acceptor.accept(io) => r,
+        _ = slot.closed() => return,
+        _ = wait_shutdown(&mut shutdown) => return,
+    };
+    match accepted {
+        Ok(io) => serve_http(io, guard, ctx).await,
+        Err(e) => {
+            // A peer with a certificate this node does not accept (or none),
+            // a plain-http client, a scanner: say why, without a line each.
+            if let Some(n) = ctx.tls_log.hit() {
+                log::warn!(
+                    "peer server: TLS handshake failed: {e} ({n} failed handshake(s) since the last \
+                     such message)"
+                );
+            }
+        }
+    }
+}
+
+/// Serves HTTP/1.1 on a connection (plain or TLS).
+async fn serve_http<I>(io: I, guard: ConnGuard, ctx: Arc<ServeCtx>)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let slot = guard.slot().clone();
     let mut shutdown = ctx.shutdown.clone();
     let (svc_ctx, svc_slot) = (ctx.clone(), slot.clone());
     let svc = service_fn(move |req| {
@@ -957,6 +999,7 @@ fn serve_raw(group: &Arc<Group>, raw: &[u8], auth: Option<Arc<Verifier>>) -> (Ve
         inline: false,
         watchdog_name: "fuzz".to_string(),
         auth,
+        tls: None,
     };
     let table = ConnTable::new(
         1,
@@ -979,6 +1022,7 @@ fn serve_raw(group: &Arc<Group>, raw: &[u8], auth: Option<Arc<Verifier>>) -> (Ve
         workers: Arc::new(Workers::inline()),
         inline: Arc::new(Inline::new(None, String::new())),
         speeds: Mutex::default(),
+        tls_log: Throttle::new(LOG_INTERVAL),
         cfg,
         groups: one.clone(),
         shutdown: watch::channel(false).1,
