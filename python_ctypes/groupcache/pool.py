@@ -8,8 +8,9 @@ cluster set by ``set_peers``.  Several pools may live in one process.
 from __future__ import annotations
 
 import ctypes
+import os
 import weakref
-from typing import Iterable, List, Optional
+from typing import Iterable, List, Optional, Union
 
 from . import _lib
 from ._errors import CACHE_BUFFER_TOO_SMALL, CACHE_OK, ClosedError, error_for_status
@@ -52,6 +53,20 @@ def _timeout_ms(value: object, what: str) -> int:
     return min(_MAX_MS, max(1, round(ms)))
 
 
+StrPath = Union[str, "os.PathLike[str]"]
+
+
+def _path(value: object, what: str) -> bytes:
+    """A file path (str or os.PathLike) as the bytes C takes."""
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str):
+        raise TypeError("%s is a path (str or os.PathLike), not %s" % (what, type(value).__name__))
+    if not value:
+        raise ValueError("%s is empty" % what)
+    return _encode(value, what)
+
+
 def _replicas(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError("replicas is an int, not %s" % type(value).__name__)
@@ -78,6 +93,17 @@ class Pool(Closable):
     every node, and ``self_url`` must be this node's URL as the peer lists
     spell it; without a secret the port serves cache contents to anyone
     who reaches it).
+
+    TLS between nodes (README.md, docs/operations.md): ``tls_cert`` and
+    ``tls_key``: PEM files of this node's certificate chain and key; with
+    them the node serves https only, ``self_url`` defaults to
+    "https://<bound addr>" and every peer URL must be https:// (a cluster
+    does not mix http and https). ``tls_ca``: PEM file of the CA that
+    peers' certificates must chain to: servers are checked against it and
+    clients must present a certificate from it (mutual TLS; works with
+    ``secret`` too). The files are read when the pool is made (a bad one
+    is a ``ValueError``) and again when they change (new connections use
+    the new certificate).
 
     Prefork servers (gunicorn, uWSGI, multiprocessing): create pools and
     caches in each worker after the fork (gunicorn's ``post_fork``; see
@@ -124,6 +150,9 @@ class Pool(Closable):
         body_budget_bytes: Optional[int] = None,
         max_header_bytes: Optional[int] = None,
         server_workers: Optional[int] = None,
+        tls_cert: Optional[StrPath] = None,
+        tls_key: Optional[StrPath] = None,
+        tls_ca: Optional[StrPath] = None,
     ) -> None:
         self._closed = True  # until the handle exists
         # Every argument is checked before anything is made: ctypes would
@@ -133,6 +162,14 @@ class Pool(Closable):
         replicas = None if replicas is None else _replicas(replicas)
         base_path_b = None if base_path is None else _encode(base_path, "base_path")
         secret_b = None if secret is None else _encode(secret, "secret")
+        tls = [
+            (None if v is None else _path(v, name), setter)
+            for name, v, setter in (
+                ("tls_cert", tls_cert, _lib.cache_pool_options_set_tls_cert),
+                ("tls_key", tls_key, _lib.cache_pool_options_set_tls_key),
+                ("tls_ca", tls_ca, _lib.cache_pool_options_set_tls_ca),
+            )
+        ]
         listen_b = _encode(listen, "listen")
         self_url_b = None if self_url is None else _encode(self_url, "self_url")
         sync_log_level()  # before: the new pool logs that it serves
@@ -172,6 +209,9 @@ class Pool(Closable):
                 _lib.cache_pool_options_set_base_path(opts, base_path_b)
             if secret_b is not None:
                 _lib.cache_pool_options_set_secret(opts, secret_b)
+            for path_b, set_path in tls:
+                if path_b is not None:
+                    set_path(opts, path_b)
             _lib.cache_pool_new_with_options(listen_b, self_url_b, opts, ctypes.byref(out))
         finally:
             _lib.cache_pool_options_free(opts)
