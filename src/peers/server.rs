@@ -23,6 +23,10 @@
 //!   is checked first, its head before its body is read (see
 //!   [`super::auth`]): a bare 401 for anything not signed for this node, or
 //!   a replayed PUT or DELETE.
+//! - With TLS (`ServerConfig::tls`), every connection is a TLS one first
+//!   (see [`super::tls`]): the handshake, mutual with a CA, runs through the
+//!   connection's [`ConnIo`] and in its table slot, so the head deadline
+//!   and the connection limit cover a client that never finishes it.
 //! - 404 "no such group: NAME" for a group this node does not serve (Go's
 //!   text; our client reads it as a failure, not as a missing key), 400 for a
 //!   malformed path, 405 for another method.
