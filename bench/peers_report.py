@@ -9,7 +9,7 @@ import sys
 
 raw, out_json, out_md = sys.argv[1:4]
 meta, end = {}, {}
-runs = {"go": [], "rust": []}
+runs = {"go": [], "rust": [], "rust_tls": []}
 for line in open(raw):
     who, _, payload = line.strip().partition(" ")
     if not payload:
@@ -55,8 +55,16 @@ for fs in flats.values():
                 f_[f"{ph}.cpu_us_per_fetch"] = f_[f"{ph}.own_cpu_pct"] / 100 * cores * 1e6 / f_[f"{ph}.ops_per_sec"]
 
 keys = sorted(set().union(*[set(f) for fs in flats.values() for f in fs]))
-go = {k: med("go", k) for k in keys}
-rs = {k: med("rust", k) for k in keys}
+class Medians(dict):
+    """A phase a run left out (PEERS_ONLY=tls) is NaN: "—" in the tables."""
+
+    def __missing__(self, key):
+        return float("nan")
+
+
+go = Medians({k: med("go", k) for k in keys})
+rs = Medians({k: med("rust", k) for k in keys})
+tl = Medians({k: med("rust_tls", k) for k in keys})
 
 
 def ratio(a: float, b: float) -> float:
@@ -90,8 +98,19 @@ load = {
     "other_processes_cpu_pct_median": {"go": go.get("other_processes_cpu_pct"), "rust": rs.get("other_processes_cpu_pct")},
     "other_processes_cpu_pct_per_run": {w: per_round(w, "other_processes_cpu_pct") for w in runs},
 }
+# TLS (issue 11): ours over https with mutual TLS against ours over plain
+# http, concurrency 16, each pair run back to back in the same round.
+# Target: TLS within 1.5x of plain (plain / TLS fetches/s <= 1.5).
+tls_key = "remote_c16.ops_per_sec"
+tls_slowdown = ratio(rs.get(tls_key, float("nan")), tl.get(tls_key, float("nan")))
+tls_rounds = [ratio(a, b) for a, b in zip(per_round("rust", tls_key), per_round("rust_tls", tls_key))]
+if runs["rust_tls"]:
+    targets["tls_c16_slowdown"] = tls_slowdown
+    targets["tls_c16_slowdown_per_round"] = tls_rounds
+    targets["tls_c16_met"] = tls_slowdown <= 1.5
 res = {
     "meta": meta,
+    "rust_tls": tl,
     "rounds": len(runs["rust"]),
     "go": go,
     "rust": rs,
@@ -189,4 +208,36 @@ md = [
     "",
     f"Command: `{meta.get('command', 'bash bench/peers.sh')}` (raw runs in bench/out/peers.raw, all fields in bench/out/peers.json).",
 ]
+
+
+def tls_row(name, key, d=0):
+    r = ratio(rs.get(key, float("nan")), tl.get(key, float("nan")))
+    return f"| {name} | {f(rs.get(key, float('nan')), d)} | {f(tl.get(key, float('nan')), d)} | {r:.2f}x |"
+
+
+tls_md = [
+    "Ours over https with mutual TLS (rustls, ring; ECDSA P-256 certificates from",
+    "tests/tls/make-certs.sh) against ours over plain http, remote fetches at",
+    f"concurrency 16, medians of {len(runs['rust_tls'])} rounds; in each round the plain run and",
+    "the TLS run go back to back. Keep-alive connections: the handshake is paid once",
+    "per connection (one per calling thread), then each fetch costs the record layer.",
+    "",
+    "| concurrency 16 | plain http | https, mutual TLS | plain / TLS |",
+    "|---|---:|---:|---:|",
+    tls_row("fetches/s", "remote_c16.ops_per_sec"),
+    tls_row("p50 (µs)", "remote_c16.p50_us", 1),
+    tls_row("p99 (µs)", "remote_c16.p99_us", 1),
+    tls_row("CPU per fetch, both nodes (µs)", "remote_c16.cpu_us_per_fetch", 1),
+    "",
+    f"Target (issue 11): TLS within 1.5x of plain: plain/TLS fetches/s **{tls_slowdown:.2f}x**,"
+    f" {ok(tls_slowdown <= 1.5)} (round by round: {', '.join(f'{r:.2f}x' for r in tls_rounds)}).",
+    "Other processes' CPU during the runs (% of the machine): plain"
+    f" {', '.join(f(x, 0) for x in per_round('rust', 'other_processes_cpu_pct'))};"
+    f" TLS {', '.join(f(x, 0) for x in per_round('rust_tls', 'other_processes_cpu_pct'))}.",
+]
+if not runs["go"]:
+    # PEERS_ONLY=tls: the TLS comparison alone.
+    md = tls_md + ["", f"Command: `{meta.get('command')}` (raw runs in {raw})."]
+elif runs["rust_tls"]:
+    md[-1:-1] = ["### TLS between nodes", ""] + tls_md + [""]
 open(out_md, "w").write("\n".join(md) + "\n")

@@ -901,8 +901,10 @@ enum cache_status cache_batch_sink_fail(struct cache_batch_sink *sink,
  * GROUPCACHE_SERVER_WORKERS, GROUPCACHE_DRAIN_MS (0 to 4294967295),
  * GROUPCACHE_MAX_BATCH_KEYS, GROUPCACHE_PEERS_FROM,
  * GROUPCACHE_PEERS_REFRESH_MS (100 to 4294967295) and
- * GROUPCACHE_NAMESERVER. Returns NULL (with cache_last_error naming the
- * variable) if a variable is malformed or out of range.
+ * GROUPCACHE_NAMESERVER, GROUPCACHE_TLS_CERT, GROUPCACHE_TLS_KEY and
+ * GROUPCACHE_TLS_CA (file paths, not empty). Returns NULL (with
+ * cache_last_error naming the variable) if a variable is malformed or
+ * out of range.
  *
  * The result is a handle, not a pointer to memory: like cache and pool
  * handles it is checked at each use, so a freed one is refused
@@ -977,6 +979,62 @@ enum cache_status cache_pool_options_set_base_path(struct cache_pool_options *op
  */
 enum cache_status cache_pool_options_set_secret(struct cache_pool_options *options,
                                                 const char *secret);
+
+/**
+ * TLS between nodes: the path of this node's certificate chain (PEM,
+ * leaf first; copied). With it and cache_pool_options_set_tls_key the
+ * node serves https only: its URL and every peer URL are https:// (a
+ * cluster does not mix http and https: set_peers refuses http:// URLs),
+ * and it presents this certificate to peers that ask for one, so the
+ * certificate needs both the serverAuth and clientAuth uses (or none),
+ * and must name the host of this node's URL (DNS name or IP address).
+ * The files are read by cache_pool_new_with_options (an unreadable or
+ * mismatched file is CACHE_INVALID_ARGUMENT there) and read again when
+ * they change (looked at when a connection is made, at most once a
+ * second): new connections use the new certificate, open ones keep
+ * theirs, and files that do not load keep the last good ones (logged
+ * once). NULL clears it. Default: none (plain http), or
+ * GROUPCACHE_TLS_CERT. Returns CACHE_OK or CACHE_INVALID_ARGUMENT
+ * (empty, not UTF-8; NULL or freed options). Never blocks.
+ *
+ * # Safety
+ * `path` is NULL or a NUL-terminated string.
+ */
+enum cache_status cache_pool_options_set_tls_cert(struct cache_pool_options *options,
+                                                  const char *path);
+
+/**
+ * The path of the private key (PEM: PKCS#8, PKCS#1 or SEC1; copied) of
+ * the certificate set with cache_pool_options_set_tls_cert; the two go
+ * together. NULL clears it. Default: none, or GROUPCACHE_TLS_KEY.
+ * Returns CACHE_OK or CACHE_INVALID_ARGUMENT (empty, not UTF-8; NULL or
+ * freed options). Never blocks.
+ *
+ * # Safety
+ * `path` is NULL or a NUL-terminated string.
+ */
+enum cache_status cache_pool_options_set_tls_key(struct cache_pool_options *options,
+                                                 const char *path);
+
+/**
+ * Mutual TLS: the path of the CA certificate(s) (PEM; copied) that
+ * peers' certificates must chain to. The client then accepts a peer
+ * only with such a certificate for the host of its URL, and the server
+ * requires every client to present one (others fail the handshake and
+ * never reach a cache). Needs the certificate and key. Without it,
+ * servers are checked against the system's trust store (SSL_CERT_FILE
+ * and SSL_CERT_DIR honoured) and the server asks for no client
+ * certificate. Works with a secret (cache_pool_options_set_secret): both
+ * are checked. Read again when it changes, like the certificate. NULL
+ * clears it. Default: none, or GROUPCACHE_TLS_CA. Returns CACHE_OK or
+ * CACHE_INVALID_ARGUMENT (empty, not UTF-8; NULL or freed options).
+ * Never blocks.
+ *
+ * # Safety
+ * `path` is NULL or a NUL-terminated string.
+ */
+enum cache_status cache_pool_options_set_tls_ca(struct cache_pool_options *options,
+                                                const char *path);
 
 /**
  * Connections the peer server keeps open at once (0 to 1,048,576).
@@ -1126,7 +1184,8 @@ enum cache_status cache_pool_options_set_nameserver(struct cache_pool_options *o
  * Creates a node: binds `listen_addr` at once (e.g. "127.0.0.1:8000";
  * "127.0.0.1:0" picks a free port) and serves the peer protocol there on
  * background threads. `self_url` is how the other nodes reach this one;
- * NULL means "http://<bound address>". Caches join it through cache_new.
+ * NULL means "http://<bound address>" ("https://<bound address>" with
+ * TLS). Caches join it through cache_new.
  *
  * Without a secret (cache_pool_options_set_secret) the port serves cache
  * contents to anyone who can reach it: bind to loopback or a private
@@ -1137,7 +1196,8 @@ enum cache_status cache_pool_options_set_nameserver(struct cache_pool_options *o
  *
  * fork(): create pools (and caches) in each worker after the fork. A pool
  * created before it is, in the child, a client-only node: it sends to its
- * peers on connections of its own, serves nothing (the parent keeps the
+ * peers on connections of its own (with TLS, the child reads the
+ * certificate files again), serves nothing (the parent keeps the
  * port; the child's copy of the listening socket is closed), and treats
  * its own URL as a peer, so keys the parent owns are fetched from the
  * parent. Every call on it works in the child, cache_pool_free included;

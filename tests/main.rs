@@ -19,6 +19,7 @@ mod peers_escape;
 mod peers_gonode;
 mod peers_perf;
 mod peers_ring;
+mod peers_tls;
 mod reliability_peers;
 mod reliability_race;
 mod reliability_stress;

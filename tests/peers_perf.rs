@@ -25,7 +25,10 @@
 //! Prints a summary and, as its last line, `PEERS_JSON {...}` with the same
 //! fields as Go's JSON (plus `impl`, `peer_errors`); `PEERS_PERF_JSON=path`
 //! also writes that object to a file. GC_WORKERS sets the pools' runtime
-//! workers (default: PoolOptions' 2).
+//! workers (default: PoolOptions' 2). PEERS_PERF_TLS=DIR runs both nodes
+//! over https with mutual TLS, with the certificates that
+//! tests/tls/make-certs.sh made in DIR; PEERS_PERF_PHASES=a,b runs only
+//! those phases (by name; the warm-ups always run).
 
 use std::io::{BufRead, BufReader, Write};
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
@@ -56,7 +59,21 @@ fn opts() -> PoolOptions {
     if let Some(w) = std::env::var("GC_WORKERS").ok().and_then(|s| s.parse().ok()) {
         o.worker_threads = w;
     }
+    if let Some(dir) = std::env::var_os("PEERS_PERF_TLS") {
+        let dir = std::path::PathBuf::from(dir);
+        o.tls_cert = Some(dir.join("node.pem"));
+        o.tls_key = Some(dir.join("node.key"));
+        o.tls_ca = Some(dir.join("ca.pem"));
+    }
     o
+}
+
+/// Whether PEERS_PERF_PHASES (default: all) names `phase`.
+fn wanted(phase: &str) -> bool {
+    match std::env::var("PEERS_PERF_PHASES") {
+        Ok(list) => list.split(',').any(|p| p.trim() == phase),
+        Err(_) => true,
+    }
 }
 
 // ---- a little JSON, to print the same object as Go's encoding/json ----
@@ -350,6 +367,7 @@ fn remote_fetch_rate() {
     out.set("impl", J::S("rust".into()));
     out.set("value_bytes", J::I(VALUE_LEN as i64));
     out.set("phase_seconds", J::F(dur.as_secs_f64()));
+    out.set("tls", J::I(opts().tls_cert.is_some() as i64));
     let pids = [std::process::id(), child.id()];
     let cpu0 = read_cpu(&pids);
     let errs = Arc::new(AtomicI64::new(0));
@@ -366,6 +384,9 @@ fn remote_fetch_rate() {
 
     let max_keys = |conc: usize| (dur.as_secs_f64() * 100_000.0) as usize + conc * 1000 + 100_000;
     let measured = |name: &str, prefix: &str, conc: usize, out: &mut J| {
+        if !wanted(name) {
+            return;
+        }
         let ks = owned_keys(&ring, &self_b, prefix, max_keys(conc));
         let pl0 = peer_loads();
         let c0 = read_cpu(&pids);
@@ -395,7 +416,7 @@ fn remote_fetch_rate() {
 
     // One hot key read by one thread (paced: a 50 µs sleep between gets)
     // while 15 others do remote fetches.
-    {
+    if wanted("hot_under_load") {
         let hot = owned_keys(&ring, &self_b, "hotA", 1).keys[0].clone();
         let ks = owned_keys(&ring, &self_b, "bg", max_keys(16));
         let pl0 = peer_loads();
@@ -427,7 +448,7 @@ fn remote_fetch_rate() {
     }
 
     // Sixteen threads on one hot key, cold at the start.
-    {
+    if wanted("hot_key_c16") {
         let hot: Arc<str> = owned_keys(&ring, &self_b, "hotB", 1).keys[0].as_str().into();
         let pl0 = peer_loads();
         let start = Instant::now();

@@ -577,6 +577,18 @@ def cache_pool_options_set_base_path(options: Optional[int], base_path: bytes) -
 def cache_pool_options_set_secret(options: Optional[int], secret: bytes) -> int: ...
 
 
+@_bind("cache_pool_options_set_tls_cert", [c_void_p, c_char_p], c_int32, status=True)
+def cache_pool_options_set_tls_cert(options: Optional[int], path: Optional[bytes]) -> int: ...
+
+
+@_bind("cache_pool_options_set_tls_key", [c_void_p, c_char_p], c_int32, status=True)
+def cache_pool_options_set_tls_key(options: Optional[int], path: Optional[bytes]) -> int: ...
+
+
+@_bind("cache_pool_options_set_tls_ca", [c_void_p, c_char_p], c_int32, status=True)
+def cache_pool_options_set_tls_ca(options: Optional[int], path: Optional[bytes]) -> int: ...
+
+
 @_bind("cache_pool_options_set_max_connections", [c_void_p, ctypes.c_uint32], c_int32, status=True)
 def cache_pool_options_set_max_connections(options: Optional[int], n: int) -> int: ...
 

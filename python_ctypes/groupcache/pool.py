@@ -8,8 +8,9 @@ cluster set by ``set_peers``.  Several pools may live in one process.
 from __future__ import annotations
 
 import ctypes
+import os
 import weakref
-from typing import Iterable, List, Optional
+from typing import Iterable, List, Optional, Union
 
 from . import _lib
 from ._errors import CACHE_BUFFER_TOO_SMALL, CACHE_OK, ClosedError, error_for_status
@@ -62,6 +63,18 @@ def _drain_ms(value: object) -> int:
     return round(ms)
 MIN_PEERS_REFRESH = 0.1
 """The shortest ``peers_refresh``, in seconds."""
+StrPath = Union[str, "os.PathLike[str]"]
+
+
+def _path(value: object, what: str) -> bytes:
+    """A file path (str or os.PathLike) as the bytes C takes."""
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str):
+        raise TypeError("%s is a path (str or os.PathLike), not %s" % (what, type(value).__name__))
+    if not value:
+        raise ValueError("%s is empty" % what)
+    return _encode(value, what)
 
 
 def _replicas(value: object) -> int:
@@ -106,6 +119,16 @@ class Pool(Closable):
     gives). A lookup that fails or finds nothing keeps the last good
     membership. ``set_peers`` then raises ``ValueError``. See
     docs/operations.md, "Membership from DNS".
+    TLS between nodes (README.md, docs/operations.md): ``tls_cert`` and
+    ``tls_key``: PEM files of this node's certificate chain and key; with
+    them the node serves https only, ``self_url`` defaults to
+    "https://<bound addr>" and every peer URL must be https:// (a cluster
+    does not mix http and https). ``tls_ca``: PEM file of the CA that
+    peers' certificates must chain to: servers are checked against it and
+    clients must present a certificate from it (mutual TLS; works with
+    ``secret`` too). The files are read when the pool is made (a bad one
+    is a ``ValueError``) and again when they change (new connections use
+    the new certificate).
 
     Prefork servers (gunicorn, uWSGI, multiprocessing): create pools and
     caches in each worker after the fork (gunicorn's ``post_fork``; see
@@ -165,6 +188,9 @@ class Pool(Closable):
         peers_from: Optional[str] = None,
         peers_refresh: Optional[float] = None,
         nameserver: Optional[str] = None,
+        tls_cert: Optional[StrPath] = None,
+        tls_key: Optional[StrPath] = None,
+        tls_ca: Optional[StrPath] = None,
     ) -> None:
         self._closed = True  # until the handle exists
         # Every argument is checked before anything is made: ctypes would
@@ -175,6 +201,14 @@ class Pool(Closable):
         base_path_b = None if base_path is None else _encode(base_path, "base_path")
         secret_b = None if secret is None else _encode(secret, "secret")
         drain_ms = None if drain is None else _drain_ms(drain)
+        tls = [
+            (None if v is None else _path(v, name), setter)
+            for name, v, setter in (
+                ("tls_cert", tls_cert, _lib.cache_pool_options_set_tls_cert),
+                ("tls_key", tls_key, _lib.cache_pool_options_set_tls_key),
+                ("tls_ca", tls_ca, _lib.cache_pool_options_set_tls_ca),
+            )
+        ]
         listen_b = _encode(listen, "listen")
         self_url_b = None if self_url is None else _encode(self_url, "self_url")
         peers_from_b = None if peers_from is None else _encode(peers_from, "peers_from")
@@ -232,6 +266,9 @@ class Pool(Closable):
                 _lib.cache_pool_options_set_peers_refresh_ms(opts, refresh_ms)
             if nameserver_b is not None:
                 _lib.cache_pool_options_set_nameserver(opts, nameserver_b)
+            for path_b, set_path in tls:
+                if path_b is not None:
+                    set_path(opts, path_b)
             _lib.cache_pool_new_with_options(listen_b, self_url_b, opts, ctypes.byref(out))
         finally:
             _lib.cache_pool_options_free(opts)

@@ -80,7 +80,7 @@ pub fn now_ms() -> u64 {
 }
 
 /// The node a peer URL names, as signatures bind it: `host:port`, the
-/// host in lowercase, port 80 when the URL has none. `None` if the URL has
+/// host in lowercase, port 80 (https: 443) when the URL has none. `None` if the URL has
 /// no authority (the pool checks URLs before this is used).
 pub fn node_of(url: &str) -> Option<String> {
     let uri: hyper::Uri = url.parse().ok()?;
@@ -88,7 +88,11 @@ pub fn node_of(url: &str) -> Option<String> {
     Some(format!(
         "{}:{}",
         auth.host().to_ascii_lowercase(),
-        auth.port_u16().unwrap_or(80)
+        auth.port_u16().unwrap_or(if uri.scheme_str() == Some("https") {
+            443
+        } else {
+            80
+        })
     ))
 }
 
@@ -478,6 +482,8 @@ mod tests {
         );
         assert_eq!(node_of("http://[::1]:9").as_deref(), Some("[::1]:9"));
         assert_eq!(node_of("http://u:p@h:1").as_deref(), Some("h:1"));
+        assert_eq!(node_of("https://h/").as_deref(), Some("h:443"));
+        assert_eq!(node_of("https://h:8443").as_deref(), Some("h:8443"));
         assert_eq!(node_of("/no/authority"), None);
     }
 

@@ -66,6 +66,7 @@ use super::proto::{
     AUTH_HEADER, PEER_HEADER, PROTOBUF, STATUS_FOUND, STATUS_TOO_LARGE,
 };
 use super::server::BATCH_OVERHEAD_PER_KEY;
+use super::tls::Tls;
 use crate::engine::{PeerError, PeerGetter, PeerValue};
 
 /// What a peer is known to implement.
@@ -101,6 +102,8 @@ pub(crate) struct ClientConfig {
     pub max_batch_keys: usize,
     /// Signs every request (see `peers::auth`) when set.
     pub secret: Option<Arc<[u8]>>,
+    /// Connections are TLS when set (the pool's peers are all https).
+    pub tls: Option<Arc<Tls>>,
 }
 
 /// Owns a pool's tokio runtime; shuts it down when the last owner goes.
@@ -143,7 +146,7 @@ impl Drop for RuntimeOwner {
 /// What every peer of one pool shares.
 pub(crate) struct ClientShared {
     /// For callers inside a runtime context.
-    pooled: Client<HttpConnector, Full<Bytes>>,
+    pooled: Client<Connector, Full<Bytes>>,
     handle: tokio::runtime::Handle,
     cfg: ClientConfig,
     closed: AtomicBool,
@@ -155,6 +158,13 @@ impl ClientShared {
         // Requests are small and latency-bound: never wait for Nagle.
         conn.set_nodelay(true);
         conn.set_connect_timeout(Some(cfg.connect_timeout));
+        // https URIs too: the TLS layer is `Connector`'s.
+        conn.enforce_http(false);
+        let conn = Connector {
+            http: conn,
+            tls: cfg.tls.clone(),
+            connect_timeout: cfg.connect_timeout,
+        };
         let pooled = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .pool_max_idle_per_host(cfg.max_idle_per_peer)
@@ -180,8 +190,13 @@ struct Call {
     method: Method,
     /// "host:port" as in the URL, for the Host header and the pooled client.
     authority: Arc<str>,
-    /// Where to connect (the URL's host and port, 80 by default).
+    /// Where to connect (the URL's host and port, 80 or 443 by default).
     connect_to: Arc<str>,
+    /// The URL's host, which a TLS peer's certificate must name.
+    host: Arc<str>,
+    /// What this thread's keep-alive connection is kept under: the address,
+    /// and for TLS the identity it was opened with.
+    conn_key: Arc<str>,
     /// The node a signature is bound to (`auth::node_of` the peer URL).
     node: Arc<str>,
     /// Path and escaped segments: "/_groupcache/g/k".
@@ -192,7 +207,12 @@ struct Call {
 impl Call {
     fn request(&self, absolute: bool, secret: Option<&[u8]>) -> Result<Request<Full<Bytes>>, PeerError> {
         let uri = if absolute {
-            Uri::try_from(format!("http://{}{}", self.authority, self.path))
+            let scheme = if self.conn_key.starts_with("tls") {
+                "https"
+            } else {
+                "http"
+            };
+            Uri::try_from(format!("{scheme}://{}{}", self.authority, self.path))
         } else {
             Uri::try_from(self.path.as_str())
         }
@@ -228,6 +248,8 @@ pub struct HttpPeer {
     url: String,
     authority: Arc<str>,
     connect_to: Arc<str>,
+    host: Arc<str>,
+    conn_key: Arc<str>,
     node: Arc<str>,
     /// The URL's path without a trailing '/', then the base path:
     /// "/_groupcache/".
@@ -277,7 +299,14 @@ impl HttpPeer {
         let auth = uri.authority().expect("the pool checks peer URLs");
         let authority: Arc<str> = auth.as_str().into();
         let host = auth.host();
-        let connect_to: Arc<str> = format!("{}:{}", host, auth.port_u16().unwrap_or(80)).into();
+        let https = uri.scheme_str() == Some("https");
+        let port = auth.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let connect_to: Arc<str> = format!("{host}:{port}").into();
+        // The pool checks that https URLs come with TLS, and only them.
+        let conn_key: Arc<str> = match &shared.cfg.tls {
+            Some(tls) if https => format!("tls{}/{connect_to}", tls.id()).into(),
+            _ => connect_to.clone(),
+        };
         let prefix = format!("{}{}", uri.path().trim_end_matches('/'), base_path);
         let node: Arc<str> = super::auth::node_of(url)
             .expect("the pool checks peer URLs")
@@ -286,6 +315,8 @@ impl HttpPeer {
             url: url.to_string(),
             authority,
             connect_to,
+            host: host.into(),
+            conn_key,
             node,
             prefix,
             shared,
@@ -313,6 +344,8 @@ impl HttpPeer {
             method: Method::GET,
             authority: self.authority.clone(),
             connect_to: self.connect_to.clone(),
+            host: self.host.clone(),
+            conn_key: self.conn_key.clone(),
             node: self.node.clone(),
             path: self.prefix.clone(),
             body: Bytes::new(),
@@ -335,6 +368,8 @@ impl HttpPeer {
             method,
             authority: self.authority.clone(),
             connect_to: self.connect_to.clone(),
+            host: self.host.clone(),
+            conn_key: self.conn_key.clone(),
             node: self.node.clone(),
             path,
             body,
@@ -375,6 +410,8 @@ impl HttpPeer {
             method: Method::POST,
             authority: self.authority.clone(),
             connect_to: self.connect_to.clone(),
+            host: self.host.clone(),
+            conn_key: self.conn_key.clone(),
             node: self.node.clone(),
             path,
             body: body.freeze(),
@@ -655,7 +692,8 @@ where
 struct LocalClient {
     rt: tokio::runtime::Runtime,
     /// One idle connection per "host:port" (a thread has one request in
-    /// flight at most), shared by every pool that talks to that address.
+    /// flight at most), shared by every pool that talks to that address
+    /// over plain http; a TLS connection only by pools of the same `Tls`.
     idle: HashMap<Arc<str>, Idle>,
     /// The process generation (`engine::fork`) it was made in: a forked
     /// child must not use its parent's connections (both processes would
@@ -759,7 +797,7 @@ where
         let now = Instant::now();
         lc.idle
             .retain(|_, i| now.duration_since(i.since) < POOL_IDLE_TIMEOUT && !i.tx.is_closed());
-        let reused = lc.idle.remove(&call.connect_to).map(|i| (i.tx, i.sock));
+        let reused = lc.idle.remove(&call.conn_key).map(|i| (i.tx, i.sock));
         let handle = handle.take()?;
         IN_FLIGHT.fetch_add(1, Ordering::Relaxed);
         let _in_flight = InFlight;
@@ -771,7 +809,7 @@ where
         // Not after a timeout: the connection may be mid-answer.
         if let (Some((tx, sock)), Ok(_) | Err(PeerError::NotFound)) = (keep, &result) {
             let since = Instant::now();
-            lc.idle.insert(call.connect_to.clone(), Idle { tx, since, sock });
+            lc.idle.insert(call.conn_key.clone(), Idle { tx, since, sock });
         }
         Some(result)
     });
@@ -797,9 +835,10 @@ impl Drop for InFlight {
 /// A connection's request side and its socket's descriptor.
 type Conn = (conn1::SendRequest<Full<Bytes>>, Sock);
 
-/// Opens a connection to `addr` and starts its hyper connection task on the
-/// current runtime.
-async fn connect(addr: &str, cfg: &ClientConfig) -> Result<Conn, PeerError> {
+/// Opens a connection for `call` (TLS when the pool has it) and starts its
+/// hyper connection task on the current runtime.
+async fn connect(call: &Call, cfg: &ClientConfig) -> Result<Conn, PeerError> {
+    let addr: &str = &call.connect_to;
     // Resolve here, on this (blocking) thread: a host name lookup must not
     // need a blocking pool. Loopback and IP addresses resolve at once.
     let addrs: Vec<SocketAddr> = addr
@@ -822,15 +861,15 @@ async fn connect(addr: &str, cfg: &ClientConfig) -> Result<Conn, PeerError> {
         use std::os::fd::AsRawFd;
         stream.as_raw_fd()
     };
-    let (tx, conn) = conn1::Builder::new()
-        .handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| PeerError::Failed(format!("handshake with {addr}: {}", describe(&e))))?;
-    // Runs whenever this thread is inside block_on, i.e. during its own
-    // requests; it ends when the connection closes or `tx` is dropped.
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
+    let tx = match &cfg.tls {
+        None => start_http(stream, addr).await?,
+        Some(tls) => {
+            let stream = tls_connect(tls, &call.host, stream, cfg.connect_timeout)
+                .await
+                .map_err(|e| PeerError::Failed(format!("connecting to {addr}: {e}")))?;
+            start_http(stream, addr).await?
+        }
+    };
     Ok((
         tx,
         Sock {
@@ -838,6 +877,141 @@ async fn connect(addr: &str, cfg: &ClientConfig) -> Result<Conn, PeerError> {
             id: socket_id(fd),
         },
     ))
+}
+
+/// The HTTP/1.1 handshake on a new connection; its connection task is
+/// spawned on the current runtime.
+async fn start_http<I>(io: I, addr: &str) -> Result<conn1::SendRequest<Full<Bytes>>, PeerError>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (tx, conn) = conn1::Builder::new()
+        .handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| PeerError::Failed(format!("handshake with {addr}: {}", describe(&e))))?;
+    // Runs whenever this thread is inside block_on, i.e. during its own
+    // requests; it ends when the connection closes or `tx` is dropped.
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(tx)
+}
+
+/// The TLS handshake with a peer whose URL's host is `host`, within
+/// `timeout`, with the configuration in use now (see `tls`: a rotated
+/// certificate is used from the next connection on).
+async fn tls_connect(
+    tls: &Tls,
+    host: &str,
+    stream: tokio::net::TcpStream,
+    timeout: Duration,
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
+    let name = super::tls::server_name(host)?;
+    let connector = tokio_rustls::TlsConnector::from(tls.client_config());
+    match tokio::time::timeout(timeout, connector.connect(name, stream)).await {
+        Ok(Ok(s)) => Ok(s),
+        Ok(Err(e)) => Err(format!("TLS handshake: {}", describe(&e))),
+        Err(_) => Err(format!("TLS handshake: timed out after {timeout:?}")),
+    }
+}
+
+/// The pooled client's connector: hyper-util's TCP connector, then TLS
+/// when the pool has it.
+#[derive(Clone)]
+pub(crate) struct Connector {
+    http: HttpConnector,
+    tls: Option<Arc<Tls>>,
+    connect_timeout: Duration,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl tower_service::Service<Uri> for Connector {
+    type Response = MaybeTls;
+    type Error = BoxError;
+    type Future = std::pin::Pin<Box<dyn Future<Output = Result<MaybeTls, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), BoxError>> {
+        self.http.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let tls = self.tls.clone();
+        let timeout = self.connect_timeout;
+        let host = uri.host().unwrap_or_default().to_string();
+        let connecting = self.http.call(uri);
+        Box::pin(async move {
+            let tcp = connecting.await?;
+            match tls {
+                None => Ok(MaybeTls::Plain(tcp)),
+                Some(tls) => {
+                    let s = tls_connect(&tls, &host, tcp.into_inner(), timeout).await?;
+                    Ok(MaybeTls::Tls(Box::new(TokioIo::new(s))))
+                }
+            }
+        })
+    }
+}
+
+/// A pooled connection, plain or TLS.
+pub(crate) enum MaybeTls {
+    Plain(TokioIo<tokio::net::TcpStream>),
+    Tls(Box<TokioIo<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>>),
+}
+
+impl hyper_util::client::legacy::connect::Connection for MaybeTls {
+    fn connected(&self) -> hyper_util::client::legacy::connect::Connected {
+        match self {
+            MaybeTls::Plain(s) => s.connected(),
+            MaybeTls::Tls(s) => s.inner().get_ref().0.connected(),
+        }
+    }
+}
+
+impl hyper::rt::Read for MaybeTls {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            MaybeTls::Plain(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+            MaybeTls::Tls(s) => std::pin::Pin::new(&mut **s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl hyper::rt::Write for MaybeTls {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            MaybeTls::Plain(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+            MaybeTls::Tls(s) => std::pin::Pin::new(&mut **s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            MaybeTls::Plain(s) => std::pin::Pin::new(s).poll_flush(cx),
+            MaybeTls::Tls(s) => std::pin::Pin::new(&mut **s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            MaybeTls::Plain(s) => std::pin::Pin::new(s).poll_shutdown(cx),
+            MaybeTls::Tls(s) => std::pin::Pin::new(&mut **s).poll_shutdown(cx),
+        }
+    }
 }
 
 /// How long a calling thread polls for the answer before it sleeps. A
@@ -936,7 +1110,7 @@ where
         let fresh = conn.is_none();
         let (mut tx, sock) = match conn.take() {
             Some(c) => c,
-            None => connect(&call.connect_to, cfg).await?,
+            None => connect(call, cfg).await?,
         };
         let req = call.request(false, cfg.secret.as_deref())?;
         let sent = async {

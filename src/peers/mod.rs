@@ -31,6 +31,8 @@
 //! - `server`: the hyper server that answers peers, with its limits
 //!   (connections, deadlines, body budget, worker threads).
 //! - [`pool`]: [`Pool`], one node: server + membership + picker + groups.
+//! - `tls`: https between nodes (rustls), optional mutual TLS, and the
+//!   certificate files read again when they change.
 //!
 //! Where the time of a remote fetch goes decided the threading. On a
 //! loopback or LAN the round trip is tens of microseconds, about what it
@@ -53,6 +55,7 @@ pub mod metrics;
 pub mod pool;
 pub mod proto;
 mod server;
+mod tls;
 
 #[cfg(test)]
 mod tests;

@@ -28,6 +28,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 use std::time::Duration;
@@ -38,6 +39,7 @@ use super::client::{ClientConfig, ClientShared, HttpPeer, RuntimeOwner};
 use super::dns::PeerSource;
 use super::proto::DEFAULT_BASE_PATH;
 use super::server::{self, GroupLookup, PeerService, ServerConfig, ServerHandle};
+use super::tls::{Tls, TlsFiles};
 use crate::engine::{fork, Group, PeerGetter, PeerPicker};
 use crate::ring::Ring;
 
@@ -162,6 +164,18 @@ pub struct PoolOptions {
     /// The DNS server for `peers_from`, in place of /etc/resolv.conf's.
     /// Default none.
     pub nameserver: Option<SocketAddr>,
+    /// TLS (see `peers::tls`): the node's certificate chain (PEM, leaf
+    /// first) and private key. With both, the node serves https only, its
+    /// URL and its peers' are https://, and it presents this certificate
+    /// to peers that ask for one. Default none: plain http.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// CA certificate(s) (PEM) that peers' certificates must chain to:
+    /// the client checks servers against it, and the server requires a
+    /// client certificate signed by it (mutual TLS). Needs `tls_cert` and
+    /// `tls_key`. Default none: servers are checked against the system's
+    /// trust store and clients present no certificate.
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl Default for PoolOptions {
@@ -188,6 +202,9 @@ impl Default for PoolOptions {
             peers_from: None,
             peers_refresh: Duration::from_secs(5),
             nameserver: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_ca: None,
         }
     }
 }
@@ -331,10 +348,21 @@ impl Shared {
         let old_rt = lock(&self.runtime).take();
         std::mem::forget(old_rt);
         std::mem::forget(read(&self.client).clone());
+        // The parent's TLS state (its locks may have been held by another
+        // thread at the fork) is left behind too: the files are read again.
         let fresh = if self.closed.load(Ordering::Acquire) {
             None
         } else {
-            build_client(&self.opts, &format!("gcfork-{}", self.addr.port())).ok()
+            match tls_files(&self.opts).map(Tls::load).transpose() {
+                Ok(tls) => build_client(&self.opts, tls, &format!("gcfork-{}", self.addr.port())).ok(),
+                Err(e) => {
+                    log::warn!(
+                        "pool {}: in a forked child, the TLS files do not load ({e}): peers are not asked",
+                        self.self_url
+                    );
+                    None
+                }
+            }
         };
         match fresh {
             Some((runtime, client)) => {
@@ -633,9 +661,19 @@ fn describe_change(old: &[String], new: &[String]) -> String {
     }
 }
 
+/// The TLS files of `options`, if it has TLS.
+fn tls_files(options: &PoolOptions) -> Option<TlsFiles> {
+    Some(TlsFiles {
+        cert: options.tls_cert.clone()?,
+        key: options.tls_key.clone()?,
+        ca: options.tls_ca.clone(),
+    })
+}
+
 /// A runtime and a client for a pool, named `name`.
 fn build_client(
     options: &PoolOptions,
+    tls: Option<Arc<Tls>>,
     name: &str,
 ) -> Result<(Arc<RuntimeOwner>, Arc<ClientShared>), PoolError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -646,11 +684,11 @@ fn build_client(
         .enable_time()
         .build()
         .map_err(|e| PoolError::Io(format!("starting the runtime: {e}")))?;
-    let client = ClientShared::new(runtime.handle().clone(), client_config(options));
+    let client = ClientShared::new(runtime.handle().clone(), client_config(options, tls));
     Ok((RuntimeOwner::new(runtime, CLOSE_GRACE), client))
 }
 
-fn client_config(options: &PoolOptions) -> ClientConfig {
+fn client_config(options: &PoolOptions, tls: Option<Arc<Tls>>) -> ClientConfig {
     ClientConfig {
         timeout: options.timeout,
         connect_timeout: options.connect_timeout,
@@ -658,6 +696,7 @@ fn client_config(options: &PoolOptions) -> ClientConfig {
         max_idle_per_peer: options.max_idle_per_peer,
         max_batch_keys: options.max_batch_keys,
         secret: options.secret.as_ref().map(|s| Arc::from(s.as_bytes())),
+        tls,
     }
 }
 
@@ -720,14 +759,33 @@ impl fmt::Debug for Pool {
     }
 }
 
-/// Checks a peer or self URL: `http://host[:port][/path]`, nothing else.
-fn check_url(url: &str) -> Result<(), PoolError> {
+/// Checks a peer or self URL: `http://host[:port][/path]`, or `https://`
+/// on a node with TLS (`tls`), nothing else. A cluster does not mix them:
+/// a TLS node's server speaks only https, and an https node reached over
+/// http would be a downgrade.
+pub(crate) fn check_url(url: &str, tls: bool) -> Result<(), PoolError> {
     let bad = |why: &str| PoolError::InvalidArgument(format!("peer URL {url:?}: {why}"));
     let uri: Uri = url.parse().map_err(|e| bad(&format!("{e}")))?;
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => return Err(bad("https is not supported; use http://")),
-        _ => return Err(bad("must start with http://")),
+    match (uri.scheme_str(), tls) {
+        (Some("http"), false) | (Some("https"), true) => {}
+        (Some("https"), false) => {
+            return Err(bad(
+                "https:// needs TLS on this node (tls_cert and tls_key); use http:// without it",
+            ))
+        }
+        (Some("http"), true) => {
+            return Err(bad(
+                "this node has TLS (tls_cert): every peer URL must be https:// (a cluster does not \
+                 mix http and https)",
+            ))
+        }
+        _ => {
+            return Err(bad(if tls {
+                "must start with https://"
+            } else {
+                "must start with http://"
+            }))
+        }
     }
     let Some(auth) = uri.authority().filter(|a| !a.host().is_empty()) else {
         return Err(bad("no host"));
@@ -855,6 +913,21 @@ fn check_options(o: &PoolOptions) -> Result<(), PoolError> {
             o.peers_refresh
         ));
     }
+    if o.tls_cert.is_some() != o.tls_key.is_some() {
+        return bad("tls_cert and tls_key go together: set both or neither");
+    }
+    if o.tls_ca.is_some() && o.tls_cert.is_none() {
+        return bad("tls_ca needs tls_cert and tls_key (the node's own certificate)");
+    }
+    for (name, p) in [
+        ("tls_cert", &o.tls_cert),
+        ("tls_key", &o.tls_key),
+        ("tls_ca", &o.tls_ca),
+    ] {
+        if p.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+            return bad(&format!("{name} must not be empty (None for no TLS)"));
+        }
+    }
     Ok(())
 }
 
@@ -868,13 +941,37 @@ impl Pool {
         options: PoolOptions,
     ) -> Result<Arc<Pool>, PoolError> {
         check_options(&options)?;
+        let tls_files = tls_files(&options);
         if let Some(u) = self_url {
-            check_url(u)?;
+            check_url(u, tls_files.is_some())?;
         }
         let source = match &options.peers_from {
             Some(spec) => Some(Arc::new(
                 PeerSource::parse(spec).map_err(PoolError::InvalidArgument)?,
             )),
+            None => None,
+        };
+        // A cluster does not mix http and https: the URLs DNS gives must be
+        // of this node's kind.
+        if let Some(source) = &source {
+            let want = if tls_files.is_some() { "https" } else { "http" };
+            if source.scheme != want {
+                return Err(PoolError::InvalidArgument(format!(
+                    "peers_from {:?} gives {}:// peers, but this node {}: use dns+{want}:// (or the \
+                     srv form)",
+                    source.spec,
+                    source.scheme,
+                    if want == "https" {
+                        "serves https (tls_cert and tls_key are set)"
+                    } else {
+                        "serves plain http (no tls_cert and tls_key)"
+                    }
+                )));
+            }
+        }
+        // Read once, here: a file that does not load is the caller's mistake.
+        let tls = match tls_files {
+            Some(f) => Some(Tls::load(f).map_err(PoolError::InvalidArgument)?),
             None => None,
         };
         let listener = std::net::TcpListener::bind(listen_addr).map_err(|e| {
@@ -889,10 +986,10 @@ impl Pool {
         let addr = listener.local_addr().map_err(|e| PoolError::Io(e.to_string()))?;
         let self_url = self_url
             .map(str::to_string)
-            .unwrap_or_else(|| format!("http://{addr}"));
+            .unwrap_or_else(|| format!("{}://{addr}", if tls.is_some() { "https" } else { "http" }));
 
         let generation = fork::generation();
-        let (runtime, client) = build_client(&options, &format!("gcpool-{}", addr.port()))?;
+        let (runtime, client) = build_client(&options, tls.clone(), &format!("gcpool-{}", addr.port()))?;
         let listener_fd = {
             use std::os::fd::AsRawFd;
             listener.as_raw_fd()
@@ -920,6 +1017,7 @@ impl Pool {
                 let node = super::auth::node_of(&self_url).expect("a checked or derived URL");
                 Arc::new(super::auth::Verifier::new(s.as_bytes(), &node))
             }),
+            tls,
         };
         let handle = runtime.handle().clone();
         let shared = Arc::new_cyclic(|me| Shared {
@@ -1002,8 +1100,9 @@ impl Pool {
                 source.spec
             )));
         }
+        let tls = self.shared.opts.tls_cert.is_some();
         for u in urls {
-            check_url(u)?;
+            check_url(u, tls)?;
         }
         let s = &self.shared;
         if s.forked() {

@@ -35,6 +35,10 @@
 //!   and `/healthz` is checked first, its head before its body is read (see
 //!   [`super::auth`]): a bare 401 for anything not signed for this node, or
 //!   a replayed PUT, DELETE or batch POST.
+//! - With TLS (`ServerConfig::tls`), every connection is a TLS one first
+//!   (see [`super::tls`]): the handshake, mutual with a CA, runs through the
+//!   connection's [`ConnIo`] and in its table slot, so the head deadline
+//!   and the connection limit cover a client that never finishes it.
 //! - 404 "no such group: NAME" for a group this node does not serve (Go's
 //!   text; our client reads it as a failure, not as a missing key), 400 for a
 //!   malformed path, 405 for another method.
@@ -97,6 +101,7 @@ use super::proto::{
     expire_from_wire, GetManyRequest, GetResponse, KeyResult, SetRequest, DEFAULT_BASE_PATH, PEER_HEADER,
     PEER_HEADER_VALUE, PROMETHEUS_TEXT, PROTOBUF, STATUS_TOO_LARGE, TEXT_PLAIN,
 };
+use super::tls::Tls;
 use crate::engine::{Error, Group, PeerValue};
 
 pub(crate) use self::conns::auto_max_connections;
@@ -180,6 +185,9 @@ pub(crate) struct ServerConfig {
     /// When set, requests must be signed for this node under its secret
     /// (see `peers::auth`).
     pub auth: Option<Arc<Verifier>>,
+    /// When set, connections are TLS (see `peers::tls`): the handshake
+    /// runs within the connection's head deadline, in its table slot.
+    pub tls: Option<Arc<Tls>>,
 }
 
 /// Values up to this size are copied out of the cache on the runtime
@@ -247,6 +255,8 @@ struct ServeCtx {
     speeds: Mutex<HashMap<String, Arc<Speed>>>,
     /// The pool is closing (see [`ServerHandle::drain`]).
     closing: Arc<AtomicBool>,
+    /// Failed TLS handshakes, logged at most once per `LOG_INTERVAL`.
+    tls_log: Throttle,
 }
 
 impl ServeCtx {
@@ -301,6 +311,7 @@ pub(crate) fn start(
         inline,
         speeds: Mutex::default(),
         closing,
+        tls_log: Throttle::new(LOG_INTERVAL),
         cfg,
         groups,
         shutdown: rx.clone(),
@@ -440,8 +451,43 @@ async fn accept_loop(
 /// Serves one connection until it closes, is closed to make room, or the
 /// server shuts down.
 async fn serve_conn(stream: tokio::net::TcpStream, guard: ConnGuard, ctx: Arc<ServeCtx>) {
-    let slot = guard.slot().clone();
     let io = ConnIo::new(stream, &guard);
+    let Some(tls) = &ctx.cfg.tls else {
+        return serve_http(io, guard, ctx).await;
+    };
+    // The handshake reads and writes through `ConnIo`: it has the head
+    // deadline from the accept (a client that never finishes it is cut
+    // then), and the connection holds its place in the table meanwhile,
+    // where it is a waiting one (the first to go when the table is full).
+    let slot = guard.slot().clone();
+    let mut shutdown = ctx.shutdown.clone();
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls.server_config());
+    let accepted = tokio::select! {
+        r = acceptor.accept(io) => r,
+        _ = slot.closed() => return,
+        _ = wait_shutdown(&mut shutdown) => return,
+    };
+    match accepted {
+        Ok(io) => serve_http(io, guard, ctx).await,
+        Err(e) => {
+            // A peer with a certificate this node does not accept (or none),
+            // a plain-http client, a scanner: say why, without a line each.
+            if let Some(n) = ctx.tls_log.hit() {
+                log::warn!(
+                    "peer server: TLS handshake failed: {e} ({n} failed handshake(s) since the last \
+                     such message)"
+                );
+            }
+        }
+    }
+}
+
+/// Serves HTTP/1.1 on a connection (plain or TLS).
+async fn serve_http<I>(io: I, guard: ConnGuard, ctx: Arc<ServeCtx>)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let slot = guard.slot().clone();
     let mut shutdown = ctx.shutdown.clone();
     let (svc_ctx, svc_slot) = (ctx.clone(), slot.clone());
     let svc = service_fn(move |req| {
@@ -1287,6 +1333,7 @@ fn serve_raw(group: &Arc<Group>, raw: &[u8], auth: Option<Arc<Verifier>>) -> (Ve
         inline: false,
         watchdog_name: "fuzz".to_string(),
         auth,
+        tls: None,
     };
     let table = ConnTable::new(
         1,
@@ -1310,6 +1357,7 @@ fn serve_raw(group: &Arc<Group>, raw: &[u8], auth: Option<Arc<Verifier>>) -> (Ve
         inline: Arc::new(Inline::new(None, String::new())),
         speeds: Mutex::default(),
         closing: Arc::new(AtomicBool::new(false)),
+        tls_log: Throttle::new(LOG_INTERVAL),
         cfg,
         groups: one.clone(),
         shutdown: watch::channel(false).1,
