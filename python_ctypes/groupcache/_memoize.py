@@ -7,7 +7,7 @@ import functools
 import inspect
 import threading
 import types
-from typing import Any, Callable, Dict, Generic, Optional, Sequence, Tuple, TypeVar, Union
+from typing import Any, Callable, Dict, Generic, Iterable, List, Mapping, Optional, Sequence, Tuple, TypeVar, Union
 
 from ._errors import ClosedError, LoaderError, NotFoundError
 from ._keys import encode_key
@@ -49,6 +49,7 @@ class Memoized(Generic[T]):
         ttl: Optional[float],
         max_bytes: int,
         pool: Optional[Pool],
+        many: Optional[Callable[[List[str]], Mapping[str, T]]] = None,
     ) -> None:
         if inspect.iscoroutinefunction(func):
             raise TypeError("memoize does not take coroutine functions (the loader runs on library threads)")
@@ -64,6 +65,14 @@ class Memoized(Generic[T]):
         self._ttl = ttl
         self._tls = threading.local()
         self._lock = threading.Lock()
+        if many is not None:
+            if not callable(many):
+                raise TypeError("many must be callable (keys -> {key: result})")
+            if inspect.iscoroutinefunction(many):
+                raise TypeError("memoize does not take a coroutine function as many= (it runs on library threads)")
+            if not isinstance(cache, str):
+                raise TypeError("many= needs a cache memoize makes (pass a name, not a Cache)")
+        self._many = many
         if isinstance(cache, Cache):
             if pool is not None:
                 raise TypeError("pool= is for a cache memoize makes; this Cache has its own")
@@ -76,12 +85,37 @@ class Memoized(Generic[T]):
             self._cache = cache
         elif isinstance(cache, str):
             self._owned = True
-            self._cache = Cache(cache, max_bytes=max_bytes, loader=self._load, pool=pool)
+            self._cache = self._new_cache(cache, max_bytes, pool)
         else:
             raise TypeError("memoize takes a Cache or a cache name, not %s" % type(cache).__name__)
         functools.update_wrapper(self, func)
 
+    def _new_cache(self, name: str, max_bytes: int, pool: Optional[Pool]) -> Cache:
+        many = None if self._many is None else self._load_many
+        return Cache(name, max_bytes=max_bytes, loader=self._load, pool=pool, loader_many=many)
+
     # ---- calls -----------------------------------------------------------
+
+    def get_many(self, keys: Iterable[str]) -> Dict[str, T]:
+        """``{key: result}`` for many cache keys at once (each decoded, the
+        caller's own copy), through ``Cache.get_many``: the hits in one
+        pass, the misses of each owner node in one trip, loaded there by
+        ``many=`` in one call per chunk (or by the function, key by key,
+        concurrently, with ``key_to_args=`` or the default key). A key
+        ``many`` leaves out is left out here too. Errors as in
+        ``Cache.get_many`` (``BatchError`` after the whole batch)."""
+        if not isinstance(keys, list):
+            keys = list(keys)
+        cache = self._cache
+        try:
+            got = cache.get_many(keys)
+        except ClosedError:
+            if self._cache is cache or self._cache.closed:
+                raise
+            got = self._cache.get_many(keys)  # cache_clear() replaced it meanwhile
+        decode = self._serializer.decode
+        return {k: decode(v) for k, v in got.items()}
+
 
     def __call__(self, *args: Any, **kwargs: Any) -> T:
         k = self._key(*args, **kwargs)
@@ -152,6 +186,18 @@ class Memoized(Generic[T]):
             data = self._serializer.encode(value)
         return data if self._ttl is None else (data, self._ttl)
 
+    def _load_many(self, keys: List[str]) -> Dict[str, LoaderResult]:
+        """The cache's loader_many: runs ``many`` for the keys."""
+        assert self._many is not None
+        results = self._many(keys)
+        if not isinstance(results, Mapping):
+            raise TypeError("many= must return a mapping {key: result}, not %s" % type(results).__name__)
+        out: Dict[str, LoaderResult] = {}
+        for k, value in results.items():
+            data = self._serializer.encode(value)
+            out[k] = data if self._ttl is None else (data, self._ttl)
+        return out
+
     def _aside(self, cache: Cache, k: str, kb: bytes, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> T:
         """Cache-aside on a Cache without a loader: get, else call and set."""
         try:
@@ -200,7 +246,7 @@ class Memoized(Generic[T]):
                 raise ClosedError("the cache %r is closed" % old.name, None)
             pool = old.pool
             old.close()  # frees the name, in the pool too
-            self._cache = Cache(old.name, max_bytes=old.max_bytes, loader=self._load, pool=pool)
+            self._cache = self._new_cache(old.name, old.max_bytes, pool)
 
     def close(self) -> None:
         """Closes the cache (if ``memoize`` made it); later calls raise
@@ -221,6 +267,7 @@ def memoize(
     ttl: Optional[float] = None,
     max_bytes: int = 64 << 20,
     pool: Optional[Pool] = None,
+    many: Optional[Callable[[List[str]], Mapping[str, T]]] = None,
 ) -> Callable[[Callable[..., T]], Memoized[T]]:
     """Decorator: keeps a function's results in a groupcache cache, in the
     spirit of ``functools.lru_cache``::
@@ -262,9 +309,23 @@ def memoize(
     needed with the default key.
 
     ``ttl``: seconds each result stays valid (None: until evicted).
+
+    ``many``: ``many(keys: list[str]) -> {key: result}``, the function for
+    many cache keys at once (one ``SELECT ... WHERE id IN (...)`` instead
+    of one query a key): the cache's ``loader_many``. ``f.get_many(keys)``
+    then loads each owner node's misses with one call of it (per chunk of
+    ``batch_chunk_keys``); keys it leaves out do not exist. Calls of the
+    function itself still run it for their one key. Only for a cache
+    memoize makes (given a name)::
+
+        @memoize("users", serializer=serializers.JSON, pool=pool,
+                 many=lambda ids: db.fetch_users(ids))  # {id: user}
+        def load_user(user_id: str) -> dict: ...
+
+        load_user.get_many(["1", "2", "3"])  # {"1": {...}, "2": {...}, ...}
     """
 
     def decorate(func: Callable[..., T]) -> Memoized[T]:
-        return Memoized(func, cache, serializer, key, key_to_args, ttl, max_bytes, pool)
+        return Memoized(func, cache, serializer, key, key_to_args, ttl, max_bytes, pool, many)
 
     return decorate

@@ -276,3 +276,75 @@ def test_cache_info_of_a_cache(name: str) -> None:
         c["b"]
         hits, misses, maxsize, currsize = c.cache_info()
         assert (hits, misses, maxsize, currsize) == (1, 2, 1000, 2 * (1 + 5))
+
+
+def test_many_loads_a_batch_in_one_call(name: str) -> None:
+    """many= is the cache's loader_many: get_many loads the misses in one
+    call; calls of the function itself still run it for their key."""
+    batches: List[List[str]] = []
+    singles: List[str] = []
+
+    def fetch_many(ids: List[str]) -> Dict[str, Dict[str, Any]]:
+        batches.append(sorted(ids))
+        return {i: {"id": i} for i in ids if i != "missing"}
+
+    @memoize(name, serializer=serializers.JSON, many=fetch_many, ttl=60)
+    def user(user_id: str) -> Dict[str, Any]:
+        singles.append(user_id)
+        return {"id": user_id, "single": True}
+
+    keys = ["%d" % i for i in range(40)] + ["missing"]
+    got = user.get_many(keys)
+    assert got == {k: {"id": k} for k in keys if k != "missing"}
+    assert batches == [sorted(keys)] and singles == []
+    got["0"]["id"] = "mutated"  # each caller decodes its own copy
+    assert user.get_many(iter(["0", "1"])) == {"0": {"id": "0"}, "1": {"id": "1"}}
+    assert len(batches) == 1  # hits
+    assert user("0") == {"id": "0"}  # cached by the batch
+    assert user("new") == {"id": "new", "single": True} and singles == ["new"]
+    s = user.cache.stats()
+    assert (s.batch_loads, s.batch_loaded_keys) == (1, 41)
+    # cache_clear rebuilds the cache with many= still in place.
+    user.cache_clear()
+    assert user.get_many(["0", "1"]) == {"0": {"id": "0"}, "1": {"id": "1"}}
+    assert batches[-1] == ["0", "1"] and user.cache.stats().batch_loads == 1
+    user.close()
+
+
+def test_many_errors_and_bad_arguments(name: str) -> None:
+    def bad_many(ids: List[str]) -> Any:
+        return [1, 2]  # not a mapping
+
+    @memoize(name, serializer=serializers.JSON, many=bad_many)
+    def f(k: str) -> int:
+        return 1
+
+    with pytest.raises(groupcache.BatchError) as e:
+        f.get_many(["a", "b"])
+    assert set(e.value.errors) == {"a", "b"} and "mapping" in str(e.value.errors["a"])
+    assert f("a") == 1  # the function itself is unaffected
+    f.close()
+    with Cache(name + "-given") as c:
+        with pytest.raises(TypeError, match="many= needs a cache memoize makes"):
+            memoize(c, serializer=serializers.JSON, many=bad_many)(lambda k: 1)
+    with pytest.raises(TypeError, match="many must be callable"):
+        memoize(name, serializer=serializers.JSON, many=42)(lambda k: 1)  # type: ignore[arg-type]
+
+    async def coro(ids: List[str]) -> Dict[str, int]:
+        return {}
+
+    with pytest.raises(TypeError, match="coroutine"):
+        memoize(name, serializer=serializers.JSON, many=coro)(lambda k: 1)  # type: ignore[arg-type]
+
+
+def test_get_many_without_many_uses_the_function(name: str) -> None:
+    runs: List[str] = []
+
+    @memoize(name, serializer=serializers.Str)
+    def upper(k: str) -> str:
+        runs.append(k)
+        return k.upper()
+
+    assert upper.get_many(["a", "b", "a"]) == {"a": "A", "b": "B"}
+    assert sorted(runs) == ["a", "b"]
+    upper.close()
