@@ -312,11 +312,13 @@ int main(int argc, char **argv) {
         printf("gets=%llu cache_hits=%llu peer_loads=%llu peer_errors=%llu loads=%llu loads_deduped=%llu "
                "local_loads=%llu local_load_errs=%llu server_requests=%llu "
                "main_bytes=%llu main_items=%llu main_gets=%llu main_hits=%llu main_evictions=%llu "
-               "hot_bytes=%llu hot_items=%llu hot_gets=%llu hot_hits=%llu hot_evictions=%llu\n",
+               "hot_bytes=%llu hot_items=%llu hot_gets=%llu hot_hits=%llu hot_evictions=%llu "
+               "peer_batch_requests=%llu server_batch_requests=%llu\n",
                F(gets), F(cache_hits), F(peer_loads), F(peer_errors), F(loads), F(loads_deduped),
                F(local_loads), F(local_load_errs), F(server_requests),
                F(main_bytes), F(main_items), F(main_gets), F(main_hits), F(main_evictions),
-               F(hot_bytes), F(hot_items), F(hot_gets), F(hot_hits), F(hot_evictions));
+               F(hot_bytes), F(hot_items), F(hot_gets), F(hot_hits), F(hot_evictions),
+               F(peer_batch_requests), F(server_batch_requests));
 #undef F
       }
     } else if (strcmp(cmd, "peers") == 0) {

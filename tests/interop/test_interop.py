@@ -895,3 +895,33 @@ def test_remove_makes_no_load(cluster: Cluster) -> None:
     assert (after, go_loads) == (before, {}), (
         "getter calls made by cache_remove: %r -> %r; never-loaded Go-owned key: %r" % (before, after, go_loads)
     )
+
+
+def test_get_many_across_go_and_our_nodes(cluster: Cluster) -> None:
+    """The Python node's get_many over keys of every node: our nodes get one
+    batch request each, the Go nodes (no batch route) per-key GETs; each key
+    is loaded once, at its owner, and the values are right (a missing key is
+    left out; at a Go owner it is an error, so it is loaded here, and is
+    missing here too)."""
+    assert cluster.py is not None
+    keys = [b"many:%d" % i for i in range(300)] + [b"missing:many-%d" % i for i in range(6)]
+    owners = {cluster.owner(k).kind for k in keys}
+    assert owners == {"go", "c", "py"}, owners
+    c_batches = [n.stats()["server_batch_requests"] for n in cluster.nodes if n.kind == "c"]
+    got = cluster.py.cache.get_many([PyNode._key(k) for k in keys])
+    want = {PyNode._key(k): b"v:" + k for k in keys if not k.startswith(b"missing:")}
+    assert got == want
+    snap = cluster.all_loads()
+    wrong = {}
+    for k in keys:
+        if k.startswith(b"missing:"):
+            continue
+        loads = Cluster.loads_of(snap, k)
+        if loads != {cluster.owner(k).name: 1}:
+            wrong[k] = (cluster.owner(k).name, loads)
+    assert not wrong, "%d keys not loaded once at their owner, e.g. %r" % (len(wrong), list(wrong.items())[:5])
+    # Each C node served (at least) one batch for its keys; Go nodes were
+    # asked key by key (their loads above are one per key, at the owner).
+    after = [n.stats()["server_batch_requests"] for n in cluster.nodes if n.kind == "c"]
+    assert all(a >= b + 1 for a, b in zip(after, c_batches)), (c_batches, after)
+    assert cluster.py.cache.stats().peer_batch_requests >= 1
