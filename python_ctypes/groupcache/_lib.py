@@ -500,13 +500,18 @@ class CachePyApi(Structure):
         ("incref", c_void_p),
         ("decref", c_void_p),
         ("err_clear", c_void_p),
+        ("cfunction_new", c_void_p),
+        ("long_as_void_ptr", c_void_p),
+        ("unicode_as_utf8_and_size", c_void_p),
     ]
 
 
 # Through PyDLL: it calls into CPython, which needs the GIL.  No errcheck:
 # a failure means "use the ctypes views" (cache.py), not an exception.
-cache_py_init: Callable[[Any], int] = _pydll.cache_py_init
-cache_py_init.argtypes = [POINTER(CachePyApi)]  # type: ignore[attr-defined]
+# Its second argument receives the builtin lookup_view(handle: int,
+# key: str) get_buffer calls (a borrowed reference, valid for good).
+cache_py_init: Callable[[Any, Any], int] = _pydll.cache_py_init
+cache_py_init.argtypes = [POINTER(CachePyApi), POINTER(c_void_p)]  # type: ignore[attr-defined]
 cache_py_init.restype = c_int32  # type: ignore[attr-defined]
 
 cache_lookup_view: Callable[[Any, bytes, int], Optional[memoryview]] = _pydll.cache_lookup_view

@@ -27,6 +27,7 @@ from dataclasses import dataclass, fields
 from typing import (
     TYPE_CHECKING,
     Any,
+    Callable,
     Dict,
     Iterable,
     Iterator,
@@ -272,12 +273,14 @@ comparisons)."""
 
 
 def _init_library_views() -> Optional[str]:
-    """Lets the library build get_buffer's views (cache_lookup_view: one
-    call from a hit to a memoryview, src/ffi/pyview.rs) by handing it the
-    interpreter's own functions. Returns None when it can, else why not;
-    then get_buffer makes its views with ctypes (slower, same behaviour).
-    Only on CPython 3.9+ with a GIL (not PyPy, not a free-threaded build,
-    whose object header differs)."""
+    """Lets the library build get_buffer's views by handing it the
+    interpreter's own functions (cache_py_init, src/ffi/pyview.rs): a hit
+    is then one call of the builtin ``_view_fn`` it makes, straight to a
+    memoryview. Returns None when it can, else why not; then get_buffer
+    makes its views with ctypes (slower, same behaviour). Only on CPython
+    3.9+ with a GIL (not PyPy, not a free-threaded build, whose object
+    header differs)."""
+    global _view_fn
     if os.environ.get(_CTYPES_VIEWS_ENV, "") not in ("", "0"):
         return "%s is set" % _CTYPES_VIEWS_ENV
     if sys.implementation.name != "cpython":
@@ -286,6 +289,19 @@ def _init_library_views() -> Optional[str]:
         return "a free-threaded CPython"
     if sys.version_info < (3, 9):  # pragma: no cover - requires-python is 3.9
         return "CPython before 3.9 ignores buffer slots of PyType_FromSpec"
+    try:
+        spec = _py_api()
+    except AttributeError as e:  # pragma: no cover - all are public API
+        return "a CPython function is missing: %s" % e
+    fn = ctypes.c_void_p()
+    if _lib.cache_py_init(ctypes.byref(spec), ctypes.byref(fn)) != CACHE_OK:
+        return "cache_py_init: %s" % _lib._last_error()
+    _view_fn = ctypes.cast(fn, ctypes.py_object).value
+    return None
+
+
+def _py_api() -> Any:
+    """The struct cache_py_api of this interpreter."""
     api = ctypes.pythonapi
 
     def addr(name: str) -> Optional[int]:
@@ -294,29 +310,32 @@ def _init_library_views() -> Optional[str]:
     flags = 1 << 18  # Py_TPFLAGS_DEFAULT
     if sys.version_info >= (3, 10):
         flags |= 1 << 7 | 1 << 8  # DISALLOW_INSTANTIATION, IMMUTABLETYPE
-    try:
-        spec = _lib.CachePyApi(
-            size=ctypes.sizeof(_lib.CachePyApi),
-            object_size=object.__basicsize__,
-            type_flags=flags,
-            none=id(None),
-            type_from_spec=addr("PyType_FromSpec"),
-            type_get_slot=addr("PyType_GetSlot"),
-            type_generic_alloc=addr("PyType_GenericAlloc"),
-            object_free=addr("PyObject_Free"),
-            buffer_fill_info=addr("PyBuffer_FillInfo"),
-            memoryview_from_object=addr("PyMemoryView_FromObject"),
-            incref=addr("Py_IncRef"),
-            decref=addr("Py_DecRef"),
-            err_clear=addr("PyErr_Clear"),
-        )
-    except AttributeError as e:  # pragma: no cover - all are stable ABI
-        return "a CPython function is missing: %s" % e
-    if _lib.cache_py_init(ctypes.byref(spec)) != CACHE_OK:
-        return "cache_py_init: %s" % _lib._last_error()
+    return _lib.CachePyApi(
+        size=ctypes.sizeof(_lib.CachePyApi),
+        object_size=object.__basicsize__,
+        type_flags=flags,
+        none=id(None),
+        type_from_spec=addr("PyType_FromSpec"),
+        type_get_slot=addr("PyType_GetSlot"),
+        type_generic_alloc=addr("PyType_GenericAlloc"),
+        object_free=addr("PyObject_Free"),
+        buffer_fill_info=addr("PyBuffer_FillInfo"),
+        memoryview_from_object=addr("PyMemoryView_FromObject"),
+        incref=addr("Py_IncRef"),
+        decref=addr("Py_DecRef"),
+        err_clear=addr("PyErr_Clear"),
+        cfunction_new=addr("PyCFunction_NewEx"),
+        long_as_void_ptr=addr("PyLong_AsVoidPtr"),
+        unicode_as_utf8_and_size=addr("PyUnicode_AsUTF8AndSize"),
+    )
+
+
+def _no_view_fn(handle: int, key: str) -> None:
+    """_view_fn where the library makes no views (never called then)."""
     return None
 
 
+_view_fn: Callable[[int, str], Optional[memoryview]] = _no_view_fn
 _library_views_off: Optional[str] = _init_library_views()
 """Why get_buffer makes its views with ctypes (None: the library makes
 them)."""
@@ -363,6 +382,7 @@ class Cache(Closable):
     __slots__ = (
         "_handle",
         "_harg",
+        "_hid",
         "_name",
         "_max_bytes",
         "_loader",
@@ -434,6 +454,7 @@ class Cache(Closable):
             _lib.cache_options_free(opts)
         self._handle = out
         self._harg = _lib.handle_arg(out)  # for the hit path
+        self._hid = out.value or 0  # for get_buffer's
         self._name = name
         self._max_bytes = max_bytes
         self._loader = loader
@@ -498,14 +519,18 @@ class Cache(Closable):
         does: ``socket.send``, asyncio transports, ``hashlib``,
         ``bytes(view)``, ``numpy.frombuffer`` (a read-only array).
         """
+        # One call, GIL kept: the builtin the library made returns a new
+        # read-only memoryview on a hit, None otherwise (a miss, a closed
+        # cache, a key it cannot take as UTF-8); an empty value also goes
+        # the slow path, which answers it.
+        return _view_fn(self._hid, key) or self._get_buffer_miss(key, default)
+
+    def _get_buffer_miss(self, key: str, default: Any) -> Any:
         try:
             k = key.encode()
         except (AttributeError, UnicodeEncodeError):
             k = encode_key(key)
-        # One foreign call, GIL kept: a new read-only memoryview on a hit,
-        # None otherwise (a miss, a closed cache); an empty value goes the
-        # load path too, which answers it.
-        return _lookup_view(self._harg, k, len(k)) or self._load_buffer(k, default)
+        return self._load_buffer(k, default)
 
     def _get_buffer_ctypes(self, key: str, default: Any = _NO_DEFAULT) -> Any:
         # get_buffer() with views made by ctypes, where the library cannot

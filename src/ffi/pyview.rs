@@ -88,6 +88,15 @@ pub struct cache_py_api {
     pub decref: Option<unsafe extern "C" fn(obj: *mut c_void)>,
     /// `PyErr_Clear`.
     pub err_clear: Option<unsafe extern "C" fn()>,
+    /// `PyCFunction_NewEx`.
+    pub cfunction_new: Option<
+        unsafe extern "C" fn(method_def: *mut c_void, self_: *mut c_void, module: *mut c_void) -> *mut c_void,
+    >,
+    /// `PyLong_AsVoidPtr`.
+    pub long_as_void_ptr: Option<unsafe extern "C" fn(obj: *mut c_void) -> *mut c_void>,
+    /// `PyUnicode_AsUTF8AndSize`.
+    pub unicode_as_utf8_and_size:
+        Option<unsafe extern "C" fn(obj: *mut c_void, size: *mut isize) -> *const u8>,
 }
 
 type Fn1 = unsafe extern "C" fn(*mut c_void);
@@ -105,6 +114,10 @@ struct Api {
     incref: Fn1,
     decref: Fn1,
     err_clear: unsafe extern "C" fn(),
+    as_ptr: unsafe extern "C" fn(*mut c_void) -> *mut c_void,
+    as_utf8: unsafe extern "C" fn(*mut c_void, *mut isize) -> *const u8,
+    /// The builtin function of lookup_fast (a reference kept forever).
+    func: usize,
 }
 
 static API: OnceLock<Api> = OnceLock::new();
@@ -200,21 +213,38 @@ unsafe extern "C" fn dealloc(obj: *mut c_void) {
 /// and for the interpreter whose functions are passed (not a
 /// subinterpreter).
 ///
+/// If `lookup_fn` is not NULL it receives, on CACHE_OK, a borrowed
+/// reference (valid for the life of the process) to a builtin function
+/// `lookup_view(cache_handle: int, key: str)`: cache_lookup_view called
+/// directly by CPython (a METH_FASTCALL builtin, much cheaper than a
+/// ctypes call), with the key taken as UTF-8; it returns None for a miss
+/// and for any argument it cannot take (a key that is not a str or has
+/// lone surrogates, a handle that is not an int), never raising.
+///
 /// Returns CACHE_OK, also when already initialized (the first call's
 /// functions stay); CACHE_INVALID_ARGUMENT for NULL `api`, a `size`
 /// smaller than this library's struct, a NULL function or `none`, or an
 /// `object_size` that is not a positive multiple of the pointer size, and
 /// also when CPython refuses the type (`PyType_FromSpec` failed; its
 /// Python exception is cleared) or ignores its buffer slot (CPython
-/// before 3.9); cache_last_error says which. Never blocks.
+/// before 3.9), or the builtin cannot be made; cache_last_error says
+/// which. Never blocks.
 ///
 /// # Safety
 /// `api` is NULL or points to a readable cache_py_api whose pointers are
-/// what it names, of the running interpreter; the caller holds the GIL.
+/// what it names, of the running interpreter; `lookup_fn` is NULL or
+/// writable; the caller holds the GIL.
 #[no_mangle]
-pub unsafe extern "C" fn cache_py_init(api: *const cache_py_api) -> cache_status {
+pub unsafe extern "C" fn cache_py_init(
+    api: *const cache_py_api,
+    lookup_fn: *mut *mut c_void,
+) -> cache_status {
     guard(|| {
-        if API.get().is_some() {
+        if let Some(api) = API.get() {
+            if !lookup_fn.is_null() {
+                // SAFETY: writable (the caller's promise).
+                unsafe { *lookup_fn = api.func as *mut c_void };
+            }
             return CACHE_OK;
         }
         if api.is_null() {
@@ -244,6 +274,9 @@ pub unsafe extern "C" fn cache_py_init(api: *const cache_py_api) -> cache_status
             Some(incref),
             Some(decref),
             Some(err_clear),
+            Some(cfunction_new),
+            Some(as_ptr),
+            Some(as_utf8),
         ) = (
             a.type_from_spec,
             a.type_get_slot,
@@ -254,6 +287,9 @@ pub unsafe extern "C" fn cache_py_init(api: *const cache_py_api) -> cache_status
             a.incref,
             a.decref,
             a.err_clear,
+            a.cfunction_new,
+            a.long_as_void_ptr,
+            a.unicode_as_utf8_and_size,
         )
         else {
             return fail(CACHE_INVALID_ARGUMENT, "a cache_py_api function is NULL");
@@ -313,6 +349,18 @@ pub unsafe extern "C" fn cache_py_init(api: *const cache_py_api) -> cache_status
                 "this Python ignores buffer slots of PyType_FromSpec (it needs 3.9 or later)",
             );
         }
+        // SAFETY: the caller's PyCFunction_NewEx, GIL held, with a method
+        // definition that lives forever (CPython keeps a pointer to it) and
+        // no self or module: a new reference, kept for good (or NULL).
+        let func = unsafe { cfunction_new(&LOOKUP_DEF as *const MethodDef as *mut c_void, null(), null()) };
+        if func.is_null() {
+            // SAFETY: as above: clears the exception, drops the type.
+            unsafe {
+                err_clear();
+                decref(ty);
+            }
+            return fail(CACHE_INVALID_ARGUMENT, "PyCFunction_NewEx failed");
+        }
         let _ = API.set(Api {
             offset: a.object_size as usize,
             none: a.none as usize,
@@ -324,9 +372,101 @@ pub unsafe extern "C" fn cache_py_init(api: *const cache_py_api) -> cache_status
             incref,
             decref,
             err_clear,
+            as_ptr,
+            as_utf8,
+            func: func as usize,
         });
+        if !lookup_fn.is_null() {
+            // SAFETY: writable (the caller's promise).
+            unsafe { *lookup_fn = func };
+        }
         CACHE_OK
     })
+}
+
+fn null() -> *mut c_void {
+    std::ptr::null_mut()
+}
+
+/// `PyMethodDef`, stable-ABI layout.
+#[repr(C)]
+struct MethodDef {
+    name: *const c_char,
+    meth: *mut c_void,
+    flags: c_int,
+    doc: *const c_char,
+}
+
+// SAFETY: immutable, and only read by CPython (under the GIL).
+unsafe impl Sync for MethodDef {}
+
+/// `METH_FASTCALL`: `f(self, args, nargs)` (0x80 since 3.7, stable ABI
+/// since 3.10).
+const METH_FASTCALL: c_int = 0x0080;
+
+static LOOKUP_DEF: MethodDef = MethodDef {
+    name: b"lookup_view\0".as_ptr() as *const c_char,
+    meth: lookup_fast as *mut c_void,
+    flags: METH_FASTCALL,
+    doc: b"lookup_view(cache_handle: int, key: str) -> memoryview | None\n\n\
+The hit path of groupcache's get_buffer (cache_lookup_view with a str key \
+as UTF-8). None on a miss and for anything it cannot take: a key that is \
+not a str or has lone surrogates, a handle that is not an int.\0"
+        .as_ptr() as *const c_char,
+};
+
+/// The builtin function `lookup_view(cache_handle, key)`: cache_lookup_view
+/// called by CPython's vectorcall, with a str key (taken as UTF-8 without
+/// a copy), skipping the cost of a ctypes call. Anything it cannot take
+/// (not two arguments, a handle that is not an int, a key that is not a
+/// str or does not encode as UTF-8) is None, like a miss, with no
+/// exception left set: the caller's slow path sorts those out.
+unsafe extern "C" fn lookup_fast(_self: *mut c_void, args: *const *mut c_void, nargs: isize) -> *mut c_void {
+    let Some(api) = API.get() else { return null() };
+    guard(|| {
+        if nargs != 2 {
+            return PyRet(none(api));
+        }
+        // SAFETY: CPython passes nargs (2) valid object pointers, GIL held;
+        // PyLong_AsVoidPtr and PyUnicode_AsUTF8AndSize take any object (a
+        // wrong type is an exception, cleared here), and the UTF-8 stays
+        // valid while the str lives, which the caller's reference ensures
+        // for the whole call.
+        unsafe {
+            let c = (api.as_ptr)(*args);
+            let mut len = 0isize;
+            let key = (api.as_utf8)(*args.add(1), &mut len);
+            if c.is_null() || key.is_null() || len < 0 {
+                (api.err_clear)();
+                return PyRet(none(api));
+            }
+            PyRet(lookup(
+                api,
+                c as *mut cache,
+                std::slice::from_raw_parts(key, len as usize),
+            ))
+        }
+    })
+    .0
+}
+
+/// A new memoryview of the value of `key` on a hit, else a new reference
+/// to None.
+///
+/// # Safety
+/// The GIL is held.
+unsafe fn lookup(api: &Api, c: *mut cache, key: &[u8]) -> *mut c_void {
+    let hit = {
+        let pin = reclaim::pin();
+        CACHES
+            .get(c as usize, &pin)
+            .and_then(|obj| obj.group.get_cached_shared(key, &pin))
+    };
+    match hit {
+        // SAFETY: the GIL is held (the caller's promise).
+        Some(bytes) => unsafe { view_of(api, bytes) },
+        None => none(api),
+    }
 }
 
 /// A `PyObject *` result: never NULL once initialized (ctypes would crash
@@ -379,17 +519,8 @@ pub unsafe extern "C" fn cache_lookup_view(c: *mut cache, key: *const u8, key_le
         let Some(key) = (unsafe { super::lookup::key_arg(key, key_len) }) else {
             return PyRet(none(api));
         };
-        let hit = {
-            let pin = reclaim::pin();
-            CACHES
-                .get(c as usize, &pin)
-                .and_then(|obj| obj.group.get_cached_shared(key, &pin))
-        };
-        match hit {
-            // SAFETY: the GIL is held (the caller's promise).
-            Some(bytes) => PyRet(unsafe { view_of(api, bytes) }),
-            None => PyRet(none(api)),
-        }
+        // SAFETY: the GIL is held (the caller's promise).
+        PyRet(unsafe { lookup(api, c, key) })
     })
     .0
 }
