@@ -151,7 +151,7 @@ struct TypeSpec {
 const PY_BF_GETBUFFER: c_int = 1;
 const PY_TP_DEALLOC: c_int = 52;
 /// `tp_name` of the type; not copied by 3.9-3.11, hence static.
-const TYPE_NAME: &[u8] = b"groupcache._ValueHolder\0";
+const TYPE_NAME: &std::ffi::CStr = c"groupcache._ValueHolder";
 
 /// # Safety
 /// `obj` is an instance of the type cache_py_init made (API is set).
@@ -320,7 +320,7 @@ pub unsafe extern "C" fn cache_py_init(
             },
         ];
         let mut spec = TypeSpec {
-            name: TYPE_NAME.as_ptr() as *const c_char,
+            name: TYPE_NAME.as_ptr(),
             basicsize: (a.object_size as usize + size_of::<Holder>()) as c_int,
             itemsize: 0,
             flags: a.type_flags,
@@ -405,14 +405,14 @@ unsafe impl Sync for MethodDef {}
 const METH_FASTCALL: c_int = 0x0080;
 
 static LOOKUP_DEF: MethodDef = MethodDef {
-    name: b"lookup_view\0".as_ptr() as *const c_char,
+    name: c"lookup_view".as_ptr(),
     meth: lookup_fast as *mut c_void,
     flags: METH_FASTCALL,
-    doc: b"lookup_view(cache_handle: int, key: str) -> memoryview | None\n\n\
+    doc: c"lookup_view(cache_handle: int, key: str) -> memoryview | None\n\n\
 The hit path of groupcache's get_buffer (cache_lookup_view with a str key \
 as UTF-8). None on a miss and for anything it cannot take: a key that is \
-not a str or has lone surrogates, a handle that is not an int.\0"
-        .as_ptr() as *const c_char,
+not a str or has lone surrogates, a handle that is not an int."
+        .as_ptr(),
 };
 
 /// The builtin function `lookup_view(cache_handle, key)`: cache_lookup_view

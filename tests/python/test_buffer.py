@@ -274,7 +274,7 @@ def test_many_views_and_slices_dropped_in_random_order(name: str, live: Callable
     base = live()
     rng = random.Random(3)
     held: List[Any] = []
-    for i in range(5000):
+    for _ in range(5000):
         k = "k%d" % rng.randrange(50)
         v = c.get_buffer(k)
         n = len(v)
