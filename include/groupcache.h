@@ -398,6 +398,82 @@ typedef struct cache_value_view {
 typedef int32_t (*cache_store_fn)(void *ctx, ptrdiff_t index, void *object);
 
 /**
+ * The CPython functions (and `Py_None`) the zero-copy views are built
+ * with, as a binding hands them to cache_py_init: addresses of the
+ * interpreter's own stable-ABI functions (from Python,
+ * `ctypes.cast(ctypes.pythonapi.<name>, c_void_p)`). `PyObject *` is
+ * `void *` here.
+ */
+typedef struct cache_py_api {
+  /**
+   * `sizeof(struct cache_py_api)`, so the struct can grow.
+   */
+  size_t size;
+  /**
+   * The size of an object header: `object.__basicsize__` (16 on 64-bit
+   * CPython).
+   */
+  ptrdiff_t object_size;
+  /**
+   * `Py_TPFLAGS_*` for the type: at least `Py_TPFLAGS_DEFAULT`; from 3.10
+   * on also `Py_TPFLAGS_DISALLOW_INSTANTIATION | Py_TPFLAGS_IMMUTABLETYPE`.
+   */
+  unsigned int type_flags;
+  /**
+   * `Py_None`.
+   */
+  void *none;
+  /**
+   * `PyType_FromSpec`.
+   */
+  void *(*type_from_spec)(void *spec);
+  /**
+   * `PyType_GetSlot`.
+   */
+  void *(*type_get_slot)(void *ty, int slot);
+  /**
+   * `PyType_GenericAlloc`.
+   */
+  void *(*type_generic_alloc)(void *ty, ptrdiff_t nitems);
+  /**
+   * `PyObject_Free`.
+   */
+  void (*object_free)(void *p);
+  /**
+   * `PyBuffer_FillInfo`.
+   */
+  int (*buffer_fill_info)(void *view, void *obj, void *buf, ptrdiff_t len, int readonly, int flags);
+  /**
+   * `PyMemoryView_FromObject`.
+   */
+  void *(*memoryview_from_object)(void *obj);
+  /**
+   * `Py_IncRef`.
+   */
+  void (*incref)(void *obj);
+  /**
+   * `Py_DecRef`.
+   */
+  void (*decref)(void *obj);
+  /**
+   * `PyErr_Clear`.
+   */
+  void (*err_clear)(void);
+  /**
+   * `PyCFunction_NewEx`.
+   */
+  void *(*cfunction_new)(void *method_def, void *self_, void *module);
+  /**
+   * `PyLong_AsVoidPtr`.
+   */
+  void *(*long_as_void_ptr)(void *obj);
+  /**
+   * `PyUnicode_AsUTF8AndSize`.
+   */
+  const uint8_t *(*unicode_as_utf8_and_size)(void *obj, ptrdiff_t *size);
+} cache_py_api;
+
+/**
  * Receives one log message. `level` is CACHE_LOG_ERROR .. CACHE_LOG_TRACE;
  * `target` names the part of the library that logged (e.g.
  * "groupcache::peers::server"); `message` is one line of UTF-8 without a
@@ -1439,6 +1515,72 @@ ptrdiff_t cache_values_alloc(struct cache_value **values,
                              cache_alloc_fn alloc,
                              cache_store_fn store,
                              void *ctx);
+
+/**
+ * Makes the zero-copy views of cache_lookup_view possible in this
+ * process: takes the CPython functions in `*api` (see cache_py_api; the
+ * struct is read during the call only) and makes the type that holds a
+ * view's value. For the Python binding, which calls it once at import
+ * with the GIL held (through `ctypes.PyDLL`); other callers never need
+ * it. Only for a non-free-threaded CPython 3.9 or later with the GIL held,
+ * and for the interpreter whose functions are passed (not a
+ * subinterpreter).
+ *
+ * If `lookup_fn` is not NULL it receives, on CACHE_OK, a borrowed
+ * reference (valid for the life of the process) to a builtin function
+ * `lookup_view(cache_handle: int, key: str)`: cache_lookup_view called
+ * directly by CPython (a METH_FASTCALL builtin, much cheaper than a
+ * ctypes call), with the key taken as UTF-8; it returns None for a miss
+ * and for any argument it cannot take (a key that is not a str or has
+ * lone surrogates, a handle that is not an int), never raising.
+ *
+ * Returns CACHE_OK, also when already initialized (the first call's
+ * functions stay); CACHE_INVALID_ARGUMENT for NULL `api`, a `size`
+ * smaller than this library's struct, a NULL function or `none`, or an
+ * `object_size` that is not a positive multiple of the pointer size, and
+ * also when CPython refuses the type (`PyType_FromSpec` failed; its
+ * Python exception is cleared) or ignores its buffer slot (CPython
+ * before 3.9), or the builtin cannot be made; cache_last_error says
+ * which. Never blocks.
+ *
+ * # Safety
+ * `api` is NULL or points to a readable cache_py_api whose pointers are
+ * what it names, of the running interpreter; `lookup_fn` is NULL or
+ * writable; the caller holds the GIL.
+ */
+enum cache_status cache_py_init(const struct cache_py_api *api, void **lookup_fn);
+
+/**
+ * The zero-copy hit path for Python: looks `key` up in this node's cache
+ * only, like cache_lookup_value (never loads, never calls the getter or a
+ * peer, never blocks, never sets cache_last_error), and on a hit returns
+ * a new reference to a read-only `memoryview` (format "B") of the cache's
+ * own copy of the value: no copy, whatever the size. The view, its
+ * slices and anything that took a buffer from it keep the bytes alive and
+ * unchanged after the key is evicted, removed or set again and after the
+ * cache is freed (it holds the value as a cache_value does); the last of
+ * them to go releases it. A writable buffer of it is refused
+ * (BufferError).
+ *
+ * Returns a new reference to `None` on a miss (which may be a key being
+ * written at that instant: follow up with cache_get), a freed cache, a
+ * key over 8 KiB, NULL `c`, or when CPython fails to allocate (its
+ * exception is cleared). Returns NULL only before cache_py_init
+ * succeeded.
+ *
+ * # Safety
+ * Called with the GIL held, after cache_py_init succeeded, from the
+ * interpreter it was given; `key` points to `key_len` readable bytes (or
+ * is NULL with `key_len` 0).
+ */
+void *cache_lookup_view(struct cache *c, const uint8_t *key, size_t key_len);
+
+/**
+ * How many values the views of cache_lookup_view hold now (each
+ * memoryview and its slices share one): a leak check for bindings and
+ * tests. Call it with the GIL held for an exact count. Never blocks.
+ */
+size_t cache_py_live_views(void);
 
 /**
  * Sends the library's log messages of `min_level` and more severe

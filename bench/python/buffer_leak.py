@@ -6,6 +6,10 @@ Prints RSS before and after each 10^5 and fails if it grew by more than
 16 MiB past the first 10^5 (a leak of one value per call would be 64 GB).
 
     PYTHONPATH=python_ctypes .venv/bin/python bench/python/buffer_leak.py [calls]
+
+Also checks that no value is held by a library-made view at the end
+(cache_py_live_views). _GROUPCACHE_CTYPES_VIEWS=1 runs it on the ctypes
+views instead.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from typing import List
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "python_ctypes"))
 import groupcache  # noqa: E402
+from groupcache import _lib  # noqa: E402
+from groupcache import cache as cache_mod  # noqa: E402
 
 
 def rss() -> int:
@@ -28,6 +34,7 @@ def rss() -> int:
 
 def main() -> None:
     calls = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
+    print("views made by", "ctypes" if cache_mod._library_views_off else "the library")
     c = groupcache.Cache("leak", max_bytes=64 << 20)
     value = b"v" * (64 << 10)
     rng = random.Random(7)
@@ -55,6 +62,10 @@ def main() -> None:
     print("all views dropped: RSS %+.1f MiB since the first %d calls" % (grown / 2**20, step))
     if grown > 16 << 20:
         raise SystemExit("RSS grew by %d bytes: a leak" % grown)
+    live = _lib.cache_py_live_views()
+    print("values held by library views: %d" % live)
+    if live:
+        raise SystemExit("%d values still held with no view left: a leak" % live)
 
 
 if __name__ == "__main__":

@@ -533,6 +533,60 @@ value_free_gil: Callable[[Optional[int]], None] = _pydll["cache_value_free"]
 value_free_gil.argtypes = [c_void_p]  # type: ignore[attr-defined]
 value_free_gil.restype = None  # type: ignore[attr-defined]
 
+# The zero-copy hit path built with CPython's own functions (src/ffi/
+# pyview.rs): cache_py_init takes the addresses of a few stable-ABI
+# functions once (see cache.py, which decides whether to use it), then
+#   cache_lookup_view(cache *c, const uint8_t *key, size_t key_len)
+# through PyDLL returns a new read-only memoryview on a hit and None
+# otherwise (never NULL once initialized: ctypes 3.11 would crash on that
+# for a py_object result), called like `lookup` with pre-converted
+# arguments and no argtypes:
+#   lookup_view(handle_arg(h), key, len(key))
+
+
+class CachePyApi(Structure):
+    """struct cache_py_api: the CPython functions cache_py_init takes."""
+
+    _fields_ = [
+        ("size", c_size_t),
+        ("object_size", ctypes.c_ssize_t),
+        ("type_flags", c_uint32),
+        ("none", c_void_p),
+        ("type_from_spec", c_void_p),
+        ("type_get_slot", c_void_p),
+        ("type_generic_alloc", c_void_p),
+        ("object_free", c_void_p),
+        ("buffer_fill_info", c_void_p),
+        ("memoryview_from_object", c_void_p),
+        ("incref", c_void_p),
+        ("decref", c_void_p),
+        ("err_clear", c_void_p),
+        ("cfunction_new", c_void_p),
+        ("long_as_void_ptr", c_void_p),
+        ("unicode_as_utf8_and_size", c_void_p),
+    ]
+
+
+# Through PyDLL: it calls into CPython, which needs the GIL.  No errcheck:
+# a failure means "use the ctypes views" (cache.py), not an exception.
+# Its second argument receives the builtin lookup_view(handle: int,
+# key: str) get_buffer calls (a borrowed reference, valid for good).
+cache_py_init: Callable[[Any, Any], int] = _pydll.cache_py_init
+cache_py_init.argtypes = [POINTER(CachePyApi), POINTER(c_void_p)]  # type: ignore[attr-defined]
+cache_py_init.restype = c_int32  # type: ignore[attr-defined]
+
+cache_lookup_view: Callable[[Any, bytes, int], Optional[memoryview]] = _pydll.cache_lookup_view
+cache_lookup_view.restype = ctypes.py_object  # type: ignore[attr-defined]
+lookup_view = cache_lookup_view
+
+
+# Values held by cache_lookup_view's memoryviews now (a leak check);
+# through PyDLL: with the GIL kept, no view can go during the call.
+cache_py_live_views: Callable[[], int] = _pydll.cache_py_live_views
+cache_py_live_views.argtypes = []  # type: ignore[attr-defined]
+cache_py_live_views.restype = c_size_t  # type: ignore[attr-defined]
+
+
 # ---- pools ---------------------------------------------------------------------
 
 

@@ -19,12 +19,15 @@ import ctypes
 import inspect
 import math
 import os
+import sys
+import sysconfig
 import threading
 import weakref
 from dataclasses import dataclass, fields
 from typing import (
     TYPE_CHECKING,
     Any,
+    Callable,
     Dict,
     Iterable,
     Iterator,
@@ -319,6 +322,82 @@ def _view_of_handle(value: int) -> memoryview:
     return _view_of(value, _lib.cache_value_data(value), _lib.cache_value_len(value))
 
 
+_CTYPES_VIEWS_ENV = "_GROUPCACHE_CTYPES_VIEWS"
+"""A private switch: set to 1, the package never lets the library build
+its views (cache_py_init) and uses the ctypes ones (tests and
+comparisons)."""
+
+
+def _init_library_views() -> Optional[str]:
+    """Lets the library build get_buffer's views by handing it the
+    interpreter's own functions (cache_py_init, src/ffi/pyview.rs): a hit
+    is then one call of the builtin ``_view_fn`` it makes, straight to a
+    memoryview. Returns None when it can, else why not; then get_buffer
+    makes its views with ctypes (slower, same behaviour). Only on CPython
+    3.9+ with a GIL (not PyPy, not a free-threaded build, whose object
+    header differs)."""
+    global _view_fn
+    if os.environ.get(_CTYPES_VIEWS_ENV, "") not in ("", "0"):
+        return "%s is set" % _CTYPES_VIEWS_ENV
+    if sys.implementation.name != "cpython":
+        return "not CPython (%s)" % sys.implementation.name
+    if sysconfig.get_config_var("Py_GIL_DISABLED"):
+        return "a free-threaded CPython"
+    if sys.version_info < (3, 9):  # pragma: no cover - requires-python is 3.9
+        return "CPython before 3.9 ignores buffer slots of PyType_FromSpec"
+    try:
+        spec = _py_api()
+    except AttributeError as e:  # pragma: no cover - all are public API
+        return "a CPython function is missing: %s" % e
+    fn = ctypes.c_void_p()
+    if _lib.cache_py_init(ctypes.byref(spec), ctypes.byref(fn)) != CACHE_OK:
+        return "cache_py_init: %s" % _lib._last_error()
+    _view_fn = ctypes.cast(fn, ctypes.py_object).value
+    return None
+
+
+def _py_api() -> Any:
+    """The struct cache_py_api of this interpreter."""
+    api = ctypes.pythonapi
+
+    def addr(name: str) -> Optional[int]:
+        return ctypes.cast(getattr(api, name), ctypes.c_void_p).value
+
+    flags = 1 << 18  # Py_TPFLAGS_DEFAULT
+    if sys.version_info >= (3, 10):
+        flags |= 1 << 7 | 1 << 8  # DISALLOW_INSTANTIATION, IMMUTABLETYPE
+    return _lib.CachePyApi(
+        size=ctypes.sizeof(_lib.CachePyApi),
+        object_size=object.__basicsize__,
+        type_flags=flags,
+        none=id(None),
+        type_from_spec=addr("PyType_FromSpec"),
+        type_get_slot=addr("PyType_GetSlot"),
+        type_generic_alloc=addr("PyType_GenericAlloc"),
+        object_free=addr("PyObject_Free"),
+        buffer_fill_info=addr("PyBuffer_FillInfo"),
+        memoryview_from_object=addr("PyMemoryView_FromObject"),
+        incref=addr("Py_IncRef"),
+        decref=addr("Py_DecRef"),
+        err_clear=addr("PyErr_Clear"),
+        cfunction_new=addr("PyCFunction_NewEx"),
+        long_as_void_ptr=addr("PyLong_AsVoidPtr"),
+        unicode_as_utf8_and_size=addr("PyUnicode_AsUTF8AndSize"),
+    )
+
+
+def _no_view_fn(handle: int, key: str) -> None:
+    """_view_fn where the library makes no views (never called then)."""
+    return None
+
+
+_view_fn: Callable[[int, str], Optional[memoryview]] = _no_view_fn
+_library_views_off: Optional[str] = _init_library_views()
+"""Why get_buffer makes its views with ctypes (None: the library makes
+them)."""
+_lookup_view = _lib.lookup_view
+
+
 def _free_load_result(fut: "asyncio.Future[int]") -> None:
     """Frees the value of a load whose awaiter went away (cancelled)."""
     if not fut.cancelled() and fut.exception() is None:
@@ -370,6 +449,7 @@ class Cache(Closable):
     __slots__ = (
         "_handle",
         "_harg",
+        "_hid",
         "_name",
         "_max_bytes",
         "_loader",
@@ -448,6 +528,7 @@ class Cache(Closable):
             _lib.cache_options_free(opts)
         self._handle = out
         self._harg = _lib.handle_arg(out)  # for the hit path
+        self._hid = out.value or 0  # for get_buffer's
         self._name = name
         self._max_bytes = max_bytes
         self._loader = loader
@@ -513,6 +594,22 @@ class Cache(Closable):
         does: ``socket.send``, asyncio transports, ``hashlib``,
         ``bytes(view)``, ``numpy.frombuffer`` (a read-only array).
         """
+        # One call, GIL kept: the builtin the library made returns a new
+        # read-only memoryview on a hit, None otherwise (a miss, a closed
+        # cache, a key it cannot take as UTF-8); an empty value also goes
+        # the slow path, which answers it.
+        return _view_fn(self._hid, key) or self._get_buffer_miss(key, default)
+
+    def _get_buffer_miss(self, key: str, default: Any) -> Any:
+        try:
+            k = key.encode()
+        except (AttributeError, UnicodeEncodeError):
+            k = encode_key(key)
+        return self._load_buffer(k, default)
+
+    def _get_buffer_ctypes(self, key: str, default: Any = _NO_DEFAULT) -> Any:
+        # get_buffer() with views made by ctypes, where the library cannot
+        # make them (see _init_library_views); its docstring is get_buffer's.
         try:
             k = key.encode()
         except (AttributeError, UnicodeEncodeError):
@@ -531,6 +628,27 @@ class Cache(Closable):
             data, n = out
             return _view_of(value, data, n)
         return self._load_buffer(k, default)
+
+    _get_buffer_library = get_buffer
+
+    def _peek_buffer(self, k: bytes) -> Optional[memoryview]:
+        """A view of the value of ``k`` if this node holds it, else None."""
+        view: Optional[memoryview] = _lookup_view(self._harg, k, len(k))
+        return view
+
+    _peek_buffer_library = _peek_buffer
+
+    def _peek_buffer_ctypes(self, k: bytes) -> Optional[memoryview]:
+        """_peek_buffer() with a view made by ctypes."""
+        try:
+            arg, out, _ = _view_out_tls.out
+        except AttributeError:
+            arg, out, _ = _new_view_out()
+        value = _lookup_value(self._harg, k, len(k), arg)
+        if value:
+            data, n = out
+            return _view_of(value, data, n)
+        return None
 
     def _load_buffer(self, k: bytes, default: Any) -> Any:
         try:
@@ -821,14 +939,9 @@ class Cache(Closable):
             k = key.encode()
         except (AttributeError, UnicodeEncodeError):
             k = encode_key(key)
-        try:
-            arg, out, _ = _view_out_tls.out
-        except AttributeError:
-            arg, out, _ = _new_view_out()
-        value = _lookup_value(self._harg, k, len(k), arg)
-        if value:
-            data, n = out
-            return _view_of(value, data, n)
+        view = self._peek_buffer(k)
+        if view is not None:
+            return view
         if self._closed:
             raise ClosedError("the cache %r is closed" % self._name, None)
         loop = asyncio.get_running_loop()
@@ -973,3 +1086,23 @@ class Cache(Closable):
             getattr(self, "_max_bytes", 0),
             state,
         )
+
+
+Cache._get_buffer_ctypes.__doc__ = Cache.get_buffer.__doc__
+
+
+def _use_library_views(on: bool) -> None:
+    """Whether get_buffer's views come from the library (cache_lookup_view,
+    if _init_library_views succeeded) or from ctypes: the ctypes ones are
+    the fallback, switched to by tests too."""
+    fast = on and _library_views_off is None
+    Cache.get_buffer = Cache._get_buffer_library if fast else Cache._get_buffer_ctypes  # type: ignore[method-assign]
+    Cache._peek_buffer = Cache._peek_buffer_library if fast else Cache._peek_buffer_ctypes  # type: ignore[method-assign]
+
+
+def _library_views() -> bool:
+    """Whether get_buffer's views come from the library now."""
+    return Cache.get_buffer is Cache._get_buffer_library
+
+
+_use_library_views(True)

@@ -54,7 +54,7 @@ fn lookup_one(
 ///
 /// # Safety
 /// As for `boundary::bytes`.
-unsafe fn key_arg<'a>(key: *const u8, key_len: usize) -> Option<&'a [u8]> {
+pub(super) unsafe fn key_arg<'a>(key: *const u8, key_len: usize) -> Option<&'a [u8]> {
     if key_len == 0 {
         return Some(&[]);
     }

@@ -20,6 +20,8 @@ pub mod pool; // cluster nodes and their options
 
 pub mod lookup; // hit paths for language bindings
 
+pub mod pyview; // the zero-copy hit path for CPython
+
 pub mod log; // library messages to the application
 
 pub(crate) mod boundary;

@@ -5,33 +5,180 @@ slice of it lives, freed when the last one goes."""
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import gc
 import hashlib
 import os
 import random
 import socket
-from typing import Any, List
+import subprocess
+import sys
+import sysconfig
+import threading
+import types
+from typing import Any, Callable, Iterator, List
 
 import numpy
 import pytest
 
 import groupcache
+from groupcache import _lib
 from groupcache import cache as cache_mod
 
 
+@pytest.fixture(autouse=True, params=["library", "ctypes"])
+def views(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Each test twice: with the views the library builds (cache_lookup_view,
+    where the package could initialize it, which the first test checks) and
+    with the ctypes fallback (PyPy, free-threaded builds, a failed init)."""
+    cache_mod._use_library_views(request.param == "library")
+    try:
+        yield request.param
+    finally:
+        cache_mod._use_library_views(True)
+
+
 @pytest.fixture
-def frees(monkeypatch: pytest.MonkeyPatch) -> List[int]:
-    """The cache_value handles the views' owners free, in order (the hook
-    is the module global their finalizer calls)."""
-    freed: List[int] = []
-    real = cache_mod._value_free
+def live(monkeypatch: pytest.MonkeyPatch) -> Callable[[], int]:
+    """How many values the package's views hold now: those of the library
+    (cache_py_live_views) plus the ctypes owners alive (counted through
+    the module global that places them and their finalizer)."""
+    made: List[int] = []
+    gone: List[int] = []
+    real_at, real_del = cache_mod._held_at, cache_mod._Held.__del__
 
-    def counting(value: int) -> None:
-        freed.append(value)
-        real(value)
+    def at(addr: int) -> Any:
+        made.append(addr)
+        return real_at(addr)
 
-    monkeypatch.setattr(cache_mod, "_value_free", counting)
-    return freed
+    def finalize(self: Any) -> None:
+        gone.append(1)
+        real_del(self)
+
+    monkeypatch.setattr(cache_mod, "_held_at", at)
+    monkeypatch.setattr(cache_mod._Held, "__del__", finalize)
+    gc.collect()  # views in earlier tests' garbage would go mid-test
+    return lambda: _lib.cache_py_live_views() + len(made) - len(gone)
+
+
+def test_the_library_builds_the_views_on_this_interpreter(name: str, views: str) -> None:
+    # Every interpreter the package is tested on is a CPython 3.9+ with a
+    # GIL: the fallback must not hide a broken init there.
+    assert cache_mod._library_views_off is None
+    c = groupcache.Cache(name)
+    c.set("k", b"value")
+    v = c.get_buffer("k")
+    assert cache_mod._library_views() == (views == "library")
+    holder = v.obj
+    if views == "library":
+        assert type(holder).__name__ == "_ValueHolder" and type(holder).__module__ == "groupcache"
+        assert memoryview(holder).readonly and bytes(memoryview(holder)) == b"value"
+        with pytest.raises((TypeError, BufferError)):
+            ctypes.c_char.from_buffer(holder)  # asks for a writable buffer
+        if sys.version_info >= (3, 10):
+            with pytest.raises(TypeError):
+                type(holder)()
+        else:  # 3.9 cannot forbid it: an instance nobody filled is empty
+            assert bytes(memoryview(type(holder)())) == b""
+    with pytest.raises((TypeError, BufferError)):
+        ctypes.c_char.from_buffer(v)
+
+
+def test_why_the_library_views_would_be_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("_GROUPCACHE_CTYPES_VIEWS", "1")
+    assert "_GROUPCACHE_CTYPES_VIEWS" in str(cache_mod._init_library_views())
+    monkeypatch.delenv("_GROUPCACHE_CTYPES_VIEWS")
+    real = sysconfig.get_config_var
+    monkeypatch.setattr(
+        sysconfig, "get_config_var", lambda n: 1 if n == "Py_GIL_DISABLED" else real(n)
+    )
+    assert "free-threaded" in str(cache_mod._init_library_views())
+    monkeypatch.undo()
+    monkeypatch.setattr(sys, "implementation", types.SimpleNamespace(name="pypy"))
+    assert "not CPython" in str(cache_mod._init_library_views())
+    monkeypatch.undo()
+    monkeypatch.setattr(_lib, "cache_py_init", lambda api, fn: 2)
+    monkeypatch.setattr(_lib, "_last_error", lambda: "refused")
+    assert cache_mod._init_library_views() == "cache_py_init: refused"
+    monkeypatch.undo()
+    assert cache_mod._init_library_views() is None, "a second init is OK"
+
+
+_CHILD_INIT = r"""
+import ctypes, sys
+import groupcache
+from groupcache import _lib, cache
+assert cache._library_views_off == "_GROUPCACHE_CTYPES_VIEWS is set", cache._library_views_off
+c = groupcache.Cache("child")
+c.set("k", b"fallback")
+v = c.get_buffer("k")
+assert v == b"fallback" and v.readonly and type(v.obj).__name__ == "_Held"
+
+api = ctypes.pythonapi
+def addr(n):
+    return ctypes.cast(getattr(api, n), ctypes.c_void_p).value
+def spec(**kw):
+    s = cache._py_api()
+    for k, val in kw.items():
+        setattr(s, k, val)
+    return s
+
+def refused(s, why):
+    fn = ctypes.c_void_p()
+    st = _lib.cache_py_init(ctypes.byref(s) if s is not None else None, ctypes.byref(fn))
+    assert not fn.value, "written on CACHE_OK only"
+    assert st == 2, (why, st)
+    msg = _lib._last_error()
+    assert why in msg, (why, msg)
+
+# (Before an init cache_lookup_view returns NULL: the package never calls
+# it then.)
+assert _lib.cache_py_live_views() == 0
+refused(None, "`api` is NULL")
+refused(spec(size=8), "cache_py_api.size is 8")
+refused(spec(memoryview_from_object=None), "function is NULL")
+refused(spec(none=None), "none is NULL")
+refused(spec(object_size=12), "object_size 12")
+NULL_SPEC = ctypes.PYFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p)(lambda p: None)
+refused(spec(type_from_spec=ctypes.cast(NULL_SPEC, ctypes.c_void_p).value), "PyType_FromSpec failed")
+NO_SLOT = ctypes.PYFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int)(lambda t, n: None)
+refused(spec(type_get_slot=ctypes.cast(NO_SLOT, ctypes.c_void_p).value), "ignores buffer slots")
+NO_FN = ctypes.PYFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)(lambda *a: None)
+refused(spec(cfunction_new=ctypes.cast(NO_FN, ctypes.c_void_p).value), "PyCFunction_NewEx failed")
+# Still the fallback, still working; then a good init switches over.
+assert c.get_buffer("k") == b"fallback"
+fn = ctypes.c_void_p()
+assert _lib.cache_py_init(ctypes.byref(spec()), None) == 0
+assert _lib.cache_py_init(None, ctypes.byref(fn)) == 0, "initialized: OK, the first call's functions stay"
+view = ctypes.cast(fn, ctypes.py_object).value
+assert view.__name__ == "lookup_view" and "get_buffer" in view.__doc__
+h = c._handle.value
+v2 = view(h, "k")
+assert v2 == b"fallback" and v2.readonly and type(v2.obj).__name__ == "_ValueHolder"
+assert _lib.cache_py_live_views() == 1
+del v2
+assert _lib.cache_py_live_views() == 0
+# Whatever it cannot take is None, with no exception left behind.
+c["k\udcff"] = b"s"
+for args in [(h, "nope"), (h, b"k"), (h, "k\udcff"), ("h", "k"), (None, "k"), (0, "k"), (h,), (h, "k", 1), ()]:
+    assert view(*args) is None, args
+assert view(h, "k") == b"fallback"
+w = _lib.cache_lookup_view(_lib.handle_arg(c._handle), b"k", 1)
+assert w == b"fallback" and type(w.obj).__name__ == "_ValueHolder" and _lib.cache_py_live_views() == 1
+del w
+assert _lib.cache_py_live_views() == 0
+assert _lib.cache_lookup_view(_lib.handle_arg(c._handle), b"nope", 4) is None
+print("ok")
+"""
+
+
+def test_a_failed_init_falls_back_to_ctypes_views() -> None:
+    """In a child forced to the fallback (nothing initialized yet): each
+    bad cache_py_api is refused with its reason, get_buffer keeps working
+    through ctypes, and a good init afterwards makes library views."""
+    env = dict(os.environ, _GROUPCACHE_CTYPES_VIEWS="1")
+    r = subprocess.run([sys.executable, "-c", _CHILD_INIT], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-3000:]
 
 
 def test_a_view_is_the_value_read_only_and_sliceable(name: str) -> None:
@@ -92,31 +239,114 @@ def test_the_value_outlives_remove_set_eviction_and_close(name: str) -> None:
     assert removed == b"r" * 10 and replaced == b"old" and evicted == b"e" * 1000
 
 
-def test_the_value_is_freed_when_the_last_view_goes(name: str, frees: List[int]) -> None:
+def test_the_value_is_freed_when_the_last_view_goes(name: str, live: Callable[[], int]) -> None:
     c = groupcache.Cache(name)
     c.set("k", b"v" * 100)
+    base = live()
     v = c.get_buffer("k")
+    assert live() == base + 1
     s = v[1:3]
     del v
-    assert frees == [], "a slice keeps the value"
+    assert live() == base + 1, "a slice keeps the value"
     del s
-    assert len(frees) == 1
+    assert live() == base
     w = c.get_buffer("k")
     w.release()
-    assert len(frees) == 2, "release() frees it at once"
+    assert live() == base, "release() frees it at once"
     with pytest.raises(ValueError):
         w[0]
     with c.get_buffer("k") as u:
-        assert u[0] == ord("v")
-    assert len(frees) == 3
+        assert u[0] == ord("v") and live() == base + 1
+    assert live() == base
     views = [c.get_buffer("k") for _ in range(100)]
+    assert live() == base + 100
     random.Random(1).shuffle(views)
     while views:
         views.pop()
-    assert len(frees) == 103 and len(set(frees)) == 103
+    assert live() == base
 
 
-def test_empty_values_missing_keys_defaults_loads_and_errors(name: str, frees: List[int]) -> None:
+def test_many_views_and_slices_dropped_in_random_order(name: str, live: Callable[[], int]) -> None:
+    c = groupcache.Cache(name, max_bytes=1 << 20)
+    values = {"k%d" % i: os.urandom(i * 37 % 5000) for i in range(50)}
+    for k, val in values.items():
+        c.set(k, val)
+    base = live()
+    rng = random.Random(3)
+    held: List[Any] = []
+    for _ in range(5000):
+        k = "k%d" % rng.randrange(50)
+        v = c.get_buffer(k)
+        n = len(v)
+        a, b = sorted((rng.randrange(n + 1), rng.randrange(n + 1)))
+        held.append((k, a, b, v[a:b] if rng.random() < 0.5 else v))
+        if rng.random() < 0.2:
+            c.remove(k)
+            c.set(k, values[k])
+        if len(held) > 300:
+            held.pop(rng.randrange(len(held)))
+    for k, a, b, v in held:
+        assert bytes(v) == (values[k][a:b] if len(v) != len(values[k]) else values[k])
+    del v  # the loop's last
+    rng.shuffle(held)
+    while held:
+        held.pop()
+    gc.collect()
+    assert live() == base
+
+
+def test_threads_get_views_concurrently(name: str, live: Callable[[], int]) -> None:
+    values = {"k%d" % i: bytes([i]) * (100 + i * 50) for i in range(40)}
+    # Keys come and go (the writer): a miss loads the same value.
+    c = groupcache.Cache(name, max_bytes=256 << 10, loader=values.get)
+    for k, val in values.items():
+        c.set(k, val)
+    base = live()
+    errors: List[BaseException] = []
+    stop = threading.Event()
+
+    def reader(seed: int) -> None:
+        rng = random.Random(seed)
+        mine: List[Any] = []
+        try:
+            for _ in range(3000):
+                k = "k%d" % rng.randrange(40)
+                v = c.get_buffer(k)
+                if bytes(v) != values[k]:
+                    raise AssertionError("%s: wrong bytes" % k)
+                mine.append((k, v[rng.randrange(len(v)) :]))
+                if len(mine) > 50:
+                    mine.pop(rng.randrange(len(mine)))
+            for k, v in mine:
+                if bytes(v) != values[k][len(values[k]) - len(v) :]:
+                    raise AssertionError("%s: a view changed" % k)
+            del v, mine
+        except BaseException as e:  # reported by the main thread
+            errors.append(e)
+
+    def writer() -> None:
+        rng = random.Random(99)
+        while not stop.is_set():
+            k = "k%d" % rng.randrange(40)
+            c.remove(k)
+            c.set(k, values[k])
+            c.set("filler%d" % rng.randrange(1000), b"f" * 2000)  # evictions
+
+    ts = [threading.Thread(target=reader, args=(i,)) for i in range(6)]
+    w = threading.Thread(target=writer)
+    w.start()
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    stop.set()
+    w.join()
+    assert not errors, errors[0]
+    gc.collect()
+    assert live() == base
+
+
+def test_empty_values_missing_keys_defaults_loads_and_errors(name: str, live: Callable[[], int]) -> None:
     calls: List[str] = []
 
     def loader(key: str) -> Any:
@@ -142,11 +372,11 @@ def test_empty_values_missing_keys_defaults_loads_and_errors(name: str, frees: L
     with pytest.raises(TypeError):
         c.get_buffer(b"bytes")  # type: ignore[arg-type]
     gc.collect()
-    n = len(frees)
+    n = live()
     c.close()
     with pytest.raises(groupcache.ClosedError):
         c.get_buffer("a")
-    assert len(frees) == n
+    assert live() == n
 
 
 def test_a_set_only_cache_and_keys_loaded_by_get(name: str) -> None:
@@ -205,19 +435,26 @@ def test_aget_buffer_hits_and_loads_off_the_loop(name: str) -> None:
     asyncio.run(main())
 
 
-def test_a_forked_child_reads_a_view_it_inherited(name: str) -> None:
+def test_a_forked_child_reads_a_view_it_inherited(name: str, live: Callable[[], int]) -> None:
     c = groupcache.Cache(name)
     c.set("k", b"parent's value" * 1000)
+    base = live()
     v = c.get_buffer("k")[5:]
     c.remove("k")
+    c.set("other", b"o" * 5000)
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child reports through its status
-        ok = v == (b"parent's value" * 1000)[5:]
+        ok = v == (b"parent's value" * 1000)[5:] and live() == base + 1
         del v
-        os._exit(0 if ok else 1)
+        ok = ok and live() == base
+        views = [c.get_buffer("other") for _ in range(100)]
+        ok = ok and all(w == b"o" * 5000 for w in views) and live() == base + 100
+        random.Random(5).shuffle(views)
+        del views
+        os._exit(0 if ok and live() == base else 1)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
-    assert v == (b"parent's value" * 1000)[5:]
+    assert v == (b"parent's value" * 1000)[5:] and live() == base + 1
 
 
 def test_views_dropped_in_random_order_leak_nothing(name: str) -> None:
