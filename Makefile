@@ -188,7 +188,7 @@ test-python-wheel: lib venv dnsmasq need-openssl
 # (examples/kubernetes): the schema validator and YAML parser they need
 # (tests/service/requirements.txt; the schemas ship in the package) go into
 # .venv here, not into every venv the wheel tests make.
-test-service: lib venv
+test-service: lib venv need-openssl
 	$(VPY) -m pip install --quiet --disable-pip-version-check -r tests/service/requirements.txt
 	$(NO_SKIP) PYTHONPATH=python_ctypes GROUPCACHE_LIB=$(LIB) $(VPY) -m pytest -q tests/service
 

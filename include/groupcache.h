@@ -978,7 +978,8 @@ enum cache_status cache_batch_sink_fail(struct cache_batch_sink *sink,
  * GROUPCACHE_MAX_BATCH_KEYS, GROUPCACHE_PEERS_FROM,
  * GROUPCACHE_PEERS_REFRESH_MS (100 to 4294967295) and
  * GROUPCACHE_NAMESERVER, GROUPCACHE_TLS_CERT, GROUPCACHE_TLS_KEY and
- * GROUPCACHE_TLS_CA (file paths, not empty). Returns NULL (with
+ * GROUPCACHE_TLS_CA (file paths, not empty), and
+ * GROUPCACHE_TLS_SERVER_NAME (a DNS name). Returns NULL (with
  * cache_last_error naming the variable) if a variable is malformed or
  * out of range.
  *
@@ -1096,8 +1097,10 @@ enum cache_status cache_pool_options_set_tls_key(struct cache_pool_options *opti
  * Mutual TLS: the path of the CA certificate(s) (PEM; copied) that
  * peers' certificates must chain to. The client then accepts a peer
  * only with such a certificate for the host of its URL, and the server
- * requires every client to present one (others fail the handshake and
- * never reach a cache). Needs the certificate and key. Without it,
+ * asks every client for one: a certificate that does not verify fails
+ * the handshake, and a client that presents none (a readiness probe) is
+ * answered GET or HEAD /healthz only, 403 for every other request (its
+ * body unread, no cache reached). Needs the certificate and key. Without it,
  * servers are checked against the system's trust store (SSL_CERT_FILE
  * and SSL_CERT_DIR honoured) and the server asks for no client
  * certificate. Works with a secret (cache_pool_options_set_secret): both
@@ -1111,6 +1114,24 @@ enum cache_status cache_pool_options_set_tls_key(struct cache_pool_options *opti
  */
 enum cache_status cache_pool_options_set_tls_ca(struct cache_pool_options *options,
                                                 const char *path);
+
+/**
+ * The DNS name (copied) that every peer's certificate is checked against
+ * (chain to the CA or trust store, validity, usage), in place of the host
+ * of the peer's URL; the connection still goes to the URL's address. For
+ * peers whose URLs are IP addresses, as membership from DNS gives them
+ * (pod IPs of a headless Service), and one certificate that names the
+ * cluster, e.g. the Service's name. Needs TLS (the certificate and key;
+ * cache_pool_new_with_options refuses it otherwise). NULL clears it.
+ * Default: none (the URL's host), or GROUPCACHE_TLS_SERVER_NAME. Returns
+ * CACHE_OK or CACHE_INVALID_ARGUMENT (empty, not a DNS name or IP
+ * address, not UTF-8; NULL or freed options). Never blocks.
+ *
+ * # Safety
+ * `name` is NULL or a NUL-terminated string.
+ */
+enum cache_status cache_pool_options_set_tls_server_name(struct cache_pool_options *options,
+                                                         const char *name);
 
 /**
  * Connections the peer server keeps open at once (0 to 1,048,576).

@@ -86,8 +86,19 @@ impl Probe {
 /// Connects to `addr` with rustls, trusting `ca`, presenting `client`
 /// (cert, key) if given; sends one GET and reads the answer to its end.
 fn probe(addr: SocketAddr, ca: &str, client: Option<(&str, &str)>) -> Probe {
+    probe_with(
+        addr,
+        ca,
+        client,
+        b"GET /_groupcache/g/probe HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+}
+
+/// A rustls client configuration trusting `ca`, presenting `client` (cert,
+/// key) if given.
+fn client_config(ca: &str, client: Option<(&str, &str)>) -> Arc<rustls::ClientConfig> {
     use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_file_iter(pem(ca)).unwrap() {
@@ -108,15 +119,19 @@ fn probe(addr: SocketAddr, ca: &str, client: Option<(&str, &str)>) -> Probe {
         }
         None => b.with_no_client_auth(),
     };
+    Arc::new(cfg)
+}
+
+/// [`probe`] with `request` (bytes as sent) in place of the GET.
+fn probe_with(addr: SocketAddr, ca: &str, client: Option<(&str, &str)>, request: &[u8]) -> Probe {
+    use rustls::pki_types::ServerName;
     let name = ServerName::try_from("127.0.0.1").unwrap();
-    let mut conn = rustls::ClientConnection::new(Arc::new(cfg), name).unwrap();
+    let mut conn = rustls::ClientConnection::new(client_config(ca, client), name).unwrap();
     let mut sock = TcpStream::connect(addr).unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut tls = rustls::Stream::new(&mut conn, &mut sock);
     let mut answer = Vec::new();
-    let r = tls
-        .write_all(b"GET /_groupcache/g/probe HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .and_then(|_| tls.read_to_end(&mut answer));
+    let r = tls.write_all(request).and_then(|_| tls.read_to_end(&mut answer));
     let server_cert = conn
         .peer_certificates()
         .and_then(|c| c.first())
@@ -197,13 +212,17 @@ fn clients_without_an_accepted_certificate_are_refused() {
     let ok = probe(addr, "ca.pem", Some(("node2.pem", "node2.key")));
     assert_eq!(ok.http_status(), Some(200), "{:?}", ok.answer);
     for (what, client) in [
-        ("no client certificate", None),
         ("a certificate from another CA", Some(("other.pem", "other.key"))),
         ("an expired certificate", Some(("expired.pem", "expired.key"))),
     ] {
         let p = probe(addr, "ca.pem", client);
         assert!(p.answer.is_err(), "{what}: answered {:?}", p.answer);
     }
+    // No certificate: the handshake is let through (readiness probes), the
+    // request is not (see the tests below).
+    let p = probe(addr, "ca.pem", None);
+    assert_eq!(p.http_status(), Some(403), "{:?}", p.answer);
+    assert_eq!(node.loads(b"probe"), 0);
     // Plain http to an https node: no HTTP answer.
     let plain = plain_get(addr);
     assert!(
@@ -533,4 +552,335 @@ fn callers_inside_a_runtime_fetch_over_tls_too() {
     assert_eq!(client.group.stats().peer_errors, 0);
     server.shut();
     client.shut();
+}
+
+/// A node with mutual TLS (and, if given, a secret) that has "probe" cached.
+fn mtls_node(secret: Option<&str>) -> Node {
+    let node = Node::new(PoolOptions {
+        secret: secret.map(str::to_string),
+        ..mtls()
+    });
+    node.group.set(b"probe", b"v", 0).unwrap();
+    node
+}
+
+/// Every request a peer, a client or a scraper could send, as raw bytes
+/// (a complete request each, bodies included).
+fn every_route() -> Vec<(&'static str, Vec<u8>)> {
+    use groupcache::peers::proto::{GetManyRequest, SetRequest};
+    use prost::Message;
+    let set = SetRequest {
+        group: b"g".to_vec().into(),
+        key: b"probe".to_vec().into(),
+        value: b"changed".to_vec().into(),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    let batch = GetManyRequest {
+        group: b"g".to_vec().into(),
+        keys: vec![b"probe".to_vec().into(), b"batch-miss".to_vec().into()],
+        ..Default::default()
+    }
+    .encode_to_vec();
+    let with_body = |head: &str, body: &[u8]| {
+        let mut r = format!(
+            "{head} HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n\
+             Content-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        r.extend_from_slice(body);
+        r
+    };
+    let bare = |head: &str| format!("{head} HTTP/1.1\r\nHost: x\r\n\r\n").into_bytes();
+    vec![
+        ("GET a cached key", bare("GET /_groupcache/g/probe")),
+        ("GET a miss", bare("GET /_groupcache/g/miss")),
+        ("PUT", with_body("PUT /_groupcache/g/probe", &set)),
+        ("DELETE", bare("DELETE /_groupcache/g/probe")),
+        ("POST a batch", with_body("POST /_groupcache/g", &batch)),
+        ("GET /metrics", bare("GET /metrics")),
+        ("GET the base path (our probe)", bare("GET /_groupcache/")),
+        ("GET elsewhere", bare("GET /other")),
+        ("POST /healthz", with_body("POST /healthz", b"x")),
+        ("PUT /healthz", with_body("PUT /healthz", b"x")),
+        ("GET /healthz/x", bare("GET /healthz/x")),
+        ("OPTIONS *", bare("OPTIONS *")),
+    ]
+}
+
+#[test]
+fn without_a_client_certificate_only_healthz_is_served() {
+    for secret in [None, Some("s3cret")] {
+        let node = mtls_node(secret);
+        let addr = node.addr();
+        let before = node.group.stats();
+        // A readiness probe (no certificate, no check of the server's):
+        // GET and HEAD /healthz answer.
+        for req in [
+            &b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"[..],
+            b"HEAD /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        ] {
+            let p = probe_with(addr, "ca.pem", None, req);
+            assert_eq!(p.http_status(), Some(200), "{:?}", p.answer);
+        }
+        // Everything else: 403, and the connection is closed after it.
+        for (what, req) in every_route() {
+            let p = probe_with(addr, "ca.pem", None, &req);
+            assert_eq!(p.http_status(), Some(403), "{what}: {:?}", p.answer);
+            let text = String::from_utf8_lossy(p.answer.as_ref().unwrap()).to_lowercase();
+            assert!(text.contains("connection: close"), "{what}: {text}");
+            assert!(text.ends_with("client certificate required\n"), "{what}: {text}");
+        }
+        // Keep-alive does not help: a /healthz first, then a cache request
+        // on the same connection, is refused the same.
+        let p = probe_with(
+            addr,
+            "ca.pem",
+            None,
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /_groupcache/g/probe HTTP/1.1\r\nHost: x\r\n\r\n",
+        );
+        let text = String::from_utf8_lossy(p.answer.as_ref().unwrap()).to_string();
+        assert!(text.starts_with("HTTP/1.1 200 "), "{text}");
+        assert_eq!(text.matches("HTTP/1.1 ").count(), 2, "{text}");
+        assert!(text.contains("HTTP/1.1 403 "), "{text}");
+        // A body is never read: a PUT announcing 10 MB, none of it sent,
+        // is refused at once (not after body_timeout, not 413).
+        let t0 = Instant::now();
+        let p = probe_with(
+            addr,
+            "ca.pem",
+            None,
+            b"PUT /_groupcache/g/probe HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n",
+        );
+        assert_eq!(p.http_status(), Some(403), "{:?}", p.answer);
+        assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+        // Nothing reached the cache: no load, no change, no server request.
+        assert_eq!(node.total_loads(), 0);
+        assert_eq!(node.group.get(b"probe").unwrap(), &b"v"[..]);
+        assert_eq!(node.total_loads(), 0);
+        let after = node.group.stats();
+        assert_eq!(after.server_requests, before.server_requests, "{after:?}");
+        assert_eq!(
+            after.server_batch_requests, before.server_batch_requests,
+            "{after:?}"
+        );
+        // A certificate that does not verify is still refused at the
+        // handshake, even for /healthz.
+        for client in [("other.pem", "other.key"), ("expired.pem", "expired.key")] {
+            let p = probe_with(
+                addr,
+                "ca.pem",
+                Some(client),
+                b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            );
+            assert!(p.answer.is_err(), "{client:?}: answered {:?}", p.answer);
+        }
+        // The control: with a good certificate the routes are served (by
+        // the secret's rules when there is one: 401 unsigned, /metrics open).
+        let good = Some(("node2.pem", "node2.key"));
+        let get = b"GET /_groupcache/g/probe HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+        let p = probe_with(addr, "ca.pem", good, get);
+        let want = if secret.is_some() { 401 } else { 200 };
+        assert_eq!(p.http_status(), Some(want), "{:?}", p.answer);
+        let p = probe_with(
+            addr,
+            "ca.pem",
+            good,
+            b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        );
+        assert_eq!(p.http_status(), Some(200), "{:?}", p.answer);
+        let p = probe_with(
+            addr,
+            "ca.pem",
+            good,
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        );
+        assert_eq!(p.http_status(), Some(200), "{:?}", p.answer);
+        node.shut();
+    }
+    // While the node drains, the probe sees 503 (and so stops sending it
+    // traffic), peers with certificates are still served.
+    let node = Node::new(PoolOptions {
+        drain: Duration::from_millis(1500),
+        ..mtls()
+    });
+    node.group.set(b"probe", b"v", 0).unwrap();
+    let addr = node.addr();
+    let closing = {
+        let pool = node.pool.clone();
+        std::thread::spawn(move || pool.close())
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let health = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let p = probe_with(addr, "ca.pem", None, health);
+    assert_eq!(p.http_status(), Some(503), "{:?}", p.answer);
+    let p = probe(addr, "ca.pem", Some(("node2.pem", "node2.key")));
+    assert_eq!(p.http_status(), Some(200), "{:?}", p.answer);
+    closing.join().unwrap();
+    node.shut();
+}
+
+/// Opens `n` TLS connections without a client certificate that finish the
+/// handshake and then send nothing.
+fn anonymous_idle(addr: SocketAddr, n: usize) -> Vec<TcpStream> {
+    use rustls::pki_types::ServerName;
+    (0..n)
+        .map(|_| {
+            let name = ServerName::try_from("127.0.0.1").unwrap();
+            let mut conn = rustls::ClientConnection::new(client_config("ca.pem", None), name).unwrap();
+            let mut sock = TcpStream::connect(addr).unwrap();
+            while conn.is_handshaking() {
+                conn.complete_io(&mut sock).unwrap();
+            }
+            // The client's last flight (its empty Certificate, Finished).
+            while conn.wants_write() {
+                conn.write_tls(&mut sock).unwrap();
+            }
+            sock
+        })
+        .collect()
+}
+
+#[test]
+fn connections_without_a_client_certificate_keep_every_limit() {
+    // The head deadline: a handshake finished without a certificate, then
+    // nothing, is cut when it ends.
+    let node = Node::new(PoolOptions {
+        header_timeout: Duration::from_millis(400),
+        ..mtls()
+    });
+    let t0 = Instant::now();
+    let mut conns = anonymous_idle(node.addr(), 3);
+    for (i, c) in conns.iter_mut().enumerate() {
+        assert!(
+            closed_within(c, Duration::from_secs(3)),
+            "connection {i} still open"
+        );
+    }
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_millis(350),
+        "closed before the timeout: {took:?}"
+    );
+    node.shut();
+    // The connection limit: four of them fill the table; a real peer still
+    // gets in (the longest-waiting one goes).
+    let server = Node::new(PoolOptions {
+        max_connections: 4,
+        header_timeout: Duration::from_secs(30),
+        ..mtls()
+    });
+    let client = Node::new(mtls());
+    let urls = link([&*server.pool, &*client.pool]);
+    let mut conns = anonymous_idle(server.addr(), 4);
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        !closed_within(&mut conns[0], Duration::from_millis(100)),
+        "closed early"
+    );
+    let k = keys_owned_by(&urls, 0, 1, "anon-limit-")[0].clone();
+    assert_eq!(client.group.get(&k).unwrap(), value_for(1, &k));
+    assert_eq!(server.loads(&k), 1, "not fetched from its owner");
+    assert!(
+        closed_within(&mut conns[0], Duration::from_secs(2)),
+        "the longest-waiting connection was not closed to make room"
+    );
+    for c in &mut conns[1..] {
+        assert!(!closed_within(c, Duration::from_millis(50)));
+    }
+    server.shut();
+    client.shut();
+}
+
+/// A node like `Node::new`, bound to `listen`.
+fn node_at(listen: &str, opts: PoolOptions) -> Node {
+    use groupcache::engine::{Getter, Group};
+    let loader = Arc::new(Loader::new());
+    let group = Group::new("g", 64 << 20, Some(loader.clone() as Arc<dyn Getter>));
+    let pool = Pool::new(listen, None, opts).unwrap();
+    pool.register(group.clone()).unwrap();
+    Node { pool, group, loader }
+}
+
+/// Three nodes on 127.0.3.1-3 (IP-address URLs), all with `opts`, linked.
+fn ip_cluster(opts: PoolOptions) -> (Vec<Node>, Vec<String>) {
+    let nodes: Vec<Node> = (1..=3)
+        .map(|i| node_at(&format!("127.0.3.{i}:0"), opts.clone()))
+        .collect();
+    let urls = link(nodes.iter().map(|n| &*n.pool));
+    (nodes, urls)
+}
+
+/// Options with cluster.pem (it names "groupcache-peers" and no address).
+fn cluster_opts(server_name: Option<&str>) -> PoolOptions {
+    PoolOptions {
+        tls_server_name: server_name.map(str::to_string),
+        ..tls_opts("cluster.pem", "cluster.key", Some("ca.pem"))
+    }
+}
+
+#[test]
+fn tls_server_name_checks_peers_by_name_over_ip_urls() {
+    // With the name: every key is fetched from its owner, once.
+    let (nodes, urls) = ip_cluster(cluster_opts(Some("groupcache-peers")));
+    assert!(urls.iter().all(|u| u.starts_with("https://127.0.3.")), "{urls:?}");
+    let keys: Vec<Vec<u8>> = (0..30).map(|i| format!("named-{i}").into_bytes()).collect();
+    for n in &nodes {
+        for k in &keys {
+            assert_eq!(n.group.get(k).unwrap(), value_for(1, k));
+        }
+    }
+    for k in &keys {
+        assert_eq!(nodes[owner_of(&urls, k)].loads(k), 1);
+        let total: u64 = nodes.iter().map(|n| n.loads(k)).sum();
+        assert_eq!(total, 1, "{:?}", String::from_utf8_lossy(k));
+    }
+    for n in &nodes {
+        let s = n.group.stats();
+        assert!(s.peer_errors == 0 && s.server_requests > 0, "{s:?}");
+    }
+    for n in nodes {
+        n.shut();
+    }
+    // Without it (the URL's IP address, which the certificate does not
+    // name) or with another name: no peer is accepted; every node loads
+    // the keys it asked for itself.
+    for name in [None, Some("elsewhere.example"), Some("127.0.3.1")] {
+        let (nodes, urls) = ip_cluster(cluster_opts(name));
+        let asker = &nodes[0];
+        let keys = keys_owned_by(&urls, 1, 5, &format!("unnamed-{name:?}-"));
+        for k in &keys {
+            assert_eq!(asker.group.get(k).unwrap(), value_for(1, k));
+            assert_eq!(asker.loads(k), 1, "{name:?}");
+            assert_eq!(nodes[1].loads(k), 0, "{name:?}");
+        }
+        assert!(asker.group.stats().peer_errors > 0, "{name:?}");
+        assert_eq!(nodes[1].group.stats().server_requests, 0, "{name:?}");
+        for n in nodes {
+            n.shut();
+        }
+    }
+}
+
+#[test]
+fn tls_server_name_is_checked() {
+    let invalid = |o: PoolOptions| match Pool::new("127.0.0.1:0", None, o) {
+        Err(PoolError::InvalidArgument(m)) => m,
+        other => panic!("{other:?}"),
+    };
+    let m = invalid(PoolOptions {
+        tls_server_name: Some("groupcache-peers".into()),
+        ..opts(500)
+    });
+    assert!(m.contains("tls_server_name needs tls_cert"), "{m}");
+    for bad in [
+        "",
+        "bad name",
+        "https://groupcache-peers",
+        "groupcache-peers:8001",
+    ] {
+        let m = invalid(cluster_opts(Some(bad)));
+        assert!(m.contains("tls_server_name"), "{bad:?}: {m}");
+    }
 }

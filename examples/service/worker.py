@@ -197,7 +197,7 @@ ENV_DEFAULTS: Dict[str, str] = {
 # The library's own variables this example looks at (the library reads them
 # itself, with every other GROUPCACHE_* option): the membership spec decides
 # the scheme of this node's URL and that no static list is set; the TLS
-# files are what the health check presents.
+# files make the node serve https.
 LIBRARY_ENV = ("GROUPCACHE_PEERS_FROM", "GROUPCACHE_TLS_CERT", "GROUPCACHE_TLS_KEY", "GROUPCACHE_TLS_CA")
 
 

@@ -643,6 +643,10 @@ def cache_pool_options_set_tls_key(options: Optional[int], path: Optional[bytes]
 def cache_pool_options_set_tls_ca(options: Optional[int], path: Optional[bytes]) -> int: ...
 
 
+@_bind("cache_pool_options_set_tls_server_name", [c_void_p, c_char_p], c_int32, status=True)
+def cache_pool_options_set_tls_server_name(options: Optional[int], name: Optional[bytes]) -> int: ...
+
+
 @_bind("cache_pool_options_set_max_connections", [c_void_p, ctypes.c_uint32], c_int32, status=True)
 def cache_pool_options_set_max_connections(options: Optional[int], n: int) -> int: ...
 

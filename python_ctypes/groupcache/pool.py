@@ -125,10 +125,16 @@ class Pool(Closable):
     "https://<bound addr>" and every peer URL must be https:// (a cluster
     does not mix http and https). ``tls_ca``: PEM file of the CA that
     peers' certificates must chain to: servers are checked against it and
-    clients must present a certificate from it (mutual TLS; works with
-    ``secret`` too). The files are read when the pool is made (a bad one
-    is a ``ValueError``) and again when they change (new connections use
-    the new certificate).
+    clients are asked for a certificate from it (mutual TLS; works with
+    ``secret`` too): one that does not verify fails the handshake, and a
+    client that presents none (a readiness probe) is answered
+    ``GET``/``HEAD /healthz`` only, 403 for everything else. The files are
+    read when the pool is made (a bad one is a ``ValueError``) and again
+    when they change (new connections use the new certificate).
+    ``tls_server_name``: the DNS name every peer's certificate is checked
+    against instead of the host of its URL (the connection still goes to
+    the URL's address): for IP-address URLs from ``peers_from`` and one
+    certificate naming the cluster (e.g. the headless Service's name).
 
     Prefork servers (gunicorn, uWSGI, multiprocessing): create pools and
     caches in each worker after the fork (gunicorn's ``post_fork``; see
@@ -191,6 +197,7 @@ class Pool(Closable):
         tls_cert: Optional[StrPath] = None,
         tls_key: Optional[StrPath] = None,
         tls_ca: Optional[StrPath] = None,
+        tls_server_name: Optional[str] = None,
     ) -> None:
         self._closed = True  # until the handle exists
         # Every argument is checked before anything is made: ctypes would
@@ -209,6 +216,7 @@ class Pool(Closable):
                 ("tls_ca", tls_ca, _lib.cache_pool_options_set_tls_ca),
             )
         ]
+        server_name_b = None if tls_server_name is None else _encode(tls_server_name, "tls_server_name")
         listen_b = _encode(listen, "listen")
         self_url_b = None if self_url is None else _encode(self_url, "self_url")
         peers_from_b = None if peers_from is None else _encode(peers_from, "peers_from")
@@ -269,6 +277,8 @@ class Pool(Closable):
             for path_b, set_path in tls:
                 if path_b is not None:
                     set_path(opts, path_b)
+            if server_name_b is not None:
+                _lib.cache_pool_options_set_tls_server_name(opts, server_name_b)
             _lib.cache_pool_new_with_options(listen_b, self_url_b, opts, ctypes.byref(out))
         finally:
             _lib.cache_pool_options_free(opts)

@@ -85,7 +85,7 @@ pub(crate) struct OptionsObj {
 static OPTIONS: Lazy<&'static HandleTable<OptionsObj>> = Lazy::new(HandleTable::leaked);
 
 /// The environment variables a pool reads, with the option each sets.
-const ENV: [(&str, &str); 21] = [
+const ENV: [(&str, &str); 22] = [
     ("GROUPCACHE_TIMEOUT_MS", "timeout_ms"),
     ("GROUPCACHE_CONNECT_TIMEOUT_MS", "connect_timeout_ms"),
     ("GROUPCACHE_REPLICAS", "replicas"),
@@ -108,6 +108,7 @@ const ENV: [(&str, &str); 21] = [
     ("GROUPCACHE_TLS_CERT", "tls_cert"),
     ("GROUPCACHE_TLS_KEY", "tls_key"),
     ("GROUPCACHE_TLS_CA", "tls_ca"),
+    ("GROUPCACHE_TLS_SERVER_NAME", "tls_server_name"),
 ];
 
 /// Valid values of the server limits, as the setters and the environment
@@ -189,6 +190,10 @@ fn options_from_env() -> Result<PoolOptions, String> {
             "tls_cert" => o.tls_cert = Some(v.clone().into()),
             "tls_key" => o.tls_key = Some(v.clone().into()),
             "tls_ca" => o.tls_ca = Some(v.clone().into()),
+            "tls_server_name" => {
+                crate::peers::check_tls_server_name(&v).map_err(|m| format!("{var}: {m}"))?;
+                o.tls_server_name = Some(v.clone());
+            }
             limit => {
                 let n = v
                     .trim()
@@ -229,7 +234,8 @@ fn with_opts(o: *const cache_pool_options, f: impl FnOnce(&mut PoolOptions) -> c
 /// GROUPCACHE_MAX_BATCH_KEYS, GROUPCACHE_PEERS_FROM,
 /// GROUPCACHE_PEERS_REFRESH_MS (100 to 4294967295) and
 /// GROUPCACHE_NAMESERVER, GROUPCACHE_TLS_CERT, GROUPCACHE_TLS_KEY and
-/// GROUPCACHE_TLS_CA (file paths, not empty). Returns NULL (with
+/// GROUPCACHE_TLS_CA (file paths, not empty), and
+/// GROUPCACHE_TLS_SERVER_NAME (a DNS name). Returns NULL (with
 /// cache_last_error naming the variable) if a variable is malformed or
 /// out of range.
 ///
@@ -471,8 +477,10 @@ pub unsafe extern "C" fn cache_pool_options_set_tls_key(
 /// Mutual TLS: the path of the CA certificate(s) (PEM; copied) that
 /// peers' certificates must chain to. The client then accepts a peer
 /// only with such a certificate for the host of its URL, and the server
-/// requires every client to present one (others fail the handshake and
-/// never reach a cache). Needs the certificate and key. Without it,
+/// asks every client for one: a certificate that does not verify fails
+/// the handshake, and a client that presents none (a readiness probe) is
+/// answered GET or HEAD /healthz only, 403 for every other request (its
+/// body unread, no cache reached). Needs the certificate and key. Without it,
 /// servers are checked against the system's trust store (SSL_CERT_FILE
 /// and SSL_CERT_DIR honoured) and the server asks for no client
 /// certificate. Works with a secret (cache_pool_options_set_secret): both
@@ -490,6 +498,44 @@ pub unsafe extern "C" fn cache_pool_options_set_tls_ca(
 ) -> cache_status {
     // SAFETY: the caller's promise, passed on.
     unsafe { set_tls_path(options, "tls_ca", path, |o, p| o.tls_ca = p) }
+}
+
+/// The DNS name (copied) that every peer's certificate is checked against
+/// (chain to the CA or trust store, validity, usage), in place of the host
+/// of the peer's URL; the connection still goes to the URL's address. For
+/// peers whose URLs are IP addresses, as membership from DNS gives them
+/// (pod IPs of a headless Service), and one certificate that names the
+/// cluster, e.g. the Service's name. Needs TLS (the certificate and key;
+/// cache_pool_new_with_options refuses it otherwise). NULL clears it.
+/// Default: none (the URL's host), or GROUPCACHE_TLS_SERVER_NAME. Returns
+/// CACHE_OK or CACHE_INVALID_ARGUMENT (empty, not a DNS name or IP
+/// address, not UTF-8; NULL or freed options). Never blocks.
+///
+/// # Safety
+/// `name` is NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn cache_pool_options_set_tls_server_name(
+    options: *mut cache_pool_options,
+    name: *const c_char,
+) -> cache_status {
+    guard(|| {
+        let v = if name.is_null() {
+            None
+        } else {
+            // SAFETY: non-NULL, and NUL-terminated by the caller's promise.
+            match unsafe { str_arg(name, "tls_server_name") } {
+                Ok(v) => match crate::peers::check_tls_server_name(v) {
+                    Ok(()) => Some(v.to_owned()),
+                    Err(m) => return fail(CACHE_INVALID_ARGUMENT, m),
+                },
+                Err(s) => return s,
+            }
+        };
+        with_opts(options, |o| {
+            o.tls_server_name = v;
+            CACHE_OK
+        })
+    })
 }
 
 /// Sets a numeric server limit (see `set_limit`).

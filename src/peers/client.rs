@@ -192,10 +192,12 @@ struct Call {
     authority: Arc<str>,
     /// Where to connect (the URL's host and port, 80 or 443 by default).
     connect_to: Arc<str>,
-    /// The URL's host, which a TLS peer's certificate must name.
+    /// The URL's host, which a TLS peer's certificate must name (unless
+    /// the pool has a `tls_server_name`).
     host: Arc<str>,
     /// What this thread's keep-alive connection is kept under: the address,
-    /// and for TLS the identity it was opened with.
+    /// and for TLS the identity it was opened with (the `Tls`, which holds
+    /// the name the peer's certificate was checked against).
     conn_key: Arc<str>,
     /// The node a signature is bound to (`auth::node_of` the peer URL).
     node: Arc<str>,
@@ -899,14 +901,16 @@ where
 
 /// The TLS handshake with a peer whose URL's host is `host`, within
 /// `timeout`, with the configuration in use now (see `tls`: a rotated
-/// certificate is used from the next connection on).
+/// certificate is used from the next connection on). The peer's
+/// certificate must name `tls_server_name` if the pool has one, else
+/// `host`.
 async fn tls_connect(
     tls: &Tls,
     host: &str,
     stream: tokio::net::TcpStream,
     timeout: Duration,
 ) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
-    let name = super::tls::server_name(host)?;
+    let name = tls.peer_name(host)?;
     let connector = tokio_rustls::TlsConnector::from(tls.client_config());
     match tokio::time::timeout(timeout, connector.connect(name, stream)).await {
         Ok(Ok(s)) => Ok(s),

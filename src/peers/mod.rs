@@ -70,3 +70,8 @@ pub mod fuzzing {
 
 pub use client::HttpPeer;
 pub use pool::{Pool, PoolError, PoolOptions};
+
+/// Checks a `tls_server_name` (for the C options' setter and environment).
+pub(crate) fn check_tls_server_name(name: &str) -> Result<(), String> {
+    tls::checked_server_name(name).map(|_| ())
+}

@@ -175,7 +175,18 @@ pub struct PoolOptions {
     /// client certificate signed by it (mutual TLS). Needs `tls_cert` and
     /// `tls_key`. Default none: servers are checked against the system's
     /// trust store and clients present no certificate.
+    ///
+    /// With it, a client that presents no certificate still finishes the
+    /// handshake, and is answered `GET`/`HEAD /healthz` only (403 for
+    /// everything else): kubelet's HTTPS readiness probes have none.
     pub tls_ca: Option<PathBuf>,
+    /// The DNS name every peer's certificate is checked against, in place
+    /// of the host of the peer's URL (the connection still goes to the
+    /// URL's address): for peers whose URLs are IP addresses (pods found
+    /// through DNS) and one certificate that names the cluster, e.g. the
+    /// headless Service. Needs `tls_cert` and `tls_key`. Default none:
+    /// the URL's host.
+    pub tls_server_name: Option<String>,
 }
 
 impl Default for PoolOptions {
@@ -205,6 +216,7 @@ impl Default for PoolOptions {
             tls_cert: None,
             tls_key: None,
             tls_ca: None,
+            tls_server_name: None,
         }
     }
 }
@@ -667,6 +679,7 @@ fn tls_files(options: &PoolOptions) -> Option<TlsFiles> {
         cert: options.tls_cert.clone()?,
         key: options.tls_key.clone()?,
         ca: options.tls_ca.clone(),
+        server_name: options.tls_server_name.clone(),
     })
 }
 
@@ -918,6 +931,12 @@ fn check_options(o: &PoolOptions) -> Result<(), PoolError> {
     }
     if o.tls_ca.is_some() && o.tls_cert.is_none() {
         return bad("tls_ca needs tls_cert and tls_key (the node's own certificate)");
+    }
+    if let Some(name) = &o.tls_server_name {
+        if o.tls_cert.is_none() {
+            return bad("tls_server_name needs tls_cert and tls_key (TLS between nodes)");
+        }
+        super::tls::checked_server_name(name).map_err(PoolError::InvalidArgument)?;
     }
     for (name, p) in [
         ("tls_cert", &o.tls_cert),

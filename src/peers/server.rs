@@ -39,6 +39,12 @@
 //!   (see [`super::tls`]): the handshake, mutual with a CA, runs through the
 //!   connection's [`ConnIo`] and in its table slot, so the head deadline
 //!   and the connection limit cover a client that never finishes it.
+//!   With a CA, a client that presents no certificate finishes the
+//!   handshake (readiness probes have none) but is answered only `GET` or
+//!   `HEAD /healthz`: every other request gets a 403 "client certificate
+//!   required" from its head alone (no body read, no group looked up) and
+//!   the connection is closed after it. A certificate that does not verify
+//!   fails the handshake, as before.
 //! - 404 "no such group: NAME" for a group this node does not serve (Go's
 //!   text; our client reads it as a failure, not as a missing key), 400 for a
 //!   malformed path, 405 for another method.
@@ -453,7 +459,7 @@ async fn accept_loop(
 async fn serve_conn(stream: tokio::net::TcpStream, guard: ConnGuard, ctx: Arc<ServeCtx>) {
     let io = ConnIo::new(stream, &guard);
     let Some(tls) = &ctx.cfg.tls else {
-        return serve_http(io, guard, ctx).await;
+        return serve_http(io, guard, ctx, false).await;
     };
     // The handshake reads and writes through `ConnIo`: it has the head
     // deadline from the accept (a client that never finishes it is cut
@@ -468,7 +474,12 @@ async fn serve_conn(stream: tokio::net::TcpStream, guard: ConnGuard, ctx: Arc<Se
         _ = wait_shutdown(&mut shutdown) => return,
     };
     match accepted {
-        Ok(io) => serve_http(io, guard, ctx).await,
+        Ok(io) => {
+            // Presented and verified (a failed one ended the handshake),
+            // or none: then only /healthz is served (see `route`).
+            let anonymous = tls.mutual() && io.get_ref().1.peer_certificates().is_none();
+            serve_http(io, guard, ctx, anonymous).await
+        }
         Err(e) => {
             // A peer with a certificate this node does not accept (or none),
             // a plain-http client, a scanner: say why, without a line each.
@@ -482,8 +493,10 @@ async fn serve_conn(stream: tokio::net::TcpStream, guard: ConnGuard, ctx: Arc<Se
     }
 }
 
-/// Serves HTTP/1.1 on a connection (plain or TLS).
-async fn serve_http<I>(io: I, guard: ConnGuard, ctx: Arc<ServeCtx>)
+/// Serves HTTP/1.1 on a connection (plain or TLS). `anonymous`: a TLS
+/// connection of a server that asks for client certificates, whose client
+/// presented none (see `route`).
+async fn serve_http<I>(io: I, guard: ConnGuard, ctx: Arc<ServeCtx>, anonymous: bool)
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -492,7 +505,7 @@ where
     let (svc_ctx, svc_slot) = (ctx.clone(), slot.clone());
     let svc = service_fn(move |req| {
         let (ctx, slot) = (svc_ctx.clone(), svc_slot.clone());
-        async move { Ok::<_, Infallible>(serve_request(req, &ctx, &slot).await) }
+        async move { Ok::<_, Infallible>(serve_request(req, &ctx, &slot, anonymous).await) }
     });
     let conn = ctx.builder.serve_connection(TokioIo::new(io), svc);
     tokio::pin!(conn);
@@ -516,9 +529,14 @@ where
 
 /// One request, start to end: busy while it is served (see `Phase`), then
 /// idle again.
-async fn serve_request(req: Request<Incoming>, ctx: &ServeCtx, slot: &Slot) -> Response<Chunks> {
+async fn serve_request(
+    req: Request<Incoming>,
+    ctx: &ServeCtx,
+    slot: &Slot,
+    anonymous: bool,
+) -> Response<Chunks> {
     let mut resp = if slot.enter(Phase::Busy) {
-        route(req, ctx, slot).await
+        route(req, ctx, slot, anonymous).await
     } else {
         text(StatusCode::SERVICE_UNAVAILABLE, "closing")
     };
@@ -735,9 +753,33 @@ enum ReqBody {
     Read(Bytes, Option<Reservation>),
 }
 
-async fn route(req: Request<Incoming>, ctx: &ServeCtx, slot: &Slot) -> Response<Chunks> {
+/// The answer to every request but `GET`/`HEAD /healthz` on a connection
+/// without a client certificate, where the server asks for one.
+const CERT_REQUIRED: &str = "client certificate required";
+
+async fn route(req: Request<Incoming>, ctx: &ServeCtx, slot: &Slot, anonymous: bool) -> Response<Chunks> {
     let cfg = &ctx.cfg;
     let (parts, body) = req.into_parts();
+    // Mutual TLS, and the client presented no certificate (a readiness
+    // probe): the health route's GET or HEAD, nothing else. Decided from
+    // the head: the body is never read, and the connection is closed after
+    // the answer (whatever body follows is not looked at).
+    if anonymous {
+        let health_probe =
+            parts.uri.path() == HEALTH_PATH && (parts.method == Method::GET || parts.method == Method::HEAD);
+        if health_probe {
+            return health(&parts.method, ctx);
+        }
+        log::debug!(
+            "peer server: refused a {} request from a client without a certificate",
+            parts.method
+        );
+        drop(body);
+        let mut r = text(StatusCode::FORBIDDEN, CERT_REQUIRED);
+        r.headers_mut()
+            .insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+        return r;
+    }
     // The health route is open (probes cannot sign) and says one bit: it
     // is answered here, on the runtime, before any group or worker.
     if parts.uri.path() == HEALTH_PATH {
@@ -1371,7 +1413,7 @@ fn serve_raw(group: &Arc<Group>, raw: &[u8], auth: Option<Arc<Verifier>>) -> (Ve
     let slot = guard.slot().clone();
     let svc = service_fn(move |req| {
         let (ctx, slot) = (ctx.clone(), slot.clone());
-        async move { Ok::<_, Infallible>(serve_request(req, &ctx, &slot).await) }
+        async move { Ok::<_, Infallible>(serve_request(req, &ctx, &slot, false).await) }
     });
     RT.with(|rt| {
         rt.block_on(async {

@@ -11,10 +11,26 @@
 //! - `tls_ca` (one or more CA certificates): the client accepts a peer
 //!   only with a certificate chain to one of them, for the host of the
 //!   peer's URL (a DNS name or IP address in its subjectAltName); and the
-//!   server requires every client to present such a certificate (mutual
-//!   TLS). Without it the client checks peers against the system's trust
-//!   store (SSL_CERT_FILE / SSL_CERT_DIR honoured) and the server asks for
-//!   no client certificate.
+//!   server asks every client for such a certificate (mutual TLS). Without
+//!   it the client checks peers against the system's trust store
+//!   (SSL_CERT_FILE / SSL_CERT_DIR honoured) and the server asks for no
+//!   client certificate.
+//! - `tls_server_name`: the name every peer's certificate is checked
+//!   against, in place of the host of its URL (chain, validity and usage
+//!   are checked as ever; the connection still goes to the URL's address).
+//!   For membership from DNS, whose URLs are pod IPs that a shared
+//!   certificate cannot name. It is part of the `Tls`, whose `id` keys the
+//!   keep-alive connections: a connection checked against one name is
+//!   never reused by a pool that checks another.
+//!
+//! Mutual TLS and clients without a certificate: with `tls_ca` the server
+//! asks for a client certificate but lets a client that presents none
+//! finish the handshake, so that a readiness probe (kubelet's httpGet with
+//! `scheme: HTTPS`, which has no certificate) can reach `/healthz`; such a
+//! connection is answered `GET`/`HEAD /healthz` only, everything else 403
+//! before its body is read (see `server::route`). A client that presents a
+//! certificate that does not verify (another CA, expired, no clientAuth
+//! use) still fails the handshake.
 //!
 //! Rotation: when a connection is made (accepted or opened), and at most
 //! once per [`CHECK_EVERY`], the three files are looked at (`stat`, which
@@ -46,6 +62,9 @@ pub struct TlsFiles {
     pub cert: PathBuf,
     pub key: PathBuf,
     pub ca: Option<PathBuf>,
+    /// The name peers' certificates must carry (`tls_server_name`); none:
+    /// the host of each peer's URL.
+    pub server_name: Option<String>,
 }
 
 /// What one reading of the files made.
@@ -83,8 +102,11 @@ pub(crate) struct Tls {
     current: RwLock<Arc<Loaded>>,
     watch: Mutex<Watch>,
     /// Distinct for every `Tls` of the process: keeps the keep-alive
-    /// connections of nodes with different identities apart.
+    /// connections of nodes with different identities (or different
+    /// `server_name`s) apart.
     id: u64,
+    /// `files.server_name`, checked.
+    server_name: Option<ServerName<'static>>,
 }
 
 impl fmt::Debug for Tls {
@@ -148,7 +170,11 @@ fn load(files: &TlsFiles) -> Result<Loaded, String> {
         .with_protocol_versions(versions)
         .map_err(|e| format!("TLS: {e}"))?;
     let server = if files.ca.is_some() {
+        // A client without a certificate finishes the handshake (for
+        // readiness probes) and is then served /healthz only (see
+        // `server::route`); one whose certificate fails is refused here.
         let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
+            .allow_unauthenticated()
             .build()
             .map_err(|e| format!("tls_ca: {e}"))?;
         server.with_client_cert_verifier(verifier)
@@ -181,6 +207,10 @@ impl Tls {
     /// Reads the files; an error says which one and why.
     pub(crate) fn load(files: TlsFiles) -> Result<Arc<Tls>, String> {
         static IDS: AtomicU64 = AtomicU64::new(1);
+        let server_name = match &files.server_name {
+            Some(n) => Some(checked_server_name(n)?),
+            None => None,
+        };
         let seen = [
             stamp(&files.cert),
             stamp(&files.key),
@@ -200,11 +230,27 @@ impl Tls {
                 seen,
             }),
             id: IDS.fetch_add(1, Ordering::Relaxed),
+            server_name,
         }))
     }
 
     pub(crate) fn id(&self) -> u64 {
         self.id
+    }
+
+    /// The name the certificate of the peer at `host` (its URL's host)
+    /// must carry: `tls_server_name` if set, else `host`.
+    pub(crate) fn peer_name(&self, host: &str) -> Result<ServerName<'static>, String> {
+        match &self.server_name {
+            Some(n) => Ok(n.clone()),
+            None => server_name(host),
+        }
+    }
+
+    /// Whether the server asks clients for a certificate (`tls_ca`): a
+    /// connection without one is then served `/healthz` only.
+    pub(crate) fn mutual(&self) -> bool {
+        self.files.ca.is_some()
     }
 
     fn current(&self) -> Arc<Loaded> {
@@ -273,6 +319,21 @@ pub(crate) fn server_name(host: &str) -> Result<ServerName<'static>, String> {
     ServerName::try_from(h.to_string()).map_err(|e| format!("{host:?} is not a name TLS can check: {e}"))
 }
 
+/// `tls_server_name`, checked: a DNS name (or an IP address) that TLS can
+/// verify a certificate against.
+pub(crate) fn checked_server_name(name: &str) -> Result<ServerName<'static>, String> {
+    if let Ok(ip) = name.parse::<std::net::IpAddr>() {
+        return Ok(ServerName::IpAddress(ip.into()));
+    }
+    if name.is_empty() || name != name.trim() || name.contains(['/', ':', '[', ']']) {
+        return Err(format!(
+            "tls_server_name {name:?}: a DNS name such as groupcache-peers is needed"
+        ));
+    }
+    ServerName::try_from(name.to_string())
+        .map_err(|e| format!("tls_server_name {name:?} is not a name TLS can check: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,6 +344,12 @@ mod tests {
         assert!(server_name("[::1]").is_ok());
         assert!(server_name("node-a.example").is_ok());
         assert!(server_name("bad name").is_err());
+        assert!(checked_server_name("groupcache-peers").is_ok());
+        assert!(checked_server_name("groupcache-peers.ns.svc.cluster.local").is_ok());
+        assert!(checked_server_name("::1").is_ok());
+        for bad in ["", " x", "bad name", "a:1", "https://a", "[::1]"] {
+            assert!(checked_server_name(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
@@ -291,6 +358,7 @@ mod tests {
             cert: "/nonexistent/cert.pem".into(),
             key: "/nonexistent/key.pem".into(),
             ca: None,
+            server_name: None,
         })
         .unwrap_err();
         assert!(e.contains("tls_cert /nonexistent/cert.pem"), "{e}");

@@ -64,6 +64,14 @@ static void tls_cluster(void) {
   CHECK_STATUS(cache_pool_options_set_tls_key(NULL, key), CACHE_INVALID_ARGUMENT);
   CHECK_STATUS(cache_pool_options_set_tls_key(o, key), CACHE_OK);
   CHECK_STATUS(cache_pool_options_set_tls_ca(o, ca), CACHE_OK);
+  /* tls_server_name: checked by the setter; node.pem names localhost, so
+   * the cluster below (127.0.0.1 URLs) works checked by that name. */
+  CHECK_STATUS(cache_pool_options_set_tls_server_name(o, ""), CACHE_INVALID_ARGUMENT);
+  CHECK_STATUS(cache_pool_options_set_tls_server_name(o, "bad name"), CACHE_INVALID_ARGUMENT);
+  CHECK_STATUS(cache_pool_options_set_tls_server_name(NULL, "localhost"), CACHE_INVALID_ARGUMENT);
+  CHECK_STATUS(cache_pool_options_set_tls_server_name(o, "elsewhere.example"), CACHE_OK);
+  CHECK_STATUS(cache_pool_options_set_tls_server_name(o, NULL), CACHE_OK);
+  CHECK_STATUS(cache_pool_options_set_tls_server_name(o, "localhost"), CACHE_OK);
   CHECK_STATUS(cache_pool_options_set_secret(o, "s"), CACHE_OK);
   /* Handshakes are slow under valgrind: no fallback load for slowness. */
   CHECK_STATUS(cache_pool_options_set_timeout_ms(o, 30000), CACHE_OK);

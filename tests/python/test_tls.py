@@ -96,13 +96,16 @@ def test_https_cluster_with_mutual_tls_and_a_secret(pki: Path, name: str) -> Non
                     pass
                 assert not got.startswith(b"HTTP/"), got
             # B presents its certificate; a client with one from the CA
-            # reaches HTTP (401: unsigned), one without is refused.
+            # reaches HTTP (401: unsigned), one with a certificate that does
+            # not verify is refused at the handshake, one without gets 403.
             der, answer = tls_get(port_of(pb.url), pki, "node")
             assert der == der_of(pki / "node2.pem")
             assert answer.startswith(b"HTTP/1.1 401"), answer
-            for client in (None, "other", "expired"):
+            for client in ("other", "expired"):
                 _, answer = tls_get(port_of(pb.url), pki, client)
                 assert answer == b"", (client, answer)
+            _, answer = tls_get(port_of(pb.url), pki, None)
+            assert answer.startswith(b"HTTP/1.1 403"), answer
 
 
 def test_tls_options_from_the_environment(pki: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -170,3 +173,70 @@ def test_a_forked_child_fetches_over_tls(pki: Path) -> None:
     words = out.stdout.split()
     assert words[:2] == ["child", "0"], out.stdout + out.stderr
     assert int(words[3]) >= 5, out.stdout  # 1 from the parent, 4 from the child
+
+
+def probe_get(port: int, path: str) -> bytes:
+    """A GET as kubelet's HTTPS probe sends it: no client certificate, the
+    server's certificate not checked. Returns the whole answer."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        with ctx.wrap_socket(raw) as s:
+            s.sendall(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            answer = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    return answer
+                answer += chunk
+
+
+def test_a_probe_without_a_certificate_reaches_healthz_only(pki: Path, name: str) -> None:
+    with Pool(**mtls(pki)) as p, Cache(name, loader=lambda k: b"v", pool=p) as c:
+        port = port_of(p.url)
+        assert probe_get(port, "/healthz").startswith(b"HTTP/1.1 200"), probe_get(port, "/healthz")
+        for path in ("/_groupcache/%s/k" % name, "/metrics", "/_groupcache/"):
+            answer = probe_get(port, path)
+            assert answer.startswith(b"HTTP/1.1 403") and answer.endswith(b"client certificate required\n"), (
+                path,
+                answer,
+            )
+        assert c.stats().loads == 0 and c.stats().server_requests == 0
+
+
+def test_tls_server_name_checks_peers_by_name(pki: Path, name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """cluster.pem names "groupcache-peers" only, no address: nodes on
+    IP-address URLs accept each other by that name, and not without it."""
+    cluster = mtls(pki, "cluster")
+    for server_name, fetched in (("groupcache-peers", True), (None, False)):
+        loads: Dict[str, List[str]] = {"a": [], "b": []}
+        with Pool("127.0.3.1:0", tls_server_name=server_name, **cluster) as pa, Pool(
+            "127.0.3.2:0", tls_server_name=server_name, **cluster
+        ) as pb:
+            peers = [pa.url, pb.url]
+            pa.set_peers(peers)
+            pb.set_peers(peers)
+            with Cache(name, loader=lambda k: loads["a"].append(k) or b"a", pool=pa) as ca, Cache(
+                name, loader=lambda k: loads["b"].append(k) or b"b", pool=pb
+            ):
+                keys = ["key-%d" % i for i in range(30)]
+                for k in keys:
+                    ca.get(k)
+                # With the name, B loads the keys it owns; without, A
+                # reaches no peer and loads everything itself.
+                assert bool(loads["b"]) == fetched, (server_name, loads)
+                assert len(loads["a"]) + len(loads["b"]) == len(keys)
+                assert (ca.stats().peer_errors > 0) != fetched
+    # From the environment too, and checked there.
+    monkeypatch.setenv("GROUPCACHE_TLS_SERVER_NAME", "groupcache-peers")
+    with Pool("127.0.3.1:0", **cluster) as p:
+        assert p.url.startswith("https://127.0.3.1:")
+    monkeypatch.setenv("GROUPCACHE_TLS_SERVER_NAME", "bad name")
+    with pytest.raises(ValueError, match="GROUPCACHE_TLS_SERVER_NAME"):
+        Pool(**cluster)
+    monkeypatch.delenv("GROUPCACHE_TLS_SERVER_NAME")
+    with pytest.raises(ValueError, match="tls_server_name"):
+        Pool(**cluster, tls_server_name="https://groupcache-peers")
+    with pytest.raises(ValueError, match="tls_server_name needs tls_cert"):
+        Pool(tls_server_name="groupcache-peers")

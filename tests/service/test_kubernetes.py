@@ -2,8 +2,11 @@
 (kubernetes-validate, whose schemas ship in the package: no network), their
 names, ports, environment and probe against what the example reads and the
 library serves, and the example's standalone mode (what each pod runs) over
-real HTTP on loopback: two nodes configured from the manifest's environment,
-readiness on /healthz, the drain on SIGTERM.
+real HTTP on loopback: two nodes configured from the manifest's environment
+(mutual TLS with a certificate that names only the manifest's
+GROUPCACHE_TLS_SERVER_NAME, over IP-address URLs), readiness on /healthz as
+kubelet's HTTPS probe asks it (no client certificate, nothing verified), the
+drain on SIGTERM.
 
 Building the image cannot be tested here (no container engine runs): the
 Dockerfile is checked for what it copies and runs.
@@ -20,6 +23,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -43,7 +47,6 @@ KUBE_VERSIONS = ["1.30.0", "1.37.0"]  # an older supported release and the newes
 PENDING_LIBRARY_ENV: Dict[str, str] = {}
 
 sys.path.insert(0, str(SERVICE))
-import healthcheck  # noqa: E402
 import worker  # noqa: E402  (imports groupcache: the package under test)
 
 # ---- the manifests ------------------------------------------------------------------
@@ -174,7 +177,6 @@ def test_environment_is_what_the_example_and_the_library_read(env: Dict[str, Any
     assert (
         int(env["SERVICE_HTTP_PORT"]) == port_named(container, "http") == int(worker.ENV_DEFAULTS["SERVICE_HTTP_PORT"])
     )
-    assert healthcheck.DEFAULT_PEER_PORT == worker.ENV_DEFAULTS["SERVICE_PEER_PORT"]
     # The node binds every interface and names itself by the pod IP.
     assert env["SERVICE_LISTEN_HOST"] == "0.0.0.0"
     assert env["SERVICE_ADVERTISE_HOST"] == {"fieldRef": {"fieldPath": "status.podIP"}}
@@ -193,9 +195,15 @@ def test_membership_points_at_the_headless_service(
     scheme, host, port = m.groups()
     assert host.split(".")[0] == one(docs, "Service", "groupcache-peers")["metadata"]["name"]
     assert int(port) == port_named(container, "peer")
-    # https because TLS is on, and then all three files are set.
+    # https because TLS is on, and then all three files are set, and the
+    # name peers' certificates are checked against (their URLs are pod IPs).
     tls = {k for k in env if k.startswith("GROUPCACHE_TLS_")}
-    assert scheme == "https" and tls == {"GROUPCACHE_TLS_CERT", "GROUPCACHE_TLS_KEY", "GROUPCACHE_TLS_CA"}
+    assert scheme == "https" and tls == {
+        "GROUPCACHE_TLS_CERT",
+        "GROUPCACHE_TLS_KEY",
+        "GROUPCACHE_TLS_CA",
+        "GROUPCACHE_TLS_SERVER_NAME",
+    }
 
 
 def test_tls_files_come_from_the_mounted_secret(
@@ -218,7 +226,11 @@ def test_tls_files_come_from_the_mounted_secret(
     cert = one(load(CERT_MANAGER), "Certificate", "groupcache-tls")
     assert cert["spec"]["secretName"] == secret["secretName"]
     assert {"server auth", "client auth"} <= set(cert["spec"]["usages"])
-    assert "groupcache-peers" in cert["spec"]["dnsNames"]
+    # The name the nodes check each other's certificates against is the one
+    # it carries (and no address: pod IPs cannot be known in advance).
+    name = env["GROUPCACHE_TLS_SERVER_NAME"]
+    assert cert["spec"]["dnsNames"] == [name] and cert["spec"]["commonName"] == name
+    assert "ipAddresses" not in cert["spec"]
     issuer = one(load(CERT_MANAGER), "Issuer", cert["spec"]["issuerRef"]["name"])
     ca = one(load(CERT_MANAGER), "Certificate", issuer["spec"]["ca"]["secretName"])
     assert ca["spec"]["isCA"] is True and ca["spec"]["secretName"] != secret["secretName"]
@@ -228,10 +240,14 @@ def test_readiness_probe_is_healthz_on_the_peer_port_and_the_drain_fits(
     deployment: Dict[str, Any], container: Dict[str, Any], env: Dict[str, Any]
 ) -> None:
     probe = container["readinessProbe"]
-    assert probe["exec"]["command"] == ["python3", "/app/healthcheck.py"]
-    # ...which asks /healthz on SERVICE_PEER_PORT (checked over HTTP below).
-    assert healthcheck.PATH == "/healthz"
-    assert healthcheck.TIMEOUT < probe["timeoutSeconds"]
+    # kubelet's own GET, no exec: over TLS (the peer port speaks only
+    # https), on the port named peer, which is SERVICE_PEER_PORT. It
+    # presents no client certificate; the node serves /healthz to such a
+    # client (checked over real TLS below).
+    assert set(probe) == {"httpGet", "periodSeconds", "timeoutSeconds", "failureThreshold", "successThreshold"}
+    assert probe["httpGet"] == {"path": "/healthz", "port": "peer", "scheme": "HTTPS"}
+    assert port_named(container, "peer") == int(env["SERVICE_PEER_PORT"])
+    assert env["GROUPCACHE_PEERS_FROM"].startswith("dns+https://")
     # The drain outlasts the probe noticing (period x threshold) plus a DNS
     # refresh (5 s), and fits in the grace period with time to stop.
     drain = int(env["GROUPCACHE_DRAIN_MS"]) / 1000
@@ -248,8 +264,8 @@ def test_dockerfile_installs_the_wheel_and_runs_the_standalone_worker(container:
     files = copied.group(1).split()
     for f in files:
         assert (ROOT / f).is_file(), f
-    # The worker imports serve.init_db; the probe runs healthcheck.py.
-    assert {"examples/service/worker.py", "examples/service/serve.py", "examples/service/healthcheck.py"} <= set(files)
+    # The worker imports serve.init_db.
+    assert {"examples/service/worker.py", "examples/service/serve.py"} <= set(files)
     assert 'ENTRYPOINT ["python3", "/app/worker.py", "--standalone"]' in text
     assert re.search(r"^USER 65532:65532$", text, re.M)
     # The README's build command makes the image the Deployment runs.
@@ -269,6 +285,21 @@ def free_ports(n: int) -> List[int]:
     finally:
         for s in socks:
             s.close()
+
+
+def kubelet_probe(port: int, path: str = "/healthz") -> Tuple[int, bytes]:
+    """A GET as kubelet's httpGet probe with scheme HTTPS sends it: TLS, no
+    client certificate, the server's certificate not verified."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=10, context=ctx)
+    try:
+        conn.request("GET", path)
+        r = conn.getresponse()
+        return r.status, r.read()
+    finally:
+        conn.close()
 
 
 def get(port: int, path: str) -> Tuple[int, bytes]:
@@ -308,29 +339,54 @@ class Node:
             pytest.fail("the node exited:\n" + log.read_text())
         self.hello = json.loads(line)
 
-    def healthcheck(self) -> int:
-        return subprocess.run(
-            [sys.executable, str(SERVICE / "healthcheck.py")], env=child_env(self.env), capture_output=True, timeout=30
-        ).returncode
-
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
 
 
+def secret_like(tmp_path: Path, name: str) -> Dict[str, str]:
+    """Files like the Secret's: the test CA (tests/tls/make-certs.sh), and a
+    certificate from it for `name` only (DNS, no address, both uses), as
+    certificate.yaml asks of cert-manager. Returns the GROUPCACHE_TLS_*
+    file variables."""
+    d = tmp_path / "tls"
+    subprocess.run(["bash", str(ROOT / "tests/tls/make-certs.sh"), str(d)], check=True)
+    ext = d / "ext.cnf"
+    ext.write_text(
+        "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+        "extendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=DNS:%s\n" % name
+    )
+    run = lambda *a: subprocess.run(["openssl", *a], check=True, capture_output=True)  # noqa: E731
+    run("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", str(d / "tls.key"))
+    run("req", "-new", "-key", str(d / "tls.key"), "-subj", "/CN=" + name, "-out", str(d / "tls.csr"))
+    run(
+        "x509", "-req", "-in", str(d / "tls.csr"), "-CA", str(d / "ca.pem"), "-CAkey", str(d / "ca.key"),
+        "-CAcreateserial", "-sha256", "-days", "2", "-extfile", str(ext), "-out", str(d / "tls.crt"),
+    )  # fmt: skip
+    return {
+        "GROUPCACHE_TLS_CERT": str(d / "tls.crt"),
+        "GROUPCACHE_TLS_KEY": str(d / "tls.key"),
+        "GROUPCACHE_TLS_CA": str(d / "ca.pem"),
+    }
+
+
 @pytest.fixture
 def nodes(tmp_path: Path, env: Dict[str, Any]) -> Iterator[List[Node]]:
-    """Two nodes with the manifest's settings, but on loopback, with static
-    peers (DNS membership and TLS are other suites' business) and a drain
-    of 2 s, not 15."""
+    """Two nodes with the manifest's settings, but on loopback: static
+    https peers at IP addresses (as DNS gives pod IPs; DNS membership is
+    another suite's business), the Secret's files made for the manifest's
+    GROUPCACHE_TLS_SERVER_NAME, and a drain of 2 s, not 15."""
     ports = free_ports(4)
-    peers = ",".join("http://127.0.0.1:%d" % p for p in ports[1::2])
+    peers = ",".join("https://127.0.0.1:%d" % p for p in ports[1::2])
     base = {k: v for k, v in env.items() if isinstance(v, str) and k not in PENDING_LIBRARY_ENV}
+    del base["GROUPCACHE_PEERS_FROM"]
+    tls = secret_like(tmp_path, env["GROUPCACHE_TLS_SERVER_NAME"])
     made: List[Node] = []
     try:
         for i in range(2):
             e = dict(base)
+            e.update(tls)
             e.update(
                 SERVICE_HTTP_PORT=str(ports[2 * i]), SERVICE_PEER_PORT=str(ports[2 * i + 1]),
                 SERVICE_LISTEN_HOST="127.0.0.1", SERVICE_ADVERTISE_HOST="127.0.0.1",
@@ -347,25 +403,29 @@ def nodes(tmp_path: Path, env: Dict[str, Any]) -> Iterator[List[Node]]:
 def test_standalone_nodes_share_one_cache_and_drain_on_sigterm(nodes: List[Node]) -> None:
     a, b = nodes
     for n in nodes:
-        assert n.hello["peer_url"] == "http://127.0.0.1:%d" % n.peer
-        assert get(n.peer, "/healthz") == (200, b"ok\n")
-        assert n.healthcheck() == 0
+        assert n.hello["peer_url"] == "https://127.0.0.1:%d" % n.peer
+        # The readiness probe passes; the same client gets nothing else.
+        assert kubelet_probe(n.peer) == (200, b"ok\n")
+        for path in ("/metrics", "/_groupcache/items/1"):
+            assert kubelet_probe(n.peer, path) == (403, b"client certificate required\n"), path
     # One cache: each item is read from a database once, by its owner,
-    # whichever node is asked.
+    # whichever node is asked (the nodes accept each other's certificate
+    # by GROUPCACHE_TLS_SERVER_NAME: it names no address).
     for key in map(str, range(1, 21)):
         _, body_a = get(a.http, "/items/" + key)
         _, body_b = get(b.http, "/items/" + key)
         assert body_a == body_b and json.loads(body_a)["id"] == key
     reads = [json.loads(get(n.http, "/stats")[1])["db_reads"] for n in nodes]
     assert sum(reads) == 20 and min(reads) > 0, reads
+    for n in nodes:
+        assert json.loads(get(n.http, "/stats")[1])["cache"]["peer_errors"] == 0
     a.proc.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + 1.5
-    while get(a.peer, "/healthz")[0] != 503:
+    while kubelet_probe(a.peer)[0] != 503:
         assert time.monotonic() < deadline, "no 503 after SIGTERM"
         time.sleep(0.02)
     # Draining: the probe fails, the node still serves its peers and its
     # HTTP API, and says so on /health.
-    assert a.healthcheck() == 1
     assert get(a.http, "/health")[0] == 503
     assert get(a.http, "/items/1")[0] == 200
     before = json.loads(get(b.http, "/stats")[1])["cache"]
@@ -374,10 +434,10 @@ def test_standalone_nodes_share_one_cache_and_drain_on_sigterm(nodes: List[Node]
     after = json.loads(get(b.http, "/stats")[1])["cache"]
     assert after["peer_errors"] == before["peer_errors"], "a peer request failed during the drain"
     assert after["peer_loads"] > before["peer_loads"], "no key of the draining node was asked"
-    assert b.healthcheck() == 0
+    assert kubelet_probe(b.peer)[0] == 200
     assert a.proc.wait(10) == 0
     with pytest.raises(OSError):
-        get(a.peer, "/healthz")
+        kubelet_probe(a.peer)
     assert "draining the pool" in a.log.read_text()
 
 
@@ -393,10 +453,3 @@ def test_standalone_settings_are_checked() -> None:
     )
     assert st.self_url() == "https://[fd00::1]:8001"
     assert worker.Settings.from_env({}).self_url() == "http://127.0.0.1:8001"
-    assert healthcheck.uses_tls({"GROUPCACHE_PEERS_FROM": "dns+https://x:1"})
-    assert not healthcheck.uses_tls({"SERVICE_PEERS": "http://a:1,http://b:1"})
-
-
-def test_healthcheck_fails_when_nothing_answers() -> None:
-    (port,) = free_ports(1)
-    assert healthcheck.check({"SERVICE_PEER_PORT": str(port)}) == 0

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Makes a test PKI in DIR with the openssl CLI (Debian's; `make` installs
-# it if missing), all keys EC P-256, all node certificates for 127.0.0.1,
-# ::1 and localhost with both serverAuth and clientAuth (a node's
-# certificate is its client certificate too):
+# it if missing), all keys EC P-256, all node certificates (but
+# cluster.pem) for 127.0.0.1, ::1 and localhost, all with both serverAuth
+# and clientAuth (a node's certificate is its client certificate too):
 #
 #   ca.pem ca.key                the cluster's CA
 #   node.pem node.key            a node certificate from it (30 days)
@@ -12,6 +12,8 @@
 #   both-ca.pem                  ca.pem and other-ca.pem (a bundle)
 #   other.pem other.key          a node certificate from the other CA
 #   wrongname.pem wrongname.key  from the CA, for elsewhere.example only
+#   cluster.pem cluster.key      from the CA, for the DNS name groupcache-peers
+#                                only (no IP address: tls_server_name)
 #
 #   bash tests/tls/make-certs.sh DIR
 set -euo pipefail
@@ -49,6 +51,7 @@ node node ca "$LOOPBACK"
 node node2 ca "$LOOPBACK"
 node other other-ca "$LOOPBACK"
 node wrongname ca "DNS:elsewhere.example"
+node cluster ca "DNS:groupcache-peers"
 
 # A certificate from the CA whose validity ended long ago: `openssl x509`
 # (3.0) cannot backdate, `openssl ca` can.
