@@ -21,9 +21,17 @@ def cpu_model():
 sections = [
     ("core.md", "Core: hits, misses, stampede, memory (issue 2)", "bash bench/core.sh 3"),
     ("python.md", "Python: per-hit cost and memory against other caches (issue 3)", "bash bench/python/run.sh"),
-    ("python-buffer.md", "Python: zero-copy reads, Cache.get_buffer (issue 10)", "bash bench/python/run.sh --buffer --rounds 20"),
+    (
+        "python-buffer.md",
+        "Python: zero-copy reads, Cache.get_buffer (issue 10)",
+        "bash bench/python/run.sh --buffer --rounds 20",
+    ),
     ("peers.md", "Peers: remote fetches against golang/groupcache (issue 4)", "bash bench/peers.sh"),
-    ("peers-tls.md", "Peers over TLS: https with mutual TLS against plain http (issue 11)", "PEERS_ONLY=tls bash bench/peers.sh 3 2"),
+    (
+        "peers-tls.md",
+        "Peers over TLS: https with mutual TLS against plain http (issue 11)",
+        "PEERS_ONLY=tls bash bench/peers.sh 3 2",
+    ),
     ("batch.md", "Batches: get_many of 1,000 keys over 3 nodes (issue 10)", "bash bench/python/batch.sh"),
 ]
 rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
