@@ -13,7 +13,7 @@ use bytes::Bytes;
 use super::clock;
 use super::fork;
 use super::reclaim::{self, Pin};
-use super::singleflight::{Begun, Flight, Role};
+use super::singleflight::{self, Begun, Flight, Role};
 use super::stats::{Counter, Counters, Stats};
 use super::store::{Hit, Kind, Store};
 use super::{panic_message, Error, PeerBatch, PeerError, PeerGetter, PeerPicker, PeerValue};
@@ -741,11 +741,18 @@ impl Group {
             (self.load_forward_many(&*picker, &forward), Vec::new())
         } else {
             let mine = pick(&local);
+            // The thread waits on others' loads in the caller's place, so
+            // with the caller's wait slice (cache_get_many_slice).
+            let slice = singleflight::wait_slice();
+            let load_mine = || match slice {
+                Some(slice) => singleflight::with_wait_slice(slice, || self.load_local_many(&mine, true)),
+                None => self.load_local_many(&mine, true),
+            };
             std::thread::scope(|s| {
                 let spawned = std::thread::Builder::new()
                     .name("groupcache-batch".into())
                     .stack_size(BATCH_THREAD_STACK)
-                    .spawn_scoped(s, || self.load_local_many(&mine, true));
+                    .spawn_scoped(s, load_mine);
                 match spawned {
                     Ok(h) => {
                         let fetched = self.load_forward_many(&*picker, &forward);

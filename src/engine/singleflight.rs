@@ -57,6 +57,12 @@ pub fn with_wait_slice<R>(slice: Duration, f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// The slice set by [`with_wait_slice`] on this thread, if any: for a
+/// thread that does the caller's waiting in its place.
+pub fn wait_slice() -> Option<Duration> {
+    WAIT_SLICE.with(|s| s.get())
+}
+
 /// One in-flight call.
 pub struct Call<T> {
     leader: ThreadId,
