@@ -969,6 +969,13 @@ impl PeerPicker for Pool {
     fn all_peers(&self) -> Vec<Arc<dyn PeerGetter>> {
         self.shared.all_peers()
     }
+    fn get_many_from(
+        &self,
+        group: &str,
+        batches: &[PeerBatch<'_>],
+    ) -> Vec<Vec<Result<PeerValue, PeerError>>> {
+        self.shared.get_many_from(group, batches)
+    }
 }
 
 impl Drop for Pool {
