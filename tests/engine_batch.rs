@@ -725,3 +725,29 @@ fn batch_sink_rejects_bad_indexes_and_keeps_failures() {
     assert_eq!(got[0], Err(Error::LoaderFailed("first failed".into())));
     assert_eq!(got[1], Ok(Bytes::from_static(b"replaced")));
 }
+
+#[test]
+fn a_sliced_batch_slices_its_waits_on_local_loads_also_while_peers_are_asked() {
+    // With keys of peers in the batch, this node's keys load on a thread
+    // of their own: a wait there on another thread's load still ends
+    // with the caller's slice (InProgress), as on the caller's thread.
+    let (g, started, release) = blocking_group(1 << 20, None);
+    let peers = [peer("http://p1", false, None), peer("http://p2", false, None)];
+    g.set_peer_picker(Some(Arc::new(TwoPeers(peers.clone()))));
+    let g1 = g.clone();
+    let first = thread::spawn(move || g1.get_many(&[b"l-k"]));
+    assert_eq!(started.recv().unwrap(), vec![b"l-k".to_vec()]);
+    // A broken build would wait for the load: released late, it fails.
+    let late = release.clone();
+    thread::spawn(move || {
+        thread::sleep(Duration::from_secs(10));
+        let _ = late.send(());
+    });
+    let got = groupcache::engine::singleflight::with_wait_slice(Duration::from_millis(20), || {
+        g.get_many(&[b"l-k", b"p1-x"])
+    });
+    assert_eq!(got[0], Err(Error::InProgress));
+    assert_eq!(got[1], Ok(Bytes::from_static(b"peer:p1-x")));
+    release.send(()).unwrap();
+    assert_eq!(first.join().unwrap(), vec![Ok(value(b"l-k"))]);
+}

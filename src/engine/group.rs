@@ -13,10 +13,10 @@ use bytes::Bytes;
 use super::clock;
 use super::fork;
 use super::reclaim::{self, Pin};
-use super::singleflight::{Begun, Flight, Role};
+use super::singleflight::{self, Begun, Flight, Role};
 use super::stats::{Counter, Counters, Stats};
 use super::store::{Hit, Kind, Store};
-use super::{panic_message, Error, PeerError, PeerGetter, PeerPicker, PeerValue};
+use super::{panic_message, Error, PeerBatch, PeerError, PeerGetter, PeerPicker, PeerValue};
 
 /// Longest key accepted, in bytes. Keys travel in URL paths between peers
 /// (up to three bytes per key byte once escaped), so they are kept well
@@ -582,9 +582,10 @@ impl Group {
     /// Gets many keys at once. Result `i` answers `keys[i]`, as `get`
     /// would (`Err(NotFound)` for a key that does not exist, an error for
     /// that key alone otherwise). Hits are answered first; the misses are
-    /// grouped by owner: each owner peer is asked once for all of its keys
-    /// (`PeerGetter::get_many`), every peer at once and while this node
-    /// loads its own keys, through the batch getter in chunks of
+    /// grouped by owner: each owner peer is asked once for all of its keys,
+    /// every peer at once (`PeerPicker::get_many_from`, on the caller's
+    /// thread) and while this node loads its own keys (on a scoped
+    /// thread), through the batch getter in chunks of
     /// `batch_chunk_keys` (else the getter, `miss_concurrency` keys at
     /// once). Single-flight holds per key, joined with every other get of
     /// it; so do `get`'s rules: a peer's "not found" is final, a failing
@@ -697,10 +698,11 @@ impl Group {
             .collect()
     }
 
-    /// Loads distinct missing keys: each owner peer's keys in one batch on
-    /// a thread of its own, this node's keys on the caller's thread (and
-    /// helpers, see `load_local_many`) meanwhile. Result `i` answers
-    /// `misses[i]`.
+    /// Loads distinct missing keys: every owner peer's keys in one batch
+    /// each, all peers at once through [`PeerPicker::get_many_from`] on the
+    /// caller's thread, and this node's keys meanwhile on a scoped thread
+    /// (and its helpers, see `load_local_many`); on the caller's thread
+    /// when no peer owns any. Result `i` answers `misses[i]`.
     fn load_many(&self, misses: &[Miss<'_>], may_forward: bool) -> Vec<Result<Loaded, Error>> {
         if misses.is_empty() {
             return Vec::new();
@@ -710,171 +712,208 @@ impl Group {
             return self.load_local_many(misses, true);
         };
         // (peer, its keys' indexes into `misses`), in order of first key.
+        // Peers are few: found by identity, else by URL (a membership
+        // change in the middle may give one node a new object).
         let mut groups: Vec<(Arc<dyn PeerGetter>, Vec<usize>)> = Vec::new();
-        let mut by_url: HashMap<String, usize> = HashMap::new();
         let mut local: Vec<usize> = Vec::new();
         for (i, m) in misses.iter().enumerate() {
-            match picker.pick_peer(m.key) {
-                None => local.push(i),
-                Some(peer) => match by_url.get(peer.url()) {
-                    Some(&g) => groups[g].1.push(i),
-                    None => {
-                        by_url.insert(peer.url().to_owned(), groups.len());
-                        groups.push((peer, vec![i]));
-                    }
-                },
+            let Some(peer) = picker.pick_peer(m.key) else {
+                local.push(i);
+                continue;
+            };
+            let g = groups
+                .iter()
+                .position(|(p, _)| Arc::ptr_eq(p, &peer))
+                .or_else(|| groups.iter().position(|(p, _)| p.url() == peer.url()));
+            match g {
+                Some(g) => groups[g].1.push(i),
+                None => groups.push((peer, vec![i])),
             }
         }
-        drop(picker);
+        if groups.is_empty() {
+            drop(picker);
+            return self.load_local_many(misses, true);
+        }
         let pick = |idx: &[usize]| idx.iter().map(|&i| misses[i]).collect::<Vec<_>>();
-        let mut results: Vec<Option<Result<Loaded, Error>>> = vec![None; misses.len()];
-        let mut place = |idx: &[usize], rs: Vec<Result<Loaded, Error>>| {
-            for (&i, r) in idx.iter().zip(rs) {
-                results[i] = Some(r);
-            }
-        };
-        std::thread::scope(|s| {
-            let mut inline = Vec::new();
-            let mut handles = Vec::new();
-            // With no local keys, the caller's thread takes the last peer.
-            let spawn_upto = if local.is_empty() {
-                groups.len() - 1
-            } else {
-                groups.len()
+        let forward: Vec<(Arc<dyn PeerGetter>, Vec<Miss<'_>>)> =
+            groups.iter().map(|(p, idx)| (p.clone(), pick(idx))).collect();
+        let (fetched, loaded) = if local.is_empty() {
+            (self.load_forward_many(&*picker, &forward), Vec::new())
+        } else {
+            let mine = pick(&local);
+            // The thread waits on others' loads in the caller's place, so
+            // with the caller's wait slice (cache_get_many_slice).
+            let slice = singleflight::wait_slice();
+            let load_mine = || match slice {
+                Some(slice) => singleflight::with_wait_slice(slice, || self.load_local_many(&mine, true)),
+                None => self.load_local_many(&mine, true),
             };
-            for (g, (peer, idx)) in groups.iter().enumerate() {
-                let sub = pick(idx);
-                if g >= spawn_upto {
-                    inline.push((g, sub));
-                    continue;
-                }
+            std::thread::scope(|s| {
                 let spawned = std::thread::Builder::new()
                     .name("groupcache-batch".into())
                     .stack_size(BATCH_THREAD_STACK)
-                    .spawn_scoped(s, move || self.load_forward_many(&**peer, &sub));
+                    .spawn_scoped(s, load_mine);
                 match spawned {
-                    Ok(h) => handles.push((g, h)),
+                    Ok(h) => {
+                        let fetched = self.load_forward_many(&*picker, &forward);
+                        let loaded = h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                        (fetched, loaded)
+                    }
                     Err(e) => {
-                        log::warn!("cache {:?}: cannot start a thread for a peer batch ({e}): fetching it on the caller's thread", self.name);
-                        inline.push((g, pick(idx)));
+                        log::warn!(
+                            "cache {:?}: cannot start a thread for a batch's local loads ({e}): \
+                             loading them before fetching from peers",
+                            self.name
+                        );
+                        let loaded = self.load_local_many(&mine, true);
+                        (self.load_forward_many(&*picker, &forward), loaded)
                     }
                 }
+            })
+        };
+        drop(picker);
+        let mut results: Vec<Option<Result<Loaded, Error>>> = vec![None; misses.len()];
+        for (idx, rs) in groups.iter().map(|(_, idx)| idx).zip(fetched) {
+            for (&i, r) in idx.iter().zip(rs) {
+                results[i] = Some(r);
             }
-            if !local.is_empty() {
-                let rs = self.load_local_many(&pick(&local), true);
-                place(&local, rs);
-            }
-            for (g, sub) in inline {
-                let rs = self.load_forward_many(&*groups[g].0, &sub);
-                place(&groups[g].1, rs);
-            }
-            for (g, h) in handles {
-                match h.join() {
-                    Ok(rs) => place(&groups[g].1, rs),
-                    Err(panic) => std::panic::resume_unwind(panic),
-                }
-            }
-        });
+        }
+        for (&i, r) in local.iter().zip(loaded) {
+            results[i] = Some(r);
+        }
         results
             .into_iter()
             .map(|r| r.unwrap_or_else(|| Err(Error::LoaderFailed("internal: a key got no result".into()))))
             .collect()
     }
 
-    /// `load_forward` for all the keys one peer owns: one
-    /// `PeerGetter::get_many` for those no one else is fetching.
-    fn load_forward_many(&self, peer: &dyn PeerGetter, misses: &[Miss<'_>]) -> Vec<Result<Loaded, Error>> {
-        let mut results: Vec<Option<Result<Loaded, Error>>> = vec![None; misses.len()];
+    /// `load_forward` for every peer's keys at once: for the keys no one
+    /// else is fetching, one `PeerPicker::get_many_from` with one batch per
+    /// peer; a failing peer's keys then load here, all in one
+    /// `load_local_many`. Every call this thread leads is finished before
+    /// it waits on anyone else's. Result `p` answers `forward[p]`'s keys.
+    fn load_forward_many(
+        &self,
+        picker: &dyn PeerPicker,
+        forward: &[(Arc<dyn PeerGetter>, Vec<Miss<'_>>)],
+    ) -> Vec<Vec<Result<Loaded, Error>>> {
+        let mut results: Vec<Vec<Option<Result<Loaded, Error>>>> =
+            forward.iter().map(|(_, ms)| vec![None; ms.len()]).collect();
+        // (peer, index into its keys, the call it leads).
         let mut leaders = Vec::new();
         let mut followers = Vec::new();
-        for (i, m) in misses.iter().enumerate() {
-            match self.forward.begin(m.key, m.hash) {
-                Begun::Leader(l) => leaders.push((i, l)),
-                Begun::Follower(f) => followers.push((i, f)),
+        for (p, (_, misses)) in forward.iter().enumerate() {
+            for (i, m) in misses.iter().enumerate() {
+                match self.forward.begin(m.key, m.hash) {
+                    Begun::Leader(l) => leaders.push((p, i, l)),
+                    Begun::Follower(f) => followers.push((p, i, f)),
+                }
             }
         }
-        // (index into `leaders`) of the keys to ask the peer for.
-        let mut ask = Vec::new();
-        for (j, (i, _)) in leaders.iter().enumerate() {
-            let m = misses[*i];
+        // Per peer: the indexes into `leaders` of the keys to ask it for.
+        let mut ask: Vec<Vec<usize>> = vec![Vec::new(); forward.len()];
+        for (j, (p, i, _)) in leaders.iter().enumerate() {
+            let m = forward[*p].1[*i];
             match self.lookup_again(m.key, m.hash) {
-                Some(hit) => results[*i] = Some(Ok(hit)),
-                None => ask.push(j),
+                Some(hit) => results[*p][*i] = Some(Ok(hit)),
+                None => ask[*p].push(j),
             }
         }
         let mut keep_hot = vec![false; leaders.len()];
-        if !ask.is_empty() {
-            self.counters.add(Counter::LoadsDeduped, ask.len() as u64);
-            let keys: Vec<&[u8]> = ask.iter().map(|&j| misses[leaders[j].0].key).collect();
-            self.counters.inc(Counter::PeerBatchRequests);
-            let mut answers = peer.get_many(&self.name, &keys);
-            if answers.len() != keys.len() {
-                let m = format!(
-                    "{} answered {} results for {} keys",
-                    peer.url(),
-                    answers.len(),
-                    keys.len()
-                );
-                answers = keys.iter().map(|_| Err(PeerError::Failed(m.clone()))).collect();
-            }
-            let mut fallback = Vec::new();
-            let mut why = String::new();
-            for (&j, answer) in ask.iter().zip(answers) {
-                let i = leaders[j].0;
-                match answer {
-                    Ok(pv) => {
-                        self.counters.inc(Counter::PeerLoads);
-                        keep_hot[j] = one_in_ten();
-                        results[i] = Some(Ok(Loaded {
-                            value: pv.value,
-                            expire: pv.expire_unix_nanos,
-                        }));
+        let asked: Vec<usize> = (0..forward.len()).filter(|&p| !ask[p].is_empty()).collect();
+        if !asked.is_empty() {
+            let batches: Vec<PeerBatch<'_>> = asked
+                .iter()
+                .map(|&p| {
+                    let keys = ask[p].iter().map(|&j| forward[p].1[leaders[j].1].key).collect();
+                    (forward[p].0.clone(), keys)
+                })
+                .collect();
+            let n: usize = batches.iter().map(|(_, k)| k.len()).sum();
+            self.counters.add(Counter::LoadsDeduped, n as u64);
+            self.counters
+                .add(Counter::PeerBatchRequests, batches.len() as u64);
+            let mut answers = picker.get_many_from(&self.name, &batches);
+            answers.resize_with(batches.len(), Vec::new);
+            // (peer, index into its keys) of the keys to load here.
+            let mut fallback: Vec<(usize, usize)> = Vec::new();
+            for ((&p, (peer, keys)), mut answer) in asked.iter().zip(&batches).zip(answers) {
+                if answer.len() != keys.len() {
+                    let m = format!(
+                        "{} answered {} results for {} keys",
+                        peer.url(),
+                        answer.len(),
+                        keys.len()
+                    );
+                    answer = keys.iter().map(|_| Err(PeerError::Failed(m.clone()))).collect();
+                }
+                let mut why = None;
+                let before = fallback.len();
+                for (&j, r) in ask[p].iter().zip(answer) {
+                    let i = leaders[j].1;
+                    match r {
+                        Ok(pv) => {
+                            self.counters.inc(Counter::PeerLoads);
+                            keep_hot[j] = one_in_ten();
+                            results[p][i] = Some(Ok(Loaded {
+                                value: pv.value,
+                                expire: pv.expire_unix_nanos,
+                            }));
+                        }
+                        // The owner's getter said so: final, no local re-load.
+                        Err(PeerError::NotFound) => {
+                            self.counters.inc(Counter::PeerLoads);
+                            results[p][i] = Some(Err(Error::NotFound));
+                        }
+                        // groupcache's rule: a failing peer means load locally.
+                        Err(PeerError::Failed(m)) => {
+                            self.counters.inc(Counter::PeerErrors);
+                            why = Some(m);
+                            fallback.push((p, i));
+                        }
                     }
-                    // The owner's getter said so: final, no local re-load.
-                    Err(PeerError::NotFound) => {
-                        self.counters.inc(Counter::PeerLoads);
-                        results[i] = Some(Err(Error::NotFound));
-                    }
-                    // groupcache's rule: a failing peer means load locally.
-                    Err(PeerError::Failed(m)) => {
-                        self.counters.inc(Counter::PeerErrors);
-                        why = m;
-                        fallback.push(i);
-                    }
+                }
+                if let Some(why) = why {
+                    log::debug!(
+                        "cache {:?}: {why}; loading {} of its keys here instead",
+                        self.name,
+                        fallback.len() - before
+                    );
                 }
             }
             if !fallback.is_empty() {
-                log::debug!(
-                    "cache {:?}: {why}; loading {} of its keys here instead",
-                    self.name,
-                    fallback.len()
-                );
-                let sub: Vec<Miss<'_>> = fallback.iter().map(|&i| misses[i]).collect();
-                for (&i, r) in fallback.iter().zip(self.load_local_many(&sub, false)) {
-                    results[i] = Some(r);
+                let sub: Vec<Miss<'_>> = fallback.iter().map(|&(p, i)| forward[p].1[i]).collect();
+                for (&(p, i), r) in fallback.iter().zip(self.load_local_many(&sub, false)) {
+                    results[p][i] = Some(r);
                 }
             }
         }
-        for (j, (i, leader)) in leaders.into_iter().enumerate() {
-            let r = results[i]
+        for (j, (p, i, leader)) in leaders.into_iter().enumerate() {
+            let r = results[p][i]
                 .take()
                 .unwrap_or_else(|| Err(Error::LoaderFailed("internal: a key got no result".into())));
-            let m = misses[i];
+            let m = forward[p].1[i];
             leader.finish(r.clone(), |v| {
                 if keep_hot[j] {
                     self.store.insert(m.key, &v.value, v.expire, Kind::Hot);
                 }
             });
-            results[i] = Some(r);
+            results[p][i] = Some(r);
         }
         // Only now, holding no call of its own: no batch waits on another
         // while that one waits on it.
-        for (i, f) in followers {
-            results[i] = Some(f.wait());
+        for (p, i, f) in followers {
+            results[p][i] = Some(f.wait());
         }
         results
             .into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(Error::LoaderFailed("internal: a key got no result".into()))))
+            .map(|rs| {
+                rs.into_iter()
+                    .map(|r| {
+                        r.unwrap_or_else(|| Err(Error::LoaderFailed("internal: a key got no result".into())))
+                    })
+                    .collect()
+            })
             .collect()
     }
 

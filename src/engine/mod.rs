@@ -16,5 +16,5 @@ pub use group::{
     BatchGetter, BatchSink, Getter, Group, GroupOptions, Sink, DEFAULT_BATCH_CHUNK_KEYS,
     DEFAULT_MISS_CONCURRENCY, MAX_BATCH_CHUNK_KEYS, MAX_KEY_LEN, MAX_MISS_CONCURRENCY, MAX_VALUE_LEN,
 };
-pub use peers::{PeerError, PeerGetter, PeerPicker, PeerValue};
+pub use peers::{PeerBatch, PeerError, PeerGetter, PeerPicker, PeerValue};
 pub use stats::Stats;

@@ -46,6 +46,10 @@ pub trait PeerGetter: Send + Sync {
     fn url(&self) -> &str;
 }
 
+/// A peer and keys of one group that it owns, for
+/// [`PeerPicker::get_many_from`].
+pub type PeerBatch<'k> = (Arc<dyn PeerGetter>, Vec<&'k [u8]>);
+
 /// Maps keys to their owners.
 pub trait PeerPicker: Send + Sync {
     /// The owner of `key`, or `None` when this node owns it (or there are no
@@ -58,4 +62,61 @@ pub trait PeerPicker: Send + Sync {
     fn membership(&self) -> (u64, u64) {
         (0, 0)
     }
+    /// Fetches several peers' keys of `group` at once: `batches[p]` is a
+    /// peer and keys it owns; result `p` answers them as that peer's
+    /// `get_many` would (one entry per key, in order). Blocks until every
+    /// peer answered or failed (each within its timeout). The default runs
+    /// each peer's `get_many` at once, each but the last on a thread of its
+    /// own (the last on the caller's); the HTTP pool overrides it to send
+    /// every request from the caller's thread, on kept connections.
+    fn get_many_from(
+        &self,
+        group: &str,
+        batches: &[PeerBatch<'_>],
+    ) -> Vec<Vec<Result<PeerValue, PeerError>>> {
+        get_many_on_threads(group, batches)
+    }
+}
+
+/// Stack of the threads that fetch a peer's batch in the default
+/// [`PeerPicker::get_many_from`] (a peer getter may run arbitrary code): as
+/// much as a default pthread on Linux.
+const PEER_THREAD_STACK: usize = 8 << 20;
+
+/// [`PeerPicker::get_many_from`]'s default: each peer's `get_many` at once,
+/// on scoped threads (nothing outlives the call, so a `fork()` never finds
+/// them) and the caller's. A thread that cannot be started leaves its peer
+/// to the caller's thread.
+pub fn get_many_on_threads(group: &str, batches: &[PeerBatch<'_>]) -> Vec<Vec<Result<PeerValue, PeerError>>> {
+    let Some(((last_peer, last_keys), rest)) = batches.split_last() else {
+        return Vec::new();
+    };
+    std::thread::scope(|s| {
+        let mut handles = Vec::with_capacity(rest.len());
+        for (peer, keys) in rest {
+            let spawned = std::thread::Builder::new()
+                .name("groupcache-batch".into())
+                .stack_size(PEER_THREAD_STACK)
+                .spawn_scoped(s, move || peer.get_many(group, keys));
+            handles.push(match spawned {
+                Ok(h) => Ok(h),
+                Err(e) => {
+                    log::warn!(
+                        "cannot start a thread for a peer batch ({e}): fetching it on the caller's thread"
+                    );
+                    Err((peer, keys))
+                }
+            });
+        }
+        let last = last_peer.get_many(group, last_keys);
+        let mut out: Vec<_> = handles
+            .into_iter()
+            .map(|h| match h {
+                Ok(h) => h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                Err((peer, keys)) => peer.get_many(group, keys),
+            })
+            .collect();
+        out.push(last);
+        out
+    })
 }

@@ -26,7 +26,7 @@
 
 use std::cell::Cell;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, ThreadId};
 use std::time::{Duration, Instant};
@@ -57,6 +57,12 @@ pub fn with_wait_slice<R>(slice: Duration, f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// The slice set by [`with_wait_slice`] on this thread, if any: for a
+/// thread that does the caller's waiting in its place.
+pub fn wait_slice() -> Option<Duration> {
+    WAIT_SLICE.with(|s| s.get())
+}
+
 /// One in-flight call.
 pub struct Call<T> {
     leader: ThreadId,
@@ -66,6 +72,12 @@ pub struct Call<T> {
     deadline: Option<Instant>,
     result: Mutex<Option<Result<T, Error>>>,
     done: Condvar,
+    /// Threads asleep on `done`; changed and read only with `result`
+    /// locked, so the leader, which sets the result under that lock, sees
+    /// every waiter that went to sleep before. Most calls have none, and
+    /// `notify_all` is a system call even then (a batch finishes hundreds
+    /// of calls).
+    waiters: AtomicUsize,
     invalidated: AtomicBool,
 }
 
@@ -83,19 +95,23 @@ impl<T: Clone> Call<T> {
             if let Some(r) = r.as_ref() {
                 return Some(r.clone());
             }
-            r = match deadline {
-                None => self.done.wait(r).unwrap_or_else(|p| p.into_inner()),
+            let sleep_until = match deadline {
+                None => None,
                 Some(d) => {
                     let now = Instant::now();
                     if now >= d {
                         return None;
                     }
-                    self.done
-                        .wait_timeout(r, d - now)
-                        .unwrap_or_else(|p| p.into_inner())
-                        .0
+                    Some(d - now)
                 }
             };
+            // With `result` locked (see `waiters`).
+            self.waiters.fetch_add(1, Ordering::Relaxed);
+            r = match sleep_until {
+                None => self.done.wait(r).unwrap_or_else(|p| p.into_inner()),
+                Some(t) => self.done.wait_timeout(r, t).unwrap_or_else(|p| p.into_inner()).0,
+            };
+            self.waiters.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
@@ -195,8 +211,14 @@ impl<T: Clone> Leader<'_, T> {
                 }
             }
         }
-        *self.call.result.lock().unwrap_or_else(|p| p.into_inner()) = Some(result);
-        self.call.done.notify_all();
+        let sleepers = {
+            let mut r = self.call.result.lock().unwrap_or_else(|p| p.into_inner());
+            *r = Some(result);
+            self.call.waiters.load(Ordering::Relaxed)
+        };
+        if sleepers > 0 {
+            self.call.done.notify_all();
+        }
         self.settled = true;
     }
 }
@@ -359,6 +381,7 @@ impl<T: Clone> Flight<T> {
                 deadline: self.timeout.and_then(|t| Instant::now().checked_add(t)),
                 result: Mutex::new(None),
                 done: Condvar::new(),
+                waiters: AtomicUsize::new(0),
                 invalidated: AtomicBool::new(false),
             });
             map.insert(key.into(), c.clone());

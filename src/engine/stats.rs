@@ -43,7 +43,8 @@ pub struct Stats {
     pub batch_loads: u64,
     /// Keys handed to the batch getter, over all its calls.
     pub batch_loaded_keys: u64,
-    /// Batch fetches from owner peers (`PeerGetter::get_many` calls).
+    /// Batch fetches from owner peers: one per peer asked by a batch (its
+    /// entry in a `PeerPicker::get_many_from` call).
     pub peer_batch_requests: u64,
     /// Batch gets that arrived from peers (`Group::get_many_for_peer`).
     pub server_batch_requests: u64,

@@ -24,12 +24,16 @@
 //! finding its timers gone; the runtime shuts down when the pool and the
 //! last peer in use are gone. After close, new requests fail at once.
 //!
-//! Batches ([`HttpPeer`]'s `get_many`): one `POST {base}{group}` per up to
-//! `max_batch_keys` keys to a node that serves the batch route (sent on
-//! the calling thread when there is one request, else concurrently on the
-//! pool's runtime); GETs per key, at most [`PARALLEL_GETS`] at once on the
-//! pool's runtime, to a node that does not (golang/groupcache answers the
-//! POST with a 400 and without our header). A node that answered a batch
+//! Batches ([`HttpPeer`]'s `get_many`, and [`get_many_all`] for several
+//! peers at once, the pool's `PeerPicker::get_many_from`): one
+//! `POST {base}{group}` per up to `max_batch_keys` keys to a node that
+//! serves the batch route. Those requests of all the peers go out at once,
+//! from the calling thread on its kept connections (one per peer, as for
+//! a GET: no thread per peer, no new connection per call) when each goes
+//! to another address, else on the pool's runtime. GETs per key, at most
+//! [`PARALLEL_GETS`] of a peer at once on the pool's runtime, go to a node
+//! without the route (golang/groupcache answers the POST with a 400 and
+//! without our header). A node that answered a batch
 //! without the batch token gets GETs for [`BATCH_REPROBE`], then a batch
 //! again; one known to send no header at all (a Go node) gets no batch.
 //! The whole batch has one deadline, `timeout`.
@@ -426,42 +430,6 @@ impl HttpPeer {
             || mono_ms() < self.no_batch_until.load(Ordering::Relaxed)
     }
 
-    /// Sends `calls` concurrently (at most [`PARALLEL_GETS`] at once) on the
-    /// pool's runtime, all within `deadline`; result `i` answers call `i`.
-    fn exec_all<T, H, Fut>(&self, calls: Vec<Call>, handle: H, deadline: Instant) -> Vec<Result<T, PeerError>>
-    where
-        T: Send + 'static,
-        H: FnOnce(Response<Incoming>, usize) -> Fut + Clone + Send + 'static,
-        Fut: Future<Output = Result<T, PeerError>> + Send,
-    {
-        let s = &self.shared;
-        let what: Vec<Method> = calls.iter().map(|c| c.method.clone()).collect();
-        let rs = if s.closed.load(Ordering::Acquire) {
-            calls
-                .iter()
-                .map(|_| Err(PeerError::Failed("the pool is closed".to_string())))
-                .collect()
-        } else if tokio::runtime::Handle::try_current().is_ok() && super::server::inline_call_running() {
-            // As in `exec_as`: the tasks must not wait behind this thread.
-            tokio::task::block_in_place(|| exec_all_on_pool(s, calls, handle, deadline))
-        } else {
-            exec_all_on_pool(s, calls, handle, deadline)
-        };
-        rs.into_iter()
-            .zip(what)
-            .map(|(r, what)| {
-                let r = r.map_err(|e| match e {
-                    PeerError::Failed(m) => PeerError::Failed(format!("{what} at {}: {m}", self.url)),
-                    nf => nf,
-                });
-                if !s.closed.load(Ordering::Acquire) {
-                    self.health.note(&self.url, &r);
-                }
-                r
-            })
-            .collect()
-    }
-
     /// Sends `call` and gives the response to `handle`, within the timeout.
     fn exec<T, H, Fut>(&self, call: Call, handle: H) -> Result<T, PeerError>
     where
@@ -608,38 +576,275 @@ where
     }
 }
 
-/// [`exec_on_pool`] for several calls at once: each a task on the pool's
-/// runtime (at most [`PARALLEL_GETS`] in flight), all within `deadline`.
-/// Result `i` answers call `i`; a call still unanswered at the deadline
-/// is a timeout.
-fn exec_all_on_pool<T, H, Fut>(
-    s: &ClientShared,
-    calls: Vec<Call>,
-    handle: H,
-    deadline: Instant,
-) -> Vec<Result<T, PeerError>>
-where
-    T: Send + 'static,
-    H: FnOnce(Response<Incoming>, usize) -> Fut + Clone + Send + 'static,
-    Fut: Future<Output = Result<T, PeerError>> + Send,
-{
-    let n = calls.len();
-    let mut out: Vec<Option<Result<T, PeerError>>> = (0..n).map(|_| None).collect();
-    let max = s.cfg.max_body_bytes;
-    let timeout = s.cfg.timeout;
-    let permits = Arc::new(tokio::sync::Semaphore::new(PARALLEL_GETS));
-    let until = tokio::time::Instant::from_std(deadline);
+/// What one request of a `get_many` answered: a batch's answer or a GET's
+/// value.
+enum Reply {
+    Batch(BatchAnswer),
+    One(PeerValue),
+}
+
+/// One request of a `get_many`: a batch for keys `start..start + len` of
+/// batch `at`'s keys, or a GET for key `start` of them (`len` 1).
+struct Req<'a> {
+    peer: &'a HttpPeer,
+    at: usize,
+    start: usize,
+    len: usize,
+    batch: bool,
+    call: Call,
+}
+
+impl<'a> Req<'a> {
+    fn get(peer: &'a HttpPeer, at: usize, i: usize, group: &str, key: &[u8]) -> Req<'a> {
+        Req {
+            peer,
+            at,
+            start: i,
+            len: 1,
+            batch: false,
+            call: peer.call(Method::GET, group, key, Bytes::new()),
+        }
+    }
+
+    fn batch(peer: &'a HttpPeer, at: usize, start: usize, group: &str, keys: &[&[u8]]) -> Req<'a> {
+        Req {
+            peer,
+            at,
+            start,
+            len: keys.len(),
+            batch: true,
+            call: peer.batch_call(group, keys),
+        }
+    }
+
+    fn handler(&self) -> ReplyHandler {
+        ReplyHandler {
+            kind: self.peer.kind.clone(),
+            batch_keys: self.batch.then_some(self.len),
+        }
+    }
+}
+
+/// Reads a [`Req`]'s answer.
+#[derive(Clone)]
+struct ReplyHandler {
+    kind: Arc<AtomicU8>,
+    /// For a batch: its number of keys (which bounds the answer's size).
+    batch_keys: Option<usize>,
+}
+
+impl ReplyHandler {
+    async fn handle(self, resp: Response<Incoming>, max: usize) -> Result<Reply, PeerError> {
+        match self.batch_keys {
+            Some(n) => batch_response(resp, max, n, self.kind).await.map(Reply::Batch),
+            None => {
+                note_kind(&self.kind, &resp);
+                get_response(resp, max).await.map(Reply::One)
+            }
+        }
+    }
+}
+
+/// Several peers' `get_many` at once (`PeerPicker::get_many_from` of a
+/// pool; `HttpPeer::get_many` is this with one peer). Result `b` answers
+/// `batches[b]`'s keys. Every request of the first round (one batch per
+/// up to `max_batch_keys` keys, or a GET for a single key) goes out at
+/// once: from the calling thread on its kept connections when it is a
+/// plain thread and the requests go to distinct addresses, else on the
+/// pools' runtimes. Then GETs, [`PARALLEL_GETS`] at once per peer on the
+/// pool's runtime, for the keys of peers without the batch route and the
+/// keys a batch answer had no room for. All within each peer's `timeout`
+/// from the start.
+pub(crate) fn get_many_all(
+    group: &str,
+    batches: &[(&HttpPeer, &[&[u8]])],
+) -> Vec<Vec<Result<PeerValue, PeerError>>> {
+    let start = Instant::now();
+    let mut out: Vec<Vec<Option<Result<PeerValue, PeerError>>>> =
+        batches.iter().map(|(_, keys)| vec![None; keys.len()]).collect();
+    // (batch, key index) of the keys to fetch with GETs.
+    let mut singles: Vec<(usize, usize)> = Vec::new();
+    let mut reqs = Vec::new();
+    for (at, &(peer, keys)) in batches.iter().enumerate() {
+        match keys {
+            [] => {}
+            [k] => reqs.push(Req::get(peer, at, 0, group, k)),
+            _ if peer.batch_route_absent() => singles.extend((0..keys.len()).map(|i| (at, i))),
+            _ => {
+                let per = peer.shared.cfg.max_batch_keys.max(1);
+                for (c, chunk) in keys.chunks(per).enumerate() {
+                    reqs.push(Req::batch(peer, at, c * per, group, chunk));
+                }
+            }
+        }
+    }
+    let answers = send_all(&reqs, start, true);
+    for (r, answer) in reqs.iter().zip(answers) {
+        let o = &mut out[r.at][r.start..r.start + r.len];
+        let url = &r.peer.url;
+        match answer {
+            Ok(Reply::One(v)) if !r.batch => o[0] = Some(Ok(v)),
+            Ok(Reply::Batch(BatchAnswer::Results(rs))) if r.batch && rs.len() == r.len => {
+                for (j, kr) in rs.into_iter().enumerate() {
+                    o[j] = match kr.status {
+                        STATUS_FOUND => Some(Ok(PeerValue {
+                            value: kr.value,
+                            expire_unix_nanos: expire_from_wire(kr.expire),
+                        })),
+                        404 => Some(Err(PeerError::NotFound)),
+                        STATUS_TOO_LARGE => {
+                            singles.push((r.at, r.start + j));
+                            None
+                        }
+                        status => Some(Err(PeerError::Failed(format!(
+                            "POST at {url}: the batch answered {status} for this key: {}",
+                            kr.error.chars().take(ERROR_SNIPPET).collect::<String>()
+                        )))),
+                    };
+                }
+            }
+            Ok(Reply::Batch(BatchAnswer::Results(rs))) if r.batch => {
+                let e = PeerError::Failed(format!(
+                    "POST at {url}: the batch answer has {} results for {} keys",
+                    rs.len(),
+                    r.len
+                ));
+                o.fill(Some(Err(e)));
+            }
+            Ok(Reply::Batch(BatchAnswer::NoRoute)) if r.batch => {
+                r.peer
+                    .no_batch_until
+                    .store(mono_ms() + BATCH_REPROBE.as_millis() as u64, Ordering::Relaxed);
+                singles.extend((r.start..r.start + r.len).map(|i| (r.at, i)));
+            }
+            Ok(_) => o.fill(Some(Err(PeerError::Failed(
+                "internal: an answer of the wrong kind".into(),
+            )))),
+            Err(e) => o.fill(Some(Err(e))),
+        }
+    }
+    if !singles.is_empty() {
+        let reqs: Vec<Req<'_>> = singles
+            .iter()
+            .map(|&(at, i)| Req::get(batches[at].0, at, i, group, batches[at].1[i]))
+            .collect();
+        for (r, answer) in reqs.iter().zip(send_all(&reqs, start, false)) {
+            out[r.at][r.start] = Some(match answer {
+                Ok(Reply::One(v)) => Ok(v),
+                Ok(Reply::Batch(_)) => Err(PeerError::Failed("internal: an answer of the wrong kind".into())),
+                Err(e) => Err(e),
+            });
+        }
+    }
+    out.into_iter()
+        .map(|o| {
+            o.into_iter()
+                .map(|r| r.unwrap_or_else(|| Err(PeerError::Failed("no answer for this key".into()))))
+                .collect()
+        })
+        .collect()
+}
+
+/// Sends `reqs` at once, each within its peer's timeout from `start`:
+/// from this thread when `here` allows, it is a plain thread and no two
+/// requests go to one address (this thread keeps one connection per
+/// address); else on the pools' runtimes. Result `i` answers `reqs[i]`,
+/// its error naming the request and the peer; each answer counts for its
+/// peer's health.
+fn send_all(reqs: &[Req<'_>], start: Instant, here: bool) -> Vec<Result<Reply, PeerError>> {
+    if reqs.is_empty() {
+        return Vec::new();
+    }
+    let closed = |r: &Req<'_>| r.peer.shared.closed.load(Ordering::Acquire);
+    let was_closed: Vec<bool> = reqs.iter().map(closed).collect();
+    let open: Vec<&Req<'_>> = reqs
+        .iter()
+        .zip(&was_closed)
+        .filter(|(_, &c)| !c)
+        .map(|(r, _)| r)
+        .collect();
+    let in_runtime = tokio::runtime::Handle::try_current().is_ok();
+    let distinct = || {
+        let mut addrs: Vec<&str> = open.iter().map(|r| &*r.call.connect_to).collect();
+        addrs.sort_unstable();
+        addrs.windows(2).all(|w| w[0] != w[1])
+    };
+    let mut sent = None;
+    if open.is_empty() {
+        sent = Some(Vec::new());
+    } else if here && !in_runtime && distinct() {
+        sent = send_on_this_thread(&open);
+    }
+    let mut sent = match sent {
+        Some(rs) => rs,
+        None if in_runtime && super::server::inline_call_running() => {
+            // As in `exec_as`: the tasks must not wait behind this thread.
+            tokio::task::block_in_place(|| send_on_pools(&open, start))
+        }
+        None => send_on_pools(&open, start),
+    }
+    .into_iter();
+    reqs.iter()
+        .zip(was_closed)
+        .map(|(r, was_closed)| {
+            if was_closed {
+                return Err(PeerError::Failed(format!(
+                    "{} at {}: the pool is closed",
+                    r.call.method, r.peer.url
+                )));
+            }
+            let res = sent
+                .next()
+                .unwrap_or_else(|| Err(PeerError::Failed("internal: no answer".into())))
+                .map_err(|e| match e {
+                    PeerError::Failed(m) => {
+                        PeerError::Failed(format!("{} at {}: {m}", r.call.method, r.peer.url))
+                    }
+                    nf => nf,
+                });
+            if !closed(r) {
+                r.peer.health.note(&r.peer.url, &res);
+            }
+            res
+        })
+        .collect()
+}
+
+/// [`send_all`] on the pools' runtimes: each request a task (at most
+/// [`PARALLEL_GETS`] of one peer in flight), sent with the pool's pooled
+/// client; the caller waits on a std channel. A request still unanswered
+/// at its deadline is a timeout.
+fn send_on_pools(reqs: &[&Req<'_>], start: Instant) -> Vec<Result<Reply, PeerError>> {
+    let n = reqs.len();
+    let mut out: Vec<Option<Result<Reply, PeerError>>> = (0..n).map(|_| None).collect();
+    // One semaphore per peer, found by identity (peers are few).
+    let mut lanes: Vec<(*const HttpPeer, Arc<tokio::sync::Semaphore>)> = Vec::new();
     let (tx, rx) = mpsc::channel();
     let mut pending = 0usize;
-    for (i, call) in calls.into_iter().enumerate() {
-        let req = match call.request(true, s.cfg.secret.as_deref()) {
-            Ok(r) => r,
+    let mut backstop = start;
+    for (i, r) in reqs.iter().enumerate() {
+        let s = &r.peer.shared;
+        let timeout = s.cfg.timeout;
+        let deadline = start + timeout;
+        backstop = backstop.max(deadline + Duration::from_secs(1));
+        let req = match r.call.request(true, s.cfg.secret.as_deref()) {
+            Ok(req) => req,
             Err(e) => {
                 out[i] = Some(Err(e));
                 continue;
             }
         };
-        let (client, tx, permits, handle) = (s.pooled.clone(), tx.clone(), permits.clone(), handle.clone());
+        let me: *const HttpPeer = r.peer;
+        let permits = match lanes.iter().find(|(p, _)| *p == me) {
+            Some((_, sem)) => sem.clone(),
+            None => {
+                let sem = Arc::new(tokio::sync::Semaphore::new(PARALLEL_GETS));
+                lanes.push((me, sem.clone()));
+                sem
+            }
+        };
+        let (client, tx, handler, max) = (s.pooled.clone(), tx.clone(), r.handler(), s.cfg.max_body_bytes);
+        let until = tokio::time::Instant::from_std(deadline);
         pending += 1;
         // A dropped task (the runtime shut down) drops its `tx`.
         drop(s.handle.spawn(async move {
@@ -649,7 +854,7 @@ where
                     .request(req)
                     .await
                     .map_err(|e| PeerError::Failed(describe(&e)))?;
-                handle(resp, max).await
+                handler.handle(resp, max).await
             })
             .await
             {
@@ -660,9 +865,8 @@ where
         }));
     }
     drop(tx);
-    // The tasks enforce the deadline; this wait's second is a backstop in
-    // case the runtime stalls.
-    let backstop = deadline + Duration::from_secs(1);
+    // The tasks enforce the deadlines; this wait's second is a backstop in
+    // case a runtime stalls.
     let mut closed = false;
     while pending > 0 {
         match rx.recv_timeout(backstop.saturating_duration_since(Instant::now())) {
@@ -678,16 +882,89 @@ where
         }
     }
     out.into_iter()
-        .map(|r| {
+        .zip(reqs)
+        .map(|(r, req)| {
             r.unwrap_or_else(|| {
                 Err(PeerError::Failed(if closed {
                     "the pool is closed".to_string()
                 } else {
-                    format!("timed out after {timeout:?}")
+                    format!("timed out after {:?}", req.peer.shared.cfg.timeout)
                 }))
             })
         })
         .collect()
+}
+
+/// [`send_all`] on this thread: its runtime drives every request at once,
+/// each on this thread's kept connection to its address (or a new one,
+/// kept afterwards). `None` when this thread's client cannot be used
+/// (re-entered, or it could not be built).
+fn send_on_this_thread(reqs: &[&Req<'_>]) -> Option<Vec<Result<Reply, PeerError>>> {
+    LOCAL
+        .try_with(|cell| {
+            let mut slot = cell.try_borrow_mut().ok()?;
+            let lc = local_client(&mut slot)?;
+            let now = Instant::now();
+            lc.idle
+                .retain(|_, i| now.duration_since(i.since) < POOL_IDLE_TIMEOUT && !i.tx.is_closed());
+            let reused: Vec<Option<Conn>> = reqs
+                .iter()
+                .map(|r| lc.idle.remove(&r.call.connect_to).map(|i| (i.tx, i.sock)))
+                .collect();
+            let mut keeps: Vec<Option<Conn>> = reqs.iter().map(|_| None).collect();
+            IN_FLIGHT.fetch_add(reqs.len(), Ordering::Relaxed);
+            let _in_flight = InFlight(reqs.len());
+            let results = lc.rt.block_on(async {
+                let futs = reqs
+                    .iter()
+                    .zip(reused)
+                    .zip(keeps.iter_mut())
+                    .map(|((r, reused), keep)| {
+                        let cfg = &r.peer.shared.cfg;
+                        let h = r.handler();
+                        Box::pin(with_timeout(
+                            cfg.timeout,
+                            exchange(&r.call, cfg, reused, keep, move |resp, max| h.handle(resp, max)),
+                        ))
+                    })
+                    .collect();
+                join_all(futs).await
+            });
+            for ((r, keep), result) in reqs.iter().zip(keeps).zip(&results) {
+                // Not after a timeout: the connection may be mid-answer.
+                if let (Some((tx, sock)), Ok(_) | Err(PeerError::NotFound)) = (keep, result) {
+                    let since = Instant::now();
+                    lc.idle
+                        .insert(r.call.connect_to.clone(), Idle { tx, since, sock });
+                }
+            }
+            Some(results)
+        })
+        .ok()
+        .flatten()
+}
+
+/// Polls every future until all are done; result `i` is `futs[i]`'s.
+async fn join_all<F: Future + Unpin>(mut futs: Vec<F>) -> Vec<F::Output> {
+    let mut out: Vec<Option<F::Output>> = futs.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, o) in futs.iter_mut().zip(out.iter_mut()) {
+            if o.is_none() {
+                match std::pin::Pin::new(f).poll(cx) {
+                    std::task::Poll::Ready(v) => *o = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().flatten().collect()
 }
 
 /// A calling thread's own runtime and keep-alive connections.
@@ -761,6 +1038,31 @@ thread_local! {
     static LOCAL: RefCell<Option<LocalClient>> = const { RefCell::new(None) };
 }
 
+/// This thread's client, made on first use, and again in a forked child
+/// (the parent's is abandoned: see `LocalClient::abandon`). `None` if its
+/// runtime cannot be built.
+fn local_client(slot: &mut Option<LocalClient>) -> Option<&mut LocalClient> {
+    let generation = crate::engine::fork::generation();
+    if slot.as_ref().is_some_and(|lc| lc.generation != generation) {
+        if let Some(parents) = slot.take() {
+            parents.abandon();
+        }
+    }
+    if slot.is_none() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()
+            .ok()?;
+        *slot = Some(LocalClient {
+            rt,
+            idle: HashMap::new(),
+            generation,
+        });
+    }
+    slot.as_mut()
+}
+
 /// Runs the call on this thread (see the module docs). Gives `handle` back
 /// if this thread's client cannot be used.
 fn exec_on_this_thread<T, H, Fut>(
@@ -777,32 +1079,14 @@ where
         let Ok(mut slot) = cell.try_borrow_mut() else {
             return None;
         };
-        let generation = crate::engine::fork::generation();
-        if slot.as_ref().is_some_and(|lc| lc.generation != generation) {
-            if let Some(parents) = slot.take() {
-                parents.abandon();
-            }
-        }
-        if slot.is_none() {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_io()
-                .enable_time()
-                .build()
-                .ok()?;
-            *slot = Some(LocalClient {
-                rt,
-                idle: HashMap::new(),
-                generation,
-            });
-        }
-        let lc = slot.as_mut()?;
+        let lc = local_client(&mut slot)?;
         let now = Instant::now();
         lc.idle
             .retain(|_, i| now.duration_since(i.since) < POOL_IDLE_TIMEOUT && !i.tx.is_closed());
         let reused = lc.idle.remove(&call.conn_key).map(|i| (i.tx, i.sock));
         let handle = handle.take()?;
         IN_FLIGHT.fetch_add(1, Ordering::Relaxed);
-        let _in_flight = InFlight;
+        let _in_flight = InFlight(1);
         let (result, keep) = lc.rt.block_on(async {
             let mut keep = None;
             let r = with_timeout(cfg.timeout, exchange(call, cfg, reused, &mut keep, handle)).await;
@@ -825,12 +1109,12 @@ where
     }
 }
 
-/// Counts a request out of `IN_FLIGHT` when it ends (or unwinds).
-struct InFlight;
+/// Counts requests out of `IN_FLIGHT` when they end (or unwind).
+struct InFlight(usize);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        IN_FLIGHT.fetch_sub(1, Ordering::Relaxed);
+        IN_FLIGHT.fetch_sub(self.0, Ordering::Relaxed);
     }
 }
 
@@ -1344,95 +1628,7 @@ impl PeerGetter for HttpPeer {
     /// keys `Failed` (the engine then loads them locally); keys the answer
     /// had no room for are fetched with GETs. All within one `timeout`.
     fn get_many(&self, group: &str, keys: &[&[u8]]) -> Vec<Result<PeerValue, PeerError>> {
-        match keys {
-            [] => return Vec::new(),
-            [k] => return vec![self.get(group, k)],
-            _ => {}
-        }
-        let deadline = Instant::now() + self.shared.cfg.timeout;
-        let mut out: Vec<Option<Result<PeerValue, PeerError>>> = vec![None; keys.len()];
-        // Keys to fetch with GETs.
-        let mut singles: Vec<usize> = Vec::new();
-        if self.batch_route_absent() {
-            singles.extend(0..keys.len());
-        } else {
-            let per = self.shared.cfg.max_batch_keys.max(1);
-            let handler = |n: usize| {
-                let kind = self.kind.clone();
-                move |resp, max| batch_response(resp, max, n, kind)
-            };
-            let answers = if keys.len() <= per {
-                // One request: on this thread, like a GET.
-                vec![self.exec(self.batch_call(group, keys), handler(keys.len()))]
-            } else {
-                let chunks: Vec<&[&[u8]]> = keys.chunks(per).collect();
-                let calls = chunks.iter().map(|c| self.batch_call(group, c)).collect();
-                // The handler is told the longest chunk's length (a bound
-                // on the answer); each chunk's count is checked below.
-                self.exec_all(calls, handler(per), deadline)
-            };
-            for (c, answer) in answers.into_iter().enumerate() {
-                let start = c * per;
-                let len = per.min(keys.len() - start);
-                match answer {
-                    Ok(BatchAnswer::Results(rs)) if rs.len() == len => {
-                        for (j, r) in rs.into_iter().enumerate() {
-                            out[start + j] = match r.status {
-                                STATUS_FOUND => Some(Ok(PeerValue {
-                                    value: r.value,
-                                    expire_unix_nanos: expire_from_wire(r.expire),
-                                })),
-                                404 => Some(Err(PeerError::NotFound)),
-                                STATUS_TOO_LARGE => {
-                                    singles.push(start + j);
-                                    None
-                                }
-                                status => Some(Err(PeerError::Failed(format!(
-                                    "POST at {}: the batch answered {status} for this key: {}",
-                                    self.url,
-                                    r.error.chars().take(ERROR_SNIPPET).collect::<String>()
-                                )))),
-                            };
-                        }
-                    }
-                    Ok(BatchAnswer::Results(rs)) => {
-                        let e = PeerError::Failed(format!(
-                            "POST at {}: the batch answer has {} results for {len} keys",
-                            self.url,
-                            rs.len()
-                        ));
-                        out[start..start + len].fill(Some(Err(e)));
-                    }
-                    Ok(BatchAnswer::NoRoute) => {
-                        self.no_batch_until
-                            .store(mono_ms() + BATCH_REPROBE.as_millis() as u64, Ordering::Relaxed);
-                        singles.extend(start..start + len);
-                    }
-                    Err(e) => out[start..start + len].fill(Some(Err(e))),
-                }
-            }
-        }
-        if !singles.is_empty() {
-            let calls = singles
-                .iter()
-                .map(|&i| self.call(Method::GET, group, keys[i], Bytes::new()))
-                .collect();
-            let kind = self.kind.clone();
-            let got = self.exec_all(
-                calls,
-                move |resp, max| {
-                    note_kind(&kind, &resp);
-                    get_response(resp, max)
-                },
-                deadline,
-            );
-            for (i, r) in singles.into_iter().zip(got) {
-                out[i] = Some(r);
-            }
-        }
-        out.into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(PeerError::Failed("no answer for this key".into()))))
-            .collect()
+        get_many_all(group, &[(self, keys)]).pop().unwrap_or_default()
     }
 
     fn url(&self) -> &str {

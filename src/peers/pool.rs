@@ -40,7 +40,7 @@ use super::dns::PeerSource;
 use super::proto::DEFAULT_BASE_PATH;
 use super::server::{self, GroupLookup, PeerService, ServerConfig, ServerHandle};
 use super::tls::{Tls, TlsFiles};
-use crate::engine::{fork, Group, PeerGetter, PeerPicker};
+use crate::engine::{fork, Group, PeerBatch, PeerError, PeerGetter, PeerPicker, PeerValue};
 use crate::ring::Ring;
 
 /// How long `close` waits for requests being served to finish.
@@ -254,8 +254,8 @@ struct Members {
     ring: Ring,
     /// Indexed like `ring.nodes()`: `None` for this node.
     owners: Vec<Option<Arc<dyn PeerGetter>>>,
-    /// Every other node once, for broadcasts.
-    others: Vec<Arc<dyn PeerGetter>>,
+    /// Every other node once, for broadcasts and batches.
+    others: Vec<Arc<HttpPeer>>,
     /// Distinct URLs in `urls` (the `peers` counter).
     distinct: usize,
 }
@@ -426,14 +426,14 @@ impl Shared {
     ) -> Members {
         // Keep the peer objects of nodes that stay (they are cheap, but this
         // keeps `Arc` identity stable for the engine).
-        let mut existing: HashMap<&str, Arc<dyn PeerGetter>> = reuse
+        let mut existing: HashMap<&str, Arc<HttpPeer>> = reuse
             .map(|m| m.others.iter().map(|p| (p.url(), p.clone())).collect())
             .unwrap_or_default();
         let client = read(&self.client).clone();
         let mut ring = Ring::new(self.opts.replicas);
         ring.add(urls.iter().cloned());
-        let mut others: Vec<Arc<dyn PeerGetter>> = Vec::new();
-        let mut made: HashMap<String, Arc<dyn PeerGetter>> = HashMap::new();
+        let mut others: Vec<Arc<HttpPeer>> = Vec::new();
+        let mut made: HashMap<String, Arc<HttpPeer>> = HashMap::new();
         let mut owners = Vec::with_capacity(urls.len());
         for u in ring.nodes() {
             if *u == self.self_url && !self_is_remote {
@@ -449,14 +449,14 @@ impl Shared {
                             &self.opts.base_path,
                             client.clone(),
                             runtime.clone(),
-                        )) as Arc<dyn PeerGetter>
+                        ))
                     });
                     made.insert(u.clone(), p.clone());
                     others.push(p.clone());
                     p
                 }
             };
-            owners.push(Some(peer));
+            owners.push(Some(peer as Arc<dyn PeerGetter>));
         }
         let distinct = others.len() + usize::from(owners.iter().any(Option::is_none));
         Members {
@@ -610,7 +610,48 @@ impl Shared {
         if self.forked() {
             self.after_fork();
         }
-        read(&self.members).others.clone()
+        let m = read(&self.members);
+        m.others
+            .iter()
+            .map(|p| p.clone() as Arc<dyn PeerGetter>)
+            .collect()
+    }
+
+    /// `PeerPicker::get_many_from`: the batches to peers of this pool's
+    /// membership go out together from the caller's thread (see
+    /// `client::get_many_all`); a peer that has left it meanwhile is asked
+    /// through its own `get_many`, after the others.
+    fn get_many_from(
+        &self,
+        group: &str,
+        batches: &[PeerBatch<'_>],
+    ) -> Vec<Vec<Result<PeerValue, PeerError>>> {
+        let members = read(&self.members).clone();
+        let mut ours: Vec<(&HttpPeer, &[&[u8]])> = Vec::with_capacity(batches.len());
+        let mut ours_at = Vec::with_capacity(batches.len());
+        let mut gone = Vec::new();
+        for (b, (peer, keys)) in batches.iter().enumerate() {
+            let addr = Arc::as_ptr(peer) as *const ();
+            match members
+                .others
+                .iter()
+                .find(|h| Arc::as_ptr(h) as *const () == addr)
+            {
+                Some(h) => {
+                    ours.push((&**h, &keys[..]));
+                    ours_at.push(b);
+                }
+                None => gone.push(b),
+            }
+        }
+        let mut out: Vec<Vec<Result<PeerValue, PeerError>>> = batches.iter().map(|_| Vec::new()).collect();
+        for (b, rs) in ours_at.into_iter().zip(super::client::get_many_all(group, &ours)) {
+            out[b] = rs;
+        }
+        for b in gone {
+            out[b] = batches[b].0.get_many(group, &batches[b].1);
+        }
+        out
     }
 }
 
@@ -754,6 +795,13 @@ impl PeerPicker for Picker {
     }
     fn membership(&self) -> (u64, u64) {
         self.0.membership()
+    }
+    fn get_many_from(
+        &self,
+        group: &str,
+        batches: &[PeerBatch<'_>],
+    ) -> Vec<Vec<Result<PeerValue, PeerError>>> {
+        self.0.get_many_from(group, batches)
     }
 }
 
@@ -1301,6 +1349,13 @@ impl PeerPicker for Pool {
     }
     fn membership(&self) -> (u64, u64) {
         self.shared.membership()
+    }
+    fn get_many_from(
+        &self,
+        group: &str,
+        batches: &[PeerBatch<'_>],
+    ) -> Vec<Vec<Result<PeerValue, PeerError>>> {
+        self.shared.get_many_from(group, batches)
     }
 }
 

@@ -26,6 +26,44 @@ struct Fake {
     /// The keys of each get_many_for_peer call (one per batch request with
     /// misses), and the thread it ran on.
     batches: Mutex<Vec<(Vec<Vec<u8>>, String)>>,
+    /// Where each get_many_for_peer call waits first, when set.
+    meet: Mutex<Option<Arc<Meet>>>,
+}
+
+/// A reusable meeting point of `n` threads that gives up (false) after two
+/// seconds instead of hanging when fewer come.
+struct Meet {
+    n: usize,
+    /// (arrived, round)
+    state: Mutex<(usize, u64)>,
+    cv: std::sync::Condvar,
+}
+
+impl Meet {
+    fn new(n: usize) -> Arc<Meet> {
+        Arc::new(Meet {
+            n,
+            state: Mutex::new((0, 0)),
+            cv: std::sync::Condvar::new(),
+        })
+    }
+
+    fn wait(&self) -> bool {
+        let mut st = self.state.lock().unwrap();
+        let round = st.1;
+        st.0 += 1;
+        if st.0 == self.n {
+            *st = (0, round + 1);
+            self.cv.notify_all();
+            return true;
+        }
+        let (st, timeout) = self
+            .cv
+            .wait_timeout_while(st, Duration::from_secs(2), |st| st.1 == round)
+            .unwrap();
+        drop(st);
+        !timeout.timed_out()
+    }
 }
 
 impl Fake {
@@ -76,6 +114,10 @@ impl PeerService for Fake {
             .lock()
             .unwrap()
             .push((keys.iter().map(|k| k.to_vec()).collect(), name));
+        let meet = self.meet.lock().unwrap().clone();
+        if let Some(m) = meet {
+            assert!(m.wait(), "the batches did not arrive at once");
+        }
         let delay = *self.delay.lock().unwrap();
         if let Some(d) = delay {
             std::thread::sleep(d);
@@ -1985,6 +2027,71 @@ fn batches_are_split_at_max_batch_keys() {
         .0,
         200
     );
+}
+
+/// Forwards each connection to `to`, counting them: a peer URL whose
+/// connections the test can count.
+fn counting_proxy(to: std::net::SocketAddr) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let c = count.clone();
+    std::thread::spawn(move || {
+        for a in l.incoming() {
+            let Ok(a) = a else { continue };
+            c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let Ok(b) = TcpStream::connect(to) else { continue };
+            let _ = (a.set_nodelay(true), b.set_nodelay(true));
+            let (a2, b2) = (a.try_clone().unwrap(), b.try_clone().unwrap());
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut &a, &mut &b);
+                let _ = b.shutdown(std::net::Shutdown::Write);
+            });
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut &b2, &mut &a2);
+                let _ = a2.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    (url, count)
+}
+
+#[test]
+fn batches_to_several_peers_go_out_at_once_on_kept_connections() {
+    // Each server's batch waits for the other's: only batches sent at
+    // once pass (else the client's 500 ms timeout fails them).
+    let meet = Meet::new(2);
+    let (s1, f1, _v1) = server_with(opts());
+    let (s2, f2, _v2) = server_with(opts());
+    *f1.meet.lock().unwrap() = Some(meet.clone());
+    *f2.meet.lock().unwrap() = Some(meet.clone());
+    let (u1, n1) = counting_proxy(s1.local_addr());
+    let (u2, n2) = counting_proxy(s2.local_addr());
+    let client = Pool::new("127.0.0.1:0", None, opts()).unwrap();
+    client.set_peers(&[u1.clone(), u2.clone()]).unwrap();
+    let peer = |u: &str| client.all_peers().into_iter().find(|p| p.url() == u).unwrap();
+    let (p1, p2) = (peer(&u1), peer(&u2));
+    for round in 0..3 {
+        let k1: Vec<Vec<u8>> = (0..5).map(|i| format!("a{round}-{i}").into_bytes()).collect();
+        let k2: Vec<Vec<u8>> = (0..7).map(|i| format!("b{round}-{i}").into_bytes()).collect();
+        let batches: Vec<crate::engine::PeerBatch<'_>> = vec![
+            (p1.clone(), k1.iter().map(|k| &k[..]).collect()),
+            (p2.clone(), k2.iter().map(|k| &k[..]).collect()),
+        ];
+        let got = client.get_many_from("g", &batches);
+        assert_eq!(got.len(), 2);
+        for ((_, keys), rs) in batches.iter().zip(&got) {
+            assert_eq!(rs.len(), keys.len());
+            for (k, r) in keys.iter().zip(rs) {
+                assert_eq!(r.as_ref().unwrap().value, [&b"v:"[..], k].concat());
+            }
+        }
+    }
+    // One batch request per peer and round, all on one connection per peer.
+    assert_eq!(f1.batches.lock().unwrap().len(), 3);
+    assert_eq!(f2.batches.lock().unwrap().len(), 3);
+    let conns = |n: &std::sync::atomic::AtomicUsize| n.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!((conns(&n1), conns(&n2)), (1, 1));
 }
 
 #[test]
