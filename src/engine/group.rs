@@ -592,42 +592,7 @@ impl Group {
     /// peer's keys load here, 1 in 10 values from peers is kept hot.
     /// Blocks until every key is answered.
     pub fn get_many(&self, keys: &[&[u8]]) -> Vec<Result<Bytes, Error>> {
-        if let Err(e) = self.check_open() {
-            return keys.iter().map(|_| Err(e.clone())).collect();
-        }
-        let mut out: Vec<Option<Result<Bytes, Error>>> = Vec::with_capacity(keys.len());
-        let mut misses = Misses::default();
-        let mut pin = reclaim::pin();
-        for (i, &key) in keys.iter().enumerate() {
-            if i > 0 && i % KEYS_PER_PIN == 0 {
-                drop(pin);
-                pin = reclaim::pin();
-            }
-            if let Err(e) = check_key(key) {
-                out.push(Some(Err(e)));
-                continue;
-            }
-            self.counters.inc(Counter::Gets);
-            let hash = self.store.hash(key);
-            match self.store.get_with(key, hash, &pin, Bytes::copy_from_slice) {
-                Some(hit) => out.push(Some(Ok(self.count_hit(hit)))),
-                None => {
-                    misses.add(i, key, hash);
-                    out.push(None);
-                }
-            }
-        }
-        drop(pin);
-        self.counters.add(Counter::Loads, misses.unique.len() as u64);
-        let loaded = self.load_many(&misses.unique, true);
-        for (at, r) in misses.at.iter().zip(loaded) {
-            for &i in at {
-                out[i] = Some(r.clone().map(|l| l.value));
-            }
-        }
-        out.into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(Error::LoaderFailed("internal: a key got no result".into()))))
-            .collect()
+        self.many(keys, false, |l| l.value)
     }
 
     /// A peer's batch request: each key from this node's cache, else loaded
@@ -652,10 +617,22 @@ impl Group {
 
     /// `get_many_for_peer` without counting a server batch (the caller did).
     pub fn get_many_for_peer_uncounted(&self, keys: &[&[u8]]) -> Vec<Result<PeerValue, Error>> {
+        self.many(keys, true, PeerValue::from)
+    }
+
+    /// `get_many` (`for_peer` false) and `get_many_for_peer` (true: counts
+    /// server requests, never forwards): the hits in one pass, then every
+    /// distinct miss through `load_many`; `make` shapes each value.
+    fn many<T: Clone>(
+        &self,
+        keys: &[&[u8]],
+        for_peer: bool,
+        make: impl Fn(Loaded) -> T,
+    ) -> Vec<Result<T, Error>> {
         if let Err(e) = self.check_open() {
             return keys.iter().map(|_| Err(e.clone())).collect();
         }
-        let mut out: Vec<Option<Result<PeerValue, Error>>> = Vec::with_capacity(keys.len());
+        let mut out: Vec<Option<Result<T, Error>>> = Vec::with_capacity(keys.len());
         let mut misses = Misses::default();
         let mut pin = reclaim::pin();
         for (i, &key) in keys.iter().enumerate() {
@@ -667,17 +644,16 @@ impl Group {
                 out.push(Some(Err(e)));
                 continue;
             }
-            self.counters.inc(Counter::ServerRequests);
+            if for_peer {
+                self.counters.inc(Counter::ServerRequests);
+            }
             self.counters.inc(Counter::Gets);
             let hash = self.store.hash(key);
             match self.store.get_with(key, hash, &pin, Bytes::copy_from_slice) {
                 Some(hit) => {
                     let expire = hit.expire;
                     let value = self.count_hit(hit);
-                    out.push(Some(Ok(PeerValue {
-                        value,
-                        expire_unix_nanos: expire,
-                    })));
+                    out.push(Some(Ok(make(Loaded { value, expire }))));
                 }
                 None => {
                     misses.add(i, key, hash);
@@ -687,10 +663,10 @@ impl Group {
         }
         drop(pin);
         self.counters.add(Counter::Loads, misses.unique.len() as u64);
-        let loaded = self.load_many(&misses.unique, false);
+        let loaded = self.load_many(&misses.unique, !for_peer);
         for (at, r) in misses.at.iter().zip(loaded) {
             for &i in at {
-                out[i] = Some(r.clone().map(PeerValue::from));
+                out[i] = Some(r.clone().map(&make));
             }
         }
         out.into_iter()
