@@ -71,8 +71,12 @@ check "readelf -d: soname libgroupcache.so.$so" \
 check "installed header = include/groupcache.h" cmp -s include/groupcache.h "$prefix/include/groupcache.h"
 check "installed library: no debug info, symbols kept" \
   bash -c '! readelf -S --wide "$1" | grep -q " \.debug_" && readelf --dyn-syms --wide "$1" | grep -q " cache_get$"' _ "$real"
-check "installed library: at most 5 MB ($(($(stat -c %s "$real") / 1024)) KiB)" \
-  test "$(stat -c %s "$real")" -le $((5 * 1000 * 1000))
+# Without debug info (checked above) the library is ~7.5 MB since it holds
+# the TLS (rustls, ring) and DNS (hickory) stacks; the bound catches debug
+# info or a stray dependency coming back. The wheel's own bound (5 MB,
+# compressed) is in tests/python/wheel.sh.
+check "installed library: at most 10 MB ($(($(stat -c %s "$real") / 1024)) KiB)" \
+  test "$(stat -c %s "$real")" -le $((10 * 1000 * 1000))
 
 export PKG_CONFIG_PATH="$lib/pkgconfig"
 check "pkg-config finds groupcache" pkg-config --exists groupcache
