@@ -1597,6 +1597,27 @@ enum cache_status cache_py_init(const struct cache_py_api *api, void **lookup_fn
 void *cache_lookup_view(struct cache *c, const uint8_t *key, size_t key_len);
 
 /**
+ * The zero-copy view of a value the caller owns (from cache_get,
+ * cache_lookup_value, ...), for Python: takes `v` over (it is freed, as by
+ * cache_value_free, in every case) and returns a new reference to a
+ * read-only `memoryview` (format "B") of its bytes, without a copy, held
+ * like cache_lookup_view's views: the last of the view, its slices and
+ * whatever took a buffer from it releases the value. For the loads of the
+ * Python binding's get_buffer (a miss, then cache_get), whose views are
+ * then the same as a hit's.
+ *
+ * Returns a new reference to `None` for NULL `v` or a value already freed,
+ * and when CPython fails to allocate (its exception is cleared; the value
+ * is freed). Returns NULL only before cache_py_init succeeded (`v` is
+ * then left alone). Never blocks.
+ *
+ * # Safety
+ * Called with the GIL held, after cache_py_init succeeded, from the
+ * interpreter it was given.
+ */
+void *cache_py_value_view(struct cache_value *v);
+
+/**
  * How many values the views of cache_lookup_view hold now (each
  * memoryview and its slices share one): a leak check for bindings and
  * tests. Call it with the GIL held for an exact count. Never blocks.

@@ -290,29 +290,51 @@ class _Byte(ctypes.Union):
     _fields_ = [("b", ctypes.c_ubyte)]
 
 
-_VIEW_MAX = 1 << 32
-"""Length of the array type views are cut from: values are at most
-4 GiB - 1 bytes. One type of one length, made once: a type per value
-length would be kept by ctypes' own cache of array types forever."""
+_ArrayType: Any = type(ctypes.Array)
+"""ctypes' metaclass of array types, to make them without ``_Byte * n``
+(ctypes keeps every type made that way, one per length, forever)."""
 
-_HeldBase: Any = _Byte * _VIEW_MAX
+_HELD_TYPES_MAX = 256
+"""How many array types (one per value length) _held_type keeps for
+reuse; past that it starts over. Only a cost: a type is made per
+length when missing, and lives as long as the views of its length."""
+
+_held_types: Dict[int, Any] = {}
 
 
-class _Held(_HeldBase):  # type: ignore[misc]
-    """One value the library holds for Python (a ``cache_value``, the
-    cache's own copy of the bytes), as a ctypes array at its address. The
-    views of it keep it alive: a memoryview keeps the object it was made
-    from, and a slice of a view keeps that; when the last view goes, this
-    goes and frees the value. Never itself handed out (it is writable)."""
+def _held_del(self: Any) -> None:
+    """__del__ of the array types of _held_type: frees the value."""
+    _held_free(self._value)
 
-    __slots__ = ("_value",)
 
-    def __del__(self) -> None:
-        _value_free(self._value)
+def _held_type(n: int) -> Any:
+    """The array type of exactly ``n`` bytes that ctypes views are made
+    of: one value the library holds for Python (a ``cache_value``, the
+    cache's own copy of the bytes) as a ctypes array at its address, no
+    longer than the value (a view's ``obj``, which can be viewed again,
+    never reaches past it). The views keep the array alive: a memoryview
+    keeps the object it was made from, and a slice of a view keeps that;
+    when the last view goes, the array goes and frees the value."""
+    t = _held_types.get(n)
+    if t is None:
+        if len(_held_types) >= _HELD_TYPES_MAX:
+            _held_types.clear()
+        t = _ArrayType(
+            "_Held",
+            (ctypes.Array,),
+            {"_type_": _Byte, "_length_": n, "__slots__": ("_value",), "__del__": _held_del},
+        )
+        _held_types[n] = t
+    return t
+
+
+def _held_at(data: int, n: int) -> Any:
+    """An array of ``n`` bytes at ``data`` (see _held_type)."""
+    return _held_type(n).from_address(data)
 
 
 _value_free = _lib.value_free_gil
-_held_at = _Held.from_address
+_held_free = _value_free
 _lookup_value = _lib.lookup_value
 _view_out_tls = threading.local()
 
@@ -337,13 +359,28 @@ def _view_of(value: int, data: Optional[int], n: int) -> memoryview:
     if not n or not data:
         _value_free(value)
         return memoryview(b"")
-    held = _held_at(data)
+    held = _held_at(data, n)
     held._value = value
-    return memoryview(held)[:n].toreadonly()
+    return memoryview(held).toreadonly()
 
 
-def _view_of_handle(value: int) -> memoryview:
+def _view_of_handle_ctypes(value: int) -> memoryview:
+    """A read-only view of the value ``value`` (a cache_value handle this
+    call takes over), made by ctypes."""
     return _view_of(value, _lib.cache_value_data(value), _lib.cache_value_len(value))
+
+
+def _view_of_handle_library(value: int) -> memoryview:
+    """_view_of_handle_ctypes() made by the library (cache_py_value_view):
+    the same view as a hit's."""
+    view = _value_view(value)
+    if view is None:  # CPython could not allocate (the value is freed)
+        raise MemoryError("no memory for a view of the value")
+    return view
+
+
+_value_view = _lib.cache_py_value_view
+_view_of_handle = _view_of_handle_ctypes
 
 
 _CTYPES_VIEWS_ENV = "_GROUPCACHE_CTYPES_VIEWS"
@@ -629,7 +666,9 @@ class Cache(Closable):
             k = key.encode()
         except (AttributeError, UnicodeEncodeError):
             k = encode_key(key)
-        return self._load_buffer(k, default)
+        # The builtin answers None for keys it cannot take as UTF-8 (lone
+        # surrogates): a hit of those is found by their encoded bytes.
+        return self._peek_buffer(k) or self._load_buffer(k, default)
 
     def _get_buffer_ctypes(self, key: str, default: Any = _NO_DEFAULT) -> Any:
         # get_buffer() with views made by ctypes, where the library cannot
@@ -1125,7 +1164,9 @@ def _use_library_views(on: bool) -> None:
     """Whether get_buffer's views come from the library (cache_lookup_view,
     if _init_library_views succeeded) or from ctypes: the ctypes ones are
     the fallback, switched to by tests too."""
+    global _view_of_handle
     fast = on and _library_views_off is None
+    _view_of_handle = _view_of_handle_library if fast else _view_of_handle_ctypes
     Cache.get_buffer = Cache._get_buffer_library if fast else Cache._get_buffer_ctypes  # type: ignore[method-assign]
     Cache._peek_buffer = Cache._peek_buffer_library if fast else Cache._peek_buffer_ctypes  # type: ignore[method-assign]
 

@@ -13,6 +13,8 @@
 //! [`cache_lookup_view`] wraps a hit in one of those and returns
 //! `PyMemoryView_FromObject` of it; the memoryview (and every slice of it)
 //! keeps the holder alive, and the last one to go frees it.
+//! [`cache_py_value_view`] makes the same view of a value handle the caller
+//! owns (a load's), taking its hold over.
 //!
 //! CPython ABI assumptions, all of them of non-free-threaded CPython
 //! 3.9-3.13 (the package checks the build before calling cache_py_init,
@@ -43,6 +45,7 @@ use crate::engine::reclaim;
 use super::boundary::{guard, Fallback};
 use super::cache::{cache, CACHES};
 use super::status::*;
+use super::value::{cache_value, take};
 
 /// The CPython functions (and `Py_None`) the zero-copy views are built
 /// with, as a binding hands them to cache_py_init: addresses of the
@@ -521,6 +524,36 @@ pub unsafe extern "C" fn cache_lookup_view(c: *mut cache, key: *const u8, key_le
         };
         // SAFETY: the GIL is held (the caller's promise).
         PyRet(unsafe { lookup(api, c, key) })
+    })
+    .0
+}
+
+/// The zero-copy view of a value the caller owns (from cache_get,
+/// cache_lookup_value, ...), for Python: takes `v` over (it is freed, as by
+/// cache_value_free, in every case) and returns a new reference to a
+/// read-only `memoryview` (format "B") of its bytes, without a copy, held
+/// like cache_lookup_view's views: the last of the view, its slices and
+/// whatever took a buffer from it releases the value. For the loads of the
+/// Python binding's get_buffer (a miss, then cache_get), whose views are
+/// then the same as a hit's.
+///
+/// Returns a new reference to `None` for NULL `v` or a value already freed,
+/// and when CPython fails to allocate (its exception is cleared; the value
+/// is freed). Returns NULL only before cache_py_init succeeded (`v` is
+/// then left alone). Never blocks.
+///
+/// # Safety
+/// Called with the GIL held, after cache_py_init succeeded, from the
+/// interpreter it was given.
+#[no_mangle]
+pub unsafe extern "C" fn cache_py_value_view(v: *mut cache_value) -> *mut c_void {
+    let Some(api) = API.get() else {
+        return std::ptr::null_mut();
+    };
+    guard(|| match take(v) {
+        // SAFETY: the GIL is held (the caller's promise).
+        Some(bytes) => PyRet(unsafe { view_of(api, bytes) }),
+        None => PyRet(none(api)),
     })
     .0
 }

@@ -80,6 +80,17 @@ pub(crate) fn into_c_shared(bytes: Bytes) -> Option<*mut cache_value> {
     insert(CValue { bytes, frees: 0 })
 }
 
+/// Takes the value out of its handle (which is freed, as by
+/// cache_value_free): its bytes, now the caller's; None for NULL or a
+/// freed handle.
+pub(crate) fn take(v: *mut cache_value) -> Option<Bytes> {
+    let (shard, h) = split(v);
+    let frees = VALUES[shard].get(h, &reclaim::pin()).map(|v| v.frees)?;
+    // The table's reference retires (flushed like a free, see CValue);
+    // the caller's clone is the hold from now on.
+    VALUES[shard].remove(h, frees).map(|v| v.bytes.clone())
+}
+
 fn insert(value: CValue) -> Option<*mut cache_value> {
     let shard = my_shard();
     let h = VALUES[shard].insert(Arc::new(value))?;

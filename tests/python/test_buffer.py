@@ -45,18 +45,18 @@ def live(monkeypatch: pytest.MonkeyPatch) -> Callable[[], int]:
     the module global that places them and their finalizer)."""
     made: List[int] = []
     gone: List[int] = []
-    real_at, real_del = cache_mod._held_at, cache_mod._Held.__del__
+    real_at, real_free = cache_mod._held_at, cache_mod._held_free
 
-    def at(addr: int) -> Any:
+    def at(addr: int, n: int) -> Any:
         made.append(addr)
-        return real_at(addr)
+        return real_at(addr, n)
 
-    def finalize(self: Any) -> None:
+    def finalize(value: int) -> None:
         gone.append(1)
-        real_del(self)
+        real_free(value)
 
     monkeypatch.setattr(cache_mod, "_held_at", at)
-    monkeypatch.setattr(cache_mod._Held, "__del__", finalize)
+    monkeypatch.setattr(cache_mod, "_held_free", finalize)
     gc.collect()  # views in earlier tests' garbage would go mid-test
     return lambda: _lib.cache_py_live_views() + len(made) - len(gone)
 
@@ -377,6 +377,66 @@ def test_empty_values_missing_keys_defaults_loads_and_errors(name: str, live: Ca
     with pytest.raises(groupcache.ClosedError):
         c.get_buffer("a")
     assert live() == n
+
+
+def _view_obj_is_the_value_only(c: groupcache.Cache, key: str, v: memoryview, value: bytes, views: str) -> None:
+    """What ``v.obj`` lets anyone do: view exactly the value's bytes (never
+    past them), read-only where the library made the view (the ctypes
+    fallback's is writable memory, as documented); the view itself is
+    read-only, and the cache's value stays what it was."""
+    assert v.readonly and bytes(v) == value
+    with pytest.raises(TypeError):
+        memoryview(v).cast("B")[0:1] = b"X"
+    under = memoryview(v.obj)
+    assert len(under) == under.nbytes == len(value), "view.obj reaches past the value"
+    assert bytes(under) == bytes(v.obj) == value
+    if views == "library":
+        assert type(v.obj).__name__ == "_ValueHolder" and under.readonly
+        if value:
+            with pytest.raises(TypeError):
+                under[0:1] = b"X"
+        with pytest.raises((TypeError, BufferError)):
+            ctypes.c_char.from_buffer(v.obj)
+    assert c.get(key) == value and bytes(c.get_buffer(key)) == value
+
+
+def test_view_obj_of_hits_misses_async_and_surrogate_keys(name: str, views: str) -> None:
+    """Every way get_buffer and aget_buffer answer (a hit, a load, an empty
+    value, a key with a lone surrogate) gives the same kind of view: on
+    library views its obj is the library's read-only holder (loads and
+    surrogate keys included), and in the fallback an array of exactly the
+    value's length (was: a writable 4 GiB array, whose bytes() crashed)."""
+    c = groupcache.Cache(name, loader=lambda k: b"loaded:" + k.encode("utf-8", "surrogateescape"))
+    c.set("hit", b"hello world")
+    c.set("empty", b"")
+    c["k\udcff"] = b"surrogate key"
+    _view_obj_is_the_value_only(c, "hit", c.get_buffer("hit"), b"hello world", views)
+    _view_obj_is_the_value_only(c, "miss", c.get_buffer("miss"), b"loaded:miss", views)
+    _view_obj_is_the_value_only(c, "empty", c.get_buffer("empty"), b"", views)
+    _view_obj_is_the_value_only(c, "k\udcff", c.get_buffer("k\udcff"), b"surrogate key", views)
+    _view_obj_is_the_value_only(c, "\udc80", c.get_buffer("\udc80"), b"loaded:\x80", views)
+
+    async def main() -> None:
+        _view_obj_is_the_value_only(c, "amiss", await c.aget_buffer("amiss"), b"loaded:amiss", views)
+        _view_obj_is_the_value_only(c, "amiss", await c.aget_buffer("amiss"), b"loaded:amiss", views)
+        _view_obj_is_the_value_only(c, "k\udcff", await c.aget_buffer("k\udcff"), b"surrogate key", views)
+
+    asyncio.run(main())
+
+
+def test_the_fallback_makes_one_array_type_per_length_and_keeps_few(name: str) -> None:
+    """The ctypes views are arrays of exactly the value's length, of types
+    made by the package (not ``c_ubyte * n``, which ctypes keeps forever),
+    of which it keeps a bounded number."""
+    cache_mod._use_library_views(False)
+    c = groupcache.Cache(name, max_bytes=1 << 20)
+    n = cache_mod._HELD_TYPES_MAX + 50
+    for i in range(1, n + 1):
+        c.set("k", b"x" * i)
+        v = c.get_buffer("k")
+        assert len(memoryview(v.obj)) == i and bytes(v.obj) == b"x" * i
+        assert len(cache_mod._held_types) <= cache_mod._HELD_TYPES_MAX
+    assert type(v.obj) is cache_mod._held_types[n] and type(v.obj).__mro__[1] is ctypes.Array
 
 
 def test_a_set_only_cache_and_keys_loaded_by_get(name: str) -> None:
