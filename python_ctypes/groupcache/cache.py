@@ -340,16 +340,25 @@ _view_out_tls = threading.local()
 
 
 def _new_view_out() -> Any:
-    """This thread's cache_value_view for cache_lookup_value to write into
-    (per thread: another thread may run between the call and the reads),
-    as (the pointer argument, a view of its two words, the struct)."""
+    """A cache_value_view for cache_lookup_value to write into, as (the
+    pointer argument, a view of its two words, the struct)."""
     out = _lib.CacheValueView()
-    t = (
+    return (
         ctypes.c_void_p.from_param(ctypes.addressof(out)),
         memoryview(out).cast("B").cast("Q"),
         out,
     )
-    _view_out_tls.out = t
+
+
+def _take_view_out() -> Any:
+    """This thread's cache_value_view (_new_view_out), taken out of its
+    slot until _view_out_tls.out is set back to it: kept per thread (another
+    thread may run between the call and the reads) and out of reach during
+    the call, so that a get_buffer re-entered on this thread between the
+    call and the reads (a signal handler, a finalizer run by the GC) makes
+    its own instead of overwriting this one."""
+    t = getattr(_view_out_tls, "out", None) or _new_view_out()
+    _view_out_tls.out = None
     return t
 
 
@@ -677,19 +686,18 @@ class Cache(Closable):
             k = key.encode()
         except (AttributeError, UnicodeEncodeError):
             k = encode_key(key)
-        try:
-            arg, out, _ = _view_out_tls.out
-        except AttributeError:
-            arg, out, _ = _new_view_out()
+        t = _take_view_out()
         # One foreign call, GIL kept: the value's handle (and its data and
         # length in *out) on a hit, None otherwise (a miss, a closed cache).
-        # (A signal raised between this call and _view_of would leak this
-        # one value: a window of a few bytecodes, which no handler can
-        # reach usefully; the miss path below cleans up after itself.)
-        value = _lookup_value(self._harg, k, len(k), arg)
+        # (An exception raised by a signal handler between this call and
+        # _view_of would leak this one value: a window of a few bytecodes;
+        # the miss path below cleans up after itself.)
+        value = _lookup_value(self._harg, k, len(k), t[0])
         if value:
-            data, n = out
+            data, n = t[1]
+            _view_out_tls.out = t
             return _view_of(value, data, n)
+        _view_out_tls.out = t
         return self._load_buffer(k, default)
 
     _get_buffer_library = get_buffer
@@ -703,14 +711,13 @@ class Cache(Closable):
 
     def _peek_buffer_ctypes(self, k: bytes) -> Optional[memoryview]:
         """_peek_buffer() with a view made by ctypes."""
-        try:
-            arg, out, _ = _view_out_tls.out
-        except AttributeError:
-            arg, out, _ = _new_view_out()
-        value = _lookup_value(self._harg, k, len(k), arg)
+        t = _take_view_out()
+        value = _lookup_value(self._harg, k, len(k), t[0])
         if value:
-            data, n = out
+            data, n = t[1]
+            _view_out_tls.out = t
             return _view_of(value, data, n)
+        _view_out_tls.out = t
         return None
 
     def _load_buffer(self, k: bytes, default: Any) -> Any:

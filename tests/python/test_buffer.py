@@ -439,6 +439,46 @@ def test_the_fallback_makes_one_array_type_per_length_and_keeps_few(name: str) -
     assert type(v.obj) is cache_mod._held_types[n] and type(v.obj).__mro__[1] is ctypes.Array
 
 
+def test_a_get_buffer_reentered_between_the_lookup_and_its_reads(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ctypes path reads the value's data and length back from a
+    per-thread struct after its lookup call: a get_buffer re-entered on the
+    same thread right then (a signal handler, a GC finalizer: here, forced
+    after every lookup call) must not overwrite it (it did, and the outer
+    view then showed the inner value, freed under it: /tmp/rz/sig3.py under
+    ASan)."""
+    cache_mod._use_library_views(False)
+    c = groupcache.Cache(name, max_bytes=1 << 20)
+    c.set("main", b"M" * 64)
+    real = cache_mod._lookup_value
+    depth = [0]
+    reentered = [0]
+
+    def lookup_then_reenter(*args: Any) -> Any:
+        value = real(*args)
+        if depth[0] == 0:
+            depth[0] += 1
+            try:
+                c.set("other", b"O" * 4096)
+                w = c.get_buffer("other")
+                c.remove("other")  # the view holds the entry's last hold
+                assert bytes(w) == b"O" * 4096
+                del w
+                reentered[0] += 1
+            finally:
+                depth[0] -= 1
+        return value
+
+    monkeypatch.setattr(cache_mod, "_lookup_value", lookup_then_reenter)
+    for _ in range(3):
+        v = c.get_buffer("main")
+        assert len(v) == 64 and bytes(v) == b"M" * 64
+        p = c._peek_buffer(b"main")
+        assert p is not None and bytes(p) == b"M" * 64
+    assert reentered[0] == 6
+
+
 def test_a_set_only_cache_and_keys_loaded_by_get(name: str) -> None:
     c = groupcache.Cache(name)
     with pytest.raises(KeyError):
