@@ -416,7 +416,8 @@ typedef struct cache_py_api {
   ptrdiff_t object_size;
   /**
    * `Py_TPFLAGS_*` for the type: at least `Py_TPFLAGS_DEFAULT`; from 3.10
-   * on also `Py_TPFLAGS_DISALLOW_INSTANTIATION | Py_TPFLAGS_IMMUTABLETYPE`.
+   * on also `Py_TPFLAGS_DISALLOW_INSTANTIATION | Py_TPFLAGS_IMMUTABLETYPE`;
+   * no other bit (cache_py_init refuses them).
    */
   unsigned int type_flags;
   /**
@@ -1558,7 +1559,9 @@ ptrdiff_t cache_values_alloc(struct cache_value **values,
  * Returns CACHE_OK, also when already initialized (the first call's
  * functions stay); CACHE_INVALID_ARGUMENT for NULL `api`, a `size`
  * smaller than this library's struct, a NULL function or `none`, or an
- * `object_size` that is not a positive multiple of the pointer size, and
+ * `object_size` that is not a positive multiple of the pointer size,
+ * `type_flags` with a bit other than `Py_TPFLAGS_DEFAULT`,
+ * `Py_TPFLAGS_DISALLOW_INSTANTIATION` and `Py_TPFLAGS_IMMUTABLETYPE`, and
  * also when CPython refuses the type (`PyType_FromSpec` failed; its
  * Python exception is cleared) or ignores its buffer slot (CPython
  * before 3.9), or the builtin cannot be made; cache_last_error says

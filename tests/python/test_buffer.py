@@ -145,10 +145,23 @@ NO_SLOT = ctypes.PYFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int)(lamb
 refused(spec(type_get_slot=ctypes.cast(NO_SLOT, ctypes.c_void_p).value), "ignores buffer slots")
 NO_FN = ctypes.PYFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)(lambda *a: None)
 refused(spec(cfunction_new=ctypes.cast(NO_FN, ctypes.c_void_p).value), "PyCFunction_NewEx failed")
-# Still the fallback, still working; then a good init switches over.
+flags = spec().type_flags
+refused(spec(type_flags=flags | 1 << 10), "type_flags")  # BASETYPE
+refused(spec(type_flags=flags | 1 << 14), "type_flags")  # HAVE_GC
+# Still the fallback, still working; then a good init switches over, with
+# a PyUnicode_AsUTF8AndSize that counts its calls (lookup_view must not
+# call it once PyLong_AsVoidPtr failed, with that exception still set).
 assert c.get_buffer("k") == b"fallback"
+real_utf8 = api.PyUnicode_AsUTF8AndSize
+real_utf8.restype = ctypes.c_void_p
+real_utf8.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+utf8_calls = []
+def utf8(o, size):
+    utf8_calls.append(1)
+    return real_utf8(o, size)
+UTF8 = ctypes.PYFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)(utf8)
 fn = ctypes.c_void_p()
-assert _lib.cache_py_init(ctypes.byref(spec()), None) == 0
+assert _lib.cache_py_init(ctypes.byref(spec(unicode_as_utf8_and_size=ctypes.cast(UTF8, ctypes.c_void_p).value)), None) == 0
 assert _lib.cache_py_init(None, ctypes.byref(fn)) == 0, "initialized: OK, the first call's functions stay"
 view = ctypes.cast(fn, ctypes.py_object).value
 assert view.__name__ == "lookup_view" and "get_buffer" in view.__doc__
@@ -162,7 +175,10 @@ assert _lib.cache_py_live_views() == 0
 c["k\udcff"] = b"s"
 for args in [(h, "nope"), (h, b"k"), (h, "k\udcff"), ("h", "k"), (None, "k"), (0, "k"), (h,), (h, "k", 1), ()]:
     assert view(*args) is None, args
-assert view(h, "k") == b"fallback"
+assert view(h, "k") == b"fallback" and utf8_calls
+del utf8_calls[:]
+for args in [("h", "k"), (None, "k"), (1.5, "k"), (1 << 80, "k")]:
+    assert view(*args) is None and not utf8_calls, (args, utf8_calls)
 w = _lib.cache_lookup_view(_lib.handle_arg(c._handle), b"k", 1)
 assert w == b"fallback" and type(w.obj).__name__ == "_ValueHolder" and _lib.cache_py_live_views() == 1
 del w
