@@ -478,6 +478,11 @@ _WAIT_SLICE_MS = 100
 """How long the main thread waits on another thread's load between two
 chances for a signal handler (Ctrl-C) to run."""
 
+_str_encode = str.encode
+"""UTF-8 of a key, the str's own, never a subclass's encode() (which the
+library's view builtin and ``"\\0".join`` do not call either): one key
+whatever the path. Not a str: TypeError, which encode_key words."""
+
 _NO_DEFAULT: Any = object()
 """get()'s "no default given"."""
 
@@ -628,8 +633,8 @@ class Cache(Closable):
         (``KeyboardInterrupt``; the load goes on for its other callers).
         """
         try:
-            k = key.encode()
-        except (AttributeError, UnicodeEncodeError):
+            k = _str_encode(key)
+        except (TypeError, UnicodeEncodeError):
             k = encode_key(key)
         # One foreign call, GIL kept: a new bytes on a hit, b"" otherwise
         # (a miss, an empty value, a closed cache), which _load sorts out.
@@ -639,8 +644,8 @@ class Cache(Closable):
 
     def _get_explicit_alloc(self, key: str, default: Any = _NO_DEFAULT) -> Any:
         try:
-            k = key.encode()
-        except (AttributeError, UnicodeEncodeError):
+            k = _str_encode(key)
+        except (TypeError, UnicodeEncodeError):
             k = encode_key(key)
         return _lookup(self._harg, k, len(k), _ALLOC) or (
             self._load(k) if default is _NO_DEFAULT else self._load_or(k, default)
@@ -672,8 +677,8 @@ class Cache(Closable):
 
     def _get_buffer_miss(self, key: str, default: Any) -> Any:
         try:
-            k = key.encode()
-        except (AttributeError, UnicodeEncodeError):
+            k = _str_encode(key)
+        except (TypeError, UnicodeEncodeError):
             k = encode_key(key)
         # The builtin answers None for keys it cannot take as UTF-8 (lone
         # surrogates): a hit of those is found by their encoded bytes.
@@ -683,8 +688,8 @@ class Cache(Closable):
         # get_buffer() with views made by ctypes, where the library cannot
         # make them (see _init_library_views); its docstring is get_buffer's.
         try:
-            k = key.encode()
-        except (AttributeError, UnicodeEncodeError):
+            k = _str_encode(key)
+        except (TypeError, UnicodeEncodeError):
             k = encode_key(key)
         t = _take_view_out()
         # One foreign call, GIL kept: the value's handle (and its data and
@@ -733,8 +738,8 @@ class Cache(Closable):
         """``cache[key]``: get() without a default (``KeyError`` when the
         key does not exist)."""
         try:
-            k = key.encode()
-        except (AttributeError, UnicodeEncodeError):
+            k = _str_encode(key)
+        except (TypeError, UnicodeEncodeError):
             k = encode_key(key)
         return _lookup(self._harg, k, len(k), _ALLOC) or self._load(k)
 
@@ -838,8 +843,8 @@ class Cache(Closable):
         h = self._harg
         for key in keys:
             try:
-                k = key.encode()
-            except (AttributeError, UnicodeEncodeError):
+                k = _str_encode(key)
+            except (TypeError, UnicodeEncodeError):
                 k = encode_key(key)
             v = _lookup(h, k, len(k), _ALLOC)
             if v:
@@ -978,8 +983,8 @@ class Cache(Closable):
         loop. Concurrent agets of one key in one loop share one load; loads
         of different keys run concurrently."""
         try:
-            k = key.encode()
-        except (AttributeError, UnicodeEncodeError):
+            k = _str_encode(key)
+        except (TypeError, UnicodeEncodeError):
             k = encode_key(key)
         v = _lookup(self._harg, k, len(k), _ALLOC)
         if v:
@@ -1012,8 +1017,8 @@ class Cache(Closable):
         a worker thread (see ``LOAD_THREADS``) without blocking the event
         loop. Each call gets a view of its own."""
         try:
-            k = key.encode()
-        except (AttributeError, UnicodeEncodeError):
+            k = _str_encode(key)
+        except (TypeError, UnicodeEncodeError):
             k = encode_key(key)
         view = self._peek_buffer(k)
         if view is not None:

@@ -536,6 +536,37 @@ def test_the_last_hold_on_a_removed_entry_frees_it_at_once(name: str, hold: str)
     assert released > 40 * mb, "freeing the last holds of 50 MB released %d bytes" % released
 
 
+class _OddStr(str):
+    """A str whose encode() lies: keys are the str's own UTF-8 on every
+    path (the view builtin reads it directly), never this."""
+
+    def encode(self, *args: Any, **kwargs: Any) -> bytes:
+        return b"other"
+
+
+def test_a_str_subclass_key_is_its_own_utf8_on_every_path(name: str) -> None:
+    loaded: List[str] = []
+
+    def loader(key: str) -> bytes:
+        loaded.append(key)
+        return b"loaded:" + str.encode(key)
+
+    c = groupcache.Cache(name, loader=loader)
+    c.set("k", b"v" * 100)
+    c.set("other", b"OTHER")
+    k = _OddStr("k")
+    assert bytes(c.get_buffer(k)) == c.get(k) == c[k] == b"v" * 100
+    assert k in c and c.get_many([k]) == {"k": b"v" * 100}
+    assert c.get(_OddStr("miss")) == b"loaded:miss" and bytes(c.get_buffer(_OddStr("miss"))) == b"loaded:miss"
+    assert bytes(c.get_buffer(_OddStr("miss2"))) == b"loaded:miss2" and c.get(_OddStr("miss2")) == b"loaded:miss2"
+
+    async def main() -> None:
+        assert await c.aget(k) == b"v" * 100 and bytes(await c.aget_buffer(k)) == b"v" * 100
+
+    asyncio.run(main())
+    assert "other" not in loaded
+
+
 def test_a_set_only_cache_and_keys_loaded_by_get(name: str) -> None:
     c = groupcache.Cache(name)
     with pytest.raises(KeyError):
