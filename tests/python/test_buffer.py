@@ -161,7 +161,8 @@ def utf8(o, size):
     return real_utf8(o, size)
 UTF8 = ctypes.PYFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)(utf8)
 fn = ctypes.c_void_p()
-assert _lib.cache_py_init(ctypes.byref(spec(unicode_as_utf8_and_size=ctypes.cast(UTF8, ctypes.c_void_p).value)), None) == 0
+counting = spec(unicode_as_utf8_and_size=ctypes.cast(UTF8, ctypes.c_void_p).value)
+assert _lib.cache_py_init(ctypes.byref(counting), None) == 0
 assert _lib.cache_py_init(None, ctypes.byref(fn)) == 0, "initialized: OK, the first call's functions stay"
 view = ctypes.cast(fn, ctypes.py_object).value
 assert view.__name__ == "lookup_view" and "get_buffer" in view.__doc__
