@@ -415,6 +415,8 @@ def _init_library_views() -> Optional[str]:
         return "a free-threaded CPython"
     if sys.version_info < (3, 9):  # pragma: no cover - requires-python is 3.9
         return "CPython before 3.9 ignores buffer slots of PyType_FromSpec"
+    if not _in_main_interpreter():
+        return "a subinterpreter (the views' type and builtin are the main interpreter's)"
     try:
         spec = _py_api()
     except AttributeError as e:  # pragma: no cover - all are public API
@@ -424,6 +426,18 @@ def _init_library_views() -> Optional[str]:
         return "cache_py_init: %s" % _lib._last_error()
     _view_fn = ctypes.cast(fn, ctypes.py_object).value
     return None
+
+
+def _in_main_interpreter() -> bool:
+    """Whether this is the main interpreter: the library makes its view
+    type and builtin once per process, with the functions and objects of
+    the interpreter that asked first, so only the main interpreter may use
+    them (a subinterpreter gets the ctypes views). PyInterpreterState_Get
+    and PyInterpreterState_Main are public on CPython 3.9+."""
+    proto = ctypes.PYFUNCTYPE(ctypes.c_void_p)
+    current = proto(("PyInterpreterState_Get", ctypes.pythonapi))()
+    main = proto(("PyInterpreterState_Main", ctypes.pythonapi))()
+    return bool(current) and current == main
 
 
 def _py_api() -> Any:

@@ -198,6 +198,52 @@ def test_a_failed_init_falls_back_to_ctypes_views() -> None:
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-3000:]
 
 
+_CHILD_SUBINTERPRETER = r"""
+import _testcapi, sys
+SUB = "import sys; sys.path[:0] = %r\n" % (sys.path[:2],) + '''
+import groupcache
+from groupcache import cache
+assert "subinterpreter" in str(cache._library_views_off), cache._library_views_off
+c = groupcache.Cache("sub")
+c.set("k", b"sub value")
+v = c.get_buffer("k")
+assert v == b"sub value" and type(v.obj).__name__ == "_Held", type(v.obj)
+'''
+FIRST = sys.argv[1] == "sub-first"
+if FIRST:
+    assert _testcapi.run_in_subinterp(SUB) == 0
+import groupcache
+from groupcache import _lib, cache
+assert cache._library_views_off is None, cache._library_views_off
+if not FIRST:
+    assert _testcapi.run_in_subinterp(SUB) == 0
+c = groupcache.Cache("main")
+c.set("k", b"main value")
+v = c.get_buffer("k")
+assert v == b"main value" and type(v.obj).__name__ == "_ValueHolder" and _lib.cache_py_live_views() == 1
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("order", ["sub-first", "main-first"])
+def test_subinterpreters_get_the_ctypes_views(order: str, prelude: str) -> None:
+    """The library's view type and builtin belong to the interpreter that
+    initialized them: a subinterpreter uses the ctypes views, whether it
+    imports the package before the main interpreter (which still gets the
+    library's) or after. (run_in_subinterp returns 0 even when the code
+    raised: the subinterpreter's own asserts print to stderr, checked.)"""
+    r = subprocess.run(
+        [sys.executable, "-c", prelude + _CHILD_SUBINTERPRETER, order],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0 and r.stdout.strip() == "ok" and "Error" not in r.stderr, (
+        r.stdout[-2000:],
+        r.stderr[-3000:],
+    )
+
+
 def test_a_view_is_the_value_read_only_and_sliceable(name: str) -> None:
     c = groupcache.Cache(name)
     c.set("k", b"hello, world")
