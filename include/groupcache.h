@@ -416,7 +416,8 @@ typedef struct cache_py_api {
   ptrdiff_t object_size;
   /**
    * `Py_TPFLAGS_*` for the type: at least `Py_TPFLAGS_DEFAULT`; from 3.10
-   * on also `Py_TPFLAGS_DISALLOW_INSTANTIATION | Py_TPFLAGS_IMMUTABLETYPE`.
+   * on also `Py_TPFLAGS_DISALLOW_INSTANTIATION | Py_TPFLAGS_IMMUTABLETYPE`;
+   * no other bit (cache_py_init refuses them).
    */
   unsigned int type_flags;
   /**
@@ -1558,7 +1559,9 @@ ptrdiff_t cache_values_alloc(struct cache_value **values,
  * Returns CACHE_OK, also when already initialized (the first call's
  * functions stay); CACHE_INVALID_ARGUMENT for NULL `api`, a `size`
  * smaller than this library's struct, a NULL function or `none`, or an
- * `object_size` that is not a positive multiple of the pointer size, and
+ * `object_size` that is not a positive multiple of the pointer size,
+ * `type_flags` with a bit other than `Py_TPFLAGS_DEFAULT`,
+ * `Py_TPFLAGS_DISALLOW_INSTANTIATION` and `Py_TPFLAGS_IMMUTABLETYPE`, and
  * also when CPython refuses the type (`PyType_FromSpec` failed; its
  * Python exception is cleared) or ignores its buffer slot (CPython
  * before 3.9), or the builtin cannot be made; cache_last_error says
@@ -1595,6 +1598,27 @@ enum cache_status cache_py_init(const struct cache_py_api *api, void **lookup_fn
  * is NULL with `key_len` 0).
  */
 void *cache_lookup_view(struct cache *c, const uint8_t *key, size_t key_len);
+
+/**
+ * The zero-copy view of a value the caller owns (from cache_get,
+ * cache_lookup_value, ...), for Python: takes `v` over (it is freed, as by
+ * cache_value_free, in every case) and returns a new reference to a
+ * read-only `memoryview` (format "B") of its bytes, without a copy, held
+ * like cache_lookup_view's views: the last of the view, its slices and
+ * whatever took a buffer from it releases the value. For the loads of the
+ * Python binding's get_buffer (a miss, then cache_get), whose views are
+ * then the same as a hit's.
+ *
+ * Returns a new reference to `None` for NULL `v` or a value already freed,
+ * and when CPython fails to allocate (its exception is cleared; the value
+ * is freed). Returns NULL only before cache_py_init succeeded (`v` is
+ * then left alone). Never blocks.
+ *
+ * # Safety
+ * Called with the GIL held, after cache_py_init succeeded, from the
+ * interpreter it was given.
+ */
+void *cache_py_value_view(struct cache_value *v);
 
 /**
  * How many values the views of cache_lookup_view hold now (each

@@ -10,7 +10,9 @@ def encode_key(key: object, wrong_type: str = "keys are str") -> bytes:
     surrogates cannot be sent (``UnicodeEncodeError``). Anything but a str
     is a ``TypeError`` saying ``wrong_type``."""
     if isinstance(key, str):
-        return key.encode("utf-8", "surrogateescape")
+        # str.encode, not key.encode: a subclass's override would make a
+        # key other than the one the library's fast paths see.
+        return str.encode(key, "utf-8", "surrogateescape")
     raise TypeError("%s, not %s" % (wrong_type, type(key).__name__))
 
 

@@ -579,6 +579,14 @@ cache_lookup_view: Callable[[Any, bytes, int], Optional[memoryview]] = _pydll.ca
 cache_lookup_view.restype = ctypes.py_object  # type: ignore[attr-defined]
 lookup_view = cache_lookup_view
 
+# cache_py_value_view(cache_value *v): the same view of a value this
+# process owns (a load's, from cache_get), taking the handle over; through
+# PyDLL (it builds the memoryview). None for a freed handle or when CPython
+# could not allocate; only called once cache_py_init succeeded.
+cache_py_value_view: Callable[[Optional[int]], Optional[memoryview]] = _pydll.cache_py_value_view
+cache_py_value_view.argtypes = [c_void_p]  # type: ignore[attr-defined]
+cache_py_value_view.restype = ctypes.py_object  # type: ignore[attr-defined]
+
 
 # Values held by cache_lookup_view's memoryviews now (a leak check);
 # through PyDLL: with the GIL kept, no view can go during the call.

@@ -290,44 +290,75 @@ class _Byte(ctypes.Union):
     _fields_ = [("b", ctypes.c_ubyte)]
 
 
-_VIEW_MAX = 1 << 32
-"""Length of the array type views are cut from: values are at most
-4 GiB - 1 bytes. One type of one length, made once: a type per value
-length would be kept by ctypes' own cache of array types forever."""
+_ArrayType: Any = type(ctypes.Array)
+"""ctypes' metaclass of array types, to make them without ``_Byte * n``
+(ctypes keeps every type made that way, one per length, forever)."""
 
-_HeldBase: Any = _Byte * _VIEW_MAX
+_HELD_TYPES_MAX = 256
+"""How many array types (one per value length) _held_type keeps for
+reuse; past that it starts over. Only a cost: a type is made per
+length when missing, and lives as long as the views of its length."""
+
+_held_types: Dict[int, Any] = {}
 
 
-class _Held(_HeldBase):  # type: ignore[misc]
-    """One value the library holds for Python (a ``cache_value``, the
-    cache's own copy of the bytes), as a ctypes array at its address. The
-    views of it keep it alive: a memoryview keeps the object it was made
-    from, and a slice of a view keeps that; when the last view goes, this
-    goes and frees the value. Never itself handed out (it is writable)."""
+def _held_del(self: Any) -> None:
+    """__del__ of the array types of _held_type: frees the value."""
+    _held_free(self._value)
 
-    __slots__ = ("_value",)
 
-    def __del__(self) -> None:
-        _value_free(self._value)
+def _held_type(n: int) -> Any:
+    """The array type of exactly ``n`` bytes that ctypes views are made
+    of: one value the library holds for Python (a ``cache_value``, the
+    cache's own copy of the bytes) as a ctypes array at its address, no
+    longer than the value (a view's ``obj``, which can be viewed again,
+    never reaches past it). The views keep the array alive: a memoryview
+    keeps the object it was made from, and a slice of a view keeps that;
+    when the last view goes, the array goes and frees the value."""
+    t = _held_types.get(n)
+    if t is None:
+        if len(_held_types) >= _HELD_TYPES_MAX:
+            _held_types.clear()
+        t = _ArrayType(
+            "_Held",
+            (ctypes.Array,),
+            {"_type_": _Byte, "_length_": n, "__slots__": ("_value",), "__del__": _held_del},
+        )
+        _held_types[n] = t
+    return t
+
+
+def _held_at(data: int, n: int) -> Any:
+    """An array of ``n`` bytes at ``data`` (see _held_type)."""
+    return _held_type(n).from_address(data)
 
 
 _value_free = _lib.value_free_gil
-_held_at = _Held.from_address
+_held_free = _value_free
 _lookup_value = _lib.lookup_value
 _view_out_tls = threading.local()
 
 
 def _new_view_out() -> Any:
-    """This thread's cache_value_view for cache_lookup_value to write into
-    (per thread: another thread may run between the call and the reads),
-    as (the pointer argument, a view of its two words, the struct)."""
+    """A cache_value_view for cache_lookup_value to write into, as (the
+    pointer argument, a view of its two words, the struct)."""
     out = _lib.CacheValueView()
-    t = (
+    return (
         ctypes.c_void_p.from_param(ctypes.addressof(out)),
         memoryview(out).cast("B").cast("Q"),
         out,
     )
-    _view_out_tls.out = t
+
+
+def _take_view_out() -> Any:
+    """This thread's cache_value_view (_new_view_out), taken out of its
+    slot until _view_out_tls.out is set back to it: kept per thread (another
+    thread may run between the call and the reads) and out of reach during
+    the call, so that a get_buffer re-entered on this thread between the
+    call and the reads (a signal handler, a finalizer run by the GC) makes
+    its own instead of overwriting this one."""
+    t = getattr(_view_out_tls, "out", None) or _new_view_out()
+    _view_out_tls.out = None
     return t
 
 
@@ -337,13 +368,28 @@ def _view_of(value: int, data: Optional[int], n: int) -> memoryview:
     if not n or not data:
         _value_free(value)
         return memoryview(b"")
-    held = _held_at(data)
+    held = _held_at(data, n)
     held._value = value
-    return memoryview(held)[:n].toreadonly()
+    return memoryview(held).toreadonly()
 
 
-def _view_of_handle(value: int) -> memoryview:
+def _view_of_handle_ctypes(value: int) -> memoryview:
+    """A read-only view of the value ``value`` (a cache_value handle this
+    call takes over), made by ctypes."""
     return _view_of(value, _lib.cache_value_data(value), _lib.cache_value_len(value))
+
+
+def _view_of_handle_library(value: int) -> memoryview:
+    """_view_of_handle_ctypes() made by the library (cache_py_value_view):
+    the same view as a hit's."""
+    view = _value_view(value)
+    if view is None:  # CPython could not allocate (the value is freed)
+        raise MemoryError("no memory for a view of the value")
+    return view
+
+
+_value_view = _lib.cache_py_value_view
+_view_of_handle = _view_of_handle_ctypes
 
 
 _CTYPES_VIEWS_ENV = "_GROUPCACHE_CTYPES_VIEWS"
@@ -369,6 +415,8 @@ def _init_library_views() -> Optional[str]:
         return "a free-threaded CPython"
     if sys.version_info < (3, 9):  # pragma: no cover - requires-python is 3.9
         return "CPython before 3.9 ignores buffer slots of PyType_FromSpec"
+    if not _in_main_interpreter():
+        return "a subinterpreter (the views' type and builtin are the main interpreter's)"
     try:
         spec = _py_api()
     except AttributeError as e:  # pragma: no cover - all are public API
@@ -378,6 +426,18 @@ def _init_library_views() -> Optional[str]:
         return "cache_py_init: %s" % _lib._last_error()
     _view_fn = ctypes.cast(fn, ctypes.py_object).value
     return None
+
+
+def _in_main_interpreter() -> bool:
+    """Whether this is the main interpreter: the library makes its view
+    type and builtin once per process, with the functions and objects of
+    the interpreter that asked first, so only the main interpreter may use
+    them (a subinterpreter gets the ctypes views). PyInterpreterState_Get
+    and PyInterpreterState_Main are public on CPython 3.9+."""
+    proto = ctypes.PYFUNCTYPE(ctypes.c_void_p)
+    current = proto(("PyInterpreterState_Get", ctypes.pythonapi))()
+    main = proto(("PyInterpreterState_Main", ctypes.pythonapi))()
+    return bool(current) and current == main
 
 
 def _py_api() -> Any:
@@ -431,6 +491,11 @@ def _free_load_result(fut: "asyncio.Future[int]") -> None:
 _WAIT_SLICE_MS = 100
 """How long the main thread waits on another thread's load between two
 chances for a signal handler (Ctrl-C) to run."""
+
+_str_encode = str.encode
+"""UTF-8 of a key, the str's own, never a subclass's encode() (which the
+library's view builtin and ``"\\0".join`` do not call either): one key
+whatever the path. Not a str: TypeError, which encode_key words."""
 
 _NO_DEFAULT: Any = object()
 """get()'s "no default given"."""
@@ -582,8 +647,8 @@ class Cache(Closable):
         (``KeyboardInterrupt``; the load goes on for its other callers).
         """
         try:
-            k = key.encode()
-        except (AttributeError, UnicodeEncodeError):
+            k = _str_encode(key)
+        except (TypeError, UnicodeEncodeError):
             k = encode_key(key)
         # One foreign call, GIL kept: a new bytes on a hit, b"" otherwise
         # (a miss, an empty value, a closed cache), which _load sorts out.
@@ -593,8 +658,8 @@ class Cache(Closable):
 
     def _get_explicit_alloc(self, key: str, default: Any = _NO_DEFAULT) -> Any:
         try:
-            k = key.encode()
-        except (AttributeError, UnicodeEncodeError):
+            k = _str_encode(key)
+        except (TypeError, UnicodeEncodeError):
             k = encode_key(key)
         return _lookup(self._harg, k, len(k), _ALLOC) or (
             self._load(k) if default is _NO_DEFAULT else self._load_or(k, default)
@@ -626,31 +691,32 @@ class Cache(Closable):
 
     def _get_buffer_miss(self, key: str, default: Any) -> Any:
         try:
-            k = key.encode()
-        except (AttributeError, UnicodeEncodeError):
+            k = _str_encode(key)
+        except (TypeError, UnicodeEncodeError):
             k = encode_key(key)
-        return self._load_buffer(k, default)
+        # The builtin answers None for keys it cannot take as UTF-8 (lone
+        # surrogates): a hit of those is found by their encoded bytes.
+        return self._peek_buffer(k) or self._load_buffer(k, default)
 
     def _get_buffer_ctypes(self, key: str, default: Any = _NO_DEFAULT) -> Any:
         # get_buffer() with views made by ctypes, where the library cannot
         # make them (see _init_library_views); its docstring is get_buffer's.
         try:
-            k = key.encode()
-        except (AttributeError, UnicodeEncodeError):
+            k = _str_encode(key)
+        except (TypeError, UnicodeEncodeError):
             k = encode_key(key)
-        try:
-            arg, out, _ = _view_out_tls.out
-        except AttributeError:
-            arg, out, _ = _new_view_out()
+        t = _take_view_out()
         # One foreign call, GIL kept: the value's handle (and its data and
         # length in *out) on a hit, None otherwise (a miss, a closed cache).
-        # (A signal raised between this call and _view_of would leak this
-        # one value: a window of a few bytecodes, which no handler can
-        # reach usefully; the miss path below cleans up after itself.)
-        value = _lookup_value(self._harg, k, len(k), arg)
+        # (An exception raised by a signal handler between this call and
+        # _view_of would leak this one value: a window of a few bytecodes;
+        # the miss path below cleans up after itself.)
+        value = _lookup_value(self._harg, k, len(k), t[0])
         if value:
-            data, n = out
+            data, n = t[1]
+            _view_out_tls.out = t
             return _view_of(value, data, n)
+        _view_out_tls.out = t
         return self._load_buffer(k, default)
 
     _get_buffer_library = get_buffer
@@ -664,14 +730,13 @@ class Cache(Closable):
 
     def _peek_buffer_ctypes(self, k: bytes) -> Optional[memoryview]:
         """_peek_buffer() with a view made by ctypes."""
-        try:
-            arg, out, _ = _view_out_tls.out
-        except AttributeError:
-            arg, out, _ = _new_view_out()
-        value = _lookup_value(self._harg, k, len(k), arg)
+        t = _take_view_out()
+        value = _lookup_value(self._harg, k, len(k), t[0])
         if value:
-            data, n = out
+            data, n = t[1]
+            _view_out_tls.out = t
             return _view_of(value, data, n)
+        _view_out_tls.out = t
         return None
 
     def _load_buffer(self, k: bytes, default: Any) -> Any:
@@ -687,8 +752,8 @@ class Cache(Closable):
         """``cache[key]``: get() without a default (``KeyError`` when the
         key does not exist)."""
         try:
-            k = key.encode()
-        except (AttributeError, UnicodeEncodeError):
+            k = _str_encode(key)
+        except (TypeError, UnicodeEncodeError):
             k = encode_key(key)
         return _lookup(self._harg, k, len(k), _ALLOC) or self._load(k)
 
@@ -792,8 +857,8 @@ class Cache(Closable):
         h = self._harg
         for key in keys:
             try:
-                k = key.encode()
-            except (AttributeError, UnicodeEncodeError):
+                k = _str_encode(key)
+            except (TypeError, UnicodeEncodeError):
                 k = encode_key(key)
             v = _lookup(h, k, len(k), _ALLOC)
             if v:
@@ -932,8 +997,8 @@ class Cache(Closable):
         loop. Concurrent agets of one key in one loop share one load; loads
         of different keys run concurrently."""
         try:
-            k = key.encode()
-        except (AttributeError, UnicodeEncodeError):
+            k = _str_encode(key)
+        except (TypeError, UnicodeEncodeError):
             k = encode_key(key)
         v = _lookup(self._harg, k, len(k), _ALLOC)
         if v:
@@ -966,8 +1031,8 @@ class Cache(Closable):
         a worker thread (see ``LOAD_THREADS``) without blocking the event
         loop. Each call gets a view of its own."""
         try:
-            k = key.encode()
-        except (AttributeError, UnicodeEncodeError):
+            k = _str_encode(key)
+        except (TypeError, UnicodeEncodeError):
             k = encode_key(key)
         view = self._peek_buffer(k)
         if view is not None:
@@ -1125,7 +1190,9 @@ def _use_library_views(on: bool) -> None:
     """Whether get_buffer's views come from the library (cache_lookup_view,
     if _init_library_views succeeded) or from ctypes: the ctypes ones are
     the fallback, switched to by tests too."""
+    global _view_of_handle
     fast = on and _library_views_off is None
+    _view_of_handle = _view_of_handle_library if fast else _view_of_handle_ctypes
     Cache.get_buffer = Cache._get_buffer_library if fast else Cache._get_buffer_ctypes  # type: ignore[method-assign]
     Cache._peek_buffer = Cache._peek_buffer_library if fast else Cache._peek_buffer_ctypes  # type: ignore[method-assign]
 

@@ -13,6 +13,8 @@
 //! [`cache_lookup_view`] wraps a hit in one of those and returns
 //! `PyMemoryView_FromObject` of it; the memoryview (and every slice of it)
 //! keeps the holder alive, and the last one to go frees it.
+//! [`cache_py_value_view`] makes the same view of a value handle the caller
+//! owns (a load's), taking its hold over.
 //!
 //! CPython ABI assumptions, all of them of non-free-threaded CPython
 //! 3.9-3.13 (the package checks the build before calling cache_py_init,
@@ -43,6 +45,7 @@ use crate::engine::reclaim;
 use super::boundary::{guard, Fallback};
 use super::cache::{cache, CACHES};
 use super::status::*;
+use super::value::{cache_value, take};
 
 /// The CPython functions (and `Py_None`) the zero-copy views are built
 /// with, as a binding hands them to cache_py_init: addresses of the
@@ -57,7 +60,8 @@ pub struct cache_py_api {
     /// CPython).
     pub object_size: isize,
     /// `Py_TPFLAGS_*` for the type: at least `Py_TPFLAGS_DEFAULT`; from 3.10
-    /// on also `Py_TPFLAGS_DISALLOW_INSTANTIATION | Py_TPFLAGS_IMMUTABLETYPE`.
+    /// on also `Py_TPFLAGS_DISALLOW_INSTANTIATION | Py_TPFLAGS_IMMUTABLETYPE`;
+    /// no other bit (cache_py_init refuses them).
     pub type_flags: c_uint,
     /// `Py_None`.
     pub none: *mut c_void,
@@ -148,6 +152,12 @@ struct TypeSpec {
     slots: *mut TypeSlot,
 }
 
+/// The `Py_TPFLAGS_*` the type may have: `DEFAULT` (`HAVE_VERSION_TAG`,
+/// 1 << 18), `DISALLOW_INSTANTIATION` (1 << 7), `IMMUTABLETYPE` (1 << 8).
+/// Anything else (`BASETYPE`, `HAVE_GC`, ...) would not match the
+/// instance layout and dealloc written here.
+const ALLOWED_TYPE_FLAGS: c_uint = 1 << 18 | 1 << 7 | 1 << 8;
+
 const PY_BF_GETBUFFER: c_int = 1;
 const PY_TP_DEALLOC: c_int = 52;
 /// `tp_name` of the type; not copied by 3.9-3.11, hence static.
@@ -224,7 +234,9 @@ unsafe extern "C" fn dealloc(obj: *mut c_void) {
 /// Returns CACHE_OK, also when already initialized (the first call's
 /// functions stay); CACHE_INVALID_ARGUMENT for NULL `api`, a `size`
 /// smaller than this library's struct, a NULL function or `none`, or an
-/// `object_size` that is not a positive multiple of the pointer size, and
+/// `object_size` that is not a positive multiple of the pointer size,
+/// `type_flags` with a bit other than `Py_TPFLAGS_DEFAULT`,
+/// `Py_TPFLAGS_DISALLOW_INSTANTIATION` and `Py_TPFLAGS_IMMUTABLETYPE`, and
 /// also when CPython refuses the type (`PyType_FromSpec` failed; its
 /// Python exception is cleared) or ignores its buffer slot (CPython
 /// before 3.9), or the builtin cannot be made; cache_last_error says
@@ -296,6 +308,15 @@ pub unsafe extern "C" fn cache_py_init(
         };
         if a.none.is_null() {
             return fail(CACHE_INVALID_ARGUMENT, "cache_py_api.none is NULL");
+        }
+        if a.type_flags & !ALLOWED_TYPE_FLAGS != 0 {
+            return fail(
+                CACHE_INVALID_ARGUMENT,
+                format!(
+                    "cache_py_api.type_flags {:#x} has bits beyond DEFAULT | DISALLOW_INSTANTIATION | IMMUTABLETYPE",
+                    a.type_flags
+                ),
+            );
         }
         let ptr = size_of::<usize>() as isize;
         if a.object_size <= 0 || a.object_size % ptr != 0 || a.object_size > 4096 {
@@ -434,9 +455,15 @@ unsafe extern "C" fn lookup_fast(_self: *mut c_void, args: *const *mut c_void, n
         // for the whole call.
         unsafe {
             let c = (api.as_ptr)(*args);
+            if c.is_null() {
+                // Not an int (or 0): its exception, if any, is cleared
+                // before any other CPython call.
+                (api.err_clear)();
+                return PyRet(none(api));
+            }
             let mut len = 0isize;
             let key = (api.as_utf8)(*args.add(1), &mut len);
-            if c.is_null() || key.is_null() || len < 0 {
+            if key.is_null() || len < 0 {
                 (api.err_clear)();
                 return PyRet(none(api));
             }
@@ -521,6 +548,36 @@ pub unsafe extern "C" fn cache_lookup_view(c: *mut cache, key: *const u8, key_le
         };
         // SAFETY: the GIL is held (the caller's promise).
         PyRet(unsafe { lookup(api, c, key) })
+    })
+    .0
+}
+
+/// The zero-copy view of a value the caller owns (from cache_get,
+/// cache_lookup_value, ...), for Python: takes `v` over (it is freed, as by
+/// cache_value_free, in every case) and returns a new reference to a
+/// read-only `memoryview` (format "B") of its bytes, without a copy, held
+/// like cache_lookup_view's views: the last of the view, its slices and
+/// whatever took a buffer from it releases the value. For the loads of the
+/// Python binding's get_buffer (a miss, then cache_get), whose views are
+/// then the same as a hit's.
+///
+/// Returns a new reference to `None` for NULL `v` or a value already freed,
+/// and when CPython fails to allocate (its exception is cleared; the value
+/// is freed). Returns NULL only before cache_py_init succeeded (`v` is
+/// then left alone). Never blocks.
+///
+/// # Safety
+/// Called with the GIL held, after cache_py_init succeeded, from the
+/// interpreter it was given.
+#[no_mangle]
+pub unsafe extern "C" fn cache_py_value_view(v: *mut cache_value) -> *mut c_void {
+    let Some(api) = API.get() else {
+        return std::ptr::null_mut();
+    };
+    guard(|| match take(v) {
+        // SAFETY: the GIL is held (the caller's promise).
+        Some(bytes) => PyRet(unsafe { view_of(api, bytes) }),
+        None => PyRet(none(api)),
     })
     .0
 }

@@ -36,9 +36,10 @@ const SHARD_MASK: usize = (SHARDS - 1) << SHARD_SHIFT;
 
 /// A value behind a handle, and how many bytes freeing it may release at
 /// once (what decides whether reclaim frees it now or in a batch): its
-/// length for a value of its own, 0 for one that shares the cache's copy
-/// (dropping it releases only a hold on the cache's entry, which retires
-/// itself, with its own size, if this was its last holder).
+/// length, for a value of its own and for one that shares the cache's copy
+/// alike (dropping the last hold on an evicted or removed entry frees the
+/// entry: a shared value deferred into a batch would keep a large entry
+/// allocated until 32 more frees came along).
 struct CValue {
     bytes: Bytes,
     frees: usize,
@@ -75,9 +76,21 @@ pub(crate) fn into_c(bytes: Bytes) -> Option<*mut cache_value> {
 }
 
 /// into_c for a value that shares the cache's own copy (a hit of
-/// `Group::get_cached_shared`).
+/// `Group::get_cached_shared`): freed by the same rule (see CValue), since
+/// it may be the last holder of its entry.
 pub(crate) fn into_c_shared(bytes: Bytes) -> Option<*mut cache_value> {
-    insert(CValue { bytes, frees: 0 })
+    into_c(bytes)
+}
+
+/// Takes the value out of its handle (which is freed, as by
+/// cache_value_free): its bytes, now the caller's; None for NULL or a
+/// freed handle.
+pub(crate) fn take(v: *mut cache_value) -> Option<Bytes> {
+    let (shard, h) = split(v);
+    let frees = VALUES[shard].get(h, &reclaim::pin()).map(|v| v.frees)?;
+    // The table's reference retires (flushed like a free, see CValue);
+    // the caller's clone is the hold from now on.
+    VALUES[shard].remove(h, frees).map(|v| v.bytes.clone())
 }
 
 fn insert(value: CValue) -> Option<*mut cache_value> {

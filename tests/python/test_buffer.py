@@ -45,18 +45,18 @@ def live(monkeypatch: pytest.MonkeyPatch) -> Callable[[], int]:
     the module global that places them and their finalizer)."""
     made: List[int] = []
     gone: List[int] = []
-    real_at, real_del = cache_mod._held_at, cache_mod._Held.__del__
+    real_at, real_free = cache_mod._held_at, cache_mod._held_free
 
-    def at(addr: int) -> Any:
+    def at(addr: int, n: int) -> Any:
         made.append(addr)
-        return real_at(addr)
+        return real_at(addr, n)
 
-    def finalize(self: Any) -> None:
+    def finalize(value: int) -> None:
         gone.append(1)
-        real_del(self)
+        real_free(value)
 
     monkeypatch.setattr(cache_mod, "_held_at", at)
-    monkeypatch.setattr(cache_mod._Held, "__del__", finalize)
+    monkeypatch.setattr(cache_mod, "_held_free", finalize)
     gc.collect()  # views in earlier tests' garbage would go mid-test
     return lambda: _lib.cache_py_live_views() + len(made) - len(gone)
 
@@ -145,10 +145,24 @@ NO_SLOT = ctypes.PYFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int)(lamb
 refused(spec(type_get_slot=ctypes.cast(NO_SLOT, ctypes.c_void_p).value), "ignores buffer slots")
 NO_FN = ctypes.PYFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)(lambda *a: None)
 refused(spec(cfunction_new=ctypes.cast(NO_FN, ctypes.c_void_p).value), "PyCFunction_NewEx failed")
-# Still the fallback, still working; then a good init switches over.
+flags = spec().type_flags
+refused(spec(type_flags=flags | 1 << 10), "type_flags")  # BASETYPE
+refused(spec(type_flags=flags | 1 << 14), "type_flags")  # HAVE_GC
+# Still the fallback, still working; then a good init switches over, with
+# a PyUnicode_AsUTF8AndSize that counts its calls (lookup_view must not
+# call it once PyLong_AsVoidPtr failed, with that exception still set).
 assert c.get_buffer("k") == b"fallback"
+real_utf8 = api.PyUnicode_AsUTF8AndSize
+real_utf8.restype = ctypes.c_void_p
+real_utf8.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+utf8_calls = []
+def utf8(o, size):
+    utf8_calls.append(1)
+    return real_utf8(o, size)
+UTF8 = ctypes.PYFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)(utf8)
 fn = ctypes.c_void_p()
-assert _lib.cache_py_init(ctypes.byref(spec()), None) == 0
+counting = spec(unicode_as_utf8_and_size=ctypes.cast(UTF8, ctypes.c_void_p).value)
+assert _lib.cache_py_init(ctypes.byref(counting), None) == 0
 assert _lib.cache_py_init(None, ctypes.byref(fn)) == 0, "initialized: OK, the first call's functions stay"
 view = ctypes.cast(fn, ctypes.py_object).value
 assert view.__name__ == "lookup_view" and "get_buffer" in view.__doc__
@@ -162,7 +176,10 @@ assert _lib.cache_py_live_views() == 0
 c["k\udcff"] = b"s"
 for args in [(h, "nope"), (h, b"k"), (h, "k\udcff"), ("h", "k"), (None, "k"), (0, "k"), (h,), (h, "k", 1), ()]:
     assert view(*args) is None, args
-assert view(h, "k") == b"fallback"
+assert view(h, "k") == b"fallback" and utf8_calls
+del utf8_calls[:]
+for args in [("h", "k"), (None, "k"), (1.5, "k"), (1 << 80, "k")]:
+    assert view(*args) is None and not utf8_calls, (args, utf8_calls)
 w = _lib.cache_lookup_view(_lib.handle_arg(c._handle), b"k", 1)
 assert w == b"fallback" and type(w.obj).__name__ == "_ValueHolder" and _lib.cache_py_live_views() == 1
 del w
@@ -179,6 +196,52 @@ def test_a_failed_init_falls_back_to_ctypes_views() -> None:
     env = dict(os.environ, _GROUPCACHE_CTYPES_VIEWS="1")
     r = subprocess.run([sys.executable, "-c", _CHILD_INIT], env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-3000:]
+
+
+_CHILD_SUBINTERPRETER = r"""
+import _testcapi, sys
+SUB = "import sys; sys.path[:0] = %r\n" % (sys.path[:2],) + '''
+import groupcache
+from groupcache import cache
+assert "subinterpreter" in str(cache._library_views_off), cache._library_views_off
+c = groupcache.Cache("sub")
+c.set("k", b"sub value")
+v = c.get_buffer("k")
+assert v == b"sub value" and type(v.obj).__name__ == "_Held", type(v.obj)
+'''
+FIRST = sys.argv[1] == "sub-first"
+if FIRST:
+    assert _testcapi.run_in_subinterp(SUB) == 0
+import groupcache
+from groupcache import _lib, cache
+assert cache._library_views_off is None, cache._library_views_off
+if not FIRST:
+    assert _testcapi.run_in_subinterp(SUB) == 0
+c = groupcache.Cache("main")
+c.set("k", b"main value")
+v = c.get_buffer("k")
+assert v == b"main value" and type(v.obj).__name__ == "_ValueHolder" and _lib.cache_py_live_views() == 1
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("order", ["sub-first", "main-first"])
+def test_subinterpreters_get_the_ctypes_views(order: str, prelude: str) -> None:
+    """The library's view type and builtin belong to the interpreter that
+    initialized them: a subinterpreter uses the ctypes views, whether it
+    imports the package before the main interpreter (which still gets the
+    library's) or after. (run_in_subinterp returns 0 even when the code
+    raised: the subinterpreter's own asserts print to stderr, checked.)"""
+    r = subprocess.run(
+        [sys.executable, "-c", prelude + _CHILD_SUBINTERPRETER, order],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0 and r.stdout.strip() == "ok" and "Error" not in r.stderr, (
+        r.stdout[-2000:],
+        r.stderr[-3000:],
+    )
 
 
 def test_a_view_is_the_value_read_only_and_sliceable(name: str) -> None:
@@ -377,6 +440,178 @@ def test_empty_values_missing_keys_defaults_loads_and_errors(name: str, live: Ca
     with pytest.raises(groupcache.ClosedError):
         c.get_buffer("a")
     assert live() == n
+
+
+def _view_obj_is_the_value_only(c: groupcache.Cache, key: str, v: memoryview, value: bytes, views: str) -> None:
+    """What ``v.obj`` lets anyone do: view exactly the value's bytes (never
+    past them), read-only where the library made the view (the ctypes
+    fallback's is writable memory, as documented); the view itself is
+    read-only, and the cache's value stays what it was."""
+    assert v.readonly and bytes(v) == value
+    with pytest.raises(TypeError):
+        memoryview(v).cast("B")[0:1] = b"X"
+    under = memoryview(v.obj)
+    assert len(under) == under.nbytes == len(value), "view.obj reaches past the value"
+    assert bytes(under) == bytes(v.obj) == value
+    if views == "library":
+        assert type(v.obj).__name__ == "_ValueHolder" and under.readonly
+        if value:
+            with pytest.raises(TypeError):
+                under[0:1] = b"X"
+        with pytest.raises((TypeError, BufferError)):
+            ctypes.c_char.from_buffer(v.obj)
+    assert c.get(key) == value and bytes(c.get_buffer(key)) == value
+
+
+def test_view_obj_of_hits_misses_async_and_surrogate_keys(name: str, views: str) -> None:
+    """Every way get_buffer and aget_buffer answer (a hit, a load, an empty
+    value, a key with a lone surrogate) gives the same kind of view: on
+    library views its obj is the library's read-only holder (loads and
+    surrogate keys included), and in the fallback an array of exactly the
+    value's length (was: a writable 4 GiB array, whose bytes() crashed)."""
+    c = groupcache.Cache(name, loader=lambda k: b"loaded:" + k.encode("utf-8", "surrogateescape"))
+    c.set("hit", b"hello world")
+    c.set("empty", b"")
+    c["k\udcff"] = b"surrogate key"
+    _view_obj_is_the_value_only(c, "hit", c.get_buffer("hit"), b"hello world", views)
+    _view_obj_is_the_value_only(c, "miss", c.get_buffer("miss"), b"loaded:miss", views)
+    _view_obj_is_the_value_only(c, "empty", c.get_buffer("empty"), b"", views)
+    _view_obj_is_the_value_only(c, "k\udcff", c.get_buffer("k\udcff"), b"surrogate key", views)
+    _view_obj_is_the_value_only(c, "\udc80", c.get_buffer("\udc80"), b"loaded:\x80", views)
+
+    async def main() -> None:
+        _view_obj_is_the_value_only(c, "amiss", await c.aget_buffer("amiss"), b"loaded:amiss", views)
+        _view_obj_is_the_value_only(c, "amiss", await c.aget_buffer("amiss"), b"loaded:amiss", views)
+        _view_obj_is_the_value_only(c, "k\udcff", await c.aget_buffer("k\udcff"), b"surrogate key", views)
+
+    asyncio.run(main())
+
+
+def test_the_fallback_makes_one_array_type_per_length_and_keeps_few(name: str) -> None:
+    """The ctypes views are arrays of exactly the value's length, of types
+    made by the package (not ``c_ubyte * n``, which ctypes keeps forever),
+    of which it keeps a bounded number."""
+    cache_mod._use_library_views(False)
+    c = groupcache.Cache(name, max_bytes=1 << 20)
+    n = cache_mod._HELD_TYPES_MAX + 50
+    for i in range(1, n + 1):
+        c.set("k", b"x" * i)
+        v = c.get_buffer("k")
+        assert len(memoryview(v.obj)) == i and bytes(v.obj) == b"x" * i
+        assert len(cache_mod._held_types) <= cache_mod._HELD_TYPES_MAX
+    assert type(v.obj) is cache_mod._held_types[n] and type(v.obj).__mro__[1] is ctypes.Array
+
+
+def test_a_get_buffer_reentered_between_the_lookup_and_its_reads(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ctypes path reads the value's data and length back from a
+    per-thread struct after its lookup call: a get_buffer re-entered on the
+    same thread right then (a signal handler, a GC finalizer: here, forced
+    after every lookup call) must not overwrite it (it did, and the outer
+    view then showed the inner value, freed under it: /tmp/rz/sig3.py under
+    ASan)."""
+    cache_mod._use_library_views(False)
+    c = groupcache.Cache(name, max_bytes=1 << 20)
+    c.set("main", b"M" * 64)
+    real = cache_mod._lookup_value
+    depth = [0]
+    reentered = [0]
+
+    def lookup_then_reenter(*args: Any) -> Any:
+        value = real(*args)
+        if depth[0] == 0:
+            depth[0] += 1
+            try:
+                c.set("other", b"O" * 4096)
+                w = c.get_buffer("other")
+                c.remove("other")  # the view holds the entry's last hold
+                assert bytes(w) == b"O" * 4096
+                del w
+                reentered[0] += 1
+            finally:
+                depth[0] -= 1
+        return value
+
+    monkeypatch.setattr(cache_mod, "_lookup_value", lookup_then_reenter)
+    for _ in range(3):
+        v = c.get_buffer("main")
+        assert len(v) == 64 and bytes(v) == b"M" * 64
+        p = c._peek_buffer(b"main")
+        assert p is not None and bytes(p) == b"M" * 64
+    assert reentered[0] == 6
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@pytest.mark.parametrize("hold", ["cache_get", "get_buffer"])
+def test_the_last_hold_on_a_removed_entry_frees_it_at_once(name: str, hold: str) -> None:
+    """A value (cache_get's, a view's) that is the last holder of a removed
+    entry frees the entry when it is freed, not in a later batch of
+    reclaim: before, a shared value's free was deferred until 32 more came
+    along, and 50 MB of removed entries stayed allocated while the process
+    idled (/tmp/rz/retain2.py). 10 MB values are their own mappings, so
+    RSS shows it."""
+    mb = 1 << 20
+    c = groupcache.Cache(name, max_bytes=64 * mb)
+    keys = ["big%d" % i for i in range(5)]
+    for i, k in enumerate(keys):
+        c.set(k, bytes([i + 1]) * (10 * mb))
+    held: List[Any] = []
+    for k in keys:
+        if hold == "cache_get":
+            out = ctypes.c_void_p()
+            kb = k.encode()
+            assert _lib.cache_get(c._handle, kb, len(kb), ctypes.byref(out)) == 0
+            held.append(out.value)
+        else:
+            held.append(c.get_buffer(k))
+    t = threading.Thread(target=lambda: [c.remove(k) for k in keys])
+    t.start()
+    t.join()  # the values hold the entries alone now
+    gc.collect()
+    before = _rss()
+    if hold == "cache_get":
+        for h in held:
+            _lib.cache_value_free(h)
+    held.clear()
+    gc.collect()
+    released = before - _rss()
+    assert released > 40 * mb, "freeing the last holds of 50 MB released %d bytes" % released
+
+
+class _OddStr(str):
+    """A str whose encode() lies: keys are the str's own UTF-8 on every
+    path (the view builtin reads it directly), never this."""
+
+    def encode(self, *args: Any, **kwargs: Any) -> bytes:
+        return b"other"
+
+
+def test_a_str_subclass_key_is_its_own_utf8_on_every_path(name: str) -> None:
+    loaded: List[str] = []
+
+    def loader(key: str) -> bytes:
+        loaded.append(key)
+        return b"loaded:" + str.encode(key)
+
+    c = groupcache.Cache(name, loader=loader)
+    c.set("k", b"v" * 100)
+    c.set("other", b"OTHER")
+    k = _OddStr("k")
+    assert bytes(c.get_buffer(k)) == c.get(k) == c[k] == b"v" * 100
+    assert k in c and c.get_many([k]) == {"k": b"v" * 100}
+    assert c.get(_OddStr("miss")) == b"loaded:miss" and bytes(c.get_buffer(_OddStr("miss"))) == b"loaded:miss"
+    assert bytes(c.get_buffer(_OddStr("miss2"))) == b"loaded:miss2" and c.get(_OddStr("miss2")) == b"loaded:miss2"
+
+    async def main() -> None:
+        assert await c.aget(k) == b"v" * 100 and bytes(await c.aget_buffer(k)) == b"v" * 100
+
+    asyncio.run(main())
+    assert "other" not in loaded
 
 
 def test_a_set_only_cache_and_keys_loaded_by_get(name: str) -> None:
