@@ -498,6 +498,10 @@ impl Shared {
         let mut logs: Vec<(log::Level, String)> = Vec::new();
         let who = &self.self_url;
         let spec = &source.spec;
+        // A DNS answer is not the application's list: bound the ring it
+        // would build (URLs x replicas points, made on a runtime thread
+        // with `dns_state` held) like the number of URLs.
+        let found = found.and_then(|urls| ring_fits(urls.len(), self.opts.replicas).map(|()| urls));
         {
             let mut st = lock(&self.dns_state);
             st.rounds += 1;
@@ -688,9 +692,29 @@ impl fork::ForkLocks for Shared {
     }
 }
 
+/// Most points a ring built from a DNS answer may have (URLs x replicas):
+/// 4 Mi points, ~64 MB while built; e.g. 83,886 URLs at the default 50
+/// replicas, more than DNS gives ([`super::dns::MAX_URLS`] is 65,536), or
+/// 419 at the maximum 10,000 replicas.
+pub const MAX_RING_POINTS: usize = 4 << 20;
+
+/// `Ok` when `urls` peers at `replicas` points each fit [`MAX_RING_POINTS`].
+fn ring_fits(urls: usize, replicas: usize) -> Result<(), String> {
+    if urls.saturating_mul(replicas) > MAX_RING_POINTS {
+        return Err(format!(
+            "{urls} peers at {replicas} replicas each would make a ring of more than \
+             {MAX_RING_POINTS} points"
+        ));
+    }
+    Ok(())
+}
+
 /// " (+added, -removed)" for a log line: a few URLs of each, and a count
-/// past that.
+/// past that. Linear in the lists' lengths (DNS may give tens of
+/// thousands of URLs, and this runs with `dns_state` held).
 fn describe_change(old: &[String], new: &[String]) -> String {
+    let in_old: std::collections::HashSet<&str> = old.iter().map(String::as_str).collect();
+    let in_new: std::collections::HashSet<&str> = new.iter().map(String::as_str).collect();
     let list = |v: Vec<&String>| {
         let mut s = v.iter().take(4).map(|u| u.as_str()).collect::<Vec<_>>().join(" ");
         if v.len() > 4 {
@@ -698,8 +722,8 @@ fn describe_change(old: &[String], new: &[String]) -> String {
         }
         s
     };
-    let added: Vec<&String> = new.iter().filter(|u| !old.contains(u)).collect();
-    let removed: Vec<&String> = old.iter().filter(|u| !new.contains(u)).collect();
+    let added: Vec<&String> = new.iter().filter(|u| !in_old.contains(u.as_str())).collect();
+    let removed: Vec<&String> = old.iter().filter(|u| !in_new.contains(u.as_str())).collect();
     let mut out = Vec::new();
     if !added.is_empty() {
         out.push(format!("added {}", list(added)));
@@ -1362,5 +1386,44 @@ impl PeerPicker for Pool {
 impl Drop for Pool {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+#[cfg(test)]
+mod membership_tests {
+    use super::{describe_change, ring_fits, MAX_RING_POINTS};
+
+    fn urls(range: std::ops::Range<usize>) -> Vec<String> {
+        range
+            .map(|i| format!("http://127.{}.{}.{}:8000", i >> 16, (i >> 8) & 255, i & 255))
+            .collect()
+    }
+
+    #[test]
+    fn describe_change_names_what_came_and_went() {
+        assert_eq!(describe_change(&urls(0..3), &urls(0..3)), "");
+        assert_eq!(
+            describe_change(&urls(0..2), &urls(1..3)),
+            " (added http://127.0.0.2:8000; removed http://127.0.0.0:8000)"
+        );
+        let d = describe_change(&urls(0..10), &urls(5..20));
+        assert!(
+            d.contains("and 6 more; removed") && d.ends_with("and 1 more)"),
+            "{d}"
+        );
+        // 65,536 URLs either side (the most a DNS answer may give): a hash
+        // set each, not a scan of one list per URL of the other (that was
+        // ~10 s of CPU with a lock held).
+        let d = describe_change(&urls(0..65_536), &urls(1..65_537));
+        assert_eq!(d, " (added http://127.1.0.0:8000; removed http://127.0.0.0:8000)");
+    }
+
+    #[test]
+    fn a_ring_from_dns_is_bounded() {
+        assert!(ring_fits(65_536, 50).is_ok());
+        assert!(ring_fits(MAX_RING_POINTS, 1).is_ok());
+        let e = ring_fits(65_536, 10_000).unwrap_err();
+        assert!(e.contains("65536 peers at 10000 replicas"), "{e}");
+        assert!(ring_fits(usize::MAX, 2).is_err());
     }
 }

@@ -141,7 +141,9 @@ fn load(files: &TlsFiles) -> Result<Loaded, String> {
         .map_err(|e| format!("tls_key {}: {e}", files.key.display()))?;
     let fingerprint = hex(&Sha256::digest(chain[0].as_ref()));
     let provider = provider();
-    let versions = rustls::DEFAULT_VERSIONS;
+    // TLS 1.3 only, named here: DEFAULT_VERSIONS would add 1.2 as soon as
+    // any crate in the build turned on rustls's tls12 feature.
+    let versions: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
     let roots = match &files.ca {
         Some(ca) => {
             let mut roots = RootCertStore::empty();

@@ -205,6 +205,28 @@ def test_a_probe_without_a_certificate_reaches_healthz_only(pki: Path, name: str
         assert c.stats().loads == 0 and c.stats().server_requests == 0
 
 
+def test_only_tls_1_3_is_spoken(pki: Path, name: str) -> None:
+    """A client that offers at most TLS 1.2 is refused at the handshake,
+    with or without a good certificate; the same client allowed 1.3 gets
+    its answer."""
+    with Pool(**mtls(pki)) as p, Cache(name, loader=lambda k: b"v", pool=p):
+        port = port_of(p.url)
+        for top in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.load_verify_locations(str(pki / "ca.pem"))
+            ctx.load_cert_chain(str(pki / "node.pem"), str(pki / "node.key"))
+            ctx.maximum_version = top
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+                if top == ssl.TLSVersion.TLSv1_2:
+                    with pytest.raises(ssl.SSLError):
+                        ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+                    continue
+                with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s:
+                    assert s.version() == "TLSv1.3"
+                    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    assert s.recv(100).startswith(b"HTTP/1.1 200")
+
+
 def test_tls_server_name_checks_peers_by_name(pki: Path, name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """cluster.pem names "groupcache-peers" only, no address: nodes on
     IP-address URLs accept each other by that name, and not without it."""
