@@ -179,9 +179,14 @@ impl PeerSource {
 
     /// One round: the peer URLs, sorted and deduplicated, or why there are
     /// none (a failed lookup, or an answer with no address). Runs on a
-    /// tokio runtime.
-    pub async fn resolve(&self, nameserver: Option<SocketAddr>) -> Result<Vec<String>, String> {
-        let resolver = build_resolver(nameserver).await?;
+    /// tokio runtime. `refresh` bounds each query's wait (see
+    /// [`query_timeout`]).
+    pub async fn resolve(
+        &self,
+        nameserver: Option<SocketAddr>,
+        refresh: Duration,
+    ) -> Result<Vec<String>, String> {
+        let resolver = build_resolver(nameserver, query_timeout(refresh)).await?;
         let mut urls = BTreeSet::new();
         match self.kind {
             SourceKind::Addresses { first, last } => {
@@ -241,15 +246,23 @@ pub fn parse_nameserver(s: &str) -> Result<SocketAddr, String> {
     ))
 }
 
+/// How long one DNS query waits for its answer: half the refresh interval,
+/// between 100 ms and [`QUERY_TIMEOUT`] (2 s at the default 5 s refresh),
+/// so that a round against a dead server ends in about one interval (two
+/// attempts) and a failure is noticed as soon as the refresh allows.
+pub fn query_timeout(refresh: Duration) -> Duration {
+    (refresh / 2).clamp(Duration::from_millis(100), QUERY_TIMEOUT)
+}
+
 /// A resolver for one round: resolv.conf and /etc/hosts as they are now.
-async fn build_resolver(nameserver: Option<SocketAddr>) -> Result<TokioResolver, String> {
+async fn build_resolver(nameserver: Option<SocketAddr>, timeout: Duration) -> Result<TokioResolver, String> {
     // It reads two small files: off the runtime's workers.
-    tokio::task::spawn_blocking(move || make_resolver(nameserver))
+    tokio::task::spawn_blocking(move || make_resolver(nameserver, timeout))
         .await
         .map_err(|e| format!("making a resolver: {e}"))?
 }
 
-fn make_resolver(nameserver: Option<SocketAddr>) -> Result<TokioResolver, String> {
+fn make_resolver(nameserver: Option<SocketAddr>, timeout: Duration) -> Result<TokioResolver, String> {
     let system = hickory_resolver::system_conf::read_system_conf();
     let (config, mut opts) = match (system, nameserver) {
         (Ok((config, opts)), None) => (config, opts),
@@ -267,7 +280,7 @@ fn make_resolver(nameserver: Option<SocketAddr>) -> Result<TokioResolver, String
             (ResolverConfig::from_parts(domain, search, vec![server]), opts)
         }
     };
-    opts.timeout = QUERY_TIMEOUT;
+    opts.timeout = timeout;
     opts.attempts = QUERY_ATTEMPTS;
     // Every round asks the server: membership follows the records within
     // one refresh, whatever their TTL.
@@ -333,6 +346,15 @@ mod tests {
 
     fn err(spec: &str) -> String {
         PeerSource::parse(spec).expect_err(spec)
+    }
+
+    #[test]
+    fn a_query_waits_half_the_refresh_within_bounds() {
+        let ms = |n| Duration::from_millis(n);
+        assert_eq!(query_timeout(ms(5000)), ms(2000)); // the default refresh
+        assert_eq!(query_timeout(ms(60_000)), ms(2000));
+        assert_eq!(query_timeout(ms(1000)), ms(500));
+        assert_eq!(query_timeout(ms(100)), ms(100));
     }
 
     #[test]

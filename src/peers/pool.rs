@@ -478,7 +478,7 @@ impl Shared {
         handle.spawn(async move {
             let mut first = first;
             loop {
-                let found = source.resolve(nameserver).await;
+                let found = source.resolve(nameserver, every).await;
                 match weak.upgrade() {
                     Some(s) if !s.closed.load(Ordering::Acquire) => s.apply_discovered(&source, found),
                     _ => return,
