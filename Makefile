@@ -178,7 +178,7 @@ test-python: lib venv dnsmasq need-openssl
 
 # The wheel (py3-none-manylinux, <= 5 MB, checked by auditwheel), the sdist
 # (builds the same wheel), an editable install, and the suite against the
-# wheel installed without Rust on every Python 3 here (PYTHONS="..." to pick).
+# wheel installed without Rust on every minor version of Python 3 here (PYTHONS="..." to pick).
 test-python-wheel: lib venv dnsmasq need-openssl
 	$(NO_SKIP) bash tests/python/wheel.sh
 	$(NO_SKIP) GROUPCACHE_TEST_PIP=1 PYTHONPATH=python_ctypes GROUPCACHE_LIB=$(LIB) \
