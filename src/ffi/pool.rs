@@ -402,7 +402,42 @@ pub unsafe extern "C" fn cache_pool_options_set_secret(
     })
 }
 
-/// Sets or clears (NULL) one of the TLS file paths.
+/// Sets or clears (NULL) an optional string option: `parse` turns the
+/// string into the value or says what is wrong with it (then
+/// CACHE_INVALID_ARGUMENT with that message). `name` names the argument in
+/// other errors (not UTF-8).
+///
+/// # Safety
+/// `s` is NULL or a NUL-terminated string.
+unsafe fn set_opt_str<T>(
+    options: *mut cache_pool_options,
+    name: &str,
+    s: *const c_char,
+    parse: impl FnOnce(&str) -> Result<T, String>,
+    set: impl FnOnce(&mut PoolOptions, Option<T>),
+) -> cache_status {
+    guard(|| {
+        let v = if s.is_null() {
+            None
+        } else {
+            // SAFETY: non-NULL, and NUL-terminated by the caller's promise.
+            match unsafe { str_arg(s, name) } {
+                Ok(v) => match parse(v) {
+                    Ok(v) => Some(v),
+                    Err(m) => return fail(CACHE_INVALID_ARGUMENT, m),
+                },
+                Err(s) => return s,
+            }
+        };
+        with_opts(options, |o| {
+            set(o, v);
+            CACHE_OK
+        })
+    })
+}
+
+/// Sets one of the TLS file paths (`name`): NULL clears it, an empty path
+/// is refused.
 ///
 /// # Safety
 /// `path` is NULL or a NUL-terminated string.
@@ -412,22 +447,12 @@ unsafe fn set_tls_path(
     path: *const c_char,
     set: impl FnOnce(&mut PoolOptions, Option<std::path::PathBuf>),
 ) -> cache_status {
-    guard(|| {
-        let v = if path.is_null() {
-            None
-        } else {
-            // SAFETY: non-NULL, and NUL-terminated by the caller's promise.
-            match unsafe { str_arg(path, name) } {
-                Ok("") => return fail(CACHE_INVALID_ARGUMENT, format!("an empty {name} path")),
-                Ok(v) => Some(v.into()),
-                Err(s) => return s,
-            }
-        };
-        with_opts(options, |o| {
-            set(o, v);
-            CACHE_OK
-        })
-    })
+    let parse = |v: &str| match v {
+        "" => Err(format!("an empty {name} path")),
+        v => Ok(std::path::PathBuf::from(v)),
+    };
+    // SAFETY: the caller's promise, passed on.
+    unsafe { set_opt_str(options, name, path, parse, set) }
 }
 
 /// TLS between nodes: the path of this node's certificate chain (PEM,
@@ -518,24 +543,13 @@ pub unsafe extern "C" fn cache_pool_options_set_tls_server_name(
     options: *mut cache_pool_options,
     name: *const c_char,
 ) -> cache_status {
-    guard(|| {
-        let v = if name.is_null() {
-            None
-        } else {
-            // SAFETY: non-NULL, and NUL-terminated by the caller's promise.
-            match unsafe { str_arg(name, "tls_server_name") } {
-                Ok(v) => match crate::peers::check_tls_server_name(v) {
-                    Ok(()) => Some(v.to_owned()),
-                    Err(m) => return fail(CACHE_INVALID_ARGUMENT, m),
-                },
-                Err(s) => return s,
-            }
-        };
-        with_opts(options, |o| {
-            o.tls_server_name = v;
-            CACHE_OK
+    let parse = |v: &str| crate::peers::check_tls_server_name(v).map(|()| v.to_owned());
+    // SAFETY: the caller's promise, passed on.
+    unsafe {
+        set_opt_str(options, "tls_server_name", name, parse, |o, v| {
+            o.tls_server_name = v
         })
-    })
+    }
 }
 
 /// Sets a numeric server limit (see `set_limit`).
@@ -687,24 +701,9 @@ pub unsafe extern "C" fn cache_pool_options_set_peers_from(
     options: *mut cache_pool_options,
     spec: *const c_char,
 ) -> cache_status {
-    guard(|| {
-        let v = if spec.is_null() {
-            None
-        } else {
-            // SAFETY: the caller promises a NUL-terminated string.
-            match unsafe { str_arg(spec, "spec") } {
-                Ok(v) => match PeerSource::parse(v) {
-                    Ok(_) => Some(v.to_owned()),
-                    Err(m) => return fail(CACHE_INVALID_ARGUMENT, m),
-                },
-                Err(s) => return s,
-            }
-        };
-        with_opts(options, |o| {
-            o.peers_from = v;
-            CACHE_OK
-        })
-    })
+    let parse = |v: &str| PeerSource::parse(v).map(|_| v.to_owned());
+    // SAFETY: the caller's promise, passed on.
+    unsafe { set_opt_str(options, "spec", spec, parse, |o, v| o.peers_from = v) }
 }
 
 /// Most keys one batch request between nodes carries (1 to 1,048,576;
@@ -760,24 +759,8 @@ pub unsafe extern "C" fn cache_pool_options_set_nameserver(
     options: *mut cache_pool_options,
     addr: *const c_char,
 ) -> cache_status {
-    guard(|| {
-        let v = if addr.is_null() {
-            None
-        } else {
-            // SAFETY: the caller promises a NUL-terminated string.
-            match unsafe { str_arg(addr, "addr") } {
-                Ok(v) => match parse_nameserver(v) {
-                    Ok(a) => Some(a),
-                    Err(m) => return fail(CACHE_INVALID_ARGUMENT, m),
-                },
-                Err(s) => return s,
-            }
-        };
-        with_opts(options, |o| {
-            o.nameserver = v;
-            CACHE_OK
-        })
-    })
+    // SAFETY: the caller's promise, passed on.
+    unsafe { set_opt_str(options, "addr", addr, parse_nameserver, |o, v| o.nameserver = v) }
 }
 
 /// Creates a node: binds `listen_addr` at once (e.g. "127.0.0.1:8000";
