@@ -971,20 +971,8 @@ pub unsafe extern "C" fn cache_pool_peers(
             return fail(CACHE_CLOSED, "the pool is closed");
         }
         let text: String = obj.pool.peers().iter().map(|u| format!("{u}\n")).collect();
-        // SAFETY: out_len is non-NULL (checked) and writable (promise).
-        unsafe { *out_len = text.len() };
-        if text.len() >= cap {
-            return fail(
-                CACHE_BUFFER_TOO_SMALL,
-                format!("the list needs {} bytes with its NUL", text.len() + 1),
-            );
-        }
-        // SAFETY: buf has cap > text.len() writable bytes (promise).
-        unsafe {
-            std::ptr::copy_nonoverlapping(text.as_ptr(), buf as *mut u8, text.len());
-            *buf.add(text.len()) = 0;
-        }
-        CACHE_OK
+        // SAFETY: out_len non-NULL (checked); buf/cap/out_len as promised.
+        unsafe { write_c_str(&text, "list", buf, cap, out_len) }
     })
 }
 
@@ -1030,21 +1018,39 @@ pub unsafe extern "C" fn cache_pool_owner(
             Some(peer) => peer.url().to_owned(),
             None => obj.pool.url().to_owned(),
         };
-        // SAFETY: out_len is non-NULL (checked) and writable (promise).
-        unsafe { *out_len = owner.len() };
-        if owner.len() >= cap {
-            return fail(
-                CACHE_BUFFER_TOO_SMALL,
-                format!("the URL needs {} bytes with its NUL", owner.len() + 1),
-            );
-        }
-        // SAFETY: buf has cap > owner.len() writable bytes (promise).
-        unsafe {
-            std::ptr::copy_nonoverlapping(owner.as_ptr(), buf as *mut u8, owner.len());
-            *buf.add(owner.len()) = 0;
-        }
-        CACHE_OK
+        // SAFETY: out_len non-NULL (checked); buf/cap/out_len as promised.
+        unsafe { write_c_str(&owner, "URL", buf, cap, out_len) }
     })
+}
+
+/// Copies `text` and a NUL into `buf` (`cap` bytes) and its length into
+/// `*out_len`; CACHE_BUFFER_TOO_SMALL (with `*out_len` still set) when it
+/// does not fit. `what` names it in the error.
+///
+/// # Safety
+/// `out_len` is non-NULL and writable; `buf` points to `cap` writable
+/// bytes (or is NULL with `cap` 0).
+unsafe fn write_c_str(
+    text: &str,
+    what: &str,
+    buf: *mut c_char,
+    cap: usize,
+    out_len: *mut usize,
+) -> cache_status {
+    // SAFETY: the caller's promise.
+    unsafe { *out_len = text.len() };
+    if text.len() >= cap {
+        return fail(
+            CACHE_BUFFER_TOO_SMALL,
+            format!("the {what} needs {} bytes with its NUL", text.len() + 1),
+        );
+    }
+    // SAFETY: buf has cap > text.len() writable bytes (the caller's promise).
+    unsafe {
+        std::ptr::copy_nonoverlapping(text.as_ptr(), buf as *mut u8, text.len());
+        *buf.add(text.len()) = 0;
+    }
+    CACHE_OK
 }
 
 /// Stops serving and frees the pool. Its caches keep working as
