@@ -10,7 +10,7 @@ from __future__ import annotations
 import ctypes
 import os
 import weakref
-from typing import Iterable, List, Optional, Union
+from typing import Any, Callable, Iterable, List, Optional, Tuple, Union
 
 from . import _lib
 from ._errors import CACHE_BUFFER_TOO_SMALL, CACHE_OK, ClosedError, error_for_status
@@ -260,25 +260,20 @@ class Pool(Closable):
                     if not 0 <= value < 2**bits:
                         raise ValueError("%s out of range: %r" % (name, value))
                     set_limit(opts, value)
-            if replicas is not None:
-                _lib.cache_pool_options_set_replicas(opts, replicas)
-            if base_path_b is not None:
-                _lib.cache_pool_options_set_base_path(opts, base_path_b)
-            if secret_b is not None:
-                _lib.cache_pool_options_set_secret(opts, secret_b)
-            if drain_ms is not None:
-                _lib.cache_pool_options_set_drain_ms(opts, drain_ms)
-            if peers_from_b is not None:
-                _lib.cache_pool_options_set_peers_from(opts, peers_from_b)
-            if refresh_ms is not None:
-                _lib.cache_pool_options_set_peers_refresh_ms(opts, refresh_ms)
-            if nameserver_b is not None:
-                _lib.cache_pool_options_set_nameserver(opts, nameserver_b)
-            for path_b, set_path in tls:
-                if path_b is not None:
-                    set_path(opts, path_b)
-            if server_name_b is not None:
-                _lib.cache_pool_options_set_tls_server_name(opts, server_name_b)
+            optional: Tuple[Tuple[Any, Callable[..., int]], ...] = (
+                (replicas, _lib.cache_pool_options_set_replicas),
+                (base_path_b, _lib.cache_pool_options_set_base_path),
+                (secret_b, _lib.cache_pool_options_set_secret),
+                (drain_ms, _lib.cache_pool_options_set_drain_ms),
+                (peers_from_b, _lib.cache_pool_options_set_peers_from),
+                (refresh_ms, _lib.cache_pool_options_set_peers_refresh_ms),
+                (nameserver_b, _lib.cache_pool_options_set_nameserver),
+                *tls,
+                (server_name_b, _lib.cache_pool_options_set_tls_server_name),
+            )
+            for arg, set_arg in optional:
+                if arg is not None:
+                    set_arg(opts, arg)
             _lib.cache_pool_new_with_options(listen_b, self_url_b, opts, ctypes.byref(out))
         finally:
             _lib.cache_pool_options_free(opts)
