@@ -694,9 +694,13 @@ class Cache(Closable):
             k = _str_encode(key)
         except (TypeError, UnicodeEncodeError):
             k = encode_key(key)
-        # The builtin answers None for keys it cannot take as UTF-8 (lone
-        # surrogates): a hit of those is found by their encoded bytes.
-        return self._peek_buffer(k) or self._load_buffer(k, default)
+            # The builtin answers None for keys it cannot take as UTF-8
+            # (lone surrogates): a hit of those is found by their encoded
+            # bytes. Any other key the builtin looked up already.
+            view = self._peek_buffer(k)
+            if view:
+                return view
+        return self._load_buffer(k, default)
 
     def _get_buffer_ctypes(self, key: str, default: Any = _NO_DEFAULT) -> Any:
         # get_buffer() with views made by ctypes, where the library cannot
