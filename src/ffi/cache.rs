@@ -16,7 +16,7 @@ use super::handles::HandleTable;
 use super::pool::{self, cache_pool, Membership};
 use super::sink::{cache_getter_fn, CGetter};
 use super::status::*;
-use super::value::{cache_value, into_c, into_c_shared};
+use super::value::{cache_value, into_c};
 
 /// A cache: one groupcache group. Opaque; get one from cache_new, give it
 /// back with cache_free.
@@ -307,7 +307,7 @@ pub unsafe extern "C" fn cache_get(
             }
         };
         let value = match hit {
-            Some(v) => into_c_shared(v),
+            Some(v) => into_c(v),
             None => {
                 let obj = tri!(cache_arc(c));
                 into_c(tri!(obj.group.get(key).map_err(from_error)))

@@ -22,7 +22,7 @@ use crate::engine::reclaim;
 use super::boundary::guard;
 use super::cache::{cache, CACHES};
 use super::status::*;
-use super::value::{cache_value, into_c_shared};
+use super::value::{cache_value, into_c};
 
 /// Allocates the caller's own object for a value, e.g. a Python `bytes`
 /// (`PyBytes_FromStringAndSize` has this shape). Must not call back into
@@ -148,7 +148,7 @@ pub unsafe extern "C" fn cache_lookup_value(
             data: bytes.as_ptr(),
             len: bytes.len(),
         };
-        let Some(v) = into_c_shared(bytes) else {
+        let Some(v) = into_c(bytes) else {
             return std::ptr::null_mut();
         };
         if !out.is_null() {

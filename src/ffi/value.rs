@@ -34,18 +34,13 @@ const SHARDS: usize = 16;
 const SHARD_SHIFT: u32 = 24;
 const SHARD_MASK: usize = (SHARDS - 1) << SHARD_SHIFT;
 
-/// A value behind a handle, and how many bytes freeing it may release at
-/// once (what decides whether reclaim frees it now or in a batch): its
-/// length, for a value of its own and for one that shares the cache's copy
-/// alike (dropping the last hold on an evicted or removed entry frees the
-/// entry: a shared value deferred into a batch would keep a large entry
-/// allocated until 32 more frees came along).
-struct CValue {
-    bytes: Bytes,
-    frees: usize,
-}
-
-static VALUES: Lazy<[&'static HandleTable<CValue>; SHARDS]> =
+/// The values behind handles. Freeing one may release its length in bytes
+/// (what decides whether reclaim frees it now or in a batch), for a value
+/// of its own and for one that shares the cache's copy alike: dropping the
+/// last hold on an evicted or removed entry frees the entry, and a shared
+/// value deferred into a batch would keep a large entry allocated until 32
+/// more frees came along.
+static VALUES: Lazy<[&'static HandleTable<Bytes>; SHARDS]> =
     Lazy::new(|| std::array::from_fn(|_| HandleTable::leaked()));
 static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
 
@@ -68,18 +63,14 @@ fn split(v: *const cache_value) -> (usize, usize) {
     ((h & SHARD_MASK) >> SHARD_SHIFT, h & !SHARD_MASK)
 }
 
-/// A new handle for `bytes`, or None when this thread's table is full
-/// (a million live values).
+/// A new handle for `bytes` (a copy of its own, or the cache's own copy
+/// shared by a hit of `Group::get_cached_shared`), or None when this
+/// thread's table is full (a million live values).
 pub(crate) fn into_c(bytes: Bytes) -> Option<*mut cache_value> {
-    let frees = bytes.len();
-    insert(CValue { bytes, frees })
-}
-
-/// into_c for a value that shares the cache's own copy (a hit of
-/// `Group::get_cached_shared`): freed by the same rule (see CValue), since
-/// it may be the last holder of its entry.
-pub(crate) fn into_c_shared(bytes: Bytes) -> Option<*mut cache_value> {
-    into_c(bytes)
+    let shard = my_shard();
+    let h = VALUES[shard].insert(Arc::new(bytes))?;
+    debug_assert_eq!(h & SHARD_MASK, 0);
+    Some((h | shard << SHARD_SHIFT) as *mut cache_value)
 }
 
 /// Takes the value out of its handle (which is freed, as by
@@ -87,17 +78,10 @@ pub(crate) fn into_c_shared(bytes: Bytes) -> Option<*mut cache_value> {
 /// freed handle.
 pub(crate) fn take(v: *mut cache_value) -> Option<Bytes> {
     let (shard, h) = split(v);
-    let frees = VALUES[shard].get(h, &reclaim::pin()).map(|v| v.frees)?;
-    // The table's reference retires (flushed like a free, see CValue);
+    let frees = VALUES[shard].get(h, &reclaim::pin()).map(|v| v.len())?;
+    // The table's reference retires (flushed like a free, see VALUES);
     // the caller's clone is the hold from now on.
-    VALUES[shard].remove(h, frees).map(|v| v.bytes.clone())
-}
-
-fn insert(value: CValue) -> Option<*mut cache_value> {
-    let shard = my_shard();
-    let h = VALUES[shard].insert(Arc::new(value))?;
-    debug_assert_eq!(h & SHARD_MASK, 0);
-    Some((h | shard << SHARD_SHIFT) as *mut cache_value)
+    VALUES[shard].remove(h, frees).map(|v| Bytes::clone(&v))
 }
 
 /// The value's bytes: `cache_value_len(v)` of them, valid until
@@ -111,7 +95,7 @@ pub extern "C" fn cache_value_data(v: *const cache_value) -> *const u8 {
         // the pin: the table holds a reference until then.
         VALUES[shard]
             .get(h, &pin)
-            .map_or(std::ptr::null(), |v| v.bytes.as_ptr())
+            .map_or(std::ptr::null(), |v| v.as_ptr())
     })
 }
 
@@ -121,7 +105,7 @@ pub extern "C" fn cache_value_len(v: *const cache_value) -> usize {
     guard(|| {
         let (shard, h) = split(v);
         let pin = reclaim::pin();
-        VALUES[shard].get(h, &pin).map_or(0, |v| v.bytes.len())
+        VALUES[shard].get(h, &pin).map_or(0, |v| v.len())
     })
 }
 
@@ -131,7 +115,7 @@ pub extern "C" fn cache_value_len(v: *const cache_value) -> usize {
 pub extern "C" fn cache_value_free(v: *mut cache_value) {
     guard(|| {
         let (shard, h) = split(v);
-        let frees = VALUES[shard].get(h, &reclaim::pin()).map(|v| v.frees);
+        let frees = VALUES[shard].get(h, &reclaim::pin()).map(|v| v.len());
         if let Some(frees) = frees {
             // The bytes it releases decide whether reclaim frees it at once
             // (large) or in a batch.
