@@ -26,6 +26,17 @@ esac
 command -v "${CC:-gcc}" >/dev/null || { echo "cgo: ${CC:-gcc} is missing (cgo needs a C compiler)" >&2; exit 1; }
 export CGO_ENABLED=1
 
+# A build cache of its own, new each run: Go's cache keys a cgo package on
+# its sources and flags, not on what `#cgo pkg-config:` printed
+# (golang/go#24544) nor on the headers it includes (golang/go#24355). A
+# shared cache (CI keeps ~/.cache/go-build between runs of one checkout
+# path) would link this run's binary with -L of an earlier, deleted
+# install PREFIX, or compile it against an earlier header. The standard
+# library comes prebuilt with Debian's Go, so this costs about a second.
+GOCACHE="$(mktemp -d "${TMPDIR:-/tmp}/groupcache-cgo-gocache.XXXXXX")"
+export GOCACHE
+trap 'rm -rf "$GOCACHE"' EXIT
+
 mkdir -p "$(dirname "$out")"
 (cd "$here" && "$GO" vet "${tags[@]}" . && "$GO" build "${tags[@]}" -o "$out" .)
 
