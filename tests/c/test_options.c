@@ -202,7 +202,7 @@ static void server_limits(void) {
 }
 
 /* The drain: cache_pool_free keeps the node serving for drain_ms, GET
- * /healthz answering 503 (tests/python/test_health.py and src/peers/tests.rs
+ * /healthz answering 503 (tests/python/test_health.py and src/peers/tests/health_route.rs
  * watch the 503 from another thread); 0 is no drain. From the options and
  * from GROUPCACHE_DRAIN_MS. */
 static void drain(void) {
