@@ -156,23 +156,9 @@ fn healthz_is_answered_while_stuck_loaders_hold_every_worker() {
     });
     *fake.delay.lock().unwrap() = Some(Duration::from_millis(2500));
     let a = server.local_addr();
-    let stuck: Vec<_> = (0..6)
-        .map(|i| {
-            std::thread::spawn(move || {
-                raw(
-                    a,
-                    format!("GET /_groupcache/g/s{i} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                        .as_bytes(),
-                )
-            })
-        })
-        .collect();
+    let stuck = gets_in_threads(a, "s", 6);
     // Wait until both workers are inside the getter.
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while fake.gets.lock().unwrap().len() < 2 {
-        assert!(Instant::now() < deadline, "the getters did not start");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_for_gets(&fake, 2);
     for _ in 0..5 {
         let t = Instant::now();
         assert_eq!(raw(a, HEALTHZ), (200, b"ok\n".to_vec()));
@@ -201,22 +187,8 @@ fn healthz_obeys_the_connection_limit() {
     });
     *fake.delay.lock().unwrap() = Some(Duration::from_millis(500));
     let a = server.local_addr();
-    let busy: Vec<_> = (0..2)
-        .map(|i| {
-            std::thread::spawn(move || {
-                raw(
-                    a,
-                    format!("GET /_groupcache/g/b{i} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                        .as_bytes(),
-                )
-            })
-        })
-        .collect();
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while fake.gets.lock().unwrap().len() < 2 {
-        assert!(Instant::now() < deadline, "the getters did not start");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let busy = gets_in_threads(a, "b", 2);
+    wait_for_gets(&fake, 2);
     assert_eq!(raw(a, HEALTHZ), (503, b"server busy\n".to_vec()));
     for b in busy {
         assert_eq!(b.join().unwrap().0, 200);

@@ -847,6 +847,38 @@ fn server_with(o: PoolOptions) -> (Arc<Pool>, Arc<Fake>, Arc<dyn PeerService>) {
     (server, fake, svc)
 }
 
+/// `n` threads, each asking for `/_groupcache/g/{prefix}{i}` on a
+/// connection of its own that closes after the answer; join them for
+/// their (status, body).
+fn gets_in_threads(
+    a: std::net::SocketAddr,
+    prefix: &'static str,
+    n: usize,
+) -> Vec<std::thread::JoinHandle<(u16, Vec<u8>)>> {
+    (0..n)
+        .map(|i| {
+            std::thread::spawn(move || {
+                raw(
+                    a,
+                    format!(
+                        "GET /_groupcache/g/{prefix}{i} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                    )
+                    .as_bytes(),
+                )
+            })
+        })
+        .collect()
+}
+
+/// Waits (up to 2 s) until the fake's getter has been entered `n` times.
+fn wait_for_gets(fake: &Fake, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while fake.gets.lock().unwrap().len() < n {
+        assert!(Instant::now() < deadline, "the getters did not start");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 #[test]
 fn misses_queue_for_workers_while_hits_are_answered() {
     let (server, fake, _svc) = server_with(PoolOptions {
@@ -864,18 +896,8 @@ fn misses_queue_for_workers_while_hits_are_answered() {
     let name = format!("gcwork-{}", server.local_addr().port());
     let a = server.local_addr();
     let t = Instant::now();
-    let misses: Vec<_> = (0..4)
-        .map(|i| {
-            std::thread::spawn(move || {
-                raw(
-                    a,
-                    format!("GET /_groupcache/g/m{i} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                        .as_bytes(),
-                )
-            })
-        })
-        .collect();
-    std::thread::sleep(Duration::from_millis(100));
+    let misses = gets_in_threads(a, "m", 4);
+    wait_for_gets(&fake, 2);
     // Both workers are in the getter: a cached key is still answered at once.
     let h = Instant::now();
     let (st, body) = raw(
@@ -1022,18 +1044,8 @@ fn a_server_busy_serving_every_connection_refuses_with_503() {
     });
     *fake.delay.lock().unwrap() = Some(Duration::from_millis(400));
     let a = server.local_addr();
-    let busy: Vec<_> = (0..2)
-        .map(|i| {
-            std::thread::spawn(move || {
-                raw(
-                    a,
-                    format!("GET /_groupcache/g/b{i} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                        .as_bytes(),
-                )
-            })
-        })
-        .collect();
-    std::thread::sleep(Duration::from_millis(150));
+    let busy = gets_in_threads(a, "b", 2);
+    wait_for_gets(&fake, 2);
     let t = Instant::now();
     let (st, body) = raw(a, b"GET /_groupcache/g/third HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!((st, &body[..]), (503, &b"server busy\n"[..]));
