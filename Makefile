@@ -84,7 +84,9 @@ test: lint check-header test-rust test-attack test-c test-python test-python-whe
 
 # Lints, all of which must pass (warnings are errors): rustfmt and clippy
 # on every target of the library and of the fuzz and header crates (their
-# own target dirs under target/), mypy --strict on the package and
+# own target dirs under target/), rustdoc on the library's docs, private
+# items included (broken or ambiguous links, stray HTML; links from public
+# to private items are fine in these internal docs), mypy --strict on the package and
 # examples/loader.py, ruff (rules: ruff.toml) on the package, tests, bench
 # and examples. Caches go under target/.
 lint: venv
@@ -96,6 +98,8 @@ lint: venv
 	  --target-dir target/fuzz-lint -- -D warnings
 	$(CARGO) clippy --quiet --locked --all-targets --manifest-path tools/header/Cargo.toml \
 	  --target-dir target/tools -- -D warnings
+	RUSTDOCFLAGS="-D warnings -A rustdoc::private_intra_doc_links" \
+	  $(CARGO) doc --quiet --release --locked --no-deps --document-private-items
 	MYPYPATH=python_ctypes $(VPY) -m mypy --strict --cache-dir target/mypy \
 	  python_ctypes/groupcache examples/loader.py
 	$(VPY) -m ruff check --cache-dir target/ruff python_ctypes tests bench examples

@@ -1229,7 +1229,7 @@ enum cache_status cache_pool_options_set_drain_ms(struct cache_pool_options *opt
  * the pool is made, and again every peers_refresh_ms (default 5,000). The
  * peers are the URLs found, sorted and without duplicates, so every node
  * computes the same list; a node finds itself by its self_url (the
- * default, "http://<bound address>", matches when it binds the address
+ * default, `http://<bound address>`, matches when it binds the address
  * DNS gives). A lookup that fails or finds no address keeps the last
  * good membership. The string is copied; NULL removes a spec set before
  * (or by GROUPCACHE_PEERS_FROM). A pool made with one refuses
@@ -1265,8 +1265,8 @@ enum cache_status cache_pool_options_set_peers_refresh_ms(struct cache_pool_opti
                                                           uint32_t ms);
 
 /**
- * The DNS server peers_from asks, as "IP:PORT" ("127.0.0.1:5353",
- * "[::1]:53") or "IP" (port 53), in place of the servers of
+ * The DNS server peers_from asks, as "IP:PORT" (`127.0.0.1:5353`,
+ * `[::1]:53`) or "IP" (port 53), in place of the servers of
  * /etc/resolv.conf (its search domains still apply; /etc/hosts is still
  * read first). The string is copied; NULL goes back to resolv.conf's.
  * Returns CACHE_OK or CACHE_INVALID_ARGUMENT (not an IP address and
@@ -1282,7 +1282,7 @@ enum cache_status cache_pool_options_set_nameserver(struct cache_pool_options *o
  * Creates a node: binds `listen_addr` at once (e.g. "127.0.0.1:8000";
  * "127.0.0.1:0" picks a free port) and serves the peer protocol there on
  * background threads. `self_url` is how the other nodes reach this one;
- * NULL means "http://<bound address>" ("https://<bound address>" with
+ * NULL means `http://<bound address>` (`https://<bound address>` with
  * TLS). Caches join it through cache_new.
  *
  * Without a secret (cache_pool_options_set_secret) the port serves cache

@@ -686,7 +686,7 @@ pub extern "C" fn cache_pool_options_set_drain_ms(options: *mut cache_pool_optio
 /// the pool is made, and again every peers_refresh_ms (default 5,000). The
 /// peers are the URLs found, sorted and without duplicates, so every node
 /// computes the same list; a node finds itself by its self_url (the
-/// default, "http://<bound address>", matches when it binds the address
+/// default, `http://<bound address>`, matches when it binds the address
 /// DNS gives). A lookup that fails or finds no address keeps the last
 /// good membership. The string is copied; NULL removes a spec set before
 /// (or by GROUPCACHE_PEERS_FROM). A pool made with one refuses
@@ -745,8 +745,8 @@ pub extern "C" fn cache_pool_options_set_peers_refresh_ms(
     })
 }
 
-/// The DNS server peers_from asks, as "IP:PORT" ("127.0.0.1:5353",
-/// "[::1]:53") or "IP" (port 53), in place of the servers of
+/// The DNS server peers_from asks, as "IP:PORT" (`127.0.0.1:5353`,
+/// `[::1]:53`) or "IP" (port 53), in place of the servers of
 /// /etc/resolv.conf (its search domains still apply; /etc/hosts is still
 /// read first). The string is copied; NULL goes back to resolv.conf's.
 /// Returns CACHE_OK or CACHE_INVALID_ARGUMENT (not an IP address and
@@ -766,7 +766,7 @@ pub unsafe extern "C" fn cache_pool_options_set_nameserver(
 /// Creates a node: binds `listen_addr` at once (e.g. "127.0.0.1:8000";
 /// "127.0.0.1:0" picks a free port) and serves the peer protocol there on
 /// background threads. `self_url` is how the other nodes reach this one;
-/// NULL means "http://<bound address>" ("https://<bound address>" with
+/// NULL means `http://<bound address>` (`https://<bound address>` with
 /// TLS). Caches join it through cache_new.
 ///
 /// Without a secret (cache_pool_options_set_secret) the port serves cache

@@ -58,7 +58,7 @@
 //! turn as tasks. Misses of a group whose loads have been fast run on the
 //! runtime thread itself, one at a time, as a thread hop costs more than
 //! such a load; a slow load sends the group back to the workers (see
-//! [`inline`]).
+//! [`mod@inline`]).
 //!
 //! Limits (all in [`ServerConfig`], defaults in [`super::PoolOptions`]):
 //! - connections (`max_connections`, by default derived from the fd limit;
@@ -184,7 +184,7 @@ pub(crate) struct ServerConfig {
     /// Name of the worker threads (at most 15 bytes show on Linux).
     pub worker_name: String,
     /// Whether misses of fast groups may run on the runtime (see
-    /// [`inline`]): only with two runtime workers or more.
+    /// [`mod@inline`]): only with two runtime workers or more.
     pub inline: bool,
     /// Name of the inline calls' watchdog thread.
     pub watchdog_name: String,

@@ -9,7 +9,7 @@
 //! Workers are plain threads, outside any runtime: a getter that calls
 //! another group (and so maybe a peer) does so as an application thread
 //! would. (Misses of groups whose loads are fast may skip the pool: see
-//! [`super::inline`].)
+//! [`mod@super::inline`].)
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex};
