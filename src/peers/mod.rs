@@ -63,9 +63,9 @@ mod tests;
 /// Entry points for fuzz/ (not an API; may change at any time).
 #[doc(hidden)]
 pub mod fuzzing {
-    pub use super::server::serve_raw_for_fuzzing as serve_raw;
-    pub use super::server::serve_raw_signed_for_fuzzing as serve_raw_signed;
-    pub use super::server::{FUZZ_MAX_BATCH_KEYS, FUZZ_NODE, FUZZ_NOW_MS};
+    pub use super::server::fuzzing::serve_raw_for_fuzzing as serve_raw;
+    pub use super::server::fuzzing::serve_raw_signed_for_fuzzing as serve_raw_signed;
+    pub use super::server::fuzzing::{FUZZ_MAX_BATCH_KEYS, FUZZ_NODE, FUZZ_NOW_MS};
 }
 
 pub use client::HttpPeer;

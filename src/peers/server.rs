@@ -74,8 +74,10 @@
 //!   (`max_body_bytes`, 413), and all bodies held at once
 //!   (`body_budget_bytes`, 503; see [`budget`]).
 
+mod batch;
 mod budget;
 mod conns;
+pub(crate) mod fuzzing;
 mod inline;
 mod workers;
 
@@ -110,6 +112,8 @@ use super::proto::{
 use super::tls::Tls;
 use crate::engine::{Error, Group, PeerValue};
 
+use self::batch::serve_batch;
+pub(crate) use self::batch::BATCH_OVERHEAD_PER_KEY;
 pub(crate) use self::conns::auto_max_connections;
 pub(crate) use self::inline::inline_call_running;
 
@@ -984,137 +988,6 @@ async fn serve(
     }
 }
 
-/// The bytes of a batch answer beyond its values, at most, per key: a
-/// `KeyResult`'s framing, expiry, status and error text (cut to
-/// [`BATCH_ERROR_TEXT`] bytes). A client reads up to its
-/// `max_response_bytes` plus this much per key.
-pub(crate) const BATCH_OVERHEAD_PER_KEY: usize = 160;
-/// The longest error text of one key in a batch answer.
-const BATCH_ERROR_TEXT: usize = 128;
-/// Values of one batch copied on the runtime thread, at most, all
-/// together (hits beyond it are copied on the worker with the misses).
-const INLINE_BATCH_BYTES: usize = INLINE_VALUE_BYTES;
-
-/// The batch route: `POST {base_path}{group}`, a `GetManyRequest` body.
-/// The hits are answered here, on the runtime thread, without blocking;
-/// the misses go to one worker, in one `get_many_for_peer` call, never to
-/// the runtime (a batch of loads may take long, and the inline path's
-/// "fast group" measure is of single loads).
-async fn serve_batch(group: String, body: ReqBody, ctx: &ServeCtx, slot: &Slot) -> Response<Chunks> {
-    let cfg = &ctx.cfg;
-    let Some(svc) = ctx.groups.lookup(&group) else {
-        log::debug!(
-            "peer server: a peer asked for a batch of cache {group:?}, which this node does not have"
-        );
-        return text(StatusCode::NOT_FOUND, &format!("no such group: {group}"));
-    };
-    let (body, held) = match body {
-        ReqBody::Read(b, held) => (b, held),
-        ReqBody::Unread(body) => match read_body_in_phase(body, ctx, slot).await {
-            Ok((b, held)) => (b, Some(held)),
-            Err(resp) => return resp,
-        },
-    };
-    // The keys are slices of the body (no copy): its reservation is held
-    // until the answer is built.
-    let m = match GetManyRequest::decode(body) {
-        Ok(m) => m,
-        Err(e) => return text(StatusCode::BAD_REQUEST, &format!("decoding GetManyRequest: {e}")),
-    };
-    if !m.group.is_empty() && m.group != group.as_bytes() {
-        return text(
-            StatusCode::BAD_REQUEST,
-            "GetManyRequest group differs from the path's",
-        );
-    }
-    if m.keys.len() > cfg.max_batch_keys {
-        return text(
-            StatusCode::BAD_REQUEST,
-            &format!(
-                "a batch of {} keys: this node takes at most {} (max_batch_keys)",
-                m.keys.len(),
-                cfg.max_batch_keys
-            ),
-        );
-    }
-    let budget = match m.max_response_bytes {
-        0 => cfg.max_body_bytes,
-        n => usize::try_from(n).unwrap_or(usize::MAX).min(cfg.max_body_bytes),
-    };
-    let keys = m.keys;
-    svc.count_batch();
-    // The hits, here (short, non-blocking engine calls).
-    let mut results: Vec<Option<Result<PeerValue, Error>>> = vec![None; keys.len()];
-    let hits = inline(|| {
-        let mut copied = 0usize;
-        for (k, r) in keys.iter().zip(results.iter_mut()) {
-            match svc.get_cached_for_peer(k, INLINE_BATCH_BYTES - copied) {
-                Ok(Some(v)) => {
-                    copied += v.value.len();
-                    *r = Some(Ok(v));
-                }
-                Ok(None) => {}
-                Err(e) => *r = Some(Err(e)),
-            }
-        }
-    });
-    if let Err(resp) = hits {
-        return resp;
-    }
-    // The misses, on a worker, in one call.
-    let misses: Vec<usize> = (0..keys.len()).filter(|&i| results[i].is_none()).collect();
-    if !misses.is_empty() {
-        let miss_keys: Vec<Bytes> = misses.iter().map(|&i| keys[i].clone()).collect();
-        let svc = svc.clone();
-        let loaded = on_worker(ctx, move || {
-            let refs: Vec<&[u8]> = miss_keys.iter().map(|k| &k[..]).collect();
-            svc.get_many_for_peer(&refs)
-        })
-        .await;
-        match loaded {
-            Ok(loaded) if loaded.len() == misses.len() => {
-                for (i, r) in misses.into_iter().zip(loaded) {
-                    results[i] = Some(r);
-                }
-            }
-            Ok(loaded) => {
-                log::error!(
-                    "peer server: get_many_for_peer answered {} results for {} keys (a bug)",
-                    loaded.len(),
-                    misses.len()
-                );
-                return text(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "the engine answered a batch wrongly",
-                );
-            }
-            Err(resp) => return resp,
-        }
-    }
-    drop(keys);
-    drop(held);
-    let results: Vec<Result<PeerValue, Error>> = results
-        .into_iter()
-        .map(|r| r.unwrap_or(Err(Error::NotFound)))
-        .collect();
-    // One line per batch, not per key.
-    let mut failed = results
-        .iter()
-        .filter_map(|r| r.as_ref().err())
-        .filter(|e| !matches!(e, Error::NotFound));
-    if let Some(first) = failed.next() {
-        log::warn!(
-            "peer server: answering a batch for cache {group:?}: {} of {} keys failed, the first: {first}",
-            1 + failed.count(),
-            results.len()
-        );
-    }
-    Response::builder()
-        .header(header::CONTENT_TYPE, PROTOBUF)
-        .body(batch_response_body(results, budget))
-        .expect("valid response")
-}
-
 /// The status and text the single GET would answer for `e` (see
 /// [`error_response`]).
 fn error_status(e: &Error) -> (StatusCode, String) {
@@ -1127,82 +1000,6 @@ fn error_status(e: &Error) -> (StatusCode, String) {
         Error::LoaderFailed(_) => (StatusCode::INTERNAL_SERVER_ERROR, "loader failed".into()),
         Error::PeerFailed(_) => (StatusCode::INTERNAL_SERVER_ERROR, "peer failed".into()),
     }
-}
-
-/// `s` cut to at most `max` bytes, at a character boundary.
-fn cut(mut s: String, max: usize) -> String {
-    if s.len() > max {
-        let mut at = max;
-        while !s.is_char_boundary(at) {
-            at -= 1;
-        }
-        s.truncate(at);
-    }
-    s
-}
-
-/// Encodes a `GetManyResponse`. Values whose bytes would take the values'
-/// total past `budget` are answered [`STATUS_TOO_LARGE`] instead (the
-/// client fetches those one by one); the rest of the answer is at most
-/// [`BATCH_OVERHEAD_PER_KEY`] bytes a key. Values up to [`COPY_LIMIT`] are
-/// copied into the encoding; larger ones are sent from their own bytes.
-fn batch_response_body(results: Vec<Result<PeerValue, Error>>, budget: usize) -> Chunks {
-    use prost::encoding::{encode_varint, encoded_len_varint};
-    let mut parts = Vec::new();
-    let mut cur = BytesMut::with_capacity(64 * results.len().min(1024));
-    let mut values = 0usize;
-    for r in results {
-        let (value, rest) = match r {
-            Ok(v) if values.saturating_add(v.value.len()) <= budget => {
-                values += v.value.len();
-                let rest = KeyResult {
-                    expire: v.expire_unix_nanos.filter(|&e| e > 0).unwrap_or(0),
-                    ..Default::default()
-                };
-                (v.value, rest)
-            }
-            Ok(_) => (
-                Bytes::new(),
-                KeyResult {
-                    status: STATUS_TOO_LARGE,
-                    error: "over the batch answer's size; fetch it alone".into(),
-                    ..Default::default()
-                },
-            ),
-            Err(e) => {
-                let (status, error) = error_status(&e);
-                (
-                    Bytes::new(),
-                    KeyResult {
-                        status: status.as_u16() as u32,
-                        error: cut(error, BATCH_ERROR_TEXT),
-                        ..Default::default()
-                    },
-                )
-            }
-        };
-        let value_field = if value.is_empty() {
-            0
-        } else {
-            1 + encoded_len_varint(value.len() as u64) + value.len()
-        };
-        let inner = value_field + rest.encoded_len();
-        cur.put_u8(0x0a); // GetManyResponse.results, length-delimited
-        encode_varint(inner as u64, &mut cur);
-        if !value.is_empty() {
-            cur.put_u8(0x0a); // KeyResult.value
-            encode_varint(value.len() as u64, &mut cur);
-            if value.len() <= COPY_LIMIT {
-                cur.put_slice(&value);
-            } else {
-                parts.push(cur.split().freeze());
-                parts.push(value);
-            }
-        }
-        rest.encode(&mut cur).expect("BytesMut grows");
-    }
-    parts.push(cur.freeze());
-    Chunks::many(parts)
 }
 
 /// Reads a request body within `body_timeout`, `max_body_bytes` and the
@@ -1275,174 +1072,9 @@ async fn read_request_body(
     }
 }
 
-/// For fuzz/ only, not an API: serves `raw` as everything one client sent
-/// on a connection (then EOF), with the server's real HTTP/1.1 settings and
-/// routing, `group` served under its name; returns every byte the server
-/// wrote. Limits are small (64 KiB bodies, 16 KiB heads, 50 ms timeouts).
-/// Panics if the server neither answers nor closes within 5 s.
-#[doc(hidden)]
-pub fn serve_raw_for_fuzzing(group: &Arc<Group>, raw: &[u8]) -> Vec<u8> {
-    serve_raw(group, raw, None).0
-}
-
-/// For fuzz/ only: [`serve_raw_for_fuzzing`] with a server that requires
-/// requests signed under `secret` for node [`FUZZ_NODE`] at the fixed
-/// time [`FUZZ_NOW_MS`] (so that signed seeds stay valid). Also returns how
-/// many requests got past authentication to a group lookup.
-#[doc(hidden)]
-pub fn serve_raw_signed_for_fuzzing(group: &Arc<Group>, raw: &[u8], secret: &[u8]) -> (Vec<u8>, usize) {
-    fn fixed_clock() -> u64 {
-        FUZZ_NOW_MS
-    }
-    let auth = Verifier::with_clock(secret, FUZZ_NODE, fixed_clock, 64);
-    serve_raw(group, raw, Some(Arc::new(auth)))
-}
-
-/// The fuzzing server's `max_batch_keys`.
-#[doc(hidden)]
-pub const FUZZ_MAX_BATCH_KEYS: usize = 256;
-
-/// The node the signed fuzzing server answers as.
-#[doc(hidden)]
-pub const FUZZ_NODE: &str = "127.0.0.1:7000";
-/// The signed fuzzing server's clock, Unix milliseconds.
-#[doc(hidden)]
-pub const FUZZ_NOW_MS: u64 = 1_800_000_000_000;
-
-fn serve_raw(group: &Arc<Group>, raw: &[u8], auth: Option<Arc<Verifier>>) -> (Vec<u8>, usize) {
-    use std::sync::atomic::AtomicUsize;
-    struct OneGroup(Arc<Group>, AtomicUsize);
-    impl GroupLookup for OneGroup {
-        fn lookup(&self, name: &str) -> Option<Arc<dyn PeerService>> {
-            self.1.fetch_add(1, Ordering::Relaxed);
-            (name == self.0.name()).then(|| self.0.clone() as Arc<dyn PeerService>)
-        }
-        fn metrics(&self) -> String {
-            super::metrics::render(&mut [(self.0.name().to_string(), self.0.stats())])
-        }
-    }
-    /// The client's bytes in, the server's out.
-    struct MemIo {
-        input: Bytes,
-        output: Arc<Mutex<Vec<u8>>>,
-    }
-    impl hyper::rt::Read for MemIo {
-        fn poll_read(
-            mut self: Pin<&mut Self>,
-            _cx: &mut Context<'_>,
-            mut buf: hyper::rt::ReadBufCursor<'_>,
-        ) -> Poll<std::io::Result<()>> {
-            let n = self.input.len().min(buf.remaining());
-            let chunk = self.input.split_to(n);
-            buf.put_slice(&chunk);
-            Poll::Ready(Ok(()))
-        }
-    }
-    impl hyper::rt::Write for MemIo {
-        fn poll_write(
-            self: Pin<&mut Self>,
-            _cx: &mut Context<'_>,
-            buf: &[u8],
-        ) -> Poll<std::io::Result<usize>> {
-            self.output.lock().unwrap().extend_from_slice(buf);
-            Poll::Ready(Ok(buf.len()))
-        }
-        fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-            Poll::Ready(Ok(()))
-        }
-        fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-            Poll::Ready(Ok(()))
-        }
-    }
-    thread_local! {
-        static RT: tokio::runtime::Runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .expect("a current-thread runtime");
-    }
-    let cfg = ServerConfig {
-        base_path: DEFAULT_BASE_PATH.to_string(),
-        max_body_bytes: 64 << 10,
-        max_header_bytes: 16 << 10,
-        max_connections: 1,
-        header_timeout: Duration::from_millis(50),
-        idle_timeout: Duration::from_millis(50),
-        body_timeout: Duration::from_millis(50),
-        body_budget_bytes: 64 << 10,
-        max_batch_keys: FUZZ_MAX_BATCH_KEYS,
-        server_workers: 1,
-        worker_name: "fuzz".to_string(),
-        inline: false,
-        watchdog_name: "fuzz".to_string(),
-        auth,
-        tls: None,
-    };
-    let table = ConnTable::new(
-        1,
-        Timeouts {
-            header: cfg.header_timeout,
-            idle: cfg.idle_timeout,
-        },
-    );
-    let Admit::Serve(guard) = table.admit() else {
-        unreachable!("a new table has room")
-    };
-    let mut builder = http1_builder(&cfg);
-    // The input ends in EOF: answer what was asked before closing (the
-    // production setting closes at once on EOF mid-request).
-    builder.half_close(true);
-    let one = Arc::new(OneGroup(group.clone(), AtomicUsize::new(0)));
-    let ctx = Arc::new(ServeCtx {
-        builder: builder.clone(),
-        budget: BodyBudget::new(cfg.body_budget_bytes),
-        workers: Arc::new(Workers::inline()),
-        inline: Arc::new(Inline::new(None, String::new())),
-        speeds: Mutex::default(),
-        closing: Arc::new(AtomicBool::new(false)),
-        tls_log: Throttle::new(LOG_INTERVAL),
-        cfg,
-        groups: one.clone(),
-        shutdown: watch::channel(false).1,
-        table,
-    });
-    let output = Arc::new(Mutex::new(Vec::new()));
-    let io = MemIo {
-        input: Bytes::copy_from_slice(raw),
-        output: output.clone(),
-    };
-    let slot = guard.slot().clone();
-    let svc = service_fn(move |req| {
-        let (ctx, slot) = (ctx.clone(), slot.clone());
-        async move { Ok::<_, Infallible>(serve_request(req, &ctx, &slot, false).await) }
-    });
-    RT.with(|rt| {
-        rt.block_on(async {
-            let conn = builder.serve_connection(io, svc);
-            if tokio::time::timeout(Duration::from_secs(5), conn).await.is_err() {
-                panic!("the server neither answered nor closed within 5 s");
-            }
-        })
-    });
-    let out = std::mem::take(&mut *output.lock().unwrap());
-    (out, one.1.load(Ordering::Relaxed))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn fuzz_entry_serves() {
-        let g = Group::new("g", 1 << 20, None);
-        g.set(b"k", b"value", 0).unwrap();
-        let out = serve_raw_for_fuzzing(&g, b"GET /_groupcache/g/k HTTP/1.1\r\nHost: x\r\n\r\n");
-        let text = String::from_utf8_lossy(&out);
-        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
-        assert!(out.ends_with(b"\x0a\x05value"), "{text}");
-        let out = serve_raw_for_fuzzing(&g, b"GET /_groupcache/g HTTP/1.1\r\n\r\n");
-        assert!(out.starts_with(b"HTTP/1.1 400"));
-        assert!(serve_raw_for_fuzzing(&g, b"").is_empty());
-    }
 
     #[test]
     fn targets() {

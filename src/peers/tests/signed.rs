@@ -375,15 +375,15 @@ fn fuzz_signed(method: &str, target: &str, body: &[u8], nonce: u64, extra: &str)
     let sig = auth::sign(
         FUZZ_SECRET,
         method,
-        server::FUZZ_NODE,
+        server::fuzzing::FUZZ_NODE,
         target,
         &auth::body_digest(body),
-        server::FUZZ_NOW_MS,
+        server::fuzzing::FUZZ_NOW_MS,
         nonce,
     );
     let head = format!(
         "{method} {target} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\nx-groupcache-auth: {sig}\r\n{extra}\r\n",
-        server::FUZZ_NODE,
+        server::fuzzing::FUZZ_NODE,
         body.len()
     );
     [head.as_bytes(), body].concat()
@@ -454,12 +454,12 @@ fn signed_fuzz_seeds_are_current_and_reach_the_engine() {
         }
         let g = crate::engine::Group::new("g", 1 << 20, None);
         g.set(b"k", b"value", 0).unwrap();
-        let (out, reached) = server::serve_raw_signed_for_fuzzing(&g, &seed, FUZZ_SECRET);
+        let (out, reached) = server::fuzzing::serve_raw_signed_for_fuzzing(&g, &seed, FUZZ_SECRET);
         assert_eq!(statuses(&out), want, "{name}: {}", String::from_utf8_lossy(&out));
         let expect_reached = want.iter().filter(|&&s| s != 401).count() - usize::from(name == "pipelined");
         assert_eq!(reached, expect_reached, "{name}");
         // Under another secret nothing gets through.
-        let (out, reached) = server::serve_raw_signed_for_fuzzing(&g, &seed, b"another secret");
+        let (out, reached) = server::fuzzing::serve_raw_signed_for_fuzzing(&g, &seed, b"another secret");
         assert_eq!(reached, 0, "{name}: {}", String::from_utf8_lossy(&out));
     }
     assert!(
