@@ -16,7 +16,9 @@ pub mod value; // what cache_get returns
 
 pub mod sink; // what a getter fills
 
-pub mod pool; // cluster nodes and their options
+pub mod pool_options; // cache_pool_options: what cache_pool_new_with_options takes
+
+pub mod pool; // cluster nodes
 
 pub mod lookup; // hit paths for language bindings
 
