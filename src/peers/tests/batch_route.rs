@@ -349,88 +349,54 @@ struct NoBatchNode {
 }
 
 fn no_batch_node(header: &'static str, hold: usize) -> NoBatchNode {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", l.local_addr().unwrap());
     let lines = Arc::new(Mutex::new(Vec::new()));
-    let state = Arc::new((Mutex::new((0usize, 0usize, 0usize)), std::sync::Condvar::new()));
+    // (GETs in flight, whether the first `hold` were let go)
+    let state = Arc::new((Mutex::new((0usize, false)), std::sync::Condvar::new()));
     let most = Arc::new(Mutex::new(0usize));
     let (lines2, most2) = (lines.clone(), most.clone());
-    std::thread::spawn(move || {
-        for s in l.incoming() {
-            let Ok(mut s) = s else { continue };
-            let (lines, state, most) = (lines2.clone(), state.clone(), most2.clone());
-            std::thread::spawn(move || {
-                let _ = s.set_read_timeout(Some(Duration::from_secs(3)));
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                loop {
-                    while let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        let head = String::from_utf8_lossy(&buf[..i]).to_string();
-                        let len: usize = head
-                            .to_ascii_lowercase()
-                            .lines()
-                            .find_map(|l| {
-                                l.strip_prefix("content-length:")
-                                    .map(|v| v.trim().parse().unwrap())
-                            })
-                            .unwrap_or(0);
-                        if buf.len() < i + 4 + len {
-                            break;
-                        }
-                        buf.drain(..i + 4 + len);
-                        let line = head.lines().next().unwrap_or("").to_string();
-                        lines.lock().unwrap().push(line.clone());
-                        let hdr = if header.is_empty() {
-                            String::new()
-                        } else {
-                            format!("x-groupcache-peer: {header}\r\n")
-                        };
-                        let reply = if let Some(rest) = line.strip_prefix("GET /_groupcache/g/") {
-                            let key = rest.split(' ').next().unwrap();
-                            // The first `hold` GETs wait until they are all
-                            // in flight (or 2 s); later ones are answered at once.
-                            let (m, cv) = &*state;
-                            let mut st = m.lock().unwrap();
-                            st.0 += 1;
-                            {
-                                let mut most = most.lock().unwrap();
-                                *most = (*most).max(st.0);
-                            }
-                            if st.2 == 0 && st.0 >= hold {
-                                st.2 = 1;
-                                cv.notify_all();
-                            } else if st.2 == 0 {
-                                st = cv
-                                    .wait_timeout_while(st, Duration::from_secs(2), |st| st.2 == 0)
-                                    .unwrap()
-                                    .0;
-                            }
-                            st.0 -= 1;
-                            drop(st);
-                            let v = format!("v:{key}");
-                            let mut body = vec![0x0a, v.len() as u8];
-                            body.extend_from_slice(v.as_bytes());
-                            let mut r = format!(
-                                "HTTP/1.1 200 OK\r\n{hdr}Content-Type: application/x-protobuf\r\nContent-Length: {}\r\n\r\n",
-                                body.len()
-                            )
-                            .into_bytes();
-                            r.extend_from_slice(&body);
-                            r
-                        } else {
-                            format!("HTTP/1.1 400 Bad Request\r\n{hdr}Content-Type: text/plain; charset=utf-8\r\nContent-Length: 12\r\n\r\nbad request\n")
-                                .into_bytes()
-                        };
-                        if s.write_all(&reply).is_err() {
-                            return;
-                        }
-                    }
-                    match s.read(&mut chunk) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
-                }
-            });
+    let url = fake_peer(move |head, _| {
+        let line = head.lines().next().unwrap_or("").to_string();
+        lines2.lock().unwrap().push(line.clone());
+        let hdr = if header.is_empty() {
+            String::new()
+        } else {
+            format!("x-groupcache-peer: {header}\r\n")
+        };
+        if let Some(rest) = line.strip_prefix("GET /_groupcache/g/") {
+            let key = rest.split(' ').next().unwrap();
+            // The first `hold` GETs wait until they are all
+            // in flight (or 2 s); later ones are answered at once.
+            let (m, cv) = &*state;
+            let mut st = m.lock().unwrap();
+            st.0 += 1;
+            {
+                let mut most = most2.lock().unwrap();
+                *most = (*most).max(st.0);
+            }
+            if !st.1 && st.0 >= hold {
+                st.1 = true;
+                cv.notify_all();
+            } else if !st.1 {
+                st = cv
+                    .wait_timeout_while(st, Duration::from_secs(2), |st| !st.1)
+                    .unwrap()
+                    .0;
+            }
+            st.0 -= 1;
+            drop(st);
+            let v = format!("v:{key}");
+            let mut body = vec![0x0a, v.len() as u8];
+            body.extend_from_slice(v.as_bytes());
+            let mut r = format!(
+                "HTTP/1.1 200 OK\r\n{hdr}Content-Type: application/x-protobuf\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .into_bytes();
+            r.extend_from_slice(&body);
+            r
+        } else {
+            format!("HTTP/1.1 400 Bad Request\r\n{hdr}Content-Type: text/plain; charset=utf-8\r\nContent-Length: 12\r\n\r\nbad request\n")
+                .into_bytes()
         }
     });
     NoBatchNode { url, lines, most }

@@ -1303,30 +1303,23 @@ fn requests_carry_host_and_origin_form() {
     assert!(req.contains(&format!("\r\nhost: {addr}\r\n")), "{req}");
 }
 
-/// Serves like golang/groupcache: every method as a GET, no marker header.
-/// Records the request lines it saw.
-fn go_like_peer() -> (String, Arc<Mutex<Vec<String>>>) {
+/// A stand-in peer on loopback: each connection on a thread of its own,
+/// its requests read one after another (the head, then a Content-Length
+/// body) and answered with `answer(head, request)`'s bytes (`head` as
+/// sent, without the blank line; `request` the whole request). Its URL.
+fn fake_peer(answer: impl Fn(&str, &[u8]) -> Vec<u8> + Send + Sync + 'static) -> String {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", l.local_addr().unwrap());
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let seen2 = seen.clone();
+    let answer = Arc::new(answer);
     std::thread::spawn(move || {
         for s in l.incoming() {
             let Ok(mut s) = s else { continue };
-            let seen = seen2.clone();
+            let answer = answer.clone();
             std::thread::spawn(move || {
                 let _ = s.set_read_timeout(Some(Duration::from_secs(3)));
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 4096];
                 loop {
-                    // One request at a time: the head ends with an empty
-                    // line (these requests have no body but the PUT's,
-                    // which is small and arrives with it).
-                    let Ok(n) = s.read(&mut chunk) else { return };
-                    if n == 0 {
-                        return;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
                     while let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
                         let head = String::from_utf8_lossy(&buf[..i]).into_owned();
                         let len: usize = head
@@ -1340,22 +1333,37 @@ fn go_like_peer() -> (String, Arc<Mutex<Vec<String>>>) {
                         if buf.len() < i + 4 + len {
                             break;
                         }
-                        buf.drain(..i + 4 + len);
-                        let line = head.lines().next().unwrap().to_string();
-                        let bad = line.split(' ').nth(1) == Some("/_groupcache/");
-                        seen.lock().unwrap().push(line);
-                        let reply: &[u8] = if bad {
-                            b"HTTP/1.1 400 Bad Request\r\nContent-Length: 12\r\n\r\nbad request\n"
-                        } else {
-                            b"HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: 4\r\n\r\n\x0a\x02go"
-                        };
-                        if s.write_all(reply).is_err() {
+                        let req: Vec<u8> = buf.drain(..i + 4 + len).collect();
+                        if s.write_all(&answer(&head, &req)).is_err() {
                             return;
                         }
+                    }
+                    match s.read(&mut chunk) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
                     }
                 }
             });
         }
+    });
+    url
+}
+
+/// Serves like golang/groupcache: every method as a GET, no marker header.
+/// Records the request lines it saw.
+fn go_like_peer() -> (String, Arc<Mutex<Vec<String>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let seen2 = seen.clone();
+    let url = fake_peer(move |head, _| {
+        let line = head.lines().next().unwrap().to_string();
+        let bad = line.split(' ').nth(1) == Some("/_groupcache/");
+        seen2.lock().unwrap().push(line);
+        let reply: &[u8] = if bad {
+            b"HTTP/1.1 400 Bad Request\r\nContent-Length: 12\r\n\r\nbad request\n"
+        } else {
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: 4\r\n\r\n\x0a\x02go"
+        };
+        reply.to_vec()
     });
     (url, seen)
 }

@@ -15,49 +15,16 @@ pub(super) fn secret_opts() -> PoolOptions {
 /// it receives, head and body, and answers as our server would (200 with
 /// our header; a GetResponse to a GET).
 fn sniffed_peer() -> (String, Arc<Mutex<Vec<Vec<u8>>>>) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", l.local_addr().unwrap());
     let seen = Arc::new(Mutex::new(Vec::new()));
     let seen2 = seen.clone();
-    std::thread::spawn(move || {
-        for s in l.incoming() {
-            let Ok(mut s) = s else { continue };
-            let seen = seen2.clone();
-            std::thread::spawn(move || {
-                let _ = s.set_read_timeout(Some(Duration::from_secs(3)));
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                loop {
-                    while let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        let head = String::from_utf8_lossy(&buf[..i]).to_ascii_lowercase();
-                        let len: usize = head
-                            .lines()
-                            .find_map(|l| {
-                                l.strip_prefix("content-length:")
-                                    .map(|v| v.trim().parse().unwrap())
-                            })
-                            .unwrap_or(0);
-                        if buf.len() < i + 4 + len {
-                            break;
-                        }
-                        let req: Vec<u8> = buf.drain(..i + 4 + len).collect();
-                        let reply: &[u8] = if head.starts_with("get ") {
-                            b"HTTP/1.1 200 OK\r\nx-groupcache-peer: set, remove\r\nContent-Type: application/x-protobuf\r\nContent-Length: 5\r\n\r\n\x0a\x03rec"
-                        } else {
-                            b"HTTP/1.1 200 OK\r\nx-groupcache-peer: set, remove\r\nContent-Length: 0\r\n\r\n"
-                        };
-                        seen.lock().unwrap().push(req);
-                        if s.write_all(reply).is_err() {
-                            return;
-                        }
-                    }
-                    match s.read(&mut chunk) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
-                }
-            });
-        }
+    let url = fake_peer(move |head, req| {
+        seen2.lock().unwrap().push(req.to_vec());
+        let reply: &[u8] = if head.to_ascii_lowercase().starts_with("get ") {
+            b"HTTP/1.1 200 OK\r\nx-groupcache-peer: set, remove\r\nContent-Type: application/x-protobuf\r\nContent-Length: 5\r\n\r\n\x0a\x03rec"
+        } else {
+            b"HTTP/1.1 200 OK\r\nx-groupcache-peer: set, remove\r\nContent-Length: 0\r\n\r\n"
+        };
+        reply.to_vec()
     });
     (url, seen)
 }
