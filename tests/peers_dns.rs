@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use crate::common::dns::{hosts, Dnsmasq, DOMAIN};
 use crate::common::*;
-use groupcache::engine::{Getter, Group};
 use groupcache::peers::{Pool, PoolError, PoolOptions};
 
 const REFRESH: Duration = Duration::from_millis(200);
@@ -22,15 +21,6 @@ fn dns_opts(spec: &str, dns: &Dnsmasq) -> PoolOptions {
         nameserver: dns.nameserver(),
         ..opts(2000)
     }
-}
-
-/// A node like `Node::new`, bound to `listen`.
-fn node_at(listen: &str, opts: PoolOptions) -> Result<Node, PoolError> {
-    let loader = Arc::new(Loader::new());
-    let group = Group::new("g", 64 << 20, Some(loader.clone() as Arc<dyn Getter>));
-    let pool = Pool::new(listen, None, opts)?;
-    pool.register(group.clone()).unwrap();
-    Ok(Node { pool, group, loader })
 }
 
 /// A port free on every address of `ips`, for `span` ports from it.
@@ -58,7 +48,7 @@ fn nodes_at(ips: &[&str], port: u16, span: u16, opts: &PoolOptions) -> Vec<Node>
     let mut nodes = Vec::new();
     for ip in ips {
         for p in port..port + span {
-            nodes.push(node_at(&format!("{ip}:{p}"), opts.clone()).unwrap());
+            nodes.push(Node::at(&format!("{ip}:{p}"), opts.clone()).unwrap());
         }
     }
     nodes
@@ -242,9 +232,9 @@ fn srv_records_give_targets_and_their_ports() {
     let spec = format!("dns+srv+http://_groupcache._tcp.svc.{DOMAIN}");
     let o = dns_opts(&spec, &dns);
     let nodes = vec![
-        node_at(&format!("{}:{port}", ips[0]), o.clone()).unwrap(),
-        node_at(&format!("{}:{port}", ips[1]), o.clone()).unwrap(),
-        node_at(&format!("{}:{}", ips[1], port + 1), o).unwrap(),
+        Node::at(&format!("{}:{port}", ips[0]), o.clone()).unwrap(),
+        Node::at(&format!("{}:{port}", ips[1]), o.clone()).unwrap(),
+        Node::at(&format!("{}:{}", ips[1], port + 1), o).unwrap(),
     ];
     let mut want = vec![
         format!("http://{}:{port}", ips[0]),
@@ -265,8 +255,8 @@ fn aaaa_records_are_peers_too() {
     let port = common_port(&ips, 1);
     let spec = format!("dns+http://dual.{DOMAIN}:{port}");
     let nodes = vec![
-        node_at(&format!("127.0.2.41:{port}"), dns_opts(&spec, &dns)).unwrap(),
-        node_at(&format!("[::1]:{port}"), dns_opts(&spec, &dns)).unwrap(),
+        Node::at(&format!("127.0.2.41:{port}"), dns_opts(&spec, &dns)).unwrap(),
+        Node::at(&format!("[::1]:{port}"), dns_opts(&spec, &dns)).unwrap(),
     ];
     let want = urls(&ips, port, 1);
     assert!(want.contains(&format!("http://[::1]:{port}")), "{want:?}");
@@ -289,7 +279,7 @@ fn hosts_file_answers_before_the_server() {
         "this test needs /etc/hosts to map localhost to 127.0.0.1"
     );
     let dns = Dnsmasq::start("127.0.9.9 localhost\n::1 localhost\n", &[]);
-    let node = node_at("127.0.0.1:0", PoolOptions::default()).unwrap();
+    let node = Node::at("127.0.0.1:0", PoolOptions::default()).unwrap();
     let port = node.addr().port();
     let pool = Pool::new(
         "127.0.2.61:0",

@@ -282,12 +282,16 @@ fn servers_without_an_accepted_certificate_are_refused() {
     client.shut();
 }
 
-#[test]
-fn tls_options_and_urls_are_checked() {
-    let invalid = |o: PoolOptions| match Pool::new("127.0.0.1:0", None, o) {
+/// Why `Pool::new` refuses `o` (it must: an invalid argument).
+fn invalid(o: PoolOptions) -> String {
+    match Pool::new("127.0.0.1:0", None, o) {
         Err(PoolError::InvalidArgument(m)) => m,
         other => panic!("{other:?}"),
-    };
+    }
+}
+
+#[test]
+fn tls_options_and_urls_are_checked() {
     let m = invalid(PoolOptions {
         tls_cert: Some(pem("node.pem")),
         ..opts(500)
@@ -793,20 +797,10 @@ fn connections_without_a_client_certificate_keep_every_limit() {
     client.shut();
 }
 
-/// A node like `Node::new`, bound to `listen`.
-fn node_at(listen: &str, opts: PoolOptions) -> Node {
-    use groupcache::engine::{Getter, Group};
-    let loader = Arc::new(Loader::new());
-    let group = Group::new("g", 64 << 20, Some(loader.clone() as Arc<dyn Getter>));
-    let pool = Pool::new(listen, None, opts).unwrap();
-    pool.register(group.clone()).unwrap();
-    Node { pool, group, loader }
-}
-
 /// Three nodes on 127.0.3.1-3 (IP-address URLs), all with `opts`, linked.
 fn ip_cluster(opts: PoolOptions) -> (Vec<Node>, Vec<String>) {
     let nodes: Vec<Node> = (1..=3)
-        .map(|i| node_at(&format!("127.0.3.{i}:0"), opts.clone()))
+        .map(|i| Node::at(&format!("127.0.3.{i}:0"), opts.clone()).unwrap())
         .collect();
     let urls = link(nodes.iter().map(|n| &*n.pool));
     (nodes, urls)
@@ -865,10 +859,6 @@ fn tls_server_name_checks_peers_by_name_over_ip_urls() {
 
 #[test]
 fn tls_server_name_is_checked() {
-    let invalid = |o: PoolOptions| match Pool::new("127.0.0.1:0", None, o) {
-        Err(PoolError::InvalidArgument(m)) => m,
-        other => panic!("{other:?}"),
-    };
     let m = invalid(PoolOptions {
         tls_server_name: Some("groupcache-peers".into()),
         ..opts(500)

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use groupcache::engine::{Error, Getter, Group, Sink};
-use groupcache::peers::{Pool, PoolOptions};
+use groupcache::peers::{Pool, PoolError, PoolOptions};
 use groupcache::ring::Ring;
 
 // ---------------------------------------------------------------- nodes
@@ -101,11 +101,15 @@ pub struct Node {
 
 impl Node {
     pub fn new(opts: PoolOptions) -> Node {
+        Node::at("127.0.0.1:0", opts).unwrap()
+    }
+    /// A node like [`Node::new`], bound to `listen`.
+    pub fn at(listen: &str, opts: PoolOptions) -> Result<Node, PoolError> {
         let loader = Arc::new(Loader::new());
         let group = Group::new("g", 64 << 20, Some(loader.clone() as Arc<dyn Getter>));
-        let pool = Pool::new("127.0.0.1:0", None, opts).unwrap();
+        let pool = Pool::new(listen, None, opts)?;
         pool.register(group.clone()).unwrap();
-        Node { pool, group, loader }
+        Ok(Node { pool, group, loader })
     }
     pub fn addr(&self) -> SocketAddr {
         self.pool.local_addr()
