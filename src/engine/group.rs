@@ -358,11 +358,24 @@ impl Group {
     }
 
     fn count_hit<R>(&self, hit: Hit<R>) -> R {
-        self.counters.inc(match hit.kind {
+        self.counters.inc(Self::hit_counter(&hit));
+        hit.result
+    }
+
+    /// [`Group::count_hit`] for a hit path that has not counted its get
+    /// yet: both in one update.
+    #[inline]
+    fn count_get_hit<R>(&self, hit: Hit<R>) -> R {
+        self.counters.inc2(Counter::Gets, Self::hit_counter(&hit));
+        hit.result
+    }
+
+    #[inline]
+    fn hit_counter<R>(hit: &Hit<R>) -> Counter {
+        match hit.kind {
             Kind::Main => Counter::HitsMain,
             Kind::Hot => Counter::HitsHot,
-        });
-        hit.result
+        }
     }
 
     /// The hit path alone: if `key` is in this node's cache, counts a get
@@ -374,14 +387,7 @@ impl Group {
             return None;
         }
         let hit = self.store.get_with(key, self.store.hash(key), pin, f)?;
-        self.counters.inc2(
-            Counter::Gets,
-            match hit.kind {
-                Kind::Main => Counter::HitsMain,
-                Kind::Hot => Counter::HitsHot,
-            },
-        );
-        Some(hit.result)
+        Some(self.count_get_hit(hit))
     }
 
     /// [`Group::get_cached_with`] sharing the value instead of copying it:
@@ -393,14 +399,7 @@ impl Group {
             return None;
         }
         let hit = self.store.get_shared(key, self.store.hash(key), pin)?;
-        self.counters.inc2(
-            Counter::Gets,
-            match hit.kind {
-                Kind::Main => Counter::HitsMain,
-                Kind::Hot => Counter::HitsHot,
-            },
-        );
-        Some(hit.result)
+        Some(self.count_get_hit(hit))
     }
 
     /// Whether this node's cache holds a live (unexpired) value for `key`:
