@@ -351,16 +351,7 @@ impl HttpPeer {
             KIND_GET_ONLY => return Ok(false),
             _ => {}
         }
-        let probe = Call {
-            method: Method::GET,
-            authority: self.authority.clone(),
-            connect_to: self.connect_to.clone(),
-            host: self.host.clone(),
-            conn_key: self.conn_key.clone(),
-            node: self.node.clone(),
-            path: self.prefix.clone(),
-            body: Bytes::new(),
-        };
+        let probe = self.call_to(Method::GET, self.prefix.clone(), Bytes::new());
         let kind = self.kind.clone();
         self.exec_as(op, probe, move |resp, _max| async move {
             note_kind(&kind, &resp);
@@ -375,6 +366,11 @@ impl HttpPeer {
         escape_into(group.as_bytes(), &mut path);
         path.push('/');
         escape_into(key, &mut path);
+        self.call_to(method, path, body)
+    }
+
+    /// A request to this peer: `method` on `path` with `body`.
+    fn call_to(&self, method: Method, path: String, body: Bytes) -> Call {
         Call {
             method,
             authority: self.authority.clone(),
@@ -417,16 +413,7 @@ impl HttpPeer {
         }
         body.put_u8(0x18); // max_response_bytes = 3
         encode_varint(budget, &mut body);
-        Call {
-            method: Method::POST,
-            authority: self.authority.clone(),
-            connect_to: self.connect_to.clone(),
-            host: self.host.clone(),
-            conn_key: self.conn_key.clone(),
-            node: self.node.clone(),
-            path,
-            body: body.freeze(),
-        }
+        self.call_to(Method::POST, path, body.freeze())
     }
 
     /// Whether this peer is known not to serve the batch route.
