@@ -307,20 +307,7 @@ class Pool(Closable):
         ``peers_from`` (sorted). For operators and tests ("which nodes does
         this node see?"); never blocks."""
         self._check_open()
-        n = ctypes.c_size_t()
-        cap = 256
-        while True:
-            buf = ctypes.create_string_buffer(cap)
-            status = _lib.cache_pool_peers(self._handle, buf, cap, ctypes.byref(n))
-            if status == CACHE_OK:
-                return buf.raw[: n.value].decode("utf-8", "replace").splitlines()
-            if status == CACHE_BUFFER_TOO_SMALL and n.value + 1 > cap:
-                cap = n.value + 1  # the membership may change meanwhile: loop
-                continue
-            err = error_for_status(status, _lib._last_error())
-            if isinstance(err, ClosedError):
-                raise ClosedError("the pool is closed", None)
-            raise err
+        return self._text(256, lambda buf, cap, n: _lib.cache_pool_peers(self._handle, buf, cap, n)).splitlines()
 
     def owner(self, key: str) -> str:
         """The URL of the node that owns ``key`` by this node's current
@@ -329,15 +316,20 @@ class Pool(Closable):
         node loads this key?"); it asks no peer and never blocks."""
         k = encode_key(key)
         self._check_open()
+        return self._text(128, lambda buf, cap, n: _lib.cache_pool_owner(self._handle, k, len(k), buf, cap, n))
+
+    def _text(self, cap: int, call: Callable[[Any, int, Any], int]) -> str:
+        """What ``call(buf, cap, &len)`` (cache_pool_peers, cache_pool_owner)
+        writes, with a buffer grown until it fits (the membership may change
+        between two calls: loop)."""
         n = ctypes.c_size_t()
-        cap = 128
         while True:
             buf = ctypes.create_string_buffer(cap)
-            status = _lib.cache_pool_owner(self._handle, k, len(k), buf, cap, ctypes.byref(n))
+            status = call(buf, cap, ctypes.byref(n))
             if status == CACHE_OK:
                 return buf.raw[: n.value].decode("utf-8", "replace")
             if status == CACHE_BUFFER_TOO_SMALL and n.value + 1 > cap:
-                cap = n.value + 1  # the membership may change meanwhile: loop
+                cap = n.value + 1
                 continue
             err = error_for_status(status, _lib._last_error())
             if isinstance(err, ClosedError):
