@@ -709,18 +709,9 @@ class Cache(Closable):
             k = _str_encode(key)
         except (TypeError, UnicodeEncodeError):
             k = encode_key(key)
-        t = _take_view_out()
-        # One foreign call, GIL kept: the value's handle (and its data and
-        # length in *out) on a hit, None otherwise (a miss, a closed cache).
-        # (An exception raised by a signal handler between this call and
-        # _view_of would leak this one value: a window of a few bytecodes;
-        # the miss path below cleans up after itself.)
-        value = _lookup_value(self._harg, k, len(k), t[0])
-        if value:
-            data, n = t[1]
-            _view_out_tls.out = t
-            return _view_of(value, data, n)
-        _view_out_tls.out = t
+        view = self._peek_buffer_ctypes(k)
+        if view is not None:
+            return view
         return self._load_buffer(k, default)
 
     _get_buffer_library = get_buffer
@@ -735,6 +726,11 @@ class Cache(Closable):
     def _peek_buffer_ctypes(self, k: bytes) -> Optional[memoryview]:
         """_peek_buffer() with a view made by ctypes."""
         t = _take_view_out()
+        # One foreign call, GIL kept: the value's handle (and its data and
+        # length in *out) on a hit, None otherwise (a miss, a closed cache).
+        # (An exception raised by a signal handler between this call and
+        # _view_of would leak this one value: a window of a few bytecodes;
+        # the miss path cleans up after itself.)
         value = _lookup_value(self._harg, k, len(k), t[0])
         if value:
             data, n = t[1]
