@@ -293,17 +293,15 @@ def kubelet_probe(port: int, path: str = "/healthz") -> Tuple[int, bytes]:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
-    conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=10, context=ctx)
-    try:
-        conn.request("GET", path)
-        r = conn.getresponse()
-        return r.status, r.read()
-    finally:
-        conn.close()
+    return _get_on(http.client.HTTPSConnection("127.0.0.1", port, timeout=10, context=ctx), path)
 
 
 def get(port: int, path: str) -> Tuple[int, bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    return _get_on(http.client.HTTPConnection("127.0.0.1", port, timeout=10), path)
+
+
+def _get_on(conn: http.client.HTTPConnection, path: str) -> Tuple[int, bytes]:
+    """GET `path` on `conn`, then close it: (status, body)."""
     try:
         conn.request("GET", path)
         r = conn.getresponse()
