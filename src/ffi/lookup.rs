@@ -17,6 +17,8 @@
 
 use std::ffi::c_void;
 
+use bytes::Bytes;
+
 use crate::engine::reclaim;
 
 use super::boundary::guard;
@@ -48,6 +50,16 @@ fn lookup_one(
     // u32::MAX bytes, which fits isize on 64-bit targets).
     obj.group
         .get_cached_with(key, pin, |v| unsafe { alloc(v.as_ptr(), v.len() as isize) })
+}
+
+/// The value of `key` if this node's cache holds it, shared (not copied):
+/// the hit path of cache_lookup_value and of the CPython views.
+#[inline]
+pub(super) fn lookup_shared(c: *mut cache, key: &[u8]) -> Option<Bytes> {
+    let pin = reclaim::pin();
+    CACHES
+        .get(c as usize, &pin)
+        .and_then(|obj| obj.group.get_cached_shared(key, &pin))
 }
 
 /// Borrows a key argument, or None for NULL with a non-zero length.
@@ -135,13 +147,7 @@ pub unsafe extern "C" fn cache_lookup_value(
         let Some(key) = (unsafe { key_arg(key, key_len) }) else {
             return std::ptr::null_mut();
         };
-        let hit = {
-            let pin = reclaim::pin();
-            CACHES
-                .get(c as usize, &pin)
-                .and_then(|obj| obj.group.get_cached_shared(key, &pin))
-        };
-        let Some(bytes) = hit else {
+        let Some(bytes) = lookup_shared(c, key) else {
             return std::ptr::null_mut();
         };
         let view = cache_value_view {

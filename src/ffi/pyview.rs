@@ -40,10 +40,9 @@ use std::sync::OnceLock;
 
 use bytes::Bytes;
 
-use crate::engine::reclaim;
-
 use super::boundary::{guard, Fallback};
-use super::cache::{cache, CACHES};
+use super::cache::cache;
+use super::lookup::lookup_shared;
 use super::status::*;
 use super::value::{cache_value, take};
 
@@ -483,13 +482,7 @@ unsafe extern "C" fn lookup_fast(_self: *mut c_void, args: *const *mut c_void, n
 /// # Safety
 /// The GIL is held.
 unsafe fn lookup(api: &Api, c: *mut cache, key: &[u8]) -> *mut c_void {
-    let hit = {
-        let pin = reclaim::pin();
-        CACHES
-            .get(c as usize, &pin)
-            .and_then(|obj| obj.group.get_cached_shared(key, &pin))
-    };
-    match hit {
+    match lookup_shared(c, key) {
         // SAFETY: the GIL is held (the caller's promise).
         Some(bytes) => unsafe { view_of(api, bytes) },
         None => none(api),
