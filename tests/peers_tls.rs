@@ -874,3 +874,38 @@ fn tls_server_name_is_checked() {
         assert!(m.contains("tls_server_name"), "{bad:?}: {m}");
     }
 }
+
+#[test]
+fn a_batch_never_reuses_a_connection_kept_for_another_tls_setting() {
+    // One thread, two client nodes and one plain-http owner at one address:
+    // the plain client's batch leaves a kept connection to it; the TLS
+    // client's batch to the same address must not take that connection
+    // (it would speak plaintext to an https peer), but open its own, whose
+    // handshake fails: the TLS client then loads its keys itself.
+    let owner = Node::new(opts(2000));
+    let addr = owner.addr();
+    let plain = Node::new(opts(2000));
+    let plain_urls = vec![plain.pool.url().to_string(), format!("http://{addr}")];
+    plain.pool.set_peers(&plain_urls).unwrap();
+    let tls = Node::new(mtls());
+    let tls_urls = vec![tls.pool.url().to_string(), format!("https://{addr}")];
+    tls.pool.set_peers(&tls_urls).unwrap();
+
+    let ks = keys_owned_by(&plain_urls, 1, 3, "plain-batch-");
+    let ks: Vec<&[u8]> = ks.iter().map(|k| &k[..]).collect();
+    for (k, r) in ks.iter().zip(plain.group.get_many(&ks)) {
+        assert_eq!(r.unwrap(), value_for(1, k));
+        assert_eq!(owner.loads(k), 1);
+    }
+    let ks = keys_owned_by(&tls_urls, 1, 3, "tls-batch-");
+    let ks: Vec<&[u8]> = ks.iter().map(|k| &k[..]).collect();
+    for (k, r) in ks.iter().zip(tls.group.get_many(&ks)) {
+        assert_eq!(r.unwrap(), value_for(1, k));
+        assert_eq!(owner.loads(k), 0, "the TLS node's batch reached the plain owner");
+        assert_eq!(tls.loads(k), 1);
+    }
+    assert!(tls.group.stats().peer_errors > 0);
+    for n in [owner, plain, tls] {
+        n.shut();
+    }
+}

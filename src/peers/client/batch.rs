@@ -196,9 +196,9 @@ fn send_all(reqs: &[Req<'_>], start: Instant, here: bool) -> Vec<Result<Reply, P
         .collect();
     let in_runtime = tokio::runtime::Handle::try_current().is_ok();
     let distinct = || {
-        let mut addrs: Vec<&str> = open.iter().map(|r| &*r.call.connect_to).collect();
-        addrs.sort_unstable();
-        addrs.windows(2).all(|w| w[0] != w[1])
+        let mut keys: Vec<&str> = open.iter().map(|r| &*r.call.conn_key).collect();
+        keys.sort_unstable();
+        keys.windows(2).all(|w| w[0] != w[1])
     };
     let mut sent = None;
     if open.is_empty() {
@@ -340,7 +340,7 @@ fn send_on_this_thread(reqs: &[&Req<'_>]) -> Option<Vec<Result<Reply, PeerError>
                 .retain(|_, i| now.duration_since(i.since) < POOL_IDLE_TIMEOUT && !i.tx.is_closed());
             let reused: Vec<Option<Conn>> = reqs
                 .iter()
-                .map(|r| lc.idle.remove(&r.call.connect_to).map(|i| (i.tx, i.sock)))
+                .map(|r| lc.idle.remove(&r.call.conn_key).map(|i| (i.tx, i.sock)))
                 .collect();
             let mut keeps: Vec<Option<Conn>> = reqs.iter().map(|_| None).collect();
             IN_FLIGHT.fetch_add(reqs.len(), Ordering::Relaxed);
@@ -365,8 +365,7 @@ fn send_on_this_thread(reqs: &[&Req<'_>]) -> Option<Vec<Result<Reply, PeerError>
                 // Not after a timeout: the connection may be mid-answer.
                 if let (Some((tx, sock)), Ok(_) | Err(PeerError::NotFound)) = (keep, result) {
                     let since = Instant::now();
-                    lc.idle
-                        .insert(r.call.connect_to.clone(), Idle { tx, since, sock });
+                    lc.idle.insert(r.call.conn_key.clone(), Idle { tx, since, sock });
                 }
             }
             Some(results)
