@@ -119,7 +119,7 @@ impl Group {
             }
             self.counters.inc(Counter::Gets);
             let hash = self.store.hash(key);
-            match self.store.get_with(key, hash, &pin, Bytes::copy_from_slice) {
+            match self.store.get_shared(key, hash, &pin) {
                 Some(hit) => {
                     let expire = hit.expire;
                     let value = self.count_hit(hit);
