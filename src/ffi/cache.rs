@@ -306,14 +306,14 @@ pub unsafe extern "C" fn cache_get(
                 }
             }
         };
-        let value = match hit {
-            Some(v) => into_c(v),
+        let bytes = match hit {
+            Some(v) => v,
             None => {
                 let obj = tri!(cache_arc(c));
-                into_c(tri!(obj.group.get(key).map_err(from_error)))
+                tri!(obj.group.get(key).map_err(from_error))
             }
         };
-        let Some(v) = value else {
+        let Some(v) = into_c(bytes) else {
             return fail(
                 CACHE_INVALID_ARGUMENT,
                 "too many live values on this thread (a million): free some",
