@@ -5,7 +5,6 @@ mod error;
 pub mod fork;
 pub mod group;
 pub mod peers;
-// Deleted at merge: the `batch` branch defines Group::get_many_for_peer.
 pub mod reclaim;
 pub mod singleflight;
 mod stats;

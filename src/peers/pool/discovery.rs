@@ -9,8 +9,6 @@ use super::*;
 /// What the last DNS round said, for logging each change once.
 #[derive(Default)]
 pub(super) struct DnsState {
-    /// Rounds done (the first is waited for by `Pool::new`).
-    rounds: u64,
     /// The last round failed (the membership is the last good one's).
     failing: bool,
     /// Whether this node's URL was in the last good answer.
@@ -54,7 +52,6 @@ impl Shared {
         let found = found.and_then(|urls| ring_fits(urls.len(), self.opts.replicas).map(|()| urls));
         {
             let mut st = lock(&self.dns_state);
-            st.rounds += 1;
             match found {
                 Err(why) => {
                     if !st.failing {
