@@ -9,6 +9,7 @@ pub mod reclaim;
 pub mod singleflight;
 mod stats;
 pub mod store;
+mod tasks;
 
 pub use error::{panic_message, Error};
 pub use group::{

@@ -78,45 +78,13 @@ pub trait PeerPicker: Send + Sync {
     }
 }
 
-/// Stack of the threads that fetch a peer's batch in the default
-/// [`PeerPicker::get_many_from`] (a peer getter may run arbitrary code): as
-/// much as a default pthread on Linux.
-const PEER_THREAD_STACK: usize = 8 << 20;
-
 /// [`PeerPicker::get_many_from`]'s default: each peer's `get_many` at once,
 /// on scoped threads (nothing outlives the call, so a `fork()` never finds
 /// them) and the caller's. A thread that cannot be started leaves its peer
-/// to the caller's thread.
+/// to the others.
 pub fn get_many_on_threads(group: &str, batches: &[PeerBatch<'_>]) -> Vec<Vec<Result<PeerValue, PeerError>>> {
-    let Some(((last_peer, last_keys), rest)) = batches.split_last() else {
-        return Vec::new();
-    };
-    std::thread::scope(|s| {
-        let mut handles = Vec::with_capacity(rest.len());
-        for (peer, keys) in rest {
-            let spawned = std::thread::Builder::new()
-                .name("groupcache-batch".into())
-                .stack_size(PEER_THREAD_STACK)
-                .spawn_scoped(s, move || peer.get_many(group, keys));
-            handles.push(match spawned {
-                Ok(h) => Ok(h),
-                Err(e) => {
-                    log::warn!(
-                        "cannot start a thread for a peer batch ({e}): fetching it on the caller's thread"
-                    );
-                    Err((peer, keys))
-                }
-            });
-        }
-        let last = last_peer.get_many(group, last_keys);
-        let mut out: Vec<_> = handles
-            .into_iter()
-            .map(|h| match h {
-                Ok(h) => h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
-                Err((peer, keys)) => peer.get_many(group, keys),
-            })
-            .collect();
-        out.push(last);
-        out
+    super::tasks::run_tasks(batches.len(), batches.len(), |p| {
+        let (peer, keys) = &batches[p];
+        peer.get_many(group, keys)
     })
 }

@@ -4,14 +4,11 @@
 //! getter in chunks, or the getter, `miss_concurrency` keys at once.
 
 use super::*;
+use crate::engine::tasks::{self, run_tasks};
 
 /// Keys looked up per epoch pin in a batch: a batch of a million keys
 /// must not hold memory reclamation back for its whole duration.
 const KEYS_PER_PIN: usize = 256;
-
-/// Stack of the threads a batch starts (getters, possibly Python loaders,
-/// run on them): as much as a default pthread on Linux.
-const BATCH_THREAD_STACK: usize = 8 << 20;
 
 /// A missing key of a batch.
 #[derive(Clone, Copy)]
@@ -40,53 +37,6 @@ impl<'k> Misses<'k> {
             }
         }
     }
-}
-
-/// Runs `f(0)`..`f(n - 1)`, at most `par` at once: on the caller's thread
-/// and up to `par - 1` scoped helpers (none for a single task), which take
-/// the next task as they finish one. Result `i` is `f(i)`. A thread that
-/// cannot be started leaves its share to the others.
-fn run_tasks<T: Send>(n: usize, par: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
-    if n <= 1 || par <= 1 {
-        return (0..n).map(f).collect();
-    }
-    let next = AtomicUsize::new(0);
-    let work = || {
-        let mut done = Vec::new();
-        loop {
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            if i >= n {
-                return done;
-            }
-            done.push((i, f(i)));
-        }
-    };
-    let mut all: Vec<(usize, T)> = std::thread::scope(|s| {
-        let mut handles = Vec::new();
-        for _ in 1..par.min(n) {
-            let spawned = std::thread::Builder::new()
-                .name("groupcache-batch".into())
-                .stack_size(BATCH_THREAD_STACK)
-                .spawn_scoped(s, work);
-            match spawned {
-                Ok(h) => handles.push(h),
-                Err(e) => {
-                    log::warn!("cannot start a thread for a batch's loads ({e}): fewer run at once");
-                    break;
-                }
-            }
-        }
-        let mut all = work();
-        for h in handles {
-            match h.join() {
-                Ok(done) => all.extend(done),
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
-        }
-        all
-    });
-    all.sort_unstable_by_key(|(i, _)| *i);
-    all.into_iter().map(|(_, r)| r).collect()
 }
 
 impl Group {
@@ -194,28 +144,8 @@ impl Group {
                 Some(slice) => singleflight::with_wait_slice(slice, || self.load_local_many(&mine, true)),
                 None => self.load_local_many(&mine, true),
             };
-            std::thread::scope(|s| {
-                let spawned = std::thread::Builder::new()
-                    .name("groupcache-batch".into())
-                    .stack_size(BATCH_THREAD_STACK)
-                    .spawn_scoped(s, load_mine);
-                match spawned {
-                    Ok(h) => {
-                        let fetched = self.load_forward_many(&*picker, &forward);
-                        let loaded = h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-                        (fetched, loaded)
-                    }
-                    Err(e) => {
-                        log::warn!(
-                            "cache {:?}: cannot start a thread for a batch's local loads ({e}): \
-                             loading them before fetching from peers",
-                            self.name
-                        );
-                        let loaded = self.load_local_many(&mine, true);
-                        (self.load_forward_many(&*picker, &forward), loaded)
-                    }
-                }
-            })
+            let (loaded, fetched) = tasks::beside(load_mine, || self.load_forward_many(&*picker, &forward));
+            (fetched, loaded)
         };
         drop(picker);
         let mut results: Vec<Option<Result<Loaded, Error>>> = vec![None; misses.len()];
