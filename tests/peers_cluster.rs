@@ -488,24 +488,16 @@ fn an_inline_getter_may_call_a_peer() {
     assert_eq!(gb.stats().peer_errors + g2b.stats().peer_errors, 0);
 }
 
-/// The first key `prefix{i}` that node `owner` owns.
-fn owned_key(urls: &[String], owner: usize, prefix: &[u8]) -> Vec<u8> {
-    (0..)
-        .map(|i: u32| [prefix, i.to_string().as_bytes()].concat())
-        .find(|k| owner_of(urls, k) == owner)
-        .unwrap()
-}
-
 #[test]
 fn batches_between_real_nodes() {
     // The peer level of `get_many` (the engine's cluster get_many is built
     // on it): node 0 asks node 1 for keys node 1 owns, in one batch.
     let (nodes, urls) = cluster(2, opts(2000));
     let mut keys = keys_owned_by(&urls, 1, 30, "batch-");
-    let missing = owned_key(&urls, 1, b"missing:");
-    let fail = owned_key(&urls, 1, b"fail:");
-    let big = owned_key(&urls, 1, b"big:");
-    let long = owned_key(&urls, 1, &[b'x'; 8193]);
+    let missing = keys_owned_by(&urls, 1, 1, "missing:").remove(0);
+    let fail = keys_owned_by(&urls, 1, 1, "fail:").remove(0);
+    let big = keys_owned_by(&urls, 1, 1, "big:").remove(0);
+    let long = keys_owned_by(&urls, 1, 1, &"x".repeat(8193)).remove(0);
     keys.extend([missing.clone(), fail.clone(), big.clone(), keys[0].clone()]);
     let with_long: Vec<&[u8]> = keys.iter().map(|k| &k[..]).chain([&long[..]]).collect();
     let peer = nodes[0].pool.pick_peer(&keys[0]).expect("node 1 owns it");

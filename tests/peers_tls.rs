@@ -820,16 +820,7 @@ fn tls_server_name_checks_peers_by_name_over_ip_urls() {
     let (nodes, urls) = ip_cluster(cluster_opts(Some("groupcache-peers")));
     assert!(urls.iter().all(|u| u.starts_with("https://127.0.3.")), "{urls:?}");
     let keys: Vec<Vec<u8>> = (0..30).map(|i| format!("named-{i}").into_bytes()).collect();
-    for n in &nodes {
-        for k in &keys {
-            assert_eq!(n.group.get(k).unwrap(), value_for(1, k));
-        }
-    }
-    for k in &keys {
-        assert_eq!(nodes[owner_of(&urls, k)].loads(k), 1);
-        let total: u64 = nodes.iter().map(|n| n.loads(k)).sum();
-        assert_eq!(total, 1, "{:?}", String::from_utf8_lossy(k));
-    }
+    assert_loaded_once(&nodes, &urls, &keys);
     for n in &nodes {
         let s = n.group.stats();
         assert!(s.peer_errors == 0 && s.server_requests > 0, "{s:?}");

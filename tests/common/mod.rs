@@ -164,6 +164,33 @@ pub fn owner_of(urls: &[String], key: &[u8]) -> usize {
     urls.iter().position(|u| u == o).unwrap()
 }
 
+/// Every key asked at every node is loaded once in all, by its owner
+/// (the node whose URL `expected_urls` gives it).
+pub fn assert_loaded_once(nodes: &[Node], expected_urls: &[String], keys: &[Vec<u8>]) {
+    for node in nodes {
+        for k in keys {
+            assert_eq!(node.group.get(k).unwrap(), value_for(1, k));
+        }
+    }
+    for k in keys {
+        let total: u64 = nodes.iter().map(|n| n.loads(k)).sum();
+        assert_eq!(
+            total,
+            1,
+            "key {:?} loaded {total} times",
+            String::from_utf8_lossy(k)
+        );
+        let owner = &expected_urls[owner_of(expected_urls, k)];
+        let by = nodes.iter().find(|n| n.pool.url() == owner).unwrap();
+        assert_eq!(
+            by.loads(k),
+            1,
+            "{:?} not loaded by its owner {owner}",
+            String::from_utf8_lossy(k)
+        );
+    }
+}
+
 /// The first `n` keys "<prefix><i>" that node `owner` of `urls` owns.
 pub fn keys_owned_by(urls: &[String], owner: usize, n: usize, prefix: &str) -> Vec<Vec<u8>> {
     (0..)

@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterator, List
 
 import numpy
 import pytest
+from conftest import rss_bytes
 
 import groupcache
 from groupcache import _lib
@@ -542,11 +543,6 @@ def test_a_get_buffer_reentered_between_the_lookup_and_its_reads(
     assert reentered[0] == 6
 
 
-def _rss() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
 @pytest.mark.parametrize("hold", ["cache_get", "get_buffer"])
 def test_the_last_hold_on_a_removed_entry_frees_it_at_once(name: str, hold: str) -> None:
     """A value (cache_get's, a view's) that is the last holder of a removed
@@ -573,13 +569,13 @@ def test_the_last_hold_on_a_removed_entry_frees_it_at_once(name: str, hold: str)
     t.start()
     t.join()  # the values hold the entries alone now
     gc.collect()
-    before = _rss()
+    before = rss_bytes()
     if hold == "cache_get":
         for h in held:
             _lib.cache_value_free(h)
     held.clear()
     gc.collect()
-    released = before - _rss()
+    released = before - rss_bytes()
     assert released > 40 * mb, "freeing the last holds of 50 MB released %d bytes" % released
 
 
@@ -712,15 +708,11 @@ def test_views_dropped_in_random_order_leak_nothing(name: str) -> None:
         while held:
             held.pop(rng.randrange(len(held)))
 
-    def rss() -> int:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
     rounds(20_000)  # warm up: allocator arenas, handle tables
     gc.collect()
-    before = rss()
+    before = rss_bytes()
     rounds(100_000)
     gc.collect()
-    grown = rss() - before
+    grown = rss_bytes() - before
     # 100,000 leaked values would be 6.4 GB; one would be 64 KiB.
     assert grown < 16 << 20, "RSS grew by %d bytes" % grown
