@@ -500,17 +500,11 @@ impl Pool {
         self_url: Option<&str>,
         options: PoolOptions,
     ) -> Result<Arc<Pool>, PoolError> {
-        check_options(&options)?;
+        let source = check_options(&options)?.map(Arc::new);
         let tls_files = tls_files(&options);
         if let Some(u) = self_url {
             check_url(u, tls_files.is_some())?;
         }
-        let source = match &options.peers_from {
-            Some(spec) => Some(Arc::new(
-                PeerSource::parse(spec).map_err(PoolError::InvalidArgument)?,
-            )),
-            None => None,
-        };
         // A cluster does not mix http and https: the URLs DNS gives must be
         // of this node's kind.
         if let Some(source) = &source {

@@ -260,7 +260,9 @@ pub const MAX_TIMEOUT: Duration = Duration::from_millis(u32::MAX as u64);
 /// nothing.
 pub const MIN_PEERS_REFRESH: Duration = Duration::from_millis(100);
 
-pub(super) fn check_options(o: &PoolOptions) -> Result<(), PoolError> {
+/// Checks `o` before anything is bound or read; returns its `peers_from`,
+/// parsed.
+pub(super) fn check_options(o: &PoolOptions) -> Result<Option<PeerSource>, PoolError> {
     let bad = |m: &str| Err(PoolError::InvalidArgument(m.to_string()));
     if !(1..=MAX_REPLICAS).contains(&o.replicas) {
         return bad(&format!(
@@ -332,9 +334,10 @@ pub(super) fn check_options(o: &PoolOptions) -> Result<(), PoolError> {
     if o.body_budget_bytes == 0 {
         return bad("body_budget_bytes must be at least 1");
     }
-    if let Some(spec) = &o.peers_from {
-        PeerSource::parse(spec).map_err(PoolError::InvalidArgument)?;
-    }
+    let source = match &o.peers_from {
+        Some(spec) => Some(PeerSource::parse(spec).map_err(PoolError::InvalidArgument)?),
+        None => None,
+    };
     if o.peers_refresh < MIN_PEERS_REFRESH || o.peers_refresh > MAX_TIMEOUT {
         return bad(&format!(
             "peers_refresh must be {MIN_PEERS_REFRESH:?} to {MAX_TIMEOUT:?}, not {:?}",
@@ -362,5 +365,5 @@ pub(super) fn check_options(o: &PoolOptions) -> Result<(), PoolError> {
             return bad(&format!("{name} must not be empty (None for no TLS)"));
         }
     }
-    Ok(())
+    Ok(source)
 }
