@@ -96,7 +96,8 @@ pub fn node_of(url: &str) -> Option<String> {
     ))
 }
 
-fn hex_into(bytes: &[u8], out: &mut String) {
+/// Appends `bytes` to `out` in lowercase hex.
+pub(crate) fn hex_into(bytes: &[u8], out: &mut String) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     for &b in bytes {
         out.push(HEX[(b >> 4) as usize] as char);

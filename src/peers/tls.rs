@@ -90,6 +90,15 @@ fn stamp(p: &Path) -> Stamp {
     ))
 }
 
+/// The stamps of the certificate, key and CA files.
+fn stamps(files: &TlsFiles) -> [Stamp; 3] {
+    [
+        stamp(&files.cert),
+        stamp(&files.key),
+        files.ca.as_deref().and_then(stamp),
+    ]
+}
+
 struct Watch {
     checked: Instant,
     /// The files as last read (loaded or not).
@@ -130,16 +139,13 @@ fn read_certs(what: &str, p: &Path) -> Result<Vec<CertificateDer<'static>>, Stri
     Ok(certs)
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Reads the files and makes both configurations.
 fn load(files: &TlsFiles) -> Result<Loaded, String> {
     let chain = read_certs("tls_cert", &files.cert)?;
     let key = PrivateKeyDer::from_pem_file(&files.key)
         .map_err(|e| format!("tls_key {}: {e}", files.key.display()))?;
-    let fingerprint = hex(&Sha256::digest(chain[0].as_ref()));
+    let mut fingerprint = String::with_capacity(64);
+    super::auth::hex_into(&Sha256::digest(chain[0].as_ref()), &mut fingerprint);
     let provider = provider();
     // TLS 1.3 only, named here: DEFAULT_VERSIONS would add 1.2 as soon as
     // any crate in the build turned on rustls's tls12 feature.
@@ -213,11 +219,7 @@ impl Tls {
             Some(n) => Some(checked_server_name(n)?),
             None => None,
         };
-        let seen = [
-            stamp(&files.cert),
-            stamp(&files.key),
-            files.ca.as_deref().and_then(stamp),
-        ];
+        let seen = stamps(&files);
         let loaded = load(&files)?;
         log::debug!(
             "TLS: certificate {} (sha256 {}) loaded",
@@ -280,11 +282,7 @@ impl Tls {
             return;
         }
         w.checked = Instant::now();
-        let now = [
-            stamp(&self.files.cert),
-            stamp(&self.files.key),
-            self.files.ca.as_deref().and_then(stamp),
-        ];
+        let now = stamps(&self.files);
         if now == w.seen {
             return;
         }
