@@ -757,6 +757,23 @@ enum ReqBody {
     Read(Bytes, Option<Reservation>),
 }
 
+impl ReqBody {
+    /// The whole body and its reservation (if it has one), read now if it
+    /// was not yet (within the request's body phase).
+    async fn read(
+        self,
+        ctx: &ServeCtx,
+        slot: &Slot,
+    ) -> Result<(Bytes, Option<Reservation>), Response<Chunks>> {
+        match self {
+            ReqBody::Read(b, held) => Ok((b, held)),
+            ReqBody::Unread(body) => read_body_in_phase(body, ctx, slot)
+                .await
+                .map(|(b, held)| (b, Some(held))),
+        }
+    }
+}
+
 /// The answer to every request but `GET`/`HEAD /healthz` on a connection
 /// without a client certificate, where the server asks for one.
 const CERT_REQUIRED: &str = "client certificate required";
@@ -937,12 +954,9 @@ async fn serve(
             }
         }
         Method::PUT => {
-            let (body, held) = match body {
-                ReqBody::Read(b, held) => (b, held),
-                ReqBody::Unread(body) => match read_body_in_phase(body, ctx, slot).await {
-                    Ok((b, held)) => (b, Some(held)),
-                    Err(resp) => return resp,
-                },
+            let (body, held) = match body.read(ctx, slot).await {
+                Ok(r) => r,
+                Err(resp) => return resp,
             };
             let m = match SetRequest::decode(body) {
                 Ok(m) => m,

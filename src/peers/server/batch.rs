@@ -34,12 +34,9 @@ pub(super) async fn serve_batch(
         );
         return text(StatusCode::NOT_FOUND, &format!("no such group: {group}"));
     };
-    let (body, held) = match body {
-        ReqBody::Read(b, held) => (b, held),
-        ReqBody::Unread(body) => match read_body_in_phase(body, ctx, slot).await {
-            Ok((b, held)) => (b, Some(held)),
-            Err(resp) => return resp,
-        },
+    let (body, held) = match body.read(ctx, slot).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
     };
     // The keys are slices of the body (no copy): its reservation is held
     // until the answer is built.
