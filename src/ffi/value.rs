@@ -77,11 +77,18 @@ pub(crate) fn into_c(bytes: Bytes) -> Option<*mut cache_value> {
 /// cache_value_free): its bytes, now the caller's; None for NULL or a
 /// freed handle.
 pub(crate) fn take(v: *mut cache_value) -> Option<Bytes> {
-    let (shard, h) = split(v);
-    let frees = VALUES[shard].get(h, &reclaim::pin()).map(|v| v.len())?;
     // The table's reference retires (flushed like a free, see VALUES);
     // the caller's clone is the hold from now on.
-    VALUES[shard].remove(h, frees).map(|v| Bytes::clone(&v))
+    remove(v).map(|v| Bytes::clone(&v))
+}
+
+/// Removes a handle from its table: the table's reference, now retiring;
+/// None for NULL or a freed handle. The bytes it releases decide whether
+/// reclaim frees it at once (large) or in a batch.
+fn remove(v: *const cache_value) -> Option<Arc<Bytes>> {
+    let (shard, h) = split(v);
+    let frees = VALUES[shard].get(h, &reclaim::pin()).map(|v| v.len())?;
+    VALUES[shard].remove(h, frees)
 }
 
 /// The value's bytes: `cache_value_len(v)` of them, valid until
@@ -113,13 +120,5 @@ pub extern "C" fn cache_value_len(v: *const cache_value) -> usize {
 /// already freed, are no-ops. Never blocks.
 #[no_mangle]
 pub extern "C" fn cache_value_free(v: *mut cache_value) {
-    guard(|| {
-        let (shard, h) = split(v);
-        let frees = VALUES[shard].get(h, &reclaim::pin()).map(|v| v.len());
-        if let Some(frees) = frees {
-            // The bytes it releases decide whether reclaim frees it at once
-            // (large) or in a batch.
-            drop(VALUES[shard].remove(h, frees));
-        }
-    })
+    guard(|| drop(remove(v)))
 }
