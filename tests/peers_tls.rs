@@ -463,15 +463,15 @@ fn closed_within(s: &mut TcpStream, wait: Duration) -> bool {
     }
 }
 
-#[test]
-fn a_stalled_handshake_is_cut_by_the_header_timeout() {
+/// A node with a 400 ms head deadline; the connections `open` makes to
+/// it must all be closed by it, none before the deadline.
+fn assert_cut_by_the_header_timeout(open: impl FnOnce(SocketAddr) -> Vec<TcpStream>) -> Node {
     let node = Node::new(PoolOptions {
         header_timeout: Duration::from_millis(400),
         ..mtls()
     });
     let t0 = Instant::now();
-    let mut conns = stalled(node.addr(), 3, false);
-    conns.extend(stalled(node.addr(), 3, true));
+    let mut conns = open(node.addr());
     for (i, c) in conns.iter_mut().enumerate() {
         assert!(
             closed_within(c, Duration::from_secs(3)),
@@ -483,6 +483,50 @@ fn a_stalled_handshake_is_cut_by_the_header_timeout() {
         took >= Duration::from_millis(350),
         "closed before the timeout: {took:?}"
     );
+    node
+}
+
+/// A node with room for four connections and a long head deadline, filled
+/// by the four that `open` makes: a real peer still gets in, within the
+/// time it returns, and the longest-waiting of them goes.
+fn assert_the_limit_makes_room(open: impl FnOnce(SocketAddr) -> Vec<TcpStream>, prefix: &str) -> Duration {
+    let server = Node::new(PoolOptions {
+        max_connections: 4,
+        header_timeout: Duration::from_secs(30),
+        ..mtls()
+    });
+    let client = Node::new(mtls());
+    let urls = link([&*server.pool, &*client.pool]);
+    let mut conns = open(server.addr());
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        !closed_within(&mut conns[0], Duration::from_millis(100)),
+        "closed early"
+    );
+    let k = keys_owned_by(&urls, 0, 1, prefix)[0].clone();
+    let t0 = Instant::now();
+    assert_eq!(client.group.get(&k).unwrap(), value_for(1, &k));
+    let took = t0.elapsed();
+    assert_eq!(server.loads(&k), 1, "not fetched from its owner");
+    assert!(
+        closed_within(&mut conns[0], Duration::from_secs(2)),
+        "the longest-waiting connection was not closed to make room"
+    );
+    for c in &mut conns[1..] {
+        assert!(!closed_within(c, Duration::from_millis(50)));
+    }
+    server.shut();
+    client.shut();
+    took
+}
+
+#[test]
+fn a_stalled_handshake_is_cut_by_the_header_timeout() {
+    let node = assert_cut_by_the_header_timeout(|a| {
+        let mut conns = stalled(a, 3, false);
+        conns.extend(stalled(a, 3, true));
+        conns
+    });
     // The node still serves a real client.
     assert!(probe(node.addr(), "ca.pem", Some(("node.pem", "node.key")))
         .http_status()
@@ -492,35 +536,10 @@ fn a_stalled_handshake_is_cut_by_the_header_timeout() {
 
 #[test]
 fn stalled_handshakes_count_against_the_connection_limit() {
-    // Four places, a long head deadline: four stalled handshakes fill the
-    // table; a real peer still gets in (the longest-waiting staller goes).
-    let server = Node::new(PoolOptions {
-        max_connections: 4,
-        header_timeout: Duration::from_secs(30),
-        ..mtls()
-    });
-    let client = Node::new(mtls());
-    let urls = link([&*server.pool, &*client.pool]);
-    let mut conns = stalled(server.addr(), 4, true);
-    std::thread::sleep(Duration::from_millis(200));
-    assert!(
-        !closed_within(&mut conns[0], Duration::from_millis(100)),
-        "closed early"
-    );
-    let k = keys_owned_by(&urls, 0, 1, "limit-")[0].clone();
-    let t0 = Instant::now();
-    assert_eq!(client.group.get(&k).unwrap(), value_for(1, &k));
-    assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
-    assert_eq!(server.loads(&k), 1, "not fetched from its owner");
-    assert!(
-        closed_within(&mut conns[0], Duration::from_secs(2)),
-        "the longest-waiting handshake was not closed to make room"
-    );
-    for c in &mut conns[1..] {
-        assert!(!closed_within(c, Duration::from_millis(50)));
-    }
-    server.shut();
-    client.shut();
+    // Four stalled handshakes fill the table; a real peer still gets in
+    // (the longest-waiting staller goes).
+    let took = assert_the_limit_makes_room(|a| stalled(a, 4, true), "limit-");
+    assert!(took < Duration::from_secs(1), "{took:?}");
 }
 
 #[test]
@@ -750,51 +769,10 @@ fn anonymous_idle(addr: SocketAddr, n: usize) -> Vec<TcpStream> {
 fn connections_without_a_client_certificate_keep_every_limit() {
     // The head deadline: a handshake finished without a certificate, then
     // nothing, is cut when it ends.
-    let node = Node::new(PoolOptions {
-        header_timeout: Duration::from_millis(400),
-        ..mtls()
-    });
-    let t0 = Instant::now();
-    let mut conns = anonymous_idle(node.addr(), 3);
-    for (i, c) in conns.iter_mut().enumerate() {
-        assert!(
-            closed_within(c, Duration::from_secs(3)),
-            "connection {i} still open"
-        );
-    }
-    let took = t0.elapsed();
-    assert!(
-        took >= Duration::from_millis(350),
-        "closed before the timeout: {took:?}"
-    );
-    node.shut();
+    assert_cut_by_the_header_timeout(|a| anonymous_idle(a, 3)).shut();
     // The connection limit: four of them fill the table; a real peer still
     // gets in (the longest-waiting one goes).
-    let server = Node::new(PoolOptions {
-        max_connections: 4,
-        header_timeout: Duration::from_secs(30),
-        ..mtls()
-    });
-    let client = Node::new(mtls());
-    let urls = link([&*server.pool, &*client.pool]);
-    let mut conns = anonymous_idle(server.addr(), 4);
-    std::thread::sleep(Duration::from_millis(200));
-    assert!(
-        !closed_within(&mut conns[0], Duration::from_millis(100)),
-        "closed early"
-    );
-    let k = keys_owned_by(&urls, 0, 1, "anon-limit-")[0].clone();
-    assert_eq!(client.group.get(&k).unwrap(), value_for(1, &k));
-    assert_eq!(server.loads(&k), 1, "not fetched from its owner");
-    assert!(
-        closed_within(&mut conns[0], Duration::from_secs(2)),
-        "the longest-waiting connection was not closed to make room"
-    );
-    for c in &mut conns[1..] {
-        assert!(!closed_within(c, Duration::from_millis(50)));
-    }
-    server.shut();
-    client.shut();
+    assert_the_limit_makes_room(|a| anonymous_idle(a, 4), "anon-limit-");
 }
 
 /// Three nodes on 127.0.3.1-3 (IP-address URLs), all with `opts`, linked.
