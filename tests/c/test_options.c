@@ -65,40 +65,42 @@ static double closed_after(int s, double wait) {
   return -1;
 }
 
-/* Sends a GET on a new connection; the status of the answer (0: none). */
-static int get_status(const cache_pool *p, const char *path) {
+/* Sends `head` and then `body` (`len` bytes) on a new connection; the
+ * status of the answer (0: none). */
+static int status_of(const cache_pool *p, const char *head, const char *body, size_t len) {
   int s = connect_to(p);
-  char req[256], resp[512] = {0};
-  snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", path);
-  CHECK(write(s, req, strlen(req)) == (ssize_t)strlen(req));
+  char resp[512] = {0};
+  CHECK(write(s, head, strlen(head)) == (ssize_t)strlen(head));
+  if (len) CHECK(write(s, body, len) == (ssize_t)len);
   ssize_t got = 0, r;
   while (got < (ssize_t)sizeof resp - 1 && (r = read(s, resp + got, sizeof resp - 1 - (size_t)got)) > 0) got += r;
   close(s);
   return strncmp(resp, "HTTP/1.1 ", 9) == 0 ? atoi(resp + 9) : 0;
 }
 
+/* Sends a GET on a new connection; the status of the answer (0: none). */
+static int get_status(const cache_pool *p, const char *path) {
+  char req[256];
+  snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", path);
+  return status_of(p, req, NULL, 0);
+}
+
 /* Sends a batch request for `n` keys ("a", "b", ...) of `group` on a new
  * connection (the GetManyRequest written by hand: field 2, one byte each);
  * the status of the answer (0: none). */
 static int batch_status(const cache_pool *p, const char *group, int n) {
-  int s = connect_to(p);
-  char body[64], req[256], resp[512] = {0};
+  char body[64], req[256];
   size_t len = 0;
   for (int i = 0; i < n && len + 3 <= sizeof body; i++) {
     body[len++] = 0x12;
     body[len++] = 1;
     body[len++] = (char)('a' + i);
   }
-  int h = snprintf(req, sizeof req,
-                   "POST /_groupcache/%s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
-                   "Content-Length: %zu\r\n\r\n",
-                   group, len);
-  CHECK(write(s, req, (size_t)h) == h);
-  CHECK(write(s, body, len) == (ssize_t)len);
-  ssize_t got = 0, r;
-  while (got < (ssize_t)sizeof resp - 1 && (r = read(s, resp + got, sizeof resp - 1 - (size_t)got)) > 0) got += r;
-  close(s);
-  return strncmp(resp, "HTTP/1.1 ", 9) == 0 ? atoi(resp + 9) : 0;
+  snprintf(req, sizeof req,
+           "POST /_groupcache/%s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+           "Content-Length: %zu\r\n\r\n",
+           group, len);
+  return status_of(p, req, body, len);
 }
 
 static void server_limits(void) {
