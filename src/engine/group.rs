@@ -435,15 +435,15 @@ impl Group {
         // would waste a 10 MB load's worth of memory bandwidth.
         self.check_open()?;
         check_key(key)?;
-        self.counters.inc(Counter::Gets);
         let hash = self.store.hash(key);
         {
             let pin = reclaim::pin();
             // A hit shares the cache's own copy (no copy of a large value).
             if let Some(hit) = self.store.get_shared(key, hash, &pin) {
-                return Ok(self.count_hit(hit));
+                return Ok(self.count_get_hit(hit));
             }
         }
+        self.counters.inc(Counter::Gets);
         Ok(self.load(key, hash, true)?.value)
     }
 
